@@ -1,0 +1,1 @@
+pub const ENTRY_SIZE: usize = 20;
