@@ -21,7 +21,9 @@ impl std::str::FromStr for FlushDiskType {
         match s {
             "ASYNC_FLUSH" => Ok(FlushDiskType::AsyncFlush),
             "SYNC_FLUSH" => Ok(FlushDiskType::SyncFlush),
-            other => Err(format!("flushDiskType must be ASYNC_FLUSH or SYNC_FLUSH, not {other:?}")),
+            other => Err(format!(
+                "flushDiskType must be ASYNC_FLUSH or SYNC_FLUSH, not {other:?}"
+            )),
         }
     }
 }
@@ -105,7 +107,8 @@ impl StoreConfig {
             clean_resource_interval: Duration::from_secs(10),
             delete_file_batch_max: 10,
             max_message_size: 4 * 1024 * 1024,
-            message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".into(),
+            message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
+                .into(),
             store_host: SocketAddr::from(([127, 0, 0, 1], 10911)),
         }
     }
@@ -118,7 +121,9 @@ impl StoreConfig {
             .filter(|s| !s.is_empty())
             .map(|s| match s.parse::<u32>() {
                 Ok(h) if h < 24 => Ok(h),
-                _ => Err(format!("deleteWhen: {s:?} is not an hour of the day (00-23)")),
+                _ => Err(format!(
+                    "deleteWhen: {s:?} is not an hour of the day (00-23)"
+                )),
             })
             .collect()
     }
@@ -138,7 +143,11 @@ impl StoreConfig {
                     "m" => n * 60,
                     "h" => n * 3600,
                     "d" => n * 86400,
-                    _ => return Err(format!("messageDelayLevel: bad unit in {item:?} (s, m, h or d)")),
+                    _ => {
+                        return Err(format!(
+                            "messageDelayLevel: bad unit in {item:?} (s, m, h or d)"
+                        ))
+                    }
                 };
                 Ok(Duration::from_secs(secs))
             })

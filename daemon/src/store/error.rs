@@ -65,6 +65,15 @@ pub enum StoreError {
         /// The store root.
         path: PathBuf,
     },
+    /// Stored data that should be valid is not (found after recovery, so the
+    /// store reports it rather than guessing).
+    #[error("corrupt data at commit log offset {offset}: {why}")]
+    Corrupt {
+        /// Where in the CommitLog.
+        offset: i64,
+        /// What is wrong.
+        why: String,
+    },
     /// The configuration cannot work.
     #[error("invalid store configuration: {0}")]
     Config(String),

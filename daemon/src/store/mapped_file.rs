@@ -74,12 +74,17 @@ impl MappedFile {
             .create_new(true)
             .open(path)
             .map_err(|e| StoreError::io("create", path, e))?;
-        let len = i64::try_from(size).map_err(|_| StoreError::Config(format!("file size {size} too large")))?;
+        let len = i64::try_from(size)
+            .map_err(|_| StoreError::Config(format!("file size {size} too large")))?;
         if let Err(errno) = nix::fcntl::posix_fallocate(file.as_raw_fd(), 0, len) {
             // Leave no half-made file behind to confuse the next start.
             drop(file);
             let _ = std::fs::remove_file(path);
-            return Err(StoreError::io("reserve space for", path, io::Error::from(errno)));
+            return Err(StoreError::io(
+                "reserve space for",
+                path,
+                io::Error::from(errno),
+            ));
         }
         Self::map(path.to_path_buf(), file, base, size, 0)
     }
@@ -109,7 +114,8 @@ impl MappedFile {
                 "{} is {actual} bytes, expected {size}: growing it (a crash during creation?)",
                 path.display()
             );
-            let len = i64::try_from(size).map_err(|_| StoreError::Config(format!("file size {size} too large")))?;
+            let len = i64::try_from(size)
+                .map_err(|_| StoreError::Config(format!("file size {size} too large")))?;
             nix::fcntl::posix_fallocate(file.as_raw_fd(), 0, len)
                 .map_err(|e| StoreError::io("reserve space for", path, io::Error::from(e)))?;
         }
@@ -117,7 +123,8 @@ impl MappedFile {
     }
 
     fn map(path: PathBuf, file: File, base: u64, size: usize, position: usize) -> Result<Self> {
-        let length = NonZeroUsize::new(size).ok_or_else(|| StoreError::Config("file size 0".into()))?;
+        let length =
+            NonZeroUsize::new(size).ok_or_else(|| StoreError::Config("file size 0".into()))?;
         // SAFETY: a fresh shared mapping of a file we just opened read-write and
         // sized to `length`; nothing else in this process maps it. Other
         // processes could, but the store's lock file keeps other mq instances out.
@@ -204,9 +211,20 @@ impl MappedFile {
     /// If the range is outside the file: a caller bug, never input-driven (callers
     /// compute positions from checked values).
     pub fn write_at(&self, pos: usize, bytes: &[u8]) {
-        let end = pos.checked_add(bytes.len()).expect("write position overflows");
-        assert!(end <= self.size, "write of {}..{end} past the end of {}", pos, self.path.display());
-        assert!(!self.deleted.load(Ordering::Relaxed), "write to deleted file {}", self.path.display());
+        let end = pos
+            .checked_add(bytes.len())
+            .expect("write position overflows");
+        assert!(
+            end <= self.size,
+            "write of {}..{end} past the end of {}",
+            pos,
+            self.path.display()
+        );
+        assert!(
+            !self.deleted.load(Ordering::Relaxed),
+            "write to deleted file {}",
+            self.path.display()
+        );
         // SAFETY: `pos..end` lies inside the mapping (checked above); the single
         // writer is the only one touching bytes at or above the write position,
         // and readers of below-the-write-position bytes never see these (the
@@ -424,7 +442,12 @@ pub fn list_offset_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     for entry in entries {
         let entry = entry.map_err(|e| StoreError::io("list", dir, e))?;
         let name = entry.file_name();
-        match name.to_str().and_then(parse_offset_file_name) {
+        let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+        match name
+            .to_str()
+            .and_then(parse_offset_file_name)
+            .filter(|_| is_file)
+        {
             Some(offset) => out.push((offset, entry.path())),
             None => log::warn!("ignoring stray file {}", entry.path().display()),
         }
@@ -455,10 +478,16 @@ mod tests {
         drop(file);
 
         let again = MappedFile::open(&path, 0, 8192).unwrap();
-        assert_eq!(again.slice_unchecked_position(0, 11), Some(&b"hello world"[..]));
+        assert_eq!(
+            again.slice_unchecked_position(0, 11),
+            Some(&b"hello world"[..])
+        );
         again.set_positions(5);
         again.zero_from(5).unwrap();
-        assert_eq!(again.slice_unchecked_position(0, 11), Some(&b"hello\0\0\0\0\0\0"[..]));
+        assert_eq!(
+            again.slice_unchecked_position(0, 11),
+            Some(&b"hello\0\0\0\0\0\0"[..])
+        );
     }
 
     #[test]
@@ -476,7 +505,10 @@ mod tests {
     #[test]
     fn file_names_are_twenty_digits() {
         assert_eq!(offset_file_name(1073741824), "00000000001073741824");
-        assert_eq!(parse_offset_file_name("00000000001073741824"), Some(1073741824));
+        assert_eq!(
+            parse_offset_file_name("00000000001073741824"),
+            Some(1073741824)
+        );
         assert_eq!(parse_offset_file_name("1073741824"), None);
         assert_eq!(parse_offset_file_name("0000000000107374182x"), None);
     }

@@ -1,16 +1,35 @@
 //! The message store: one CommitLog for every topic, and the ConsumeQueues and
 //! IndexFiles derived from it.
 //!
+//! - [`message_store`]: [`MessageStore`], the whole store as the broker uses it.
+//! - [`commit_log`]: the sequential log of every message, in mapped segments.
+//! - [`consume_queue`]: per topic and queue, 20-byte entries pointing into the log.
+//! - [`index_file`]: the key index (RocketMQ's IndexFile layout).
+//! - [`dispatch`]: the thread that builds queues and index from the log.
+//! - [`flush`]: ASYNC_FLUSH and SYNC_FLUSH (group commit).
+//! - [`recovery`]: finding the valid end of the log after a clean stop or a crash.
+//! - [`checkpoint`]: flush times that tell crash recovery where to start.
+//! - [`retention`]: deleting expired segments, and the disk-full guard.
 //! - [`mapped_file`]: fixed-size mmap'd files with write and flush positions.
 //! - [`config`]: settings, named after RocketMQ's `MessageStoreConfig`.
 //! - [`error`]: the store's error type.
-//! - [`consume_queue`]: per topic and queue, 20-byte entries pointing into the log.
-//! - [`index_file`]: the key index (RocketMQ's IndexFile layout).
 
+pub mod checkpoint;
+pub mod commit_log;
 pub mod config;
 pub mod consume_queue;
+pub mod dispatch;
 pub mod error;
+pub mod flush;
 pub mod index_file;
 pub mod mapped_file;
+pub mod message_store;
+pub mod recovery;
+pub mod retention;
 #[cfg(test)]
 pub(crate) mod test_util;
+
+pub use commit_log::{AppendResult, PutMessage, RecordBytes};
+pub use config::{FlushDiskType, StoreConfig};
+pub use error::StoreError;
+pub use message_store::{Durability, GetResult, GetStatus, MessageStore, Stored};

@@ -227,7 +227,8 @@ impl<'a> StoredMessage<'a> {
             });
         }
         let hosts = host_len(self.born_host.is_ipv6()) + host_len(self.store_host.is_ipv6());
-        let len = FIXED_LEN_V4 - 16 + hosts + self.body.len() + self.topic.len() + self.properties.len();
+        let len =
+            FIXED_LEN_V4 - 16 + hosts + self.body.len() + self.topic.len() + self.properties.len();
         if i32::try_from(len).is_err() {
             return Err(EncodeError::BodyTooLarge {
                 len: self.body.len(),
@@ -459,7 +460,10 @@ pub fn store_timestamp_pos(sys_flag: i32) -> usize {
 
 /// Decodes every record of a PULL_MESSAGE body (records back to back). Stops with
 /// an error at the first malformed record rather than silently, as Java does.
-pub fn decode_records(mut buf: &[u8], verify_crc: bool) -> Result<Vec<StoredMessage<'_>>, DecodeError> {
+pub fn decode_records(
+    mut buf: &[u8],
+    verify_crc: bool,
+) -> Result<Vec<StoredMessage<'_>>, DecodeError> {
     let mut out = Vec::new();
     while !buf.is_empty() {
         match decode_record(buf, verify_crc)? {
@@ -522,7 +526,10 @@ mod tests {
             panic!("not a message")
         };
         assert_eq!(back.sys_flag & sys_flag::BORNHOST_V6, sys_flag::BORNHOST_V6);
-        assert_eq!(back.sys_flag & sys_flag::STOREHOST_V6, sys_flag::STOREHOST_V6);
+        assert_eq!(
+            back.sys_flag & sys_flag::STOREHOST_V6,
+            sys_flag::STOREHOST_V6
+        );
         assert_eq!(back.born_host, msg.born_host);
         assert_eq!(back.store_host, msg.store_host);
         assert_eq!(store_timestamp_pos(back.sys_flag), 68);
@@ -555,20 +562,32 @@ mod tests {
 
         let mut bad = good.clone();
         bad[0..4].copy_from_slice(&(i32::MAX).to_be_bytes());
-        assert!(matches!(decode_record(&bad, true), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            decode_record(&bad, true),
+            Err(DecodeError::Truncated { .. })
+        ));
 
         let mut bad = good.clone();
         bad[0..4].copy_from_slice(&(-5i32).to_be_bytes());
-        assert_eq!(decode_record(&bad, true), Err(DecodeError::BadTotalSize(-5)));
+        assert_eq!(
+            decode_record(&bad, true),
+            Err(DecodeError::BadTotalSize(-5))
+        );
 
         let mut bad = good.clone();
         bad[4] ^= 0xFF;
-        assert!(matches!(decode_record(&bad, true), Err(DecodeError::BadMagic(_))));
+        assert!(matches!(
+            decode_record(&bad, true),
+            Err(DecodeError::BadMagic(_))
+        ));
 
         let mut bad = good.clone();
         let body_pos = 88;
         bad[body_pos] ^= 0x01;
-        assert!(matches!(decode_record(&bad, true), Err(DecodeError::BadCrc { .. })));
+        assert!(matches!(
+            decode_record(&bad, true),
+            Err(DecodeError::BadCrc { .. })
+        ));
         assert!(decode_record(&bad, false).is_ok());
 
         // A body length that runs past TOTALSIZE.

@@ -1,0 +1,675 @@
+//! The CommitLog: one sequential log of every message of every topic, in fixed-size
+//! mapped segments named by their 20-digit start offset.
+//!
+//! An append encodes its records outside any lock, then, in one short critical
+//! section, assigns queue offsets and physical offsets, stamps the store time and
+//! copies the bytes into the mapping. A batch is one append. A record that does
+//! not fit the rest of a segment (with 8 bytes to spare) leaves a blank marker and
+//! goes to the next segment, which a background thread has usually created already.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mq::protocol::message::{
+    self, sys_flag, Record, StoredMessage, BLANK_MAGIC, BLANK_MARKER_LEN, PHYSICAL_OFFSET_POS,
+    QUEUE_OFFSET_POS,
+};
+
+use super::error::{Result, StoreError};
+use super::mapped_file::{list_offset_files, offset_file_name, MappedFile};
+
+/// A message as a producer hands it to the store; the store adds the queue
+/// offset, physical offset, store time and store host.
+#[derive(Debug, Clone)]
+pub struct PutMessage<'a> {
+    /// Topic, at most 127 bytes.
+    pub topic: &'a str,
+    /// Queue within the topic.
+    pub queue_id: i32,
+    /// User flag.
+    pub flag: i32,
+    /// [`sys_flag`] bits (compression, transaction type); host bits are derived.
+    pub sys_flag: i32,
+    /// When the producer made it (ms).
+    pub born_timestamp: i64,
+    /// The producer's address.
+    pub born_host: SocketAddr,
+    /// Times consumed before (retries).
+    pub reconsume_times: i32,
+    /// Offset of the half message, for transaction commit and rollback records.
+    pub prepared_transaction_offset: i64,
+    /// The body as it will be stored.
+    pub body: &'a [u8],
+    /// The properties string.
+    pub properties: &'a str,
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendResult {
+    /// Physical offset of the first record.
+    pub wrote_offset: i64,
+    /// Bytes appended (all records, not counting a blank marker).
+    pub wrote_bytes: usize,
+    /// Physical offset and queue offset of each message, in order.
+    pub messages: Vec<(i64, i64)>,
+    /// The store timestamp stamped on every record of the append.
+    pub store_timestamp: i64,
+}
+
+impl AppendResult {
+    /// Offset just past the last appended byte: what a flush must reach.
+    pub fn end_offset(&self) -> i64 {
+        self.wrote_offset + self.wrote_bytes as i64
+    }
+}
+
+/// Records encoded outside the lock, waiting for offsets.
+struct Encoded {
+    bytes: Vec<u8>,
+    /// Start and length of each record within `bytes`.
+    records: Vec<(usize, usize)>,
+}
+
+/// State that only the appender touches, under one lock.
+struct AppendState {
+    /// Next queue offset per topic and queue id.
+    queue_offsets: HashMap<String, HashMap<i32, i64>>,
+    /// The segment being written.
+    current: Option<Arc<MappedFile>>,
+}
+
+/// The one log of the store.
+pub struct CommitLog {
+    dir: PathBuf,
+    file_size: usize,
+    /// Every live segment, oldest first, contiguous.
+    files: RwLock<Vec<Arc<MappedFile>>>,
+    append: Mutex<AppendState>,
+    allocator: Arc<Allocator>,
+    store_host: SocketAddr,
+    max_message_size: usize,
+    /// Store time of the last appended record; with the write position it tells
+    /// the flusher which store time its flush covers.
+    last_store_timestamp: AtomicI64,
+    /// Offset up to which data is known to be flushed.
+    flushed_where: AtomicI64,
+    /// Set at shutdown; appends then fail with [`StoreError::Closed`].
+    closed: AtomicBool,
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl CommitLog {
+    /// Maps the segments in `dir` (created if missing). Positions are set by
+    /// recovery ([`super::recovery`]) before the log is used.
+    pub fn load(
+        dir: &Path,
+        file_size: usize,
+        store_host: SocketAddr,
+        max_message_size: usize,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io("create", dir, e))?;
+        let mut files = Vec::new();
+        for (base, path) in list_offset_files(dir)? {
+            if base % file_size as u64 != 0 {
+                return Err(StoreError::Config(format!(
+                    "{} does not start at a multiple of the segment size {file_size}; \
+                     was the store made with another mappedFileSizeCommitLog?",
+                    path.display()
+                )));
+            }
+            if let Some(prev) = files.last().map(|f: &Arc<MappedFile>| f.base()) {
+                if base != prev + file_size as u64 {
+                    return Err(StoreError::Config(format!(
+                        "commit log segment {} is missing (next is {}); refusing to open a log with a hole",
+                        offset_file_name(prev + file_size as u64),
+                        path.display()
+                    )));
+                }
+            }
+            files.push(Arc::new(MappedFile::open(&path, base, file_size)?));
+        }
+        let current = files.last().cloned();
+        Ok(CommitLog {
+            dir: dir.to_path_buf(),
+            file_size,
+            files: RwLock::new(files),
+            append: Mutex::new(AppendState {
+                queue_offsets: HashMap::new(),
+                current,
+            }),
+            allocator: Allocator::start(dir.to_path_buf(), file_size),
+            store_host,
+            max_message_size,
+            last_store_timestamp: AtomicI64::new(0),
+            flushed_where: AtomicI64::new(0),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The segment directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Bytes per segment.
+    pub fn file_size(&self) -> usize {
+        self.file_size
+    }
+
+    /// A snapshot of the live segments, oldest first.
+    pub fn files(&self) -> Vec<Arc<MappedFile>> {
+        self.files
+            .read()
+            .expect("commit log file list poisoned")
+            .clone()
+    }
+
+    /// Offset of the first byte still stored.
+    pub fn min_offset(&self) -> i64 {
+        let files = self.files.read().expect("commit log file list poisoned");
+        files.first().map_or(0, |f| f.base() as i64)
+    }
+
+    /// Offset just past the last written byte.
+    pub fn max_offset(&self) -> i64 {
+        let files = self.files.read().expect("commit log file list poisoned");
+        files
+            .last()
+            .map_or(0, |f| (f.base() + f.wrote_position() as u64) as i64)
+    }
+
+    /// Offset up to which everything is flushed.
+    pub fn flushed_offset(&self) -> i64 {
+        self.flushed_where.load(Ordering::Acquire)
+    }
+
+    /// Store timestamp of the last appended record.
+    pub fn last_store_timestamp(&self) -> i64 {
+        self.last_store_timestamp.load(Ordering::Acquire)
+    }
+
+    /// The segment holding `offset`, if it is still stored.
+    pub fn file_for(&self, offset: i64) -> Option<Arc<MappedFile>> {
+        let offset = u64::try_from(offset).ok()?;
+        let files = self.files.read().expect("commit log file list poisoned");
+        let first = files.first()?.base();
+        let index = usize::try_from(offset.checked_sub(first)? / self.file_size as u64).ok()?;
+        files.get(index).cloned()
+    }
+
+    /// The bytes of the record at `offset` whose size the caller knows (from a
+    /// ConsumeQueue entry), if they are stored and written.
+    pub fn read(&self, offset: i64, size: usize) -> Option<RecordBytes> {
+        let file = self.file_for(offset)?;
+        let pos = usize::try_from(offset as u64 - file.base()).ok()?;
+        file.slice(pos, size)?;
+        Some(RecordBytes {
+            file,
+            pos,
+            len: size,
+        })
+    }
+
+    /// The record starting at `offset`, its size read from the log itself.
+    pub fn read_record(&self, offset: i64) -> Option<RecordBytes> {
+        let file = self.file_for(offset)?;
+        let pos = usize::try_from(offset as u64 - file.base()).ok()?;
+        let (size, magic) = message::peek_header(file.slice(pos, BLANK_MARKER_LEN)?)?;
+        if magic != message::MESSAGE_MAGIC {
+            return None;
+        }
+        self.read(offset, usize::try_from(size).ok()?)
+    }
+
+    /// Store timestamp of the record at `offset` with `size` bytes (the
+    /// ConsumeQueue's time search uses it).
+    pub fn store_timestamp_at(&self, offset: i64, size: i32) -> Option<i64> {
+        let record = self.read(offset, usize::try_from(size).ok()?)?;
+        let flag = i32::from_be_bytes(
+            record
+                .get(message::SYS_FLAG_POS..message::SYS_FLAG_POS + 4)?
+                .try_into()
+                .ok()?,
+        );
+        let pos = message::store_timestamp_pos(flag);
+        Some(i64::from_be_bytes(
+            record.get(pos..pos + 8)?.try_into().ok()?,
+        ))
+    }
+
+    /// Encodes `messages` (outside any lock).
+    fn encode(&self, messages: &[PutMessage<'_>]) -> Result<Encoded> {
+        if messages.is_empty() {
+            return Err(StoreError::EmptyBatch);
+        }
+        let mut bytes = Vec::new();
+        let mut records = Vec::with_capacity(messages.len());
+        for m in messages {
+            if m.body.len() > self.max_message_size {
+                return Err(StoreError::MessageTooLarge {
+                    size: m.body.len(),
+                    limit: self.max_message_size,
+                });
+            }
+            let record = StoredMessage {
+                body_crc: 0,
+                queue_id: m.queue_id,
+                flag: m.flag,
+                queue_offset: 0,
+                physical_offset: 0,
+                sys_flag: m.sys_flag,
+                born_timestamp: m.born_timestamp,
+                born_host: m.born_host,
+                store_timestamp: 0,
+                store_host: self.store_host,
+                reconsume_times: m.reconsume_times,
+                prepared_transaction_offset: m.prepared_transaction_offset,
+                body: m.body,
+                topic: m.topic,
+                properties: m.properties,
+            };
+            let start = bytes.len();
+            let len = record.encode_into(&mut bytes)?;
+            records.push((start, len));
+        }
+        // A segment must hold the whole append plus room for a blank marker.
+        if bytes.len() + BLANK_MARKER_LEN > self.file_size {
+            return Err(StoreError::MessageTooLarge {
+                size: bytes.len(),
+                limit: self.file_size - BLANK_MARKER_LEN,
+            });
+        }
+        Ok(Encoded { bytes, records })
+    }
+
+    /// Appends `messages` as one unit: consecutive physical offsets, and within a
+    /// queue consecutive queue offsets. Returns once the bytes are in the mapping
+    /// (flushing is the caller's business).
+    pub fn append(&self, messages: &[PutMessage<'_>]) -> Result<AppendResult> {
+        let mut encoded = self.encode(messages)?;
+        let total = encoded.bytes.len();
+        let mut state = self.append.lock().expect("append lock poisoned");
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let file = self.writable_file(&mut state, total)?;
+        let store_timestamp = now_ms();
+        let wrote_offset = (file.base() + file.wrote_position() as u64) as i64;
+        let mut placed = Vec::with_capacity(messages.len());
+        for (m, &(start, len)) in messages.iter().zip(&encoded.records) {
+            let phys = wrote_offset + start as i64;
+            // Half messages and rollbacks never reach a ConsumeQueue, so they do not
+            // take a queue offset (RocketMQ stores 0 for them).
+            let tx = sys_flag::transaction_type(m.sys_flag);
+            let takes_offset =
+                tx != sys_flag::TRANSACTION_PREPARED && tx != sys_flag::TRANSACTION_ROLLBACK;
+            let queue_offset = if takes_offset {
+                let next = next_queue_offset(&mut state.queue_offsets, m.topic, m.queue_id);
+                let offset = *next;
+                *next += 1;
+                offset
+            } else {
+                0
+            };
+            let rec = &mut encoded.bytes[start..start + len];
+            rec[QUEUE_OFFSET_POS..QUEUE_OFFSET_POS + 8]
+                .copy_from_slice(&queue_offset.to_be_bytes());
+            rec[PHYSICAL_OFFSET_POS..PHYSICAL_OFFSET_POS + 8].copy_from_slice(&phys.to_be_bytes());
+            let flag = i32::from_be_bytes(
+                rec[message::SYS_FLAG_POS..message::SYS_FLAG_POS + 4]
+                    .try_into()
+                    .expect("4 bytes"),
+            );
+            let ts = message::store_timestamp_pos(flag);
+            rec[ts..ts + 8].copy_from_slice(&store_timestamp.to_be_bytes());
+            placed.push((phys, queue_offset));
+        }
+        file.append(&encoded.bytes);
+        self.last_store_timestamp
+            .store(store_timestamp, Ordering::Release);
+        drop(state);
+        Ok(AppendResult {
+            wrote_offset,
+            wrote_bytes: total,
+            messages: placed,
+            store_timestamp,
+        })
+    }
+
+    /// The segment to write `len` bytes to, rolling over (blank marker, next
+    /// segment) when they do not fit with 8 bytes to spare.
+    fn writable_file(&self, state: &mut AppendState, len: usize) -> Result<Arc<MappedFile>> {
+        if let Some(file) = &state.current {
+            if len + BLANK_MARKER_LEN <= file.remaining() {
+                return Ok(file.clone());
+            }
+        }
+        let next_base = match &state.current {
+            Some(file) => {
+                if !file.is_full() {
+                    let mut marker = [0u8; BLANK_MARKER_LEN];
+                    let remaining = i32::try_from(file.remaining()).expect("segment size fits i32");
+                    marker[..4].copy_from_slice(&remaining.to_be_bytes());
+                    marker[4..].copy_from_slice(&BLANK_MAGIC.to_be_bytes());
+                    file.append(&marker);
+                    file.set_wrote_position(file.size());
+                }
+                file.base() + self.file_size as u64
+            }
+            None => 0,
+        };
+        let next = self.allocator.take(next_base)?;
+        self.files
+            .write()
+            .expect("commit log file list poisoned")
+            .push(next.clone());
+        state.current = Some(next.clone());
+        self.allocator.request(next_base + self.file_size as u64);
+        Ok(next)
+    }
+
+    /// Sets the next queue offset of every queue (after recovery).
+    pub fn set_queue_offsets(&self, offsets: HashMap<String, HashMap<i32, i64>>) {
+        self.append
+            .lock()
+            .expect("append lock poisoned")
+            .queue_offsets = offsets;
+    }
+
+    /// The next queue offset that `topic`/`queue_id` will get.
+    pub fn next_queue_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        let state = self.append.lock().expect("append lock poisoned");
+        state
+            .queue_offsets
+            .get(topic)
+            .and_then(|q| q.get(&queue_id))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Forgets the queue offsets of a deleted topic.
+    pub fn remove_topic(&self, topic: &str) {
+        self.append
+            .lock()
+            .expect("append lock poisoned")
+            .queue_offsets
+            .remove(topic);
+    }
+
+    /// Flushes every segment up to the write position. Returns the flushed offset.
+    pub fn flush(&self) -> Result<i64> {
+        loop {
+            let from = self.flushed_where.load(Ordering::Acquire);
+            let Some(file) = self.file_for(from) else {
+                // Retention may have removed the segment the flush position was in.
+                let min = self.min_offset();
+                if from < min && self.file_for(min).is_some() {
+                    self.flushed_where.fetch_max(min, Ordering::AcqRel);
+                    continue;
+                }
+                return Ok(from);
+            };
+            let flushed = file.flush()?;
+            let reached = (file.base() + flushed as u64) as i64;
+            self.flushed_where.fetch_max(reached, Ordering::AcqRel);
+            // Move on only when this segment is complete and a later one exists.
+            if flushed < file.size() || self.file_for(reached).is_none() {
+                return Ok(self.flushed_where.load(Ordering::Acquire));
+            }
+        }
+    }
+
+    /// Sets where flushing stands (after recovery).
+    pub fn set_flushed_offset(&self, offset: i64) {
+        self.flushed_where.store(offset, Ordering::Release);
+    }
+
+    /// Drops every segment that starts after `end` (recovery truncation; they hold
+    /// nothing valid, or are empty pre-created segments) and continues appending
+    /// in the last one left. Logs what it deletes.
+    pub fn truncate_to(&self, end: i64) -> Result<()> {
+        let mut files = self.files.write().expect("commit log file list poisoned");
+        let mut state = self.append.lock().expect("append lock poisoned");
+        while let Some(last) = files.last() {
+            if last.base() as i64 <= end {
+                break;
+            }
+            log::info!(
+                "recovery: removing commit log segment {} after the recovered end {end}",
+                last.path().display()
+            );
+            last.destroy()?;
+            files.pop();
+        }
+        state.current = files.last().cloned();
+        Ok(())
+    }
+
+    /// Deletes the oldest segments whose last modification is older than
+    /// `expired_before` (or all eligible ones when `force`), never the segment
+    /// being written and never a segment the dispatcher has not finished
+    /// (`dispatched`). At most `max` per call. Returns how many were deleted.
+    pub fn delete_expired(
+        &self,
+        expired_before: SystemTime,
+        force: bool,
+        dispatched: i64,
+        max: usize,
+    ) -> Result<usize> {
+        let mut deleted = 0;
+        while deleted < max {
+            let candidate = {
+                let files = self.files.read().expect("commit log file list poisoned");
+                if files.len() <= 1 {
+                    break;
+                }
+                files[0].clone()
+            };
+            let end = (candidate.base() + candidate.size() as u64) as i64;
+            if end > dispatched || end > self.flushed_offset() {
+                break;
+            }
+            if !force && candidate.modified()? >= expired_before {
+                break;
+            }
+            log::info!(
+                "retention: deleting commit log segment {}{}",
+                candidate.path().display(),
+                if force {
+                    " (disk nearly full)"
+                } else {
+                    " (expired)"
+                }
+            );
+            {
+                let mut files = self.files.write().expect("commit log file list poisoned");
+                if files.first().map(|f| f.base()) == Some(candidate.base()) {
+                    files.remove(0);
+                }
+            }
+            candidate.destroy()?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    /// Refuses further appends (shutdown) and waits for the one in progress.
+    pub fn close(&self) {
+        let _state = self.append.lock().expect("append lock poisoned");
+        self.closed.store(true, Ordering::Release);
+        self.allocator.stop();
+    }
+}
+
+/// The next queue offset slot of a queue, creating it at 0. Allocates the topic
+/// string only the first time a topic is seen.
+fn next_queue_offset<'a>(
+    table: &'a mut HashMap<String, HashMap<i32, i64>>,
+    topic: &str,
+    queue_id: i32,
+) -> &'a mut i64 {
+    if !table.contains_key(topic) {
+        table.insert(topic.to_owned(), HashMap::new());
+    }
+    table
+        .get_mut(topic)
+        .expect("inserted above")
+        .entry(queue_id)
+        .or_insert(0)
+}
+
+/// A record's bytes inside a segment; keeps the segment mapped while held.
+pub struct RecordBytes {
+    file: Arc<MappedFile>,
+    pos: usize,
+    len: usize,
+}
+
+impl std::ops::Deref for RecordBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.file
+            .slice(self.pos, self.len)
+            .expect("range was checked when the RecordBytes was made")
+    }
+}
+
+impl RecordBytes {
+    /// Decodes the record (without checking the CRC).
+    pub fn decode(&self) -> Option<StoredMessage<'_>> {
+        match message::decode_record(self, false) {
+            Ok(Record::Message(msg, _)) => Some(msg),
+            _ => None,
+        }
+    }
+}
+
+/// Creates the next segment ahead of time on its own thread, so that an append
+/// crossing into a new segment does not wait for file creation and `fallocate`.
+pub(crate) struct Allocator {
+    dir: PathBuf,
+    file_size: usize,
+    slot: Mutex<AllocSlot>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct AllocSlot {
+    /// The base the thread should create next.
+    requested: Option<u64>,
+    /// The outcome of the last creation, by base.
+    ready: Option<(u64, Result<Arc<MappedFile>>)>,
+    /// The thread is creating a file now.
+    busy: bool,
+    stop: bool,
+}
+
+impl Allocator {
+    fn start(dir: PathBuf, file_size: usize) -> Arc<Self> {
+        let alloc = Arc::new(Allocator {
+            dir,
+            file_size,
+            slot: Mutex::new(AllocSlot::default()),
+            changed: Condvar::new(),
+        });
+        let worker = alloc.clone();
+        // Detached on purpose: the thread ends when `stop` is set at close.
+        std::thread::Builder::new()
+            .name("mq-allocate".into())
+            .spawn(move || worker.run())
+            .expect("spawn allocator thread");
+        alloc
+    }
+
+    fn path_for(&self, base: u64) -> PathBuf {
+        self.dir.join(offset_file_name(base))
+    }
+
+    fn run(&self) {
+        let mut slot = self.slot.lock().expect("allocator lock poisoned");
+        loop {
+            if slot.stop {
+                return;
+            }
+            let Some(base) = slot.requested.take() else {
+                slot = self.changed.wait(slot).expect("allocator lock poisoned");
+                continue;
+            };
+            slot.busy = true;
+            drop(slot);
+            let made = MappedFile::create(&self.path_for(base), base, self.file_size).map(Arc::new);
+            if let Err(e) = &made {
+                log::warn!("pre-creating commit log segment {base}: {e}");
+            }
+            slot = self.slot.lock().expect("allocator lock poisoned");
+            slot.busy = false;
+            // A segment made for a base nobody took (after a stop) is removed below.
+            slot.ready = Some((base, made));
+            self.changed.notify_all();
+        }
+    }
+
+    /// Asks for the segment at `base` to be created in the background.
+    fn request(&self, base: u64) {
+        let mut slot = self.slot.lock().expect("allocator lock poisoned");
+        if matches!(&slot.ready, Some((b, Ok(_))) if *b == base) || slot.stop {
+            return;
+        }
+        slot.requested = Some(base);
+        self.changed.notify_all();
+    }
+
+    /// The segment at `base`: the pre-created one if it is ready or being made,
+    /// otherwise created now. A failed background creation is retried here once,
+    /// so a full disk that has since been cleaned does not stick.
+    fn take(&self, base: u64) -> Result<Arc<MappedFile>> {
+        let mut slot = self.slot.lock().expect("allocator lock poisoned");
+        loop {
+            match slot.ready.take() {
+                Some((b, Ok(file))) if b == base => return Ok(file),
+                Some((b, Ok(file))) => {
+                    log::warn!("dropping pre-created segment {b}, wanted {base}");
+                    let _ = file.destroy();
+                }
+                Some(_) | None => {}
+            }
+            if slot.busy || slot.requested == Some(base) && !slot.stop {
+                slot = self.changed.wait(slot).expect("allocator lock poisoned");
+                continue;
+            }
+            break;
+        }
+        drop(slot);
+        let path = self.path_for(base);
+        // A pre-created file left by a previous run (named but never written to)
+        // is reused rather than refused.
+        if path.exists() {
+            return MappedFile::open(&path, base, self.file_size).map(|f| {
+                f.set_positions(0);
+                Arc::new(f)
+            });
+        }
+        MappedFile::create(&path, base, self.file_size).map(Arc::new)
+    }
+
+    fn stop(&self) {
+        let mut slot = self.slot.lock().expect("allocator lock poisoned");
+        slot.stop = true;
+        // The pre-created segment stays on disk: it is empty, and the next start
+        // reuses it as the next segment.
+        slot.ready = None;
+        self.changed.notify_all();
+    }
+}

@@ -1,0 +1,295 @@
+//! The dispatcher ("reput" in RocketMQ): a thread that follows the CommitLog
+//! behind its write position and, for each new record, appends the 20-byte entry
+//! to the record's ConsumeQueue and indexes its keys. The CommitLog stays the one
+//! truth; everything here can be rebuilt by dispatching again, which recovery does.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use mq::protocol::message::{self, sys_flag, Record, StoredMessage, BLANK_MARKER_LEN};
+use mq::protocol::properties::{self, keys, KEY_SEPARATOR};
+
+use super::commit_log::CommitLog;
+use super::consume_queue::{ConsumeQueues, CqEntry};
+use super::error::{Result, StoreError};
+use super::index_file::IndexService;
+
+/// The topic delayed messages wait in; its tag codes are delivery times.
+pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+
+/// A message that has reached its ConsumeQueue (long polling listens for these).
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival<'a> {
+    /// The message's topic.
+    pub topic: &'a str,
+    /// The message's queue.
+    pub queue_id: i32,
+    /// The queue's new max offset (the message's queue offset + 1).
+    pub max_offset: i64,
+    /// The message's tag code.
+    pub tag_code: i64,
+    /// The message's store time.
+    pub store_timestamp: i64,
+}
+
+/// Called on the dispatcher thread for every dispatched message; must be quick.
+pub type ArrivalListener = Arc<dyn Fn(&Arrival<'_>) + Send + Sync>;
+
+/// Follows the CommitLog and keeps ConsumeQueues and IndexFiles up to date.
+pub struct Dispatcher {
+    log: Arc<CommitLog>,
+    queues: Arc<ConsumeQueues>,
+    index: Option<Arc<IndexService>>,
+    delay_levels: Vec<Duration>,
+    /// The next CommitLog offset to dispatch.
+    reput: AtomicI64,
+    /// Store time of the last dispatched record (the checkpoint's logics time).
+    dispatched_store_timestamp: AtomicI64,
+    listener: RwLock<Option<ArrivalListener>>,
+    /// Signalled after each dispatched range, for `wait_dispatched`.
+    progress: (Mutex<()>, Condvar),
+    stop: AtomicBool,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Dispatcher {
+    /// A dispatcher that will start at `from`; call [`Dispatcher::start`] to run it.
+    pub fn new(
+        log: Arc<CommitLog>,
+        queues: Arc<ConsumeQueues>,
+        index: Option<Arc<IndexService>>,
+        delay_levels: Vec<Duration>,
+        from: i64,
+    ) -> Arc<Self> {
+        Arc::new(Dispatcher {
+            log,
+            queues,
+            index,
+            delay_levels,
+            reput: AtomicI64::new(from),
+            dispatched_store_timestamp: AtomicI64::new(0),
+            listener: RwLock::new(None),
+            progress: (Mutex::new(()), Condvar::new()),
+            stop: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        })
+    }
+
+    /// Runs the dispatcher on its own thread.
+    pub fn start(self: &Arc<Self>) {
+        let worker = self.clone();
+        let handle = std::thread::Builder::new()
+            .name("mq-dispatch".into())
+            .spawn(move || worker.run())
+            .expect("spawn dispatch thread");
+        *self.thread.lock().expect("dispatch thread handle poisoned") = Some(handle);
+    }
+
+    /// Installs the listener told of every dispatched message.
+    pub fn set_listener(&self, listener: Option<ArrivalListener>) {
+        *self.listener.write().expect("listener lock poisoned") = listener;
+    }
+
+    /// The next CommitLog offset to dispatch: everything before it is in the
+    /// ConsumeQueues and IndexFiles.
+    pub fn dispatched_offset(&self) -> i64 {
+        self.reput.load(Ordering::Acquire)
+    }
+
+    /// Store time of the last dispatched record.
+    pub fn dispatched_store_timestamp(&self) -> i64 {
+        self.dispatched_store_timestamp.load(Ordering::Acquire)
+    }
+
+    /// Waits until everything before `offset` is dispatched, or `timeout` passes.
+    pub fn wait_dispatched(&self, offset: i64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (lock, cond) = &self.progress;
+        let mut guard = lock.lock().expect("progress lock poisoned");
+        while self.dispatched_offset() < offset {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            guard = cond
+                .wait_timeout(guard, (deadline - now).min(Duration::from_millis(50)))
+                .expect("progress lock poisoned")
+                .0;
+        }
+        true
+    }
+
+    /// Dispatches every record from the current position up to `to`.
+    pub fn dispatch_until(&self, to: i64) -> Result<()> {
+        loop {
+            let from = self.reput.load(Ordering::Acquire);
+            if from >= to {
+                return Ok(());
+            }
+            let Some(file) = self.log.file_for(from) else {
+                // Retention removed the segment: carry on from the oldest one left.
+                let min = self.log.min_offset();
+                if from < min {
+                    self.reput.store(min, Ordering::Release);
+                    continue;
+                }
+                return Ok(());
+            };
+            let pos = (from as u64 - file.base()) as usize;
+            let next_file = (file.base() + file.size() as u64) as i64;
+            if pos >= file.size() {
+                self.reput.store(next_file, Ordering::Release);
+                continue;
+            }
+            let Some(header) = file.slice(pos, BLANK_MARKER_LEN) else {
+                return Ok(());
+            };
+            let (size, magic) = message::peek_header(header).expect("8 bytes were sliced");
+            if magic == message::BLANK_MAGIC {
+                self.reput.store(next_file, Ordering::Release);
+                continue;
+            }
+            let record = usize::try_from(size)
+                .ok()
+                .and_then(|size| file.slice(pos, size))
+                .ok_or_else(|| {
+                    corrupt(
+                        from,
+                        format!("record size {size} runs past the written data"),
+                    )
+                })?;
+            let msg = match message::decode_record(record, false) {
+                Ok(Record::Message(msg, _)) => msg,
+                Ok(Record::Blank(_)) => unreachable!("blank handled above"),
+                Err(e) => return Err(corrupt(from, e.to_string())),
+            };
+            self.dispatch_one(&msg, from, record.len())?;
+            self.reput
+                .store(from + record.len() as i64, Ordering::Release);
+        }
+    }
+
+    fn dispatch_one(&self, msg: &StoredMessage<'_>, phys: i64, size: usize) -> Result<()> {
+        let tx = sys_flag::transaction_type(msg.sys_flag);
+        let size_i32 = i32::try_from(size).expect("record sizes fit i32");
+        if tx != sys_flag::TRANSACTION_PREPARED && tx != sys_flag::TRANSACTION_ROLLBACK {
+            let tag_code = self.tag_code(msg);
+            let queue = self.queues.get_or_create(msg.topic, msg.queue_id);
+            queue.put(
+                msg.queue_offset,
+                CqEntry {
+                    phys_offset: phys,
+                    size: size_i32,
+                    tag_code,
+                },
+            )?;
+            let listener = self
+                .listener
+                .read()
+                .expect("listener lock poisoned")
+                .clone();
+            if let Some(listener) = listener {
+                listener(&Arrival {
+                    topic: msg.topic,
+                    queue_id: msg.queue_id,
+                    max_offset: msg.queue_offset + 1,
+                    tag_code,
+                    store_timestamp: msg.store_timestamp,
+                });
+            }
+        }
+        if let Some(index) = &self.index {
+            if tx != sys_flag::TRANSACTION_ROLLBACK {
+                let mut keys: Vec<&str> = Vec::new();
+                for (name, value) in properties::iter(msg.properties) {
+                    match name {
+                        keys::UNIQ_KEY => keys.push(value),
+                        keys::KEYS => {
+                            keys.extend(value.split(KEY_SEPARATOR).filter(|k| !k.is_empty()))
+                        }
+                        _ => {}
+                    }
+                }
+                if !keys.is_empty() {
+                    index.put(msg.topic, &keys, phys, msg.store_timestamp)?;
+                }
+            }
+        }
+        self.dispatched_store_timestamp
+            .store(msg.store_timestamp, Ordering::Release);
+        Ok(())
+    }
+
+    /// The ConsumeQueue tag code: the tag's Java hash, or for a delayed message
+    /// its delivery time (store time plus the level's delay).
+    fn tag_code(&self, msg: &StoredMessage<'_>) -> i64 {
+        if msg.topic == SCHEDULE_TOPIC {
+            let level = properties::get(msg.properties, keys::DELAY)
+                .and_then(|l| l.trim().parse::<usize>().ok())
+                .unwrap_or(1)
+                .clamp(1, self.delay_levels.len().max(1));
+            let delay = self
+                .delay_levels
+                .get(level - 1)
+                .map_or(0, |d| d.as_millis() as i64);
+            return msg.store_timestamp + delay;
+        }
+        properties::tag_hash(properties::get(msg.properties, keys::TAGS))
+    }
+
+    fn run(&self) {
+        let mut last_error: Option<String> = None;
+        loop {
+            let stopping = self.stop.load(Ordering::Acquire);
+            let end = self.log.max_offset();
+            let before = self.dispatched_offset();
+            match self.dispatch_until(end) {
+                Ok(()) => last_error = None,
+                Err(e) => {
+                    // Log a failure once, not on every retry.
+                    let text = e.to_string();
+                    if last_error.as_deref() != Some(&text) {
+                        log::error!("dispatch stalled at {}: {text}", self.dispatched_offset());
+                    }
+                    last_error = Some(text);
+                    if stopping {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            if self.dispatched_offset() != before {
+                let _guard = self.progress.0.lock().expect("progress lock poisoned");
+                self.progress.1.notify_all();
+            }
+            if stopping {
+                return;
+            }
+            if self.dispatched_offset() >= end {
+                // RocketMQ's reput also polls every millisecond; a condition
+                // variable per append would cost the append path more.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    /// Dispatches what is left and stops the thread.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        let handle = self
+            .thread
+            .lock()
+            .expect("dispatch thread handle poisoned")
+            .take();
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                log::error!("dispatch thread panicked");
+            }
+        }
+    }
+}
+
+fn corrupt(offset: i64, why: String) -> StoreError {
+    StoreError::Corrupt { offset, why }
+}

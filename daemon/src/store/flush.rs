@@ -1,0 +1,217 @@
+//! Flushing the CommitLog to disk.
+//!
+//! ASYNC_FLUSH: a thread flushes every `flushIntervalCommitLog` once enough pages
+//! are dirty (or the thorough interval passed). SYNC_FLUSH: group commit — an
+//! append queues a request and waits; the thread takes every queued request,
+//! runs one `msync` up to the current write position, and completes each
+//! request it covers, so one flush serves every waiter of that moment.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use smol::channel::{bounded, Sender};
+
+use super::commit_log::CommitLog;
+use super::config::FlushDiskType;
+use super::error::{Result, StoreError};
+
+/// One waiter of a SYNC_FLUSH append.
+struct FlushRequest {
+    /// The offset a flush must reach.
+    target: i64,
+    /// Completed with `Ok` once flushed, or the flush error's text.
+    done: Sender<std::result::Result<(), String>>,
+}
+
+/// The CommitLog's flusher thread and its waiters.
+pub struct FlushService {
+    log: Arc<CommitLog>,
+    mode: FlushDiskType,
+    interval: Duration,
+    least_bytes: i64,
+    thorough_interval: Duration,
+    timeout: Duration,
+    requests: Mutex<Vec<FlushRequest>>,
+    wake: Condvar,
+    stop: AtomicBool,
+    /// Store time of the last record covered by a completed flush (checkpoint).
+    flushed_store_timestamp: AtomicI64,
+    /// Joined by `stop`, so that shutdown returns after the last flush.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl FlushService {
+    /// Starts the flusher thread.
+    pub fn start(
+        log: Arc<CommitLog>,
+        mode: FlushDiskType,
+        interval: Duration,
+        least_pages: usize,
+        thorough_interval: Duration,
+        timeout: Duration,
+    ) -> Arc<Self> {
+        let service = Arc::new(FlushService {
+            flushed_store_timestamp: AtomicI64::new(log.last_store_timestamp()),
+            log,
+            mode,
+            interval,
+            least_bytes: (least_pages * 4096) as i64,
+            thorough_interval,
+            timeout,
+            requests: Mutex::new(Vec::new()),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        });
+        let worker = service.clone();
+        let handle = std::thread::Builder::new()
+            .name("mq-flush".into())
+            .spawn(move || worker.run())
+            .expect("spawn flush thread");
+        *service.thread.lock().expect("flush thread handle poisoned") = Some(handle);
+        service
+    }
+
+    /// Store time of the last record known to be on disk.
+    pub fn flushed_store_timestamp(&self) -> i64 {
+        self.flushed_store_timestamp.load(Ordering::Acquire)
+    }
+
+    /// Flushes everything written so far, now, on the calling thread.
+    pub fn flush_now(&self) -> Result<i64> {
+        let ts = self.log.last_store_timestamp();
+        let flushed = self.log.flush()?;
+        self.flushed_store_timestamp.fetch_max(ts, Ordering::AcqRel);
+        Ok(flushed)
+    }
+
+    /// Waits until a flush covers `target` (SYNC_FLUSH). Fails with
+    /// [`StoreError::FlushTimeout`] after `syncFlushTimeout`.
+    pub async fn wait_flushed(&self, target: i64) -> Result<()> {
+        if self.log.flushed_offset() >= target {
+            return Ok(());
+        }
+        let (done, result) = bounded(1);
+        {
+            let mut requests = self.requests.lock().expect("flush requests poisoned");
+            if self.stop.load(Ordering::Acquire) {
+                return Err(StoreError::Closed);
+            }
+            requests.push(FlushRequest { target, done });
+        }
+        self.wake.notify_one();
+        let timeout = self.timeout;
+        let outcome = smol::future::or(async { Some(result.recv().await) }, async {
+            smol::Timer::after(timeout).await;
+            None
+        })
+        .await;
+        match outcome {
+            Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(why))) => Err(StoreError::FlushFailed(why)),
+            Some(Err(_)) => Err(StoreError::Closed),
+            None => Err(StoreError::FlushTimeout {
+                timeout_ms: timeout.as_millis() as u64,
+            }),
+        }
+    }
+
+    /// Wakes the thread for a flush of whatever is written (a SYNC_FLUSH append
+    /// that does not wait still wants to be flushed soon).
+    pub fn wake_up(&self) {
+        self.wake.notify_one();
+    }
+
+    fn run(&self) {
+        let mut last_thorough = Instant::now();
+        let mut requests = self.requests.lock().expect("flush requests poisoned");
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                break;
+            }
+            let pending = std::mem::take(&mut *requests);
+            if pending.is_empty() {
+                let wait = match self.mode {
+                    FlushDiskType::SyncFlush => Duration::from_millis(10),
+                    FlushDiskType::AsyncFlush => self.interval,
+                };
+                let (guard, _) = self
+                    .wake
+                    .wait_timeout(requests, wait)
+                    .expect("flush requests poisoned");
+                requests = guard;
+                if !requests.is_empty() || self.stop.load(Ordering::Acquire) {
+                    continue;
+                }
+                // A periodic round: in async mode only once enough is dirty.
+                let dirty = self.log.max_offset() - self.log.flushed_offset();
+                let thorough = last_thorough.elapsed() >= self.thorough_interval;
+                if dirty <= 0
+                    || (self.mode == FlushDiskType::AsyncFlush
+                        && dirty < self.least_bytes
+                        && !thorough)
+                {
+                    continue;
+                }
+                if thorough {
+                    last_thorough = Instant::now();
+                }
+            }
+            drop(requests);
+            let outcome = self.flush_now();
+            requests = self.requests.lock().expect("flush requests poisoned");
+            let flushed = self.log.flushed_offset();
+            for req in pending {
+                match &outcome {
+                    Err(e) => {
+                        log::error!("commit log flush failed: {e}");
+                        // The waiter may have timed out already; nothing to tell then.
+                        let _ = req.done.try_send(Err(e.to_string()));
+                    }
+                    Ok(_) if flushed >= req.target => {
+                        let _ = req.done.try_send(Ok(()));
+                    }
+                    // Written after this flush began: the next round covers it.
+                    Ok(_) => requests.push(req),
+                }
+            }
+        }
+        // Answer whoever still waits with the outcome of a last flush.
+        let pending = std::mem::take(&mut *requests);
+        drop(requests);
+        let outcome = self.flush_now().map_err(|e| e.to_string());
+        if let Err(e) = &outcome {
+            log::error!("final commit log flush failed: {e}");
+        }
+        let flushed = self.log.flushed_offset();
+        for req in pending {
+            let answer = match &outcome {
+                Ok(_) if flushed >= req.target => Ok(()),
+                Ok(_) => Err("store closed before the message was flushed".to_string()),
+                Err(e) => Err(e.clone()),
+            };
+            // The waiter may have given up already.
+            let _ = req.done.try_send(answer);
+        }
+    }
+
+    /// Stops the thread after a last flush; waiting appends are answered.
+    pub fn stop(&self) {
+        {
+            let _guard = self.requests.lock().expect("flush requests poisoned");
+            self.stop.store(true, Ordering::Release);
+            self.wake.notify_all();
+        }
+        let handle = self
+            .thread
+            .lock()
+            .expect("flush thread handle poisoned")
+            .take();
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                log::error!("flush thread panicked");
+            }
+        }
+    }
+}

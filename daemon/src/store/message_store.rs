@@ -1,0 +1,712 @@
+//! [`MessageStore`]: the store as the broker sees it. Opening runs recovery;
+//! appends go to the CommitLog (waiting for a flush under SYNC_FLUSH); reads go
+//! through the ConsumeQueues and the IndexFiles that the dispatcher builds;
+//! closing drains the dispatcher, flushes everything, writes the checkpoint and
+//! removes the abort marker.
+//!
+//! Threads: segment pre-creation (`mq-allocate`), CommitLog flush (`mq-flush`),
+//! dispatch (`mq-dispatch`), and housekeeping (`mq-housekeeping`: ConsumeQueue,
+//! IndexFile and checkpoint flushes every second; retention and the disk check
+//! every `cleanResourceInterval`).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use mq::protocol::message::{Record, StoredMessage};
+use mq::protocol::properties::{self, keys, KEY_SEPARATOR};
+
+use super::checkpoint::{sync_dir, Checkpoint, CheckpointFile};
+use super::commit_log::{AppendResult, CommitLog, PutMessage, RecordBytes};
+use super::config::{FlushDiskType, StoreConfig};
+use super::consume_queue::{ConsumeQueues, LogBounds};
+use super::dispatch::{ArrivalListener, Dispatcher};
+use super::error::{Result, StoreError};
+use super::flush::FlushService;
+use super::index_file::IndexService;
+use super::recovery;
+use super::retention;
+
+/// How durable a stored message is when `put` returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Durability {
+    /// As the flush mode promises (in the mapping for ASYNC_FLUSH, on disk for SYNC_FLUSH).
+    Done,
+    /// SYNC_FLUSH: no flush covered the message within `syncFlushTimeout`
+    /// (the broker answers FLUSH_DISK_TIMEOUT). The message is stored.
+    FlushTimeout,
+    /// SYNC_FLUSH: the flush failed. The message is in the log but may not be on disk.
+    FlushFailed(String),
+}
+
+/// The outcome of a successful append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Where the messages landed.
+    pub append: AppendResult,
+    /// Whether the flush the mode promises happened.
+    pub durability: Durability,
+}
+
+/// Why a read found what it found (RocketMQ `GetMessageStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetStatus {
+    /// Messages were found.
+    Found,
+    /// Entries were there but none passed the filter.
+    NoMatchedMessage,
+    /// The entries point at CommitLog data that retention removed.
+    MessageWasRemoving,
+    /// An entry pointed at bytes that could not be read.
+    OffsetFoundNull,
+    /// The offset is past the end by more than one.
+    OffsetOverflowBadly,
+    /// The offset is exactly the end: nothing new yet (long polling waits here).
+    OffsetOverflowOne,
+    /// The offset is below the queue's minimum.
+    OffsetTooSmall,
+    /// No such topic and queue.
+    NoMatchedLogicQueue,
+    /// The queue exists but has never held a message.
+    NoMessageInQueue,
+}
+
+/// What a read returns.
+pub struct GetResult {
+    /// Why.
+    pub status: GetStatus,
+    /// Where the consumer should read next.
+    pub next_begin_offset: i64,
+    /// The queue's minimum offset.
+    pub min_offset: i64,
+    /// The queue's maximum offset (next to be written).
+    pub max_offset: i64,
+    /// The records found, each exactly as stored.
+    pub messages: Vec<RecordBytes>,
+}
+
+impl GetResult {
+    /// Total bytes of the records found.
+    pub fn bytes(&self) -> usize {
+        self.messages.iter().map(|m| m.len()).sum()
+    }
+}
+
+/// The message store. Cheap to share: clone the `Arc` it lives in.
+pub struct MessageStore {
+    config: StoreConfig,
+    log: Arc<CommitLog>,
+    queues: Arc<ConsumeQueues>,
+    index: Option<Arc<IndexService>>,
+    dispatcher: Arc<Dispatcher>,
+    flusher: Arc<FlushService>,
+    checkpoint: CheckpointFile,
+    /// Set by the disk check above `diskSpaceWarningLevelRatio`; appends fail.
+    disk_full: AtomicBool,
+    /// Last measured disk use in percent, for errors and stats.
+    disk_used_percent: AtomicU32,
+    housekeeping: Housekeeping,
+    /// Holds the store's `lock` file (flock) until close.
+    lock: Mutex<Option<Flock<File>>>,
+    closed: AtomicBool,
+}
+
+/// The housekeeping thread's handle and its stop signal.
+#[derive(Default)]
+struct Housekeeping {
+    stop: Mutex<bool>,
+    wake: Condvar,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl MessageStore {
+    /// Opens the store under `config.root`, creating it if new, and recovers it:
+    /// a clean open checks only the last segment; an open after a crash (the
+    /// `abort` marker is there) checks from the checkpoint on and re-dispatches.
+    pub fn open(config: StoreConfig) -> Result<Arc<Self>> {
+        config.validate().map_err(StoreError::Config)?;
+        let root = config.root.clone();
+        std::fs::create_dir_all(&root).map_err(|e| StoreError::io("create", &root, e))?;
+        let lock = lock_store(&root)?;
+
+        let abort_path = root.join("abort");
+        let crashed = abort_path.exists();
+        let checkpoint = CheckpointFile::new(root.join("checkpoint"));
+        let saved = checkpoint.load();
+        if crashed {
+            log::warn!(
+                "{} was not closed cleanly: running crash recovery",
+                root.display()
+            );
+        }
+        File::create(&abort_path).map_err(|e| StoreError::io("create", &abort_path, e))?;
+        sync_dir(&root)?;
+
+        let log = Arc::new(CommitLog::load(
+            &root.join("commitlog"),
+            config.commit_log_file_size,
+            config.store_host,
+            config.max_message_size,
+        )?);
+        let queues = Arc::new(ConsumeQueues::load(
+            &root.join("consumequeue"),
+            config.consume_queue_entries_per_file,
+        )?);
+        let index = if config.message_index_enable {
+            Some(Arc::new(IndexService::load(
+                &root.join("index"),
+                config.index_hash_slots,
+                config.index_max_entries,
+            )?))
+        } else {
+            None
+        };
+
+        // 1. Where does the valid CommitLog end?
+        let started = Instant::now();
+        let files = log.files();
+        let min_ts = saved.map(|cp| cp.min_timestamp(config.message_index_enable) - 3000);
+        let start = recovery::scan_start(&files, crashed, min_ts);
+        let scan_from = files.get(start).map_or(0, |f| f.base() as i64);
+        drop(files);
+        let end = recovery::recover_commit_log(&log, start)?;
+
+        // 2. Queues and index: drop what points past the end, and find the
+        //    earliest record whose entries may be missing.
+        let bounds = LogBounds {
+            min_phys: log.min_offset(),
+            end_phys: end,
+            max_record_size: i32::try_from(config.max_message_size + 64 * 1024).unwrap_or(i32::MAX),
+        };
+        let mut redispatch_from = if crashed { scan_from } else { end };
+        for queue in queues.all() {
+            let report = queue.recover(bounds)?;
+            // recover() checks the newest files; this catches entries in older
+            // ones that point past a log cut back further than that.
+            let cut_older = queue.truncate_dirty(end)?;
+            if report.truncated || cut_older {
+                redispatch_from =
+                    redispatch_from.min(queue.max_phys_end().unwrap_or(bounds.min_phys));
+            }
+        }
+        if let Some(index) = &index {
+            if let Some(from) = index.truncate_from(end)? {
+                redispatch_from = redispatch_from.min(from);
+            }
+        }
+        let redispatch_from = redispatch_from.max(log.min_offset()).min(end);
+
+        // 3. Rebuild what is missing from the log itself.
+        let delay_levels = config.delay_levels().map_err(StoreError::Config)?;
+        let dispatcher = Dispatcher::new(
+            log.clone(),
+            queues.clone(),
+            index.clone(),
+            delay_levels,
+            redispatch_from,
+        );
+        dispatcher.dispatch_until(end)?;
+        let mut offsets: HashMap<String, HashMap<i32, i64>> = HashMap::new();
+        for queue in queues.all() {
+            offsets
+                .entry(queue.topic().to_owned())
+                .or_default()
+                .insert(queue.queue_id(), queue.max_offset());
+        }
+        log.set_queue_offsets(offsets);
+        log::info!(
+            "store {} opened in {:?}: commit log {}..{end}, re-dispatched from {redispatch_from}",
+            root.display(),
+            started.elapsed(),
+            log.min_offset()
+        );
+
+        let flusher = FlushService::start(
+            log.clone(),
+            config.flush_disk_type,
+            config.flush_interval_commit_log,
+            config.flush_commit_log_least_pages,
+            config.flush_commit_log_thorough_interval,
+            config.sync_flush_timeout,
+        );
+        dispatcher.start();
+        let store = Arc::new(MessageStore {
+            config,
+            log,
+            queues,
+            index,
+            dispatcher,
+            flusher,
+            checkpoint,
+            disk_full: AtomicBool::new(false),
+            disk_used_percent: AtomicU32::new(0),
+            housekeeping: Housekeeping::default(),
+            lock: Mutex::new(Some(lock)),
+            closed: AtomicBool::new(false),
+        });
+        retention::check_disk(&store);
+        store.start_housekeeping();
+        Ok(store)
+    }
+
+    /// The configuration the store runs with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Appends `messages` as one unit (a batch), then, under SYNC_FLUSH and when
+    /// `wait_store` is true (the WAIT property), waits for a flush that covers them.
+    pub async fn put(&self, messages: &[PutMessage<'_>], wait_store: bool) -> Result<Stored> {
+        if self.disk_full.load(Ordering::Acquire) {
+            return Err(StoreError::DiskFull {
+                path: self.config.root.clone(),
+                used_percent: self.disk_used_percent.load(Ordering::Acquire),
+                limit_percent: self.config.disk_space_warning_level_ratio,
+            });
+        }
+        let append = self.log.append(messages)?;
+        let durability = if self.config.flush_disk_type == FlushDiskType::SyncFlush {
+            if wait_store {
+                match self.flusher.wait_flushed(append.end_offset()).await {
+                    Ok(()) => Durability::Done,
+                    Err(StoreError::FlushTimeout { .. }) => Durability::FlushTimeout,
+                    Err(e) => Durability::FlushFailed(e.to_string()),
+                }
+            } else {
+                self.flusher.wake_up();
+                Durability::Done
+            }
+        } else {
+            Durability::Done
+        };
+        Ok(Stored { append, durability })
+    }
+
+    /// [`put`](Self::put) for callers without an executor.
+    pub fn put_blocking(&self, messages: &[PutMessage<'_>], wait_store: bool) -> Result<Stored> {
+        smol::block_on(self.put(messages, wait_store))
+    }
+
+    /// Reads up to `max_count` messages (and about `max_bytes`) of a queue from
+    /// `offset`, keeping those whose tag code `filter` accepts.
+    pub fn get_messages(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        max_count: usize,
+        max_bytes: usize,
+        filter: &dyn Fn(i64) -> bool,
+    ) -> GetResult {
+        let Some(queue) = self.queues.get(topic, queue_id) else {
+            return GetResult {
+                status: GetStatus::NoMatchedLogicQueue,
+                next_begin_offset: 0,
+                min_offset: 0,
+                max_offset: 0,
+                messages: Vec::new(),
+            };
+        };
+        let (min, max) = (queue.min_offset(), queue.max_offset());
+        let mut result = GetResult {
+            status: GetStatus::NoMessageInQueue,
+            next_begin_offset: offset,
+            min_offset: min,
+            max_offset: max,
+            messages: Vec::new(),
+        };
+        if max == 0 {
+            result.next_begin_offset = 0;
+            return result;
+        }
+        if offset < min {
+            result.status = GetStatus::OffsetTooSmall;
+            result.next_begin_offset = min;
+            return result;
+        }
+        if offset == max {
+            result.status = GetStatus::OffsetOverflowOne;
+            return result;
+        }
+        if offset > max {
+            result.status = GetStatus::OffsetOverflowBadly;
+            result.next_begin_offset = if min == 0 { min } else { max };
+            return result;
+        }
+        // Look at a bounded number of entries, so a selective filter cannot make
+        // one pull scan a whole queue (RocketMQ: maxFilterMessageCount).
+        let scan_limit = max_count.max(800);
+        let log_min = self.log.min_offset();
+        let mut next = offset;
+        let mut status = GetStatus::NoMatchedMessage;
+        let mut bytes = 0;
+        'scan: while next < max && next - offset < scan_limit as i64 {
+            let entries = queue.entries_from(next, (scan_limit as i64 - (next - offset)) as usize);
+            if entries.is_empty() {
+                break;
+            }
+            for (logical, entry) in entries {
+                if result.messages.len() >= max_count
+                    || (bytes >= max_bytes && !result.messages.is_empty())
+                {
+                    break 'scan;
+                }
+                next = logical + 1;
+                if entry.phys_offset < log_min {
+                    status = GetStatus::MessageWasRemoving;
+                    continue;
+                }
+                if !filter(entry.tag_code) {
+                    continue;
+                }
+                let Some(record) = usize::try_from(entry.size)
+                    .ok()
+                    .and_then(|size| self.log.read(entry.phys_offset, size))
+                    .filter(|r| r.get(..4) == Some(&entry.size.to_be_bytes()[..]))
+                else {
+                    // Never hand out bytes that are not the record the entry names.
+                    log::warn!(
+                        "{topic}/{queue_id} offset {logical}: entry ({}, {}) does not match the commit log",
+                        entry.phys_offset,
+                        entry.size
+                    );
+                    status = GetStatus::OffsetFoundNull;
+                    continue;
+                };
+                bytes += record.len();
+                result.messages.push(record);
+            }
+        }
+        result.status = if result.messages.is_empty() {
+            status
+        } else {
+            GetStatus::Found
+        };
+        result.next_begin_offset = next;
+        result
+    }
+
+    /// The smallest offset a consumer of the queue may read (0 if no such queue).
+    pub fn min_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        self.queues
+            .get(topic, queue_id)
+            .map_or(0, |q| q.min_offset())
+    }
+
+    /// The next offset to be written in the queue (0 if no such queue).
+    pub fn max_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        self.queues
+            .get(topic, queue_id)
+            .map_or(0, |q| q.max_offset())
+    }
+
+    /// The first offset of the queue whose message was stored at or after `timestamp` (ms).
+    pub fn offset_by_time(&self, topic: &str, queue_id: i32, timestamp: i64) -> i64 {
+        self.queues.get(topic, queue_id).map_or(0, |q| {
+            q.offset_by_time(timestamp, |phys, size| {
+                self.log.store_timestamp_at(phys, size)
+            })
+        })
+    }
+
+    /// Store time of the queue's oldest message still stored.
+    pub fn earliest_message_time(&self, topic: &str, queue_id: i32) -> Option<i64> {
+        let queue = self.queues.get(topic, queue_id)?;
+        let (_, entry) = queue
+            .entries_from(queue.min_offset(), 1)
+            .into_iter()
+            .next()?;
+        self.log.store_timestamp_at(entry.phys_offset, entry.size)
+    }
+
+    /// Store time of the message at `offset` of the queue.
+    pub fn message_store_time(&self, topic: &str, queue_id: i32, offset: i64) -> Option<i64> {
+        let entry = self.queues.get(topic, queue_id)?.get(offset)?;
+        self.log.store_timestamp_at(entry.phys_offset, entry.size)
+    }
+
+    /// The record at CommitLog offset `phys` (VIEW_MESSAGE_BY_ID).
+    pub fn look_message(&self, phys: i64) -> Option<RecordBytes> {
+        self.log.read_record(phys)
+    }
+
+    /// Messages of `topic` carrying `key` (in KEYS, or as UNIQ_KEY) stored in
+    /// `[begin, end]` ms, newest first, at most `max`. Hash collisions of the
+    /// index are filtered out here.
+    pub fn query_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max: usize,
+        begin: i64,
+        end: i64,
+    ) -> Vec<RecordBytes> {
+        let Some(index) = &self.index else {
+            return Vec::new();
+        };
+        // Ask for more than `max`: collisions are dropped below.
+        let offsets = index.query(topic, key, max.saturating_mul(2).max(32), begin, end);
+        let mut out = Vec::new();
+        for phys in offsets {
+            if out.len() >= max {
+                break;
+            }
+            let Some(record) = self.log.read_record(phys) else {
+                continue;
+            };
+            let matches = match mq::protocol::message::decode_record(&record, false) {
+                Ok(Record::Message(msg, _)) => msg.topic == topic && has_key(&msg, key),
+                _ => false,
+            };
+            if matches {
+                out.push(record);
+            }
+        }
+        out
+    }
+
+    /// CommitLog bounds: first stored byte and end of written data.
+    pub fn commit_log_range(&self) -> (i64, i64) {
+        (self.log.min_offset(), self.log.max_offset())
+    }
+
+    /// Queue ids the store has ConsumeQueues for, per topic.
+    pub fn queue_ids(&self, topic: &str) -> Vec<i32> {
+        self.queues.queue_ids(topic)
+    }
+
+    /// Deletes a topic's ConsumeQueues (its CommitLog records age out normally).
+    pub fn delete_topic(&self, topic: &str) -> Result<()> {
+        self.queues.delete_topic(topic)?;
+        self.log.remove_topic(topic);
+        Ok(())
+    }
+
+    /// Tells `listener` of every message as it reaches its ConsumeQueue.
+    pub fn set_arrival_listener(&self, listener: Option<ArrivalListener>) {
+        self.dispatcher.set_listener(listener);
+    }
+
+    /// Everything before this CommitLog offset is in the ConsumeQueues.
+    pub fn dispatched_offset(&self) -> i64 {
+        self.dispatcher.dispatched_offset()
+    }
+
+    /// Waits until everything appended so far is in the ConsumeQueues.
+    pub fn wait_dispatched(&self, timeout: Duration) -> bool {
+        self.dispatcher
+            .wait_dispatched(self.log.max_offset(), timeout)
+    }
+
+    /// Whether appends are refused because the disk is too full.
+    pub fn is_disk_full(&self) -> bool {
+        self.disk_full.load(Ordering::Acquire)
+    }
+
+    /// Runs one retention round now, as if it were `deleteWhen` (mqadmin's
+    /// deleteExpiredCommitLog). Returns how many CommitLog segments were deleted.
+    pub fn delete_expired_now(&self) -> Result<usize> {
+        retention::clean(self, true)
+    }
+
+    pub(crate) fn commit_log(&self) -> &CommitLog {
+        &self.log
+    }
+
+    pub(crate) fn consume_queues(&self) -> &ConsumeQueues {
+        &self.queues
+    }
+
+    pub(crate) fn index(&self) -> Option<&IndexService> {
+        self.index.as_deref()
+    }
+
+    pub(crate) fn set_disk_state(&self, used_percent: u32, full: bool) {
+        self.disk_used_percent
+            .store(used_percent, Ordering::Release);
+        let was = self.disk_full.swap(full, Ordering::AcqRel);
+        if full && !was {
+            log::error!(
+                "disk of {} is {used_percent}% full (limit {}%): refusing appends",
+                self.config.root.display(),
+                self.config.disk_space_warning_level_ratio
+            );
+        } else if was && !full {
+            log::warn!(
+                "disk of {} is {used_percent}% full: accepting appends again",
+                self.config.root.display()
+            );
+        }
+    }
+
+    fn start_housekeeping(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let handle = std::thread::Builder::new()
+            .name("mq-housekeeping".into())
+            .spawn(move || housekeeping_loop(weak))
+            .expect("spawn housekeeping thread");
+        *self
+            .housekeeping
+            .thread
+            .lock()
+            .expect("housekeeping handle poisoned") = Some(handle);
+    }
+
+    /// Flushes ConsumeQueues and IndexFiles, then records in the checkpoint how
+    /// far the CommitLog, the queues and the index are durable.
+    fn flush_derived(&self) -> Result<()> {
+        // Read the times before flushing: everything up to them is then covered.
+        let logics = self.dispatcher.dispatched_store_timestamp();
+        let physic = self.flusher.flushed_store_timestamp();
+        for queue in self.queues.all() {
+            queue.flush()?;
+        }
+        let index_ts = match &self.index {
+            Some(index) => index.flush()?.unwrap_or(0),
+            None => 0,
+        };
+        let cp = Checkpoint {
+            physic_msg_timestamp: physic,
+            logics_msg_timestamp: logics,
+            index_msg_timestamp: index_ts,
+        };
+        if self.checkpoint.load() != Some(cp) {
+            self.checkpoint.save(&cp)?;
+        }
+        Ok(())
+    }
+
+    /// Shuts the store down cleanly: refuses new appends, dispatches and flushes
+    /// everything, writes the checkpoint and removes the abort marker. Idempotent.
+    pub fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        {
+            let mut stop = self
+                .housekeeping
+                .stop
+                .lock()
+                .expect("housekeeping lock poisoned");
+            *stop = true;
+            self.housekeeping.wake.notify_all();
+        }
+        if let Some(handle) = self
+            .housekeeping
+            .thread
+            .lock()
+            .expect("housekeeping handle poisoned")
+            .take()
+        {
+            // The thread holds only a Weak; joining cannot deadlock on our Arc.
+            if handle.thread().id() != std::thread::current().id() && handle.join().is_err() {
+                log::error!("housekeeping thread panicked");
+            }
+        }
+        self.log.close();
+        self.flusher.stop();
+        self.dispatcher.stop();
+        let end = self.log.max_offset();
+        if self.dispatcher.dispatched_offset() < end {
+            // The thread stopped on an error; try once more here.
+            self.dispatcher.dispatch_until(end)?;
+        }
+        self.flusher.flush_now()?;
+        self.flush_derived()?;
+        let abort = self.config.root.join("abort");
+        std::fs::remove_file(&abort).map_err(|e| StoreError::io("remove", &abort, e))?;
+        sync_dir(&self.config.root)?;
+        self.lock.lock().expect("store lock poisoned").take();
+        log::info!(
+            "store {} closed at commit log offset {end}",
+            self.config.root.display()
+        );
+        Ok(())
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.config.root
+    }
+}
+
+impl Drop for MessageStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            log::error!("closing store {}: {e}", self.config.root.display());
+        }
+    }
+}
+
+fn has_key(msg: &StoredMessage<'_>, key: &str) -> bool {
+    properties::iter(msg.properties).any(|(name, value)| match name {
+        keys::UNIQ_KEY => value == key,
+        keys::KEYS => value.split(KEY_SEPARATOR).any(|k| k == key),
+        _ => false,
+    })
+}
+
+/// Takes the store's `lock` file so that two processes never open one store.
+fn lock_store(root: &Path) -> Result<Flock<File>> {
+    let path: PathBuf = root.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::io("open", &path, e))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        if errno == nix::errno::Errno::EWOULDBLOCK {
+            StoreError::Locked {
+                path: root.to_path_buf(),
+            }
+        } else {
+            StoreError::io("lock", &path, std::io::Error::from(errno))
+        }
+    })
+}
+
+fn housekeeping_loop(store: std::sync::Weak<MessageStore>) {
+    let (flush_every, clean_every) = match store.upgrade() {
+        Some(s) => (
+            s.config.flush_interval_consume_queue,
+            s.config.clean_resource_interval,
+        ),
+        None => return,
+    };
+    let mut last_clean = Instant::now();
+    loop {
+        let Some(s) = store.upgrade() else { return };
+        {
+            let stop = s
+                .housekeeping
+                .stop
+                .lock()
+                .expect("housekeeping lock poisoned");
+            let (stop, _) = s
+                .housekeeping
+                .wake
+                .wait_timeout_while(stop, flush_every, |stop| !*stop)
+                .expect("housekeeping lock poisoned");
+            if *stop {
+                return;
+            }
+        }
+        if let Err(e) = s.flush_derived() {
+            log::error!("flushing consume queues, index and checkpoint: {e}");
+        }
+        if last_clean.elapsed() >= clean_every {
+            last_clean = Instant::now();
+            retention::check_disk(&s);
+            if let Err(e) = retention::clean(&s, false) {
+                log::error!("retention: {e}");
+            }
+        }
+        let _ = SystemTime::now();
+    }
+}
