@@ -136,37 +136,45 @@ impl Dispatcher {
                 }
                 return Ok(());
             };
-            let pos = (from as u64 - file.base()) as usize;
-            let next_file = (file.base() + file.size() as u64) as i64;
-            if pos >= file.size() {
-                self.reput.store(next_file, Ordering::Release);
-                continue;
+            // Walk this segment's records without looking the segment up again.
+            let base = file.base() as i64;
+            let next_file = base + file.size() as i64;
+            let mut offset = from;
+            while offset < to && offset < next_file {
+                let pos = (offset - base) as usize;
+                let Some(header) = file.slice(pos, BLANK_MARKER_LEN) else {
+                    // Not written yet (a blank marker can end a segment with fewer
+                    // than 8 bytes left only at its very end, handled below).
+                    break;
+                };
+                let (size, magic) = message::peek_header(header).expect("8 bytes were sliced");
+                if magic == message::BLANK_MAGIC {
+                    offset = next_file;
+                    break;
+                }
+                let record = usize::try_from(size)
+                    .ok()
+                    .and_then(|size| file.slice(pos, size))
+                    .ok_or_else(|| {
+                        corrupt(
+                            offset,
+                            format!("record size {size} runs past the written data"),
+                        )
+                    })?;
+                let msg = match message::decode_record(record, false) {
+                    Ok(Record::Message(msg, _)) => msg,
+                    Ok(Record::Blank(_)) => unreachable!("blank handled above"),
+                    Err(e) => return Err(corrupt(offset, e.to_string())),
+                };
+                self.dispatch_one(&msg, offset, record.len())?;
+                offset += record.len() as i64;
+                self.reput.store(offset, Ordering::Release);
             }
-            let Some(header) = file.slice(pos, BLANK_MARKER_LEN) else {
+            if offset >= next_file {
+                self.reput.store(next_file, Ordering::Release);
+            } else if offset == from {
                 return Ok(());
-            };
-            let (size, magic) = message::peek_header(header).expect("8 bytes were sliced");
-            if magic == message::BLANK_MAGIC {
-                self.reput.store(next_file, Ordering::Release);
-                continue;
             }
-            let record = usize::try_from(size)
-                .ok()
-                .and_then(|size| file.slice(pos, size))
-                .ok_or_else(|| {
-                    corrupt(
-                        from,
-                        format!("record size {size} runs past the written data"),
-                    )
-                })?;
-            let msg = match message::decode_record(record, false) {
-                Ok(Record::Message(msg, _)) => msg,
-                Ok(Record::Blank(_)) => unreachable!("blank handled above"),
-                Err(e) => return Err(corrupt(from, e.to_string())),
-            };
-            self.dispatch_one(&msg, from, record.len())?;
-            self.reput
-                .store(from + record.len() as i64, Ordering::Release);
         }
     }
 
