@@ -15,7 +15,7 @@
 //! file is detected and treated as "no checkpoint" (full crash recovery).
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::error::{Result, StoreError};
@@ -94,7 +94,14 @@ impl CheckpointFile {
     /// Reads the checkpoint. `None` if it is missing or damaged (logged), which
     /// makes crash recovery start from the first segment.
     pub fn load(&self) -> Option<Checkpoint> {
-        match std::fs::read(&self.path) {
+        // Read at most a page: a file of any other size is damaged anyway, and
+        // nothing read from disk sizes an allocation unchecked.
+        let read = File::open(&self.path).and_then(|file| {
+            let mut bytes = Vec::with_capacity(LEN);
+            file.take(4096).read_to_end(&mut bytes)?;
+            Ok(bytes)
+        });
+        match read {
             Ok(bytes) => match Checkpoint::decode(&bytes) {
                 Ok(cp) => Some(cp),
                 Err(why) => {

@@ -505,10 +505,30 @@ impl CommitLog {
         Ok(deleted)
     }
 
+    /// Asks for the segment after the current one (or the first) to be created
+    /// in the background now, so that the first roll-over after opening does not
+    /// wait for file creation either.
+    pub fn prepare_next_segment(&self) {
+        let state = self.append.lock().expect("append lock poisoned");
+        let next = state
+            .current
+            .as_ref()
+            .map_or(0, |file| file.base() + self.file_size as u64);
+        drop(state);
+        self.allocator.request(next);
+    }
+
     /// Refuses further appends (shutdown) and waits for the one in progress.
     pub fn close(&self) {
         let _state = self.append.lock().expect("append lock poisoned");
         self.closed.store(true, Ordering::Release);
+        self.allocator.stop();
+    }
+}
+
+impl Drop for CommitLog {
+    fn drop(&mut self) {
+        // Ends the allocator thread even when opening the store failed half way.
         self.allocator.stop();
     }
 }

@@ -178,6 +178,31 @@ impl Dispatcher {
         }
     }
 
+    /// Dispatches up to `to` while the store opens. A record that cannot be
+    /// dispatched there lies before the part recovery verified (bit rot in an old
+    /// segment): it is logged and the rest of its segment is skipped, so the
+    /// store still opens. (The running thread stops at such a record instead,
+    /// since there it can only be data the store wrote moments ago.)
+    /// Other errors (a queue file that cannot be created) are returned.
+    pub fn redispatch_on_open(&self, to: i64) -> Result<()> {
+        loop {
+            match self.dispatch_until(to) {
+                Ok(()) => return Ok(()),
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    let at = self.dispatched_offset();
+                    let size = self.log.file_size() as i64;
+                    let next = (at / size + 1) * size;
+                    log::error!(
+                        "recovery: {e}; queue and index entries of {at}..{} are not rebuilt",
+                        next.min(to)
+                    );
+                    self.reput.store(next.min(to), Ordering::Release);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn dispatch_one(&self, msg: &StoredMessage<'_>, phys: i64, size: usize) -> Result<()> {
         let tx = sys_flag::transaction_type(msg.sys_flag);
         let size_i32 = i32::try_from(size).expect("record sizes fit i32");

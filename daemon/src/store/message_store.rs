@@ -184,6 +184,7 @@ impl MessageStore {
             max_record_size: i32::try_from(config.max_message_size + 64 * 1024).unwrap_or(i32::MAX),
         };
         let mut redispatch_from = if crashed { scan_from } else { end };
+        let mut queue_progress = None;
         for queue in queues.all() {
             let report = queue.recover(bounds)?;
             // recover() checks the newest files; this catches entries in older
@@ -193,7 +194,12 @@ impl MessageStore {
                 redispatch_from =
                     redispatch_from.min(queue.max_phys_end().unwrap_or(bounds.min_phys));
             }
+            queue_progress = queue_progress.max(queue.max_phys_end());
         }
+        // Queues are built in log order, so the most advanced one tells how far
+        // dispatch got; with no queue at all (the consumequeue directory was
+        // deleted, the way RocketMQ users rebuild it) everything is dispatched again.
+        redispatch_from = redispatch_from.min(queue_progress.unwrap_or(bounds.min_phys));
         if let Some(index) = &index {
             if let Some(from) = index.truncate_from(end)? {
                 redispatch_from = redispatch_from.min(from);
@@ -210,7 +216,7 @@ impl MessageStore {
             delay_levels,
             redispatch_from,
         );
-        dispatcher.dispatch_until(end)?;
+        dispatcher.redispatch_on_open(end)?;
         let mut offsets: HashMap<String, HashMap<i32, i64>> = HashMap::new();
         for queue in queues.all() {
             offsets
@@ -235,6 +241,7 @@ impl MessageStore {
             config.sync_flush_timeout,
         );
         dispatcher.start();
+        log.prepare_next_segment();
         let store = Arc::new(MessageStore {
             config,
             log,
