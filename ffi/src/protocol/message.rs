@@ -477,6 +477,127 @@ pub fn decode_records(
     Ok(out)
 }
 
+/// The broker's offset message id (§6.6): store host address, port (i32) and
+/// CommitLog offset (i64), as uppercase hex (32 characters for IPv4).
+pub fn offset_msg_id(store_host: &SocketAddr, physical_offset: i64) -> String {
+    let mut bytes = Vec::with_capacity(28);
+    put_host(&mut bytes, store_host);
+    bytes.extend_from_slice(&physical_offset.to_be_bytes());
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push_str(&format!("{b:02X}"));
+    }
+    out
+}
+
+/// Reads an offset message id back into store host and CommitLog offset; `None`
+/// for anything that is not 32 (IPv4) or 56 (IPv6) hex characters.
+pub fn decode_offset_msg_id(id: &str) -> Option<(SocketAddr, i64)> {
+    let v6 = match id.len() {
+        32 => false,
+        56 => true,
+        _ => return None,
+    };
+    let bytes: Vec<u8> = (0..id.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(id.get(i..i + 2)?, 16).ok())
+        .collect::<Option<_>>()?;
+    let mut r = Reader {
+        buf: &bytes,
+        pos: 0,
+    };
+    let host = r.host(v6).ok()?;
+    let offset = r.i64().ok()?;
+    Some((host, offset))
+}
+
+/// One message of a SEND_BATCH_MESSAGE body (§6.8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchItem<'a> {
+    /// User flag.
+    pub flag: i32,
+    /// Body.
+    pub body: &'a [u8],
+    /// Properties string.
+    pub properties: &'a str,
+}
+
+/// Decodes a batch body: records of TOTALSIZE, MAGICCODE (ignored), BODYCRC
+/// (ignored), FLAG, body (i32 length) and properties (i16 length). Every length
+/// is checked against TOTALSIZE and the buffer.
+pub fn decode_batch(mut buf: &[u8]) -> Result<Vec<BatchItem<'_>>, DecodeError> {
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let mut r = Reader { buf, pos: 0 };
+        let total = r.i32()?;
+        let total_len = usize::try_from(total).map_err(|_| DecodeError::BadTotalSize(total))?;
+        if total_len < 22 || total_len > buf.len() {
+            return Err(if total_len > buf.len() {
+                DecodeError::Truncated {
+                    needed: total_len,
+                    available: buf.len(),
+                }
+            } else {
+                DecodeError::BadTotalSize(total)
+            });
+        }
+        let mut r = Reader {
+            buf: &buf[..total_len],
+            pos: 4,
+        };
+        r.take(8)?; // magic code and body CRC: the broker computes its own
+        let flag = r.i32()?;
+        let body_len = r.i32()?;
+        let body_len = usize::try_from(body_len).map_err(|_| DecodeError::NegativeLength {
+            field: "body",
+            len: body_len,
+        })?;
+        let body = r.take(body_len)?;
+        let props_len = i16::from_be_bytes(r.array()?);
+        let props_len = usize::try_from(props_len).map_err(|_| DecodeError::NegativeLength {
+            field: "properties",
+            len: i32::from(props_len),
+        })?;
+        let properties = std::str::from_utf8(r.take(props_len)?)
+            .map_err(|_| DecodeError::BadUtf8("properties"))?;
+        if r.pos != total_len {
+            return Err(DecodeError::SizeMismatch {
+                declared: total_len,
+                computed: r.pos,
+            });
+        }
+        out.push(BatchItem {
+            flag,
+            body,
+            properties,
+        });
+        buf = &buf[total_len..];
+    }
+    Ok(out)
+}
+
+/// Encodes one message of a batch body (§6.8), as the Java producer does.
+pub fn encode_batch_item(item: &BatchItem<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    if item.properties.len() > MAX_PROPERTIES_LEN {
+        return Err(EncodeError::PropertiesTooLong {
+            len: item.properties.len(),
+        });
+    }
+    let total = 22 + item.body.len() + item.properties.len();
+    let total = i32::try_from(total).map_err(|_| EncodeError::BodyTooLarge {
+        len: item.body.len(),
+    })?;
+    put_i32(out, total);
+    put_i32(out, 0);
+    put_i32(out, 0);
+    put_i32(out, item.flag);
+    put_i32(out, item.body.len() as i32);
+    out.extend_from_slice(item.body);
+    out.extend_from_slice(&(item.properties.len() as u16).to_be_bytes());
+    out.extend_from_slice(item.properties.as_bytes());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,6 +745,50 @@ mod tests {
             sample(b"", "T", &props).encode(),
             Err(EncodeError::PropertiesTooLong { len: 40_000 })
         );
+    }
+
+    #[test]
+    fn offset_msg_id_round_trips() {
+        let host: SocketAddr = "10.10.10.10:10911".parse().unwrap();
+        let id = offset_msg_id(&host, 0);
+        assert_eq!(id, "0A0A0A0A00002A9F0000000000000000");
+        assert_eq!(decode_offset_msg_id(&id), Some((host, 0)));
+        let v6: SocketAddr = "[fe80::1]:10911".parse().unwrap();
+        let id = offset_msg_id(&v6, 1234);
+        assert_eq!(id.len(), 56);
+        assert_eq!(decode_offset_msg_id(&id), Some((v6, 1234)));
+        assert_eq!(decode_offset_msg_id("zz"), None);
+        assert_eq!(decode_offset_msg_id(&"G".repeat(32)), None);
+    }
+
+    #[test]
+    fn batch_bodies_round_trip_and_reject_bad_lengths() {
+        let items = [
+            BatchItem {
+                flag: 1,
+                body: b"one",
+                properties: "KEYS\u{1}k1",
+            },
+            BatchItem {
+                flag: 0,
+                body: b"",
+                properties: "",
+            },
+        ];
+        let mut body = Vec::new();
+        for item in &items {
+            encode_batch_item(item, &mut body).unwrap();
+        }
+        assert_eq!(decode_batch(&body).unwrap(), items);
+        for cut in 1..body.len() {
+            let _ = decode_batch(&body[..cut]); // never panics
+        }
+        let mut bad = body.clone();
+        bad[0..4].copy_from_slice(&(-1i32).to_be_bytes());
+        assert!(decode_batch(&bad).is_err());
+        let mut bad = body;
+        bad[16..20].copy_from_slice(&(1000i32).to_be_bytes());
+        assert!(decode_batch(&bad).is_err());
     }
 
     #[test]

@@ -1,7 +1,13 @@
 //! RocketMQ's wire and record formats, shared by the daemon and the client.
 //!
+//! - [`remoting`]: the frame and the `RemotingCommand` (both header serializations).
+//! - [`codes`]: request and response codes.
+//! - [`headers`]: typed custom headers of each request and response.
 //! - [`message`]: the stored-message record (CommitLog layout, PULL bodies).
 //! - [`properties`]: the message properties string and Java's string hash.
 
+pub mod codes;
+pub mod headers;
 pub mod message;
 pub mod properties;
+pub mod remoting;
