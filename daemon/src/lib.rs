@@ -1,7 +1,13 @@
 //! mq-daemon: the servers of mq.
 //!
+//! - [`broker`]: the Broker (send, pull with long polling, offsets, admin).
+//! - [`namesrv`]: the NameServer (route table, broker liveness).
+//! - [`remoting`]: the TCP server speaking RocketMQ's remoting protocol.
 //! - [`store`]: the message store (CommitLog, ConsumeQueue, IndexFile, recovery).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod broker;
+pub mod namesrv;
+pub mod remoting;
 pub mod store;

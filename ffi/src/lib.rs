@@ -3,8 +3,10 @@
 //!
 //! - [`protocol`]: byte layouts of RocketMQ's records and frames, as pure functions
 //!   over bytes with every length checked.
+//! - [`client`]: connections to NameServers and Brokers.
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod client;
 pub mod protocol;

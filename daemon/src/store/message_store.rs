@@ -24,7 +24,7 @@ use mq::protocol::properties::{self, keys, KEY_SEPARATOR};
 use super::checkpoint::{sync_dir, Checkpoint, CheckpointFile};
 use super::commit_log::{AppendResult, CommitLog, PutMessage, RecordBytes};
 use super::config::{FlushDiskType, StoreConfig};
-use super::consume_queue::{ConsumeQueues, LogBounds};
+use super::consume_queue::{ConsumeQueues, CqEntry, LogBounds};
 use super::dispatch::{ArrivalListener, Dispatcher};
 use super::error::{Result, StoreError};
 use super::flush::FlushService;
@@ -429,6 +429,37 @@ impl MessageStore {
             .into_iter()
             .next()?;
         self.log.store_timestamp_at(entry.phys_offset, entry.size)
+    }
+
+    /// Up to `max` ConsumeQueue entries of a queue from `offset`, each with its
+    /// logical offset (the schedule service reads delivery times from them).
+    pub fn queue_entries(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        max: usize,
+    ) -> Vec<(i64, CqEntry)> {
+        self.queues
+            .get(topic, queue_id)
+            .map(|q| q.entries_from(offset, max))
+            .unwrap_or_default()
+    }
+
+    /// The record of a ConsumeQueue entry, if it is still stored and matches.
+    pub fn read_entry(&self, entry: &CqEntry) -> Option<RecordBytes> {
+        let size = usize::try_from(entry.size).ok()?;
+        self.log
+            .read(entry.phys_offset, size)
+            .filter(|r| r.get(..4) == Some(&entry.size.to_be_bytes()[..]))
+    }
+
+    /// CommitLog offset of the message at `offset` of the queue.
+    pub fn first_entry_phys_offset(&self, topic: &str, queue_id: i32, offset: i64) -> Option<i64> {
+        self.queues
+            .get(topic, queue_id)?
+            .get(offset)
+            .map(|e| e.phys_offset)
     }
 
     /// Store time of the message at `offset` of the queue.

@@ -3,10 +3,14 @@
 //! - [`remoting`]: the frame and the `RemotingCommand` (both header serializations).
 //! - [`codes`]: request and response codes.
 //! - [`headers`]: typed custom headers of each request and response.
+//! - [`body`]: the JSON bodies of remoting commands (routes, heartbeats, offsets…).
+//! - [`fastjson`]: reading and writing fastjson's non-standard JSON (bare and object map keys).
 //! - [`message`]: the stored-message record (CommitLog layout, PULL bodies).
 //! - [`properties`]: the message properties string and Java's string hash.
 
+pub mod body;
 pub mod codes;
+pub mod fastjson;
 pub mod headers;
 pub mod message;
 pub mod properties;

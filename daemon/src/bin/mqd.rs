@@ -1,0 +1,272 @@
+//! `mqd`: the mq daemon — a NameServer, a Broker, or both in one process.
+//!
+//! Exit codes: 0 after a clean shutdown (SIGTERM or SIGINT), 1 when the daemon
+//! fails, 2 for a usage or configuration error.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use argh::FromArgs;
+use nix::sys::signal::{SigSet, Signal};
+use smol::Executor;
+
+use mq_daemon::broker::{Broker, BrokerConfig};
+use mq_daemon::namesrv;
+use mq_daemon::remoting::Shutdown;
+
+/// mq daemon: RocketMQ-compatible NameServer and Broker.
+#[derive(FromArgs)]
+struct Mqd {
+    #[argh(subcommand)]
+    command: Command,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Namesrv(NamesrvCmd),
+    Broker(BrokerCmd),
+    Standalone(StandaloneCmd),
+}
+
+/// run a NameServer
+#[derive(FromArgs)]
+#[argh(
+    subcommand,
+    name = "namesrv",
+    example = "{command_name} --listen 127.0.0.1:9876"
+)]
+struct NamesrvCmd {
+    /// address to listen on (default 127.0.0.1:9876)
+    #[argh(option, default = "String::from(\"127.0.0.1:9876\")")]
+    listen: String,
+}
+
+/// run a Broker configured by a RocketMQ-style broker.conf
+#[derive(FromArgs)]
+#[argh(
+    subcommand,
+    name = "broker",
+    example = "{command_name} -c broker.conf --listenPort 10921 --namesrvAddr 127.0.0.1:9876"
+)]
+struct BrokerCmd {
+    /// the broker.conf file (key=value lines)
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// any broker.conf key as `--key value`; wins over the file
+    #[argh(positional, greedy)]
+    overrides: Vec<String>,
+}
+
+/// run a NameServer and one master Broker in one process (the embedded default)
+#[derive(FromArgs)]
+#[argh(
+    subcommand,
+    name = "standalone",
+    example = "{command_name} --data ./mq-data"
+)]
+struct StandaloneCmd {
+    /// data directory (default ./mq-data)
+    #[argh(option, default = "PathBuf::from(\"mq-data\")")]
+    data: PathBuf,
+    /// address of the NameServer (default 127.0.0.1:9876)
+    #[argh(option, default = "String::from(\"127.0.0.1:9876\")")]
+    namesrv_listen: String,
+    /// broker port (default 10911; the VIP port is this minus 2, HA this plus 1)
+    #[argh(option, default = "10911")]
+    listen_port: u16,
+    /// broker address announced to clients (default 127.0.0.1)
+    #[argh(option, default = "String::from(\"127.0.0.1\")")]
+    broker_ip: String,
+    /// an optional broker.conf for the broker's other settings
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// any broker.conf key as `--key value`
+    #[argh(positional, greedy)]
+    overrides: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args: Mqd = argh::from_env();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp_millis()
+        .init();
+    // Block the stop signals in every thread (threads inherit the mask), so
+    // that one thread can wait for them with sigwait.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    if let Err(e) = signals.thread_block() {
+        eprintln!("mqd: cannot block signals: {e}");
+        return ExitCode::from(1);
+    }
+    match run(args.command, signals) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(msg)) => {
+            eprintln!("mqd: {msg}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(msg)) => {
+            eprintln!("mqd: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum Failure {
+    Usage(String),
+    Runtime(String),
+}
+
+fn broker_config(file: Option<&PathBuf>, overrides: &[String]) -> Result<BrokerConfig, Failure> {
+    let mut config = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))?;
+            BrokerConfig::from_properties(&text).map_err(Failure::Usage)?
+        }
+        None => BrokerConfig::default(),
+    };
+    let mut rest = overrides.iter();
+    while let Some(flag) = rest.next() {
+        let key = flag
+            .strip_prefix("--")
+            .ok_or_else(|| Failure::Usage(format!("expected --key value, found {flag:?}")))?;
+        let (key, value) = match key.split_once('=') {
+            Some((k, v)) => (k, v.to_owned()),
+            None => (
+                key,
+                rest.next()
+                    .ok_or_else(|| Failure::Usage(format!("--{key} needs a value")))?
+                    .clone(),
+            ),
+        };
+        config.set(key, &value).map_err(Failure::Usage)?;
+    }
+    if config.namesrv_addrs.is_empty() {
+        if let Ok(addrs) = std::env::var("NAMESRV_ADDR") {
+            config.set("namesrvAddr", &addrs).map_err(Failure::Usage)?;
+        }
+    }
+    Ok(config)
+}
+
+fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
+    let ex = Arc::new(Executor::new());
+    let (shutdown, trigger) = Shutdown::new();
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(2);
+    let (stop_workers, workers_stop) = smol::channel::bounded::<()>(1);
+    let workers: Vec<_> = (0..threads)
+        .map(|i| {
+            let ex = ex.clone();
+            let stop = workers_stop.clone();
+            std::thread::Builder::new()
+                .name(format!("mqd-worker-{i}"))
+                .spawn(move || smol::block_on(ex.run(stop.recv())))
+                .expect("spawn worker thread")
+        })
+        .collect();
+
+    let result = smol::block_on(ex.run(async {
+        let mut namesrv_addr = None;
+        let mut broker: Option<Arc<Broker>> = None;
+        match command {
+            Command::Namesrv(cmd) => {
+                let addr = parse_addr(&cmd.listen)?;
+                namesrv_addr = Some(start_namesrv(&ex, addr, &shutdown).await?);
+            }
+            Command::Broker(cmd) => {
+                let config = broker_config(cmd.config.as_ref(), &cmd.overrides)?;
+                broker = Some(start_broker(&ex, config, &shutdown).await?);
+            }
+            Command::Standalone(cmd) => {
+                let addr = parse_addr(&cmd.namesrv_listen)?;
+                let bound = start_namesrv(&ex, addr, &shutdown).await?;
+                namesrv_addr = Some(bound);
+                let mut config = broker_config(cmd.config.as_ref(), &cmd.overrides)?;
+                let set = |config: &mut BrokerConfig, k: &str, v: &str| {
+                    config.set(k, v).map_err(Failure::Usage)
+                };
+                set(&mut config, "namesrvAddr", &bound.to_string())?;
+                set(&mut config, "listenPort", &cmd.listen_port.to_string())?;
+                set(&mut config, "brokerIP1", &cmd.broker_ip)?;
+                set(
+                    &mut config,
+                    "storePathRootDir",
+                    &cmd.data.join("store").display().to_string(),
+                )?;
+                broker = Some(start_broker(&ex, config, &shutdown).await?);
+            }
+        }
+        if let Some(addr) = namesrv_addr {
+            println!("mqd: namesrv listening on {addr}");
+        }
+        if let Some(b) = &broker {
+            println!(
+                "mqd: broker {} listening on {}",
+                b.config().broker_name,
+                b.config().broker_addr()
+            );
+        }
+        Ok::<_, Failure>(broker)
+    }));
+    let broker = match result {
+        Ok(broker) => broker,
+        Err(e) => {
+            drop(stop_workers);
+            return Err(e);
+        }
+    };
+
+    // Wait for SIGTERM or SIGINT on this thread.
+    match signals.wait() {
+        Ok(sig) => log::warn!("{sig:?} received: shutting down"),
+        Err(e) => log::error!("waiting for signals: {e}; shutting down"),
+    }
+    let outcome = smol::block_on(ex.run(async {
+        if let Some(broker) = &broker {
+            broker.begin_shutdown().await;
+        }
+        trigger.trigger_and_wait(Duration::from_secs(10)).await;
+        match &broker {
+            Some(broker) => broker.finish_shutdown().await,
+            None => Ok(()),
+        }
+    }));
+    drop(stop_workers);
+    for w in workers {
+        let _ = w.join();
+    }
+    outcome.map_err(|e| Failure::Runtime(format!("shutdown: {e}")))
+}
+
+fn parse_addr(text: &str) -> Result<SocketAddr, Failure> {
+    text.parse()
+        .map_err(|_| Failure::Usage(format!("{text:?} is not an address like 127.0.0.1:9876")))
+}
+
+async fn start_namesrv(
+    ex: &Arc<Executor<'static>>,
+    addr: SocketAddr,
+    shutdown: &Shutdown,
+) -> Result<SocketAddr, Failure> {
+    namesrv::start(ex.clone(), addr, shutdown.clone())
+        .await
+        .map_err(|e| Failure::Runtime(format!("namesrv on {addr}: {e}")))
+}
+
+async fn start_broker(
+    ex: &Arc<Executor<'static>>,
+    mut config: BrokerConfig,
+    shutdown: &Shutdown,
+) -> Result<Arc<Broker>, Failure> {
+    config.validate().map_err(Failure::Usage)?;
+    Broker::start(ex.clone(), config, shutdown.clone())
+        .await
+        .map_err(|e| Failure::Runtime(format!("broker: {e}")))
+}

@@ -1,0 +1,402 @@
+//! The broker's configuration: RocketMQ's `broker.conf` keys (BrokerConfig,
+//! NettyServerConfig and MessageStoreConfig share one namespace), read from a
+//! Java properties file and overridden by `--key value` pairs.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::store::{FlushDiskType, StoreConfig};
+
+/// The broker's role in a master/slave pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BrokerRole {
+    /// Master; acknowledges before replication.
+    #[default]
+    AsyncMaster,
+    /// Master; acknowledges once the slave has the bytes.
+    SyncMaster,
+    /// Slave.
+    Slave,
+}
+
+impl std::str::FromStr for BrokerRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ASYNC_MASTER" => Ok(BrokerRole::AsyncMaster),
+            "SYNC_MASTER" => Ok(BrokerRole::SyncMaster),
+            "SLAVE" => Ok(BrokerRole::Slave),
+            other => Err(format!(
+                "brokerRole must be ASYNC_MASTER, SYNC_MASTER or SLAVE, not {other:?}"
+            )),
+        }
+    }
+}
+
+/// Everything a broker is configured with.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `brokerClusterName`.
+    pub cluster_name: String,
+    /// `brokerName`.
+    pub broker_name: String,
+    /// `brokerId`: 0 for a master.
+    pub broker_id: i64,
+    /// `namesrvAddr`: NameServers, `;`-separated in the file.
+    pub namesrv_addrs: Vec<String>,
+    /// `brokerIP1`: the address clients are told to use.
+    pub broker_ip1: IpAddr,
+    /// `brokerIP2`: the address of the HA service.
+    pub broker_ip2: IpAddr,
+    /// `listenPort`.
+    pub listen_port: u16,
+    /// `listenIP` (mq): the address to bind; defaults to `brokerIP1`.
+    pub listen_ip: Option<IpAddr>,
+    /// `brokerRole`.
+    pub broker_role: BrokerRole,
+    /// `brokerPermission`: ANDed into every topic's permission on registration.
+    pub broker_permission: i32,
+    /// `autoCreateTopicEnable`.
+    pub auto_create_topic_enable: bool,
+    /// `defaultTopicQueueNums`.
+    pub default_topic_queue_nums: i32,
+    /// `autoCreateSubscriptionGroup`.
+    pub auto_create_subscription_group: bool,
+    /// `registerNameServerPeriod`.
+    pub register_name_server_period: Duration,
+    /// `longPollingEnable`.
+    pub long_polling_enable: bool,
+    /// `shortPollingTimeMills`.
+    pub short_polling_time: Duration,
+    /// `regionId`.
+    pub region_id: String,
+    /// `traceOn`.
+    pub trace_on: bool,
+    /// `flushConsumerOffsetInterval` (5 s): how often offsets are persisted.
+    pub flush_consumer_offset_interval: Duration,
+    /// `serverFrameMaxLength` (mq): largest request frame (16 MiB).
+    pub max_frame: usize,
+    /// The store's settings (`storePathRootDir`, `flushDiskType`, ...).
+    pub store: StoreConfig,
+    /// Keys given that mq does not know, kept for GET_BROKER_CONFIG.
+    pub unknown: BTreeMap<String, String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+        BrokerConfig {
+            cluster_name: "DefaultCluster".into(),
+            broker_name: "broker-a".into(),
+            broker_id: 0,
+            namesrv_addrs: Vec::new(),
+            broker_ip1: ip,
+            broker_ip2: ip,
+            listen_port: 10911,
+            listen_ip: None,
+            broker_role: BrokerRole::AsyncMaster,
+            broker_permission: 6,
+            auto_create_topic_enable: true,
+            default_topic_queue_nums: 8,
+            auto_create_subscription_group: true,
+            register_name_server_period: Duration::from_secs(30),
+            long_polling_enable: true,
+            short_polling_time: Duration::from_secs(1),
+            region_id: "DefaultRegion".into(),
+            trace_on: true,
+            flush_consumer_offset_interval: Duration::from_secs(5),
+            max_frame: mq::protocol::remoting::DEFAULT_MAX_FRAME,
+            store: StoreConfig::new(home.join("store")),
+            unknown: BTreeMap::new(),
+        }
+    }
+}
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("{key}: {value:?} is not a valid value"))
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+    match value.trim() {
+        v if v.eq_ignore_ascii_case("true") => Ok(true),
+        v if v.eq_ignore_ascii_case("false") => Ok(false),
+        other => Err(format!("{key}: {other:?} is not true or false")),
+    }
+}
+
+impl BrokerConfig {
+    /// Reads a Java properties file's text.
+    pub fn from_properties(text: &str) -> Result<Self, String> {
+        let map =
+            java_properties::read(text.as_bytes()).map_err(|e| format!("broker config: {e}"))?;
+        let mut config = BrokerConfig::default();
+        let mut store_path_set = false;
+        for (key, value) in &map {
+            store_path_set |= key == "storePathRootDir";
+            config.set(key, value)?;
+        }
+        if !store_path_set {
+            log::info!(
+                "storePathRootDir not set; using {}",
+                config.store.root.display()
+            );
+        }
+        Ok(config)
+    }
+
+    /// Sets one key, as given in the file or as `--key value`.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let v = value.trim();
+        let s = &mut self.store;
+        match key {
+            "brokerClusterName" => self.cluster_name = v.to_owned(),
+            "brokerName" => self.broker_name = v.to_owned(),
+            "brokerId" => self.broker_id = parse(key, v)?,
+            "namesrvAddr" => {
+                self.namesrv_addrs = v
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+            "brokerIP1" => {
+                self.broker_ip1 = parse(key, v)?;
+                self.broker_ip2 = self.broker_ip1;
+            }
+            "brokerIP2" => self.broker_ip2 = parse(key, v)?,
+            "listenPort" => self.listen_port = parse(key, v)?,
+            "listenIP" => self.listen_ip = Some(parse(key, v)?),
+            "brokerRole" => self.broker_role = parse(key, v)?,
+            "brokerPermission" => self.broker_permission = parse(key, v)?,
+            "autoCreateTopicEnable" => self.auto_create_topic_enable = parse_bool(key, v)?,
+            "defaultTopicQueueNums" => self.default_topic_queue_nums = parse(key, v)?,
+            "autoCreateSubscriptionGroup" => {
+                self.auto_create_subscription_group = parse_bool(key, v)?
+            }
+            "registerNameServerPeriod" => {
+                // RocketMQ clamps it to 10..60 s.
+                let ms: u64 = parse(key, v)?;
+                self.register_name_server_period = Duration::from_millis(ms.clamp(10_000, 60_000));
+            }
+            "longPollingEnable" => self.long_polling_enable = parse_bool(key, v)?,
+            "shortPollingTimeMills" => {
+                self.short_polling_time = Duration::from_millis(parse(key, v)?)
+            }
+            "regionId" => self.region_id = v.to_owned(),
+            "traceOn" => self.trace_on = parse_bool(key, v)?,
+            "flushConsumerOffsetInterval" => {
+                self.flush_consumer_offset_interval = Duration::from_millis(parse(key, v)?)
+            }
+            "serverFrameMaxLength" => self.max_frame = parse(key, v)?,
+            "storePathRootDir" => s.root = PathBuf::from(v),
+            "flushDiskType" => s.flush_disk_type = v.parse::<FlushDiskType>()?,
+            "mappedFileSizeCommitLog" => s.commit_log_file_size = parse(key, v)?,
+            "mappedFileSizeConsumeQueue" => {
+                let bytes: usize = parse(key, v)?;
+                s.consume_queue_entries_per_file = (bytes / 20).max(1);
+            }
+            "maxHashSlotNum" => s.index_hash_slots = parse(key, v)?,
+            "maxIndexNum" => s.index_max_entries = parse(key, v)?,
+            "messageIndexEnable" => s.message_index_enable = parse_bool(key, v)?,
+            "flushIntervalCommitLog" => {
+                s.flush_interval_commit_log = Duration::from_millis(parse(key, v)?)
+            }
+            "flushCommitLogLeastPages" => s.flush_commit_log_least_pages = parse(key, v)?,
+            "flushCommitLogThoroughInterval" => {
+                s.flush_commit_log_thorough_interval = Duration::from_millis(parse(key, v)?)
+            }
+            "flushIntervalConsumeQueue" => {
+                s.flush_interval_consume_queue = Duration::from_millis(parse(key, v)?)
+            }
+            "syncFlushTimeout" => s.sync_flush_timeout = Duration::from_millis(parse(key, v)?),
+            "fileReservedTime" => {
+                s.file_reserved_time = Duration::from_secs(parse::<u64>(key, v)? * 3600)
+            }
+            "deleteWhen" => s.delete_when = v.to_owned(),
+            "diskMaxUsedSpaceRatio" => s.disk_max_used_space_ratio = parse(key, v)?,
+            "cleanResourceInterval" => {
+                s.clean_resource_interval = Duration::from_millis(parse(key, v)?)
+            }
+            "maxMessageSize" => s.max_message_size = parse(key, v)?,
+            "messageDelayLevel" => s.message_delay_level = v.to_owned(),
+            "deleteCommitLogFilesInterval"
+            | "destroyMapedFileIntervalForcibly"
+            | "redeleteHangedFileInterval" => {
+                // Timing knobs of RocketMQ's file deletion that mq does not need.
+                self.unknown.insert(key.to_owned(), v.to_owned());
+            }
+            other => {
+                log::warn!("unknown broker config key {other} (ignored)");
+                self.unknown.insert(other.to_owned(), v.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the settings against each other.
+    pub fn validate(&mut self) -> Result<(), String> {
+        if self.broker_role == BrokerRole::Slave && self.broker_id == 0 {
+            return Err("a SLAVE must have brokerId > 0".into());
+        }
+        if self.broker_role != BrokerRole::Slave && self.broker_id != 0 {
+            return Err("a master must have brokerId 0".into());
+        }
+        if self.listen_port < 3 || self.listen_port == u16::MAX {
+            return Err(format!(
+                "listenPort {} leaves no room for the VIP port (listenPort - 2) and HA port (+1)",
+                self.listen_port
+            ));
+        }
+        if !(1..=1024).contains(&self.default_topic_queue_nums) {
+            return Err("defaultTopicQueueNums must be 1..=1024".into());
+        }
+        self.store.store_host = self.broker_addr();
+        self.store.validate()
+    }
+
+    /// The address clients reach this broker at (`brokerIP1:listenPort`).
+    pub fn broker_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.broker_ip1, self.listen_port)
+    }
+
+    /// The address of the HA service (`brokerIP2:listenPort+1`).
+    pub fn ha_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.broker_ip2, self.listen_port + 1)
+    }
+
+    /// The address the main server binds.
+    pub fn bind_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.listen_ip.unwrap_or(self.broker_ip1), self.listen_port)
+    }
+
+    /// The address the VIP server binds (listenPort - 2), which older clients use.
+    pub fn vip_bind_addr(&self) -> SocketAddr {
+        SocketAddr::new(
+            self.listen_ip.unwrap_or(self.broker_ip1),
+            self.listen_port - 2,
+        )
+    }
+
+    /// The configuration as RocketMQ's GET_BROKER_CONFIG prints it.
+    pub fn to_properties(&self) -> String {
+        let s = &self.store;
+        let mut pairs: BTreeMap<String, String> = self.unknown.clone();
+        let mut put = |k: &str, v: String| {
+            pairs.insert(k.to_owned(), v);
+        };
+        put("brokerClusterName", self.cluster_name.clone());
+        put("brokerName", self.broker_name.clone());
+        put("brokerId", self.broker_id.to_string());
+        put("namesrvAddr", self.namesrv_addrs.join(";"));
+        put("brokerIP1", self.broker_ip1.to_string());
+        put("brokerIP2", self.broker_ip2.to_string());
+        put("listenPort", self.listen_port.to_string());
+        put(
+            "brokerRole",
+            match self.broker_role {
+                BrokerRole::AsyncMaster => "ASYNC_MASTER",
+                BrokerRole::SyncMaster => "SYNC_MASTER",
+                BrokerRole::Slave => "SLAVE",
+            }
+            .into(),
+        );
+        put("brokerPermission", self.broker_permission.to_string());
+        put(
+            "autoCreateTopicEnable",
+            self.auto_create_topic_enable.to_string(),
+        );
+        put(
+            "defaultTopicQueueNums",
+            self.default_topic_queue_nums.to_string(),
+        );
+        put(
+            "autoCreateSubscriptionGroup",
+            self.auto_create_subscription_group.to_string(),
+        );
+        put("longPollingEnable", self.long_polling_enable.to_string());
+        put("regionId", self.region_id.clone());
+        put("traceOn", self.trace_on.to_string());
+        put("storePathRootDir", s.root.display().to_string());
+        put(
+            "flushDiskType",
+            match s.flush_disk_type {
+                FlushDiskType::AsyncFlush => "ASYNC_FLUSH",
+                FlushDiskType::SyncFlush => "SYNC_FLUSH",
+            }
+            .into(),
+        );
+        put(
+            "mappedFileSizeCommitLog",
+            s.commit_log_file_size.to_string(),
+        );
+        put("maxMessageSize", s.max_message_size.to_string());
+        put("deleteWhen", s.delete_when.clone());
+        put(
+            "fileReservedTime",
+            (s.file_reserved_time.as_secs() / 3600).to_string(),
+        );
+        put(
+            "diskMaxUsedSpaceRatio",
+            s.disk_max_used_space_ratio.to_string(),
+        );
+        put("messageDelayLevel", s.message_delay_level.clone());
+        pairs
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_rocketmq_broker_conf() {
+        let text = "\
+# comment
+brokerClusterName = DefaultCluster
+brokerName=broker-b
+brokerId=0
+namesrvAddr=127.0.0.1:9876;127.0.0.1:9877
+brokerIP1=127.0.0.1
+listenPort=20911
+storePathRootDir=/tmp/mq-store
+flushDiskType=SYNC_FLUSH
+deleteWhen=04
+fileReservedTime=48
+brokerRole=SYNC_MASTER
+autoCreateTopicEnable=false
+";
+        let mut c = BrokerConfig::from_properties(text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.broker_name, "broker-b");
+        assert_eq!(c.namesrv_addrs, vec!["127.0.0.1:9876", "127.0.0.1:9877"]);
+        assert_eq!(c.listen_port, 20911);
+        assert_eq!(c.vip_bind_addr().port(), 20909);
+        assert_eq!(c.ha_addr().port(), 20912);
+        assert_eq!(c.store.flush_disk_type, FlushDiskType::SyncFlush);
+        assert_eq!(c.store.file_reserved_time, Duration::from_secs(48 * 3600));
+        assert_eq!(c.broker_role, BrokerRole::SyncMaster);
+        assert!(!c.auto_create_topic_enable);
+        assert_eq!(c.store.store_host, "127.0.0.1:20911".parse().unwrap());
+        assert!(c.to_properties().contains("brokerName=broker-b\n"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = BrokerConfig::from_properties("listenPort=abc").unwrap_err();
+        assert!(err.contains("listenPort"), "{err}");
+        let err = BrokerConfig::from_properties("flushDiskType=SOMETIMES").unwrap_err();
+        assert!(err.contains("flushDiskType"), "{err}");
+        let mut c = BrokerConfig::from_properties("brokerId=1").unwrap();
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,107 @@
+//! Subscription group configurations (RocketMQ's SubscriptionGroupManager),
+//! created on first use when `autoCreateSubscriptionGroup` is on, persisted to
+//! `config/subscriptionGroup.json`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::RwLock;
+
+use mq::protocol::body::{DataVersion, SubscriptionGroupConfig, SubscriptionGroupWrapper};
+
+use super::persist::ConfigFile;
+use crate::store::StoreError;
+
+/// The broker's subscription groups.
+pub struct GroupManager {
+    table: RwLock<(BTreeMap<String, SubscriptionGroupConfig>, DataVersion)>,
+    file: ConfigFile,
+    auto_create: bool,
+}
+
+impl GroupManager {
+    /// Loads `config/subscriptionGroup.json` under `root`.
+    pub fn load(root: &Path, auto_create: bool) -> Result<Self, String> {
+        let file = ConfigFile::new(root, "subscriptionGroup.json");
+        let loaded =
+            file.load(|b| SubscriptionGroupWrapper::decode(b).map_err(|e| e.to_string()))?;
+        let (table, version) = loaded
+            .map(|w| (w.subscription_group_table, w.data_version))
+            .unwrap_or_default();
+        Ok(GroupManager {
+            table: RwLock::new((table, version)),
+            file,
+            auto_create,
+        })
+    }
+
+    /// The group's configuration, created with defaults if allowed and missing.
+    pub fn find_or_create(
+        &self,
+        group: &str,
+    ) -> Result<Option<SubscriptionGroupConfig>, StoreError> {
+        if let Some(config) = self.get(group) {
+            return Ok(Some(config));
+        }
+        if !self.auto_create {
+            return Ok(None);
+        }
+        let config = SubscriptionGroupConfig {
+            group_name: group.to_owned(),
+            ..SubscriptionGroupConfig::default()
+        };
+        self.put(config.clone())?;
+        Ok(Some(config))
+    }
+
+    /// The group's configuration.
+    pub fn get(&self, group: &str) -> Option<SubscriptionGroupConfig> {
+        self.table
+            .read()
+            .expect("groups poisoned")
+            .0
+            .get(group)
+            .cloned()
+    }
+
+    /// Creates or replaces a group and persists.
+    pub fn put(&self, config: SubscriptionGroupConfig) -> Result<(), StoreError> {
+        {
+            let mut table = self.table.write().expect("groups poisoned");
+            table.0.insert(config.group_name.clone(), config);
+            table.1.counter += 1;
+            table.1.timestamp = crate::store::commit_log::now_ms();
+        }
+        self.persist()
+    }
+
+    /// Deletes a group. Returns whether it existed.
+    pub fn delete(&self, group: &str) -> Result<bool, StoreError> {
+        let existed = self
+            .table
+            .write()
+            .expect("groups poisoned")
+            .0
+            .remove(group)
+            .is_some();
+        if existed {
+            self.persist()?;
+        }
+        Ok(existed)
+    }
+
+    /// Every group, as GET_ALL_SUBSCRIPTIONGROUP_CONFIG returns it.
+    pub fn snapshot(&self) -> SubscriptionGroupWrapper {
+        let table = self.table.read().expect("groups poisoned");
+        SubscriptionGroupWrapper {
+            subscription_group_table: table.0.clone(),
+            data_version: table.1,
+        }
+    }
+
+    fn persist(&self) -> Result<(), StoreError> {
+        let bytes = mq::protocol::fastjson::to_string_pretty(&self.snapshot())
+            .expect("group configs always serialise")
+            .into_bytes();
+        self.file.save(&bytes)
+    }
+}

@@ -1,0 +1,175 @@
+//! Registration with every NameServer: at start, every `registerNameServerPeriod`
+//! (30 s), and at once when a topic is created or deleted; UNREGISTER_BROKER at
+//! shutdown. NameServers never talk to each other, so each gets its own.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use smol::channel::{bounded, Receiver, Sender};
+
+use mq::client::remoting::RemotingClient;
+use mq::protocol::body::{RegisterBrokerBody, TopicConfigSerializeWrapper};
+use mq::protocol::codes::{request, response};
+use mq::protocol::headers::{
+    BrokerIdentityRequestHeader, CommandHeader, RegisterBrokerRequestHeader,
+};
+use mq::protocol::remoting::RemotingCommand;
+
+use super::Broker;
+
+/// How long one registration may take (RocketMQ: registerBrokerTimeoutMills).
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// Connections to the NameServers and the "register now" signal.
+pub struct Registrar {
+    addrs: Vec<String>,
+    clients: Mutex<HashMap<String, Arc<RemotingClient>>>,
+    wake: (Sender<()>, Receiver<()>),
+}
+
+impl Registrar {
+    /// A registrar for these NameServer addresses.
+    pub fn new(addrs: Vec<String>) -> Self {
+        Registrar {
+            addrs,
+            clients: Mutex::new(HashMap::new()),
+            wake: bounded(1),
+        }
+    }
+
+    /// Asks the loop to register now (coalesced).
+    pub fn wake(&self) {
+        // A pending wake-up covers this one.
+        let _ = self.wake.0.try_send(());
+    }
+
+    async fn client(&self, addr: &str) -> Option<Arc<RemotingClient>> {
+        if let Some(client) = self.clients.lock().expect("clients poisoned").get(addr) {
+            if !client.is_closed() {
+                return Some(client.clone());
+            }
+        }
+        match RemotingClient::connect(addr, Duration::from_secs(3), None).await {
+            Ok(client) => {
+                self.clients
+                    .lock()
+                    .expect("clients poisoned")
+                    .insert(addr.to_owned(), client.clone());
+                Some(client)
+            }
+            Err(e) => {
+                log::warn!("cannot reach NameServer {addr}: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// The body of a registration: every topic, with the broker's permission applied.
+fn register_body(broker: &Broker) -> Vec<u8> {
+    let mut wrapper: TopicConfigSerializeWrapper = broker.topics.all();
+    let broker_perm = broker.config().broker_permission;
+    for topic in wrapper.topic_config_table.values_mut() {
+        // A read-only broker announces read-only topics (RocketMQ does the same).
+        if broker_perm & super::topics::perm::WRITE == 0 {
+            topic.perm &= broker_perm;
+        }
+    }
+    RegisterBrokerBody {
+        topic_config_serialize_wrapper: wrapper,
+        filter_server_list: Vec::new(),
+    }
+    .encode()
+}
+
+/// Registers with every NameServer once; returns how many accepted.
+pub async fn register_all(broker: &Arc<Broker>) -> usize {
+    let config = broker.config();
+    let body = register_body(broker);
+    let header = RegisterBrokerRequestHeader {
+        broker_name: config.broker_name.clone(),
+        broker_addr: config.broker_addr().to_string(),
+        cluster_name: config.cluster_name.clone(),
+        ha_server_addr: config.ha_addr().to_string(),
+        broker_id: config.broker_id,
+        compressed: Some(false),
+        body_crc32: Some((crc32fast::hash(&body) & 0x7FFF_FFFF) as i32),
+    };
+    let mut accepted = 0;
+    for addr in &broker.registrar.addrs {
+        let Some(client) = broker.registrar.client(addr).await else {
+            continue;
+        };
+        let mut cmd = RemotingCommand::request(request::REGISTER_BROKER);
+        header.encode(&mut cmd.ext_fields);
+        cmd.body = body.clone();
+        match client.invoke(cmd, REGISTER_TIMEOUT).await {
+            Ok(resp) if resp.code == response::SUCCESS => accepted += 1,
+            Ok(resp) => log::warn!(
+                "NameServer {addr} refused registration: code {} {}",
+                resp.code,
+                resp.remark.unwrap_or_default()
+            ),
+            Err(e) => log::warn!("registering with NameServer {addr}: {e}"),
+        }
+    }
+    accepted
+}
+
+/// Registers now and then every period, and whenever woken, until shutdown.
+pub async fn register_loop(broker: Arc<Broker>) {
+    if broker.registrar.addrs.is_empty() {
+        log::warn!("no namesrvAddr configured: clients will not find this broker");
+        return;
+    }
+    loop {
+        let n = register_all(&broker).await;
+        log::debug!(
+            "registered with {n} of {} NameServers",
+            broker.registrar.addrs.len()
+        );
+        let period = broker.config().register_name_server_period;
+        let stop = smol::future::or(
+            async {
+                broker.shutdown.wait().await;
+                true
+            },
+            smol::future::or(
+                async {
+                    let _ = broker.registrar.wake.1.recv().await;
+                    false
+                },
+                async {
+                    smol::Timer::after(period).await;
+                    false
+                },
+            ),
+        )
+        .await;
+        if stop || broker.is_stopping() {
+            return;
+        }
+    }
+}
+
+/// Tells every NameServer this broker is leaving.
+pub async fn unregister_all(broker: &Arc<Broker>) {
+    let config = broker.config();
+    let header = BrokerIdentityRequestHeader {
+        broker_name: config.broker_name.clone(),
+        broker_addr: config.broker_addr().to_string(),
+        cluster_name: config.cluster_name.clone(),
+        broker_id: config.broker_id,
+    };
+    for addr in &broker.registrar.addrs {
+        let Some(client) = broker.registrar.client(addr).await else {
+            continue;
+        };
+        let mut cmd = RemotingCommand::request(request::UNREGISTER_BROKER);
+        header.encode(&mut cmd.ext_fields);
+        if let Err(e) = client.invoke(cmd, Duration::from_secs(3)).await {
+            log::warn!("unregistering from NameServer {addr}: {e}");
+        }
+    }
+}

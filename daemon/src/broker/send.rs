@@ -1,0 +1,287 @@
+//! SEND_MESSAGE (10), SEND_MESSAGE_V2 (310) and SEND_BATCH_MESSAGE (320): check
+//! the request, find (or auto-create) the topic, store, and answer with the
+//! offset message id, queue and queue offset.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use mq::protocol::codes::{request, response};
+use mq::protocol::headers::{SendMessageRequestHeader, SendMessageResponseHeader};
+use mq::protocol::message::{decode_batch, offset_msg_id};
+use mq::protocol::properties::{self, keys};
+use mq::protocol::remoting::RemotingCommand;
+
+use super::topics::{
+    perm, validate_topic, AUTO_CREATE_TOPIC_KEY, DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX,
+};
+use super::Broker;
+use crate::remoting::{error_response, Connection};
+use crate::store::{Durability, PutMessage, StoreError};
+
+/// The property a 4.9 broker adds to every message: its cluster's name.
+const PROPERTY_CLUSTER: &str = "CLUSTER";
+/// Retries before a message goes to the dead-letter queue, by default.
+const DEFAULT_MAX_RECONSUME_TIMES: i32 = 16;
+
+/// Handles one send request.
+pub async fn handle(
+    broker: &Arc<Broker>,
+    conn: &Arc<Connection>,
+    req: &RemotingCommand,
+) -> RemotingCommand {
+    match send(broker, conn, req).await {
+        Ok(resp) | Err(resp) => resp,
+    }
+}
+
+async fn send(
+    broker: &Arc<Broker>,
+    conn: &Arc<Connection>,
+    req: &RemotingCommand,
+) -> Result<RemotingCommand, RemotingCommand> {
+    let fail = |code: i32, remark: String| error_response(req, code, remark);
+    let header = if req.code == request::SEND_MESSAGE {
+        SendMessageRequestHeader::decode_v1(&req.ext_fields)
+    } else {
+        SendMessageRequestHeader::decode_v2(&req.ext_fields)
+    }
+    .map_err(|e| fail(response::SYSTEM_ERROR, e.to_string()))?;
+    let config = broker.config();
+    if broker.is_stopping() {
+        return Err(fail(
+            response::SERVICE_NOT_AVAILABLE,
+            "the broker is shutting down".into(),
+        ));
+    }
+    if config.broker_role == super::config::BrokerRole::Slave {
+        return Err(fail(
+            response::SERVICE_NOT_AVAILABLE,
+            format!(
+                "the broker[{}] role is SLAVE, cannot write messages",
+                config.broker_name
+            ),
+        ));
+    }
+    if !perm::writable(config.broker_permission) {
+        return Err(fail(
+            response::NO_PERMISSION,
+            format!(
+                "the broker[{}] sending message is forbidden",
+                config.broker_name
+            ),
+        ));
+    }
+    validate_topic(&header.topic).map_err(|why| fail(response::SYSTEM_ERROR, why))?;
+    if header.topic == AUTO_CREATE_TOPIC_KEY {
+        return Err(fail(
+            response::SYSTEM_ERROR,
+            format!(
+                "the topic[{}] is conflict with system reserved words.",
+                header.topic
+            ),
+        ));
+    }
+
+    let mut topic = header.topic.clone();
+    let mut queue_id = header.queue_id;
+    let topic_config = if let Some(group) = topic.strip_prefix(RETRY_GROUP_TOPIC_PREFIX) {
+        let queues = broker
+            .groups
+            .find_or_create(group)
+            .map_err(|e| fail(response::SYSTEM_ERROR, e.to_string()))?
+            .map_or(1, |g| g.retry_queue_nums.max(1));
+        let (config, created) = broker
+            .topics
+            .get_or_create_system(&topic, queues, perm::READ | perm::WRITE)
+            .map_err(|e| fail(response::SYSTEM_ERROR, e.to_string()))?;
+        if created {
+            broker.register_soon();
+        }
+        config
+    } else {
+        match broker
+            .topics
+            .get_or_create_for_send(
+                &topic,
+                &header.default_topic,
+                header.default_topic_queue_nums,
+            )
+            .map_err(|e| fail(response::SYSTEM_ERROR, e.to_string()))?
+        {
+            Some((config, created)) => {
+                if created {
+                    broker.register_soon();
+                }
+                config
+            }
+            None => {
+                return Err(fail(
+                    response::TOPIC_NOT_EXIST,
+                    format!("topic[{topic}] not exist, apply first please!"),
+                ))
+            }
+        }
+    };
+    if !perm::writable(topic_config.perm) {
+        return Err(fail(
+            response::NO_PERMISSION,
+            format!("the topic[{topic}] sending message is forbidden"),
+        ));
+    }
+    let queue_limit = topic_config
+        .write_queue_nums
+        .max(topic_config.read_queue_nums);
+    if queue_id >= queue_limit {
+        return Err(fail(
+            response::SYSTEM_ERROR,
+            format!(
+                "request queueId[{queue_id}] is illegal, topic {topic} has {queue_limit} queues, producer {}",
+                conn.peer
+            ),
+        ));
+    }
+    if queue_id < 0 {
+        queue_id = (random() % topic_config.write_queue_nums.max(1) as u64) as i32;
+    }
+
+    let mut props = header.properties.clone().unwrap_or_default();
+    let reconsume_times = header.reconsume_times.unwrap_or(0);
+    // A client sending to a retry topic itself (its fallback when
+    // CONSUMER_SEND_MSG_BACK failed): past the limit it goes to the DLQ.
+    if let Some(group) = header.topic.strip_prefix(RETRY_GROUP_TOPIC_PREFIX) {
+        let max = header
+            .max_reconsume_times
+            .unwrap_or(DEFAULT_MAX_RECONSUME_TIMES);
+        if reconsume_times >= max {
+            topic = format!("{DLQ_GROUP_TOPIC_PREFIX}{group}");
+            queue_id = 0;
+            let (_, created) = broker
+                .topics
+                .get_or_create_system(&topic, 1, perm::READ | perm::WRITE)
+                .map_err(|e| fail(response::SYSTEM_ERROR, e.to_string()))?;
+            if created {
+                broker.register_soon();
+            }
+        }
+    }
+    if properties::get(&props, PROPERTY_CLUSTER).is_none() {
+        append_property(&mut props, PROPERTY_CLUSTER, &config.cluster_name);
+    }
+    let wait = properties::get(&props, keys::WAIT) != Some("false");
+
+    let batch = req.code == request::SEND_BATCH_MESSAGE || header.batch == Some(true);
+    let (mut store_topic, mut store_queue) = (topic.clone(), queue_id);
+    let owned_props: Vec<String>;
+    let bodies: Vec<(i32, &[u8], &str)> = if batch {
+        let items = decode_batch(&req.body)
+            .map_err(|e| fail(response::MESSAGE_ILLEGAL, format!("bad batch body: {e}")))?;
+        if items.is_empty() {
+            return Err(fail(response::MESSAGE_ILLEGAL, "empty batch".into()));
+        }
+        // Each message keeps its own properties, followed by the batch's.
+        owned_props = items
+            .iter()
+            .map(|item| {
+                let mut p = item.properties.to_owned();
+                if !props.is_empty() {
+                    if !p.is_empty() && !p.ends_with(properties::PROPERTY_SEPARATOR) {
+                        p.push(properties::PROPERTY_SEPARATOR);
+                    }
+                    p.push_str(&props);
+                }
+                p
+            })
+            .collect();
+        items
+            .iter()
+            .zip(&owned_props)
+            .map(|(item, p)| (item.flag, item.body, p.as_str()))
+            .collect()
+    } else {
+        // A delayed message waits in the schedule topic (not for batches, as in RocketMQ).
+        if let Some((t, q, p)) = super::schedule::divert_delayed(broker, &topic, queue_id, &props) {
+            (store_topic, store_queue, props) = (t, q, p);
+        }
+        vec![(header.flag, req.body.as_slice(), props.as_str())]
+    };
+    let messages: Vec<PutMessage<'_>> = bodies
+        .iter()
+        .map(|(flag, body, props)| PutMessage {
+            topic: &store_topic,
+            queue_id: store_queue,
+            flag: *flag,
+            sys_flag: header.sys_flag,
+            born_timestamp: header.born_timestamp,
+            born_host: conn.peer,
+            reconsume_times,
+            prepared_transaction_offset: 0,
+            body,
+            properties: props,
+        })
+        .collect();
+
+    let stored = broker
+        .store
+        .put(&messages, wait)
+        .await
+        .map_err(|e| store_error(req, e))?;
+    broker
+        .put_count
+        .fetch_add(messages.len() as i64, Ordering::Relaxed);
+    let code = match stored.durability {
+        Durability::Done => response::SUCCESS,
+        Durability::FlushTimeout | Durability::FlushFailed(_) => response::FLUSH_DISK_TIMEOUT,
+    };
+    let store_host = broker.store.config().store_host;
+    let msg_id = stored
+        .append
+        .messages
+        .iter()
+        .map(|(phys, _)| offset_msg_id(&store_host, *phys))
+        .collect::<Vec<_>>()
+        .join(",");
+    let resp_header = SendMessageResponseHeader {
+        msg_id,
+        queue_id,
+        queue_offset: stored.append.messages.first().map_or(0, |m| m.1),
+        transaction_id: None,
+        msg_region: Some(config.region_id.clone()),
+        trace_on: Some(config.trace_on.to_string()),
+    };
+    let mut resp = RemotingCommand::response_to(req, code, None);
+    mq::protocol::headers::CommandHeader::encode(&resp_header, &mut resp.ext_fields);
+    Ok(resp)
+}
+
+fn append_property(props: &mut String, name: &str, value: &str) {
+    if !props.is_empty() && !props.ends_with(properties::PROPERTY_SEPARATOR) {
+        props.push(properties::PROPERTY_SEPARATOR);
+    }
+    props.push_str(name);
+    props.push(properties::NAME_VALUE_SEPARATOR);
+    props.push_str(value);
+}
+
+/// The response for a store failure; the codes are what RocketMQ answers.
+fn store_error(req: &RemotingCommand, e: StoreError) -> RemotingCommand {
+    let code = match &e {
+        StoreError::MessageTooLarge { .. } | StoreError::Encode(_) | StoreError::EmptyBatch => {
+            response::MESSAGE_ILLEGAL
+        }
+        StoreError::DiskFull { .. } | StoreError::Closed => response::SERVICE_NOT_AVAILABLE,
+        _ => response::SYSTEM_ERROR,
+    };
+    error_response(req, code, e.to_string())
+}
+
+/// A cheap random number for picking a queue (no crate needed for that).
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}

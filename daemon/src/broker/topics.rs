@@ -1,0 +1,281 @@
+//! Topic configurations (RocketMQ's TopicConfigManager): the system topics a 4.9
+//! broker always has, auto-creation from `TBW102`, and `config/topics.json`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::RwLock;
+
+use mq::protocol::body::{DataVersion, TopicConfig, TopicConfigSerializeWrapper};
+
+use super::persist::ConfigFile;
+use crate::store::StoreError;
+
+/// The template topic clients name when sending to a topic that does not exist.
+pub const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
+/// A topic RocketMQ brokers keep for self tests.
+pub const SELF_TEST_TOPIC: &str = "SELF_TEST_TOPIC";
+/// Where consumers' offset-moved events go.
+pub const OFFSET_MOVED_EVENT: &str = "OFFSET_MOVED_EVENT";
+/// Prefix of retry topics (`%RETRY%<group>`).
+pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
+/// Prefix of dead-letter topics (`%DLQ%<group>`).
+pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
+
+/// Permission bits (RocketMQ `PermName`).
+pub mod perm {
+    /// Priority (unused).
+    pub const PRIORITY: i32 = 8;
+    /// Readable.
+    pub const READ: i32 = 4;
+    /// Writable.
+    pub const WRITE: i32 = 2;
+    /// Topics may be created from this one.
+    pub const INHERIT: i32 = 1;
+
+    /// Whether `perm` allows reading.
+    pub fn readable(perm: i32) -> bool {
+        perm & READ != 0
+    }
+
+    /// Whether `perm` allows writing.
+    pub fn writable(perm: i32) -> bool {
+        perm & WRITE != 0
+    }
+}
+
+/// Why a topic name is refused (RocketMQ's TopicValidator).
+pub fn validate_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("the topic name is empty".into());
+    }
+    if topic.len() > 127 {
+        return Err(format!(
+            "the topic name is longer than 127 characters: {topic}"
+        ));
+    }
+    if !topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'%' || b == b'|' || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "the topic name {topic:?} contains illegal characters; allowed are [%|a-zA-Z0-9_-]"
+        ));
+    }
+    Ok(())
+}
+
+/// The broker's topics.
+pub struct TopicManager {
+    table: RwLock<(BTreeMap<String, TopicConfig>, DataVersion)>,
+    file: ConfigFile,
+}
+
+fn system_topic(name: &str, read: i32, write: i32, perm: i32) -> TopicConfig {
+    TopicConfig {
+        topic_name: name.to_owned(),
+        read_queue_nums: read,
+        write_queue_nums: write,
+        perm,
+        ..TopicConfig::default()
+    }
+}
+
+impl TopicManager {
+    /// Loads `config/topics.json` under `root` and adds the system topics.
+    pub fn load(
+        root: &Path,
+        cluster: &str,
+        broker_name: &str,
+        auto_create: bool,
+        default_queue_nums: i32,
+    ) -> Result<Self, String> {
+        let file = ConfigFile::new(root, "topics.json");
+        let loaded = file
+            .load(|bytes| TopicConfigSerializeWrapper::decode(bytes).map_err(|e| e.to_string()))?;
+        let (mut table, version) = match loaded {
+            Some(wrapper) => (wrapper.topic_config_table, wrapper.data_version),
+            None => (BTreeMap::new(), DataVersion::default()),
+        };
+        let rw = perm::READ | perm::WRITE;
+        let mut system = vec![
+            system_topic(SELF_TEST_TOPIC, 1, 1, rw),
+            system_topic(cluster, 16, 16, rw),
+            system_topic(broker_name, 1, 1, rw),
+            system_topic(OFFSET_MOVED_EVENT, 1, 1, rw),
+            system_topic(crate::store::dispatch::SCHEDULE_TOPIC, 18, 18, rw),
+        ];
+        if auto_create {
+            system.push(system_topic(
+                AUTO_CREATE_TOPIC_KEY,
+                default_queue_nums,
+                default_queue_nums,
+                rw | perm::INHERIT,
+            ));
+        } else {
+            table.remove(AUTO_CREATE_TOPIC_KEY);
+        }
+        for topic in system {
+            table.entry(topic.topic_name.clone()).or_insert(topic);
+        }
+        Ok(TopicManager {
+            table: RwLock::new((table, version)),
+            file,
+        })
+    }
+
+    /// The configuration of `topic`.
+    pub fn get(&self, topic: &str) -> Option<TopicConfig> {
+        self.table
+            .read()
+            .expect("topics poisoned")
+            .0
+            .get(topic)
+            .cloned()
+    }
+
+    /// Every topic.
+    pub fn all(&self) -> TopicConfigSerializeWrapper {
+        let table = self.table.read().expect("topics poisoned");
+        TopicConfigSerializeWrapper {
+            topic_config_table: table.0.clone(),
+            data_version: table.1,
+        }
+    }
+
+    /// The current data version.
+    pub fn data_version(&self) -> DataVersion {
+        self.table.read().expect("topics poisoned").1
+    }
+
+    /// Creates or replaces a topic, bumps the data version and persists.
+    pub fn put(&self, config: TopicConfig) -> Result<(), StoreError> {
+        {
+            let mut table = self.table.write().expect("topics poisoned");
+            table.0.insert(config.topic_name.clone(), config);
+            bump(&mut table.1);
+        }
+        self.persist()
+    }
+
+    /// Deletes a topic. Returns whether it existed.
+    pub fn delete(&self, topic: &str) -> Result<bool, StoreError> {
+        let existed = {
+            let mut table = self.table.write().expect("topics poisoned");
+            let existed = table.0.remove(topic).is_some();
+            if existed {
+                bump(&mut table.1);
+            }
+            existed
+        };
+        if existed {
+            self.persist()?;
+        }
+        Ok(existed)
+    }
+
+    /// The topic, created from `default_topic` when it is missing and the
+    /// template allows inheriting (RocketMQ's createTopicInSendMessageMethod).
+    /// Returns the config and whether it was created now.
+    pub fn get_or_create_for_send(
+        &self,
+        topic: &str,
+        default_topic: &str,
+        client_queue_nums: i32,
+    ) -> Result<Option<(TopicConfig, bool)>, StoreError> {
+        if let Some(config) = self.get(topic) {
+            return Ok(Some((config, false)));
+        }
+        let Some(template) = self.get(default_topic) else {
+            return Ok(None);
+        };
+        if template.perm & perm::INHERIT == 0 {
+            return Ok(None);
+        }
+        let queues = client_queue_nums.clamp(1, template.write_queue_nums.max(1));
+        let config = TopicConfig {
+            topic_name: topic.to_owned(),
+            read_queue_nums: queues,
+            write_queue_nums: queues,
+            perm: template.perm & !perm::INHERIT,
+            topic_sys_flag: 0,
+            ..TopicConfig::default()
+        };
+        log::info!("auto-creating topic {topic} with {queues} queues from {default_topic}");
+        self.put(config.clone())?;
+        Ok(Some((config, true)))
+    }
+
+    /// A retry or dead-letter topic, created with `queues` queues if missing.
+    pub fn get_or_create_system(
+        &self,
+        topic: &str,
+        queues: i32,
+        perm: i32,
+    ) -> Result<(TopicConfig, bool), StoreError> {
+        if let Some(config) = self.get(topic) {
+            return Ok((config, false));
+        }
+        let config = system_topic(topic, queues, queues, perm);
+        self.put(config.clone())?;
+        Ok((config, true))
+    }
+
+    /// Writes `config/topics.json`.
+    pub fn persist(&self) -> Result<(), StoreError> {
+        let bytes = {
+            let wrapper = self.all();
+            mq::protocol::fastjson::to_string_pretty(&wrapper)
+                .expect("topic configs always serialise")
+                .into_bytes()
+        };
+        self.file.save(&bytes)
+    }
+}
+
+fn bump(version: &mut DataVersion) {
+    version.counter += 1;
+    version.timestamp = crate::store::commit_log::now_ms();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_util::TempDir;
+
+    #[test]
+    fn system_topics_auto_creation_and_persistence() {
+        let dir = TempDir::new("topics");
+        let topics = TopicManager::load(dir.path(), "DefaultCluster", "broker-a", true, 8).unwrap();
+        let tbw = topics.get(AUTO_CREATE_TOPIC_KEY).unwrap();
+        assert_eq!((tbw.write_queue_nums, tbw.perm), (8, 7));
+        let (created, new) = topics
+            .get_or_create_for_send("Fresh", AUTO_CREATE_TOPIC_KEY, 4)
+            .unwrap()
+            .unwrap();
+        assert!(new);
+        assert_eq!((created.write_queue_nums, created.perm), (4, 6));
+        assert!(topics
+            .get_or_create_for_send("Other", "NoSuchTemplate", 4)
+            .unwrap()
+            .is_none());
+        let v = topics.data_version();
+        assert!(v.counter >= 1);
+        drop(topics);
+        let again = TopicManager::load(dir.path(), "DefaultCluster", "broker-a", false, 8).unwrap();
+        assert_eq!(again.get("Fresh").unwrap().write_queue_nums, 4);
+        assert!(again.get(AUTO_CREATE_TOPIC_KEY).is_none());
+        assert!(again
+            .get_or_create_for_send("X", AUTO_CREATE_TOPIC_KEY, 4)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn topic_names_are_validated() {
+        assert!(validate_topic("TopicTest").is_ok());
+        assert!(validate_topic("%RETRY%group-1").is_ok());
+        assert!(validate_topic("").is_err());
+        assert!(validate_topic("has space").is_err());
+        assert!(validate_topic(&"t".repeat(128)).is_err());
+    }
+}

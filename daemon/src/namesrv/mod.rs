@@ -1,0 +1,86 @@
+//! The NameServer: where brokers register and clients look up routes
+//! (protocol reference §3.2, §4.12, §9.8). It behaves as Apache RocketMQ 4.9's
+//! NameServer: brokers register every 30 s over a connection they keep open;
+//! a broker is dropped as soon as that connection closes, or when it has not
+//! been heard from for [`NamesrvConfig::broker_expiry`] (a scan runs every
+//! [`NamesrvConfig::scan_interval`]). NameServers never talk to each other
+//! and keep nothing on disk: a restarted one is complete again after one
+//! registration round.
+//!
+//! - `route`: the route table (topics, brokers, clusters, liveness).
+//! - `kv`: the in-memory KV configuration (`ORDER_TOPIC_CONFIG`).
+//! - `config`: [`NamesrvConfig`] and its properties form.
+//! - `handler`: one function per request code.
+
+mod config;
+mod handler;
+mod kv;
+mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_net::TcpListener;
+use smol::Executor;
+
+pub use config::NamesrvConfig;
+
+use crate::remoting::{serve, ServerLimits, Shutdown};
+use handler::NamesrvHandler;
+
+/// The shortest scan interval honoured, so a zero in a test configuration
+/// cannot turn the scan into a busy loop.
+const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(1);
+
+/// Starts a NameServer with the default settings on `addr` (port 0 picks a free
+/// port). See [`start_with`].
+pub async fn start(ex: Arc<Executor<'static>>, addr: SocketAddr, shutdown: Shutdown) -> std::io::Result<SocketAddr> {
+    start_with(ex, addr, shutdown, NamesrvConfig::default()).await
+}
+
+/// Binds `addr`, spawns the server and the liveness scan on `ex`, and returns
+/// the bound address. Both tasks stop when `shutdown` fires; the executor must
+/// be running for them to make progress.
+pub async fn start_with(
+    ex: Arc<Executor<'static>>,
+    addr: SocketAddr,
+    shutdown: Shutdown,
+    config: NamesrvConfig,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let handler = Arc::new(NamesrvHandler::new(config));
+    // Both tasks end on shutdown; nothing needs their results, so detached.
+    ex.spawn(serve(ex.clone(), listener, handler.clone(), ServerLimits::default(), shutdown.clone()))
+        .detach();
+    ex.spawn(scan_loop(handler, shutdown)).detach();
+    log::info!("NameServer listening on {local}");
+    Ok(local)
+}
+
+/// Drops silent brokers every scan interval until shutdown. The interval is
+/// re-read each round, so UPDATE_NAMESRV_CONFIG takes effect without a restart.
+async fn scan_loop(handler: Arc<NamesrvHandler>, shutdown: Shutdown) {
+    loop {
+        let interval = handler.scan_interval().max(MIN_SCAN_INTERVAL);
+        let stopped = smol::future::or(
+            async {
+                smol::Timer::after(interval).await;
+                false
+            },
+            async {
+                shutdown.wait().await;
+                true
+            },
+        )
+        .await;
+        if stopped {
+            return;
+        }
+        let removed = handler.scan(Instant::now());
+        if removed > 0 {
+            log::info!("liveness scan removed {removed} silent broker address(es)");
+        }
+    }
+}
