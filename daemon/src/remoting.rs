@@ -397,7 +397,26 @@ async fn read_loop<H: RequestHandler>(
             let oneway = request.is_oneway();
             let opaque = request.opaque;
             let serialize = request.serialize_type;
-            if let Some(mut response) = handler2.handle(conn2.clone(), request).await {
+            let code = request.code;
+            let handled = std::panic::AssertUnwindSafe(handler2.handle(conn2.clone(), request));
+            // A bug in a handler must cost one request, not the process.
+            let answer = match smol::future::FutureExt::catch_unwind(handled).await {
+                Ok(answer) => answer,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    log::error!("request {code} from {} panicked: {what}", conn2.peer);
+                    Some(RemotingCommand {
+                        code: response::SYSTEM_ERROR,
+                        remark: Some(format!("internal error handling request {code}")),
+                        ..Default::default()
+                    })
+                }
+            };
+            if let Some(mut response) = answer {
                 if !oneway {
                     response.opaque = opaque;
                     response.flag |= mq::protocol::remoting::FLAG_RESPONSE;

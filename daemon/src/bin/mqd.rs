@@ -53,12 +53,13 @@ struct NamesrvCmd {
     example = "{command_name} -c broker.conf --listenPort 10921 --namesrvAddr 127.0.0.1:9876"
 )]
 struct BrokerCmd {
-    /// the broker.conf file (key=value lines)
+    /// the broker.conf file (key=value lines); any broker.conf key may also be
+    /// given as `--key value`, which wins over the file
     #[argh(option, short = 'c')]
     config: Option<PathBuf>,
-    /// any broker.conf key as `--key value`; wins over the file
-    #[argh(positional, greedy)]
-    overrides: Vec<String>,
+    /// broker.conf overrides as key=value (from `--key value` on the command line)
+    #[argh(option, hidden_help)]
+    r#override: Vec<String>,
 }
 
 /// run a NameServer and one master Broker in one process (the embedded default)
@@ -81,16 +82,72 @@ struct StandaloneCmd {
     /// broker address announced to clients (default 127.0.0.1)
     #[argh(option, default = "String::from(\"127.0.0.1\")")]
     broker_ip: String,
-    /// an optional broker.conf for the broker's other settings
+    /// an optional broker.conf for the broker's other settings; any broker.conf
+    /// key may also be given as `--key value`
     #[argh(option, short = 'c')]
     config: Option<PathBuf>,
-    /// any broker.conf key as `--key value`
-    #[argh(positional, greedy)]
-    overrides: Vec<String>,
+    /// broker.conf overrides as key=value (from `--key value` on the command line)
+    #[argh(option, hidden_help)]
+    r#override: Vec<String>,
+}
+
+/// Options argh knows, per subcommand; any other `--key value` is a broker.conf key.
+const KNOWN_OPTIONS: &[&str] = &[
+    "-c",
+    "--config",
+    "--data",
+    "--namesrv-listen",
+    "--listen-port",
+    "--broker-ip",
+    "--listen",
+    "--help",
+    "help",
+];
+
+/// Moves `--key value` broker.conf overrides into `--override key=value`, so
+/// that argh (which refuses unknown options) accepts them.
+fn rewrite_overrides(args: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut iter = args.into_iter();
+    out.extend(iter.next()); // program name
+    let Some(sub) = iter.next() else { return out };
+    let takes_overrides = sub == "broker" || sub == "standalone";
+    out.push(sub);
+    while let Some(arg) = iter.next() {
+        let is_known = KNOWN_OPTIONS
+            .iter()
+            .any(|k| arg == *k || arg.starts_with(&format!("{k}=")));
+        if takes_overrides && arg.starts_with("--") && !is_known {
+            let key = arg.trim_start_matches("--");
+            let pair = match key.split_once('=') {
+                Some(_) => key.to_owned(),
+                None => format!("{key}={}", iter.next().unwrap_or_default()),
+            };
+            out.push("--override".into());
+            out.push(pair);
+        } else {
+            out.push(arg);
+        }
+    }
+    out
 }
 
 fn main() -> ExitCode {
-    let args: Mqd = argh::from_env();
+    let argv = rewrite_overrides(std::env::args().collect());
+    let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let program = strs.first().copied().unwrap_or("mqd");
+    let args: Mqd = match Mqd::from_args(&[program], strs.get(1..).unwrap_or(&[])) {
+        Ok(args) => args,
+        Err(early) => {
+            let status = early.status;
+            if status.is_ok() {
+                println!("{}", early.output);
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("{}", early.output);
+            return ExitCode::from(2);
+        }
+    };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp_millis()
         .init();
@@ -130,21 +187,14 @@ fn broker_config(file: Option<&PathBuf>, overrides: &[String]) -> Result<BrokerC
         }
         None => BrokerConfig::default(),
     };
-    let mut rest = overrides.iter();
-    while let Some(flag) = rest.next() {
-        let key = flag
-            .strip_prefix("--")
-            .ok_or_else(|| Failure::Usage(format!("expected --key value, found {flag:?}")))?;
-        let (key, value) = match key.split_once('=') {
-            Some((k, v)) => (k, v.to_owned()),
-            None => (
-                key,
-                rest.next()
-                    .ok_or_else(|| Failure::Usage(format!("--{key} needs a value")))?
-                    .clone(),
-            ),
-        };
-        config.set(key, &value).map_err(Failure::Usage)?;
+    for pair in overrides {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| Failure::Usage(format!("expected --key value, found --{pair}")))?;
+        if value.is_empty() {
+            return Err(Failure::Usage(format!("--{key} needs a value")));
+        }
+        config.set(key, value).map_err(Failure::Usage)?;
     }
     if config.namesrv_addrs.is_empty() {
         if let Ok(addrs) = std::env::var("NAMESRV_ADDR") {
@@ -181,14 +231,14 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
                 namesrv_addr = Some(start_namesrv(&ex, addr, &shutdown).await?);
             }
             Command::Broker(cmd) => {
-                let config = broker_config(cmd.config.as_ref(), &cmd.overrides)?;
+                let config = broker_config(cmd.config.as_ref(), &cmd.r#override)?;
                 broker = Some(start_broker(&ex, config, &shutdown).await?);
             }
             Command::Standalone(cmd) => {
                 let addr = parse_addr(&cmd.namesrv_listen)?;
                 let bound = start_namesrv(&ex, addr, &shutdown).await?;
                 namesrv_addr = Some(bound);
-                let mut config = broker_config(cmd.config.as_ref(), &cmd.overrides)?;
+                let mut config = broker_config(cmd.config.as_ref(), &cmd.r#override)?;
                 let set = |config: &mut BrokerConfig, k: &str, v: &str| {
                     config.set(k, v).map_err(Failure::Usage)
                 };

@@ -133,8 +133,12 @@ impl Broker {
                 response::PULL_OFFSET_MOVED
             }
         };
-        // Store the consumer's committed offset (masters only, as RocketMQ).
-        if h.sys_flag & pull_sys_flag::COMMIT_OFFSET != 0 && config.broker_role != BrokerRole::Slave
+        // Store the consumer's committed offset (masters only, as RocketMQ), and
+        // only on the pull's first run: a parked pull woken later carries an
+        // offset older than what the consumer committed since.
+        if allow_suspend
+            && h.sys_flag & pull_sys_flag::COMMIT_OFFSET != 0
+            && config.broker_role != BrokerRole::Slave
         {
             self.offsets
                 .commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);

@@ -81,8 +81,8 @@ impl NamesrvConfig {
 
     /// These settings with the properties in `text` applied; all or nothing.
     pub(crate) fn updated(&self, text: &str) -> Result<NamesrvConfig, ConfigError> {
-        let properties =
-            java_properties::read(text.as_bytes()).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let properties = java_properties::read(text.as_bytes())
+            .map_err(|e| ConfigError::Syntax(e.to_string()))?;
         // Sorted, so that of several bad keys the same one is always reported.
         let mut properties: Vec<(String, String)> = properties.into_iter().collect();
         properties.sort();
@@ -155,14 +155,18 @@ mod tests {
     #[test]
     fn refuses_unknown_keys_paths_and_bad_values_whole() {
         let config = NamesrvConfig::default();
-        let err = config.updated("orderMessageEnable=true\nlistenPort=9877").expect_err("unknown key");
+        let err = config
+            .updated("orderMessageEnable=true\nlistenPort=9877")
+            .expect_err("unknown key");
         assert_eq!(err, ConfigError::UnknownKey("listenPort".into()));
         assert!(err.to_string().contains("listenPort"));
         assert_eq!(
             config.updated("kvConfigPath=/tmp/x"),
             Err(ConfigError::Path("kvConfigPath".into()))
         );
-        let err = config.updated("scanNotActiveBrokerInterval=0").expect_err("zero");
+        let err = config
+            .updated("scanNotActiveBrokerInterval=0")
+            .expect_err("zero");
         assert!(err.to_string().contains("scanNotActiveBrokerInterval"));
         assert!(config.updated("orderMessageEnable=yes").is_err());
     }

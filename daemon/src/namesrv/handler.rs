@@ -141,7 +141,9 @@ fn decode_body<T: DeserializeOwned>(what: &'static str, body: &[u8]) -> Result<T
 
 /// A required field that a shared header struct declares optional.
 fn required<'a>(value: &'a Option<String>, field: &'static str) -> Result<&'a str, RequestError> {
-    value.as_deref().ok_or(RequestError::Header(HeaderError::Missing(field)))
+    value
+        .as_deref()
+        .ok_or(RequestError::Header(HeaderError::Missing(field)))
 }
 
 impl NamesrvHandler {
@@ -167,17 +169,28 @@ impl NamesrvHandler {
 
     /// Serves one request from connection `conn_id`.
     pub(crate) fn process(&self, conn_id: u64, request: &RemotingCommand) -> RemotingCommand {
-        log::debug!("request {} (opaque {}) from connection {conn_id}", request.code, request.opaque);
+        log::debug!(
+            "request {} (opaque {}) from connection {conn_id}",
+            request.code,
+            request.opaque
+        );
         match self.dispatch(conn_id, request) {
             Ok(response) => response,
             Err(e) => {
-                log::debug!("request {} from connection {conn_id} refused: {e}", request.code);
+                log::debug!(
+                    "request {} from connection {conn_id} refused: {e}",
+                    request.code
+                );
                 error_response(request, e.code(), e.to_string())
             }
         }
     }
 
-    fn dispatch(&self, conn_id: u64, request: &RemotingCommand) -> Result<RemotingCommand, RequestError> {
+    fn dispatch(
+        &self,
+        conn_id: u64,
+        request: &RemotingCommand,
+    ) -> Result<RemotingCommand, RequestError> {
         match request.code {
             req::PUT_KV_CONFIG => self.put_kv_config(request),
             req::GET_KV_CONFIG => self.get_kv_config(request),
@@ -187,29 +200,34 @@ impl NamesrvHandler {
             req::REGISTER_BROKER => self.register_broker(conn_id, request),
             req::UNREGISTER_BROKER => self.unregister_broker(request),
             req::GET_ROUTEINFO_BY_TOPIC => self.route_by_topic(request),
-            req::GET_BROKER_CLUSTER_INFO => {
-                Ok(success_with_body(request, read(&self.routes).cluster_info().encode()))
-            }
+            req::GET_BROKER_CLUSTER_INFO => Ok(success_with_body(
+                request,
+                read(&self.routes).cluster_info().encode(),
+            )),
             req::WIPE_WRITE_PERM_OF_BROKER => self.wipe_write_perm(request),
             req::ADD_WRITE_PERM_OF_BROKER => self.add_write_perm(request),
-            req::GET_ALL_TOPIC_LIST_FROM_NAMESERVER => {
-                Ok(success_with_body(request, read(&self.routes).all_topics().encode()))
-            }
+            req::GET_ALL_TOPIC_LIST_FROM_NAMESERVER => Ok(success_with_body(
+                request,
+                read(&self.routes).all_topics().encode(),
+            )),
             req::DELETE_TOPIC_IN_NAMESRV => self.delete_topic(request),
             req::GET_TOPICS_BY_CLUSTER => {
                 let header: GetTopicsByClusterRequestHeader = decode_header(request)?;
                 let list = read(&self.routes).topics_by_cluster(&header.cluster);
                 Ok(success_with_body(request, list.encode()))
             }
-            req::GET_SYSTEM_TOPIC_LIST_FROM_NS => {
-                Ok(success_with_body(request, read(&self.routes).system_topics().encode()))
-            }
-            req::GET_UNIT_TOPIC_LIST => {
-                Ok(success_with_body(request, read(&self.routes).unit_topics().encode()))
-            }
-            req::GET_HAS_UNIT_SUB_TOPIC_LIST => {
-                Ok(success_with_body(request, read(&self.routes).has_unit_sub_topics().encode()))
-            }
+            req::GET_SYSTEM_TOPIC_LIST_FROM_NS => Ok(success_with_body(
+                request,
+                read(&self.routes).system_topics().encode(),
+            )),
+            req::GET_UNIT_TOPIC_LIST => Ok(success_with_body(
+                request,
+                read(&self.routes).unit_topics().encode(),
+            )),
+            req::GET_HAS_UNIT_SUB_TOPIC_LIST => Ok(success_with_body(
+                request,
+                read(&self.routes).has_unit_sub_topics().encode(),
+            )),
             req::GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST => Ok(success_with_body(
                 request,
                 read(&self.routes).has_unit_sub_ununit_topics().encode(),
@@ -234,7 +252,9 @@ impl NamesrvHandler {
     fn get_kv_config(&self, request: &RemotingCommand) -> Result<RemotingCommand, RequestError> {
         let header: KvConfigRequestHeader = decode_header(request)?;
         let key = required(&header.key, "key")?;
-        let value = read(&self.kv).get(&header.namespace, key).map(str::to_owned);
+        let value = read(&self.kv)
+            .get(&header.namespace, key)
+            .map(str::to_owned);
         let Some(value) = value else {
             return Ok(error_response(
                 request,
@@ -267,7 +287,11 @@ impl NamesrvHandler {
         }
     }
 
-    fn register_broker(&self, conn_id: u64, request: &RemotingCommand) -> Result<RemotingCommand, RequestError> {
+    fn register_broker(
+        &self,
+        conn_id: u64,
+        request: &RemotingCommand,
+    ) -> Result<RemotingCommand, RequestError> {
         let header: RegisterBrokerRequestHeader = decode_header(request)?;
         let crc = header.body_crc32.unwrap_or(0);
         if crc != 0 {
@@ -289,12 +313,16 @@ impl NamesrvHandler {
                 (empty_topics(), Some(Vec::new()))
             } else {
                 let body: RegisterBrokerBody = decode_body("RegisterBrokerBody", &request.body)?;
-                (body.topic_config_serialize_wrapper, Some(body.filter_server_list))
+                (
+                    body.topic_config_serialize_wrapper,
+                    Some(body.filter_server_list),
+                )
             }
         } else if request.body.is_empty() {
             (empty_topics(), None)
         } else {
-            let body: TopicConfigSerializeWrapper = decode_body("TopicConfigSerializeWrapper", &request.body)?;
+            let body: TopicConfigSerializeWrapper =
+                decode_body("TopicConfigSerializeWrapper", &request.body)?;
             (body, None)
         };
 
@@ -325,13 +353,19 @@ impl NamesrvHandler {
         Ok(response)
     }
 
-    fn unregister_broker(&self, request: &RemotingCommand) -> Result<RemotingCommand, RequestError> {
+    fn unregister_broker(
+        &self,
+        request: &RemotingCommand,
+    ) -> Result<RemotingCommand, RequestError> {
         let header: BrokerIdentityRequestHeader = decode_header(request)?;
         write(&self.routes).unregister(&header.broker_name, &header.broker_addr, header.broker_id);
         Ok(success(request))
     }
 
-    fn query_data_version(&self, request: &RemotingCommand) -> Result<RemotingCommand, RequestError> {
+    fn query_data_version(
+        &self,
+        request: &RemotingCommand,
+    ) -> Result<RemotingCommand, RequestError> {
         let header: BrokerIdentityRequestHeader = decode_header(request)?;
         if request.body.is_empty() {
             return Err(RequestError::MissingBody("DataVersion"));
@@ -377,7 +411,10 @@ impl NamesrvHandler {
     fn wipe_write_perm(&self, request: &RemotingCommand) -> Result<RemotingCommand, RequestError> {
         let header: BrokerNameRequestHeader = decode_header(request)?;
         let count = write(&self.routes).wipe_write_perm(&header.broker_name);
-        log::info!("write permission of broker {} wiped from {count} topics", header.broker_name);
+        log::info!(
+            "write permission of broker {} wiped from {count} topics",
+            header.broker_name
+        );
         let mut response = success(request);
         WipeWritePermResponseHeader {
             wipe_topic_count: saturating_i32(count),
@@ -389,7 +426,10 @@ impl NamesrvHandler {
     fn add_write_perm(&self, request: &RemotingCommand) -> Result<RemotingCommand, RequestError> {
         let header: BrokerNameRequestHeader = decode_header(request)?;
         let count = write(&self.routes).add_write_perm(&header.broker_name);
-        log::info!("write permission of broker {} added to {count} topics", header.broker_name);
+        log::info!(
+            "write permission of broker {} added to {count} topics",
+            header.broker_name
+        );
         let mut response = success(request);
         AddWritePermResponseHeader {
             add_topic_count: saturating_i32(count),
@@ -437,7 +477,11 @@ fn saturating_i32(n: usize) -> i32 {
 }
 
 impl RequestHandler for NamesrvHandler {
-    fn handle(self: Arc<Self>, conn: Arc<Connection>, request: RemotingCommand) -> BoxFuture<Option<RemotingCommand>> {
+    fn handle(
+        self: Arc<Self>,
+        conn: Arc<Connection>,
+        request: RemotingCommand,
+    ) -> BoxFuture<Option<RemotingCommand>> {
         let response = self.process(conn.id, &request);
         Box::pin(std::future::ready(Some(response)))
     }
@@ -510,7 +554,10 @@ mod tests {
     #[test]
     fn old_brokers_register_with_a_bare_wrapper() {
         let ns = NamesrvHandler::new(NamesrvConfig::default());
-        let response = ns.process(1, &register_request(V3_0_11 - 1, "old", 0, "10.0.0.1:10911"));
+        let response = ns.process(
+            1,
+            &register_request(V3_0_11 - 1, "old", 0, "10.0.0.1:10911"),
+        );
         assert_eq!(response.code, resp::SUCCESS, "{:?}", response.remark);
         // From V3_0_11 on the body is a RegisterBrokerBody.
         let response = ns.process(2, &register_request(V3_0_11, "new", 0, "10.0.0.2:10911"));
@@ -524,7 +571,8 @@ mod tests {
     fn route_form_follows_the_version_and_the_flag() {
         let ns = NamesrvHandler::new(NamesrvConfig::default());
         ns.process(1, &register_request(407, "broker-a", 0, "10.0.0.1:10911"));
-        let text = |cmd: &RemotingCommand| String::from_utf8(ns.process(2, cmd).body).expect("utf-8");
+        let text =
+            |cmd: &RemotingCommand| String::from_utf8(ns.process(2, cmd).body).expect("utf-8");
         assert!(text(&route_request("T", V4_9_4)).contains(r#""brokerAddrs":{"0":"#));
         assert!(text(&route_request("T", V4_9_4 - 2)).contains(r#""brokerAddrs":{0:"#));
         let mut flagged = route_request("T", 0);
@@ -537,7 +585,10 @@ mod tests {
         let ns = NamesrvHandler::new(NamesrvConfig::default());
         let response = ns.process(1, &RemotingCommand::request(4242));
         assert_eq!(response.code, resp::REQUEST_CODE_NOT_SUPPORTED);
-        assert_eq!(response.remark.as_deref(), Some(" request type 4242 not supported"));
+        assert_eq!(
+            response.remark.as_deref(),
+            Some(" request type 4242 not supported")
+        );
         let response = ns.process(1, &RemotingCommand::request(req::GET_ROUTEINFO_BY_TOPIC));
         assert_eq!(response.code, resp::SYSTEM_ERROR);
         assert!(response.remark.expect("remark").contains("<topic>"));

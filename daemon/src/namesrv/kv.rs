@@ -27,10 +27,13 @@ pub(crate) struct KvConfig {
 impl KvConfig {
     /// Sets `key` in `namespace`.
     pub(crate) fn put(&mut self, namespace: &str, key: &str, value: &str) {
-        let table = self.namespaces.entry(namespace.to_owned()).or_insert_with(|| {
-            log::info!("KV config: new namespace {namespace}");
-            BTreeMap::new()
-        });
+        let table = self
+            .namespaces
+            .entry(namespace.to_owned())
+            .or_insert_with(|| {
+                log::info!("KV config: new namespace {namespace}");
+                BTreeMap::new()
+            });
         match table.insert(key.to_owned(), value.to_owned()) {
             Some(_) => log::info!("KV config updated: {namespace} {key}={value}"),
             None => log::info!("KV config created: {namespace} {key}={value}"),
@@ -56,7 +59,9 @@ impl KvConfig {
 
     /// The whole namespace, or `None` if it was never created.
     pub(crate) fn namespace(&self, namespace: &str) -> Option<KvTable> {
-        self.namespaces.get(namespace).map(|table| KvTable { table: table.clone() })
+        self.namespaces.get(namespace).map(|table| KvTable {
+            table: table.clone(),
+        })
     }
 }
 

@@ -35,7 +35,11 @@ const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Starts a NameServer with the default settings on `addr` (port 0 picks a free
 /// port). See [`start_with`].
-pub async fn start(ex: Arc<Executor<'static>>, addr: SocketAddr, shutdown: Shutdown) -> std::io::Result<SocketAddr> {
+pub async fn start(
+    ex: Arc<Executor<'static>>,
+    addr: SocketAddr,
+    shutdown: Shutdown,
+) -> std::io::Result<SocketAddr> {
     start_with(ex, addr, shutdown, NamesrvConfig::default()).await
 }
 
@@ -52,8 +56,14 @@ pub async fn start_with(
     let local = listener.local_addr()?;
     let handler = Arc::new(NamesrvHandler::new(config));
     // Both tasks end on shutdown; nothing needs their results, so detached.
-    ex.spawn(serve(ex.clone(), listener, handler.clone(), ServerLimits::default(), shutdown.clone()))
-        .detach();
+    ex.spawn(serve(
+        ex.clone(),
+        listener,
+        handler.clone(),
+        ServerLimits::default(),
+        shutdown.clone(),
+    ))
+    .detach();
     ex.spawn(scan_loop(handler, shutdown)).detach();
     log::info!("NameServer listening on {local}");
     Ok(local)

@@ -141,20 +141,25 @@ impl RouteTable {
             .insert(reg.broker_name.clone());
 
         let mut first = false;
-        let broker = self.brokers.entry(reg.broker_name.clone()).or_insert_with(|| {
-            first = true;
-            BrokerData {
-                broker_addrs: BTreeMap::new(),
-                broker_name: reg.broker_name.clone(),
-                cluster: reg.cluster_name.clone(),
-            }
-        });
+        let broker = self
+            .brokers
+            .entry(reg.broker_name.clone())
+            .or_insert_with(|| {
+                first = true;
+                BrokerData {
+                    broker_addrs: BTreeMap::new(),
+                    broker_name: reg.broker_name.clone(),
+                    cluster: reg.cluster_name.clone(),
+                }
+            });
         // One address has one id: a slave switched to master must not stay
         // listed as a slave too.
         broker
             .broker_addrs
             .retain(|id, addr| *addr != reg.broker_addr || *id == reg.broker_id);
-        let old_addr = broker.broker_addrs.insert(reg.broker_id, reg.broker_addr.clone());
+        let old_addr = broker
+            .broker_addrs
+            .insert(reg.broker_id, reg.broker_addr.clone());
         first |= old_addr.is_none();
         let replaced = old_addr.filter(|old| *old != reg.broker_addr);
         if let Some(old) = &replaced {
@@ -275,7 +280,12 @@ impl RouteTable {
     /// removed if it still holds `addr`: a late unregister from a replaced
     /// process must not remove its successor. Returns whether anything was
     /// removed.
-    pub(crate) fn unregister(&mut self, broker_name: &str, broker_addr: &str, broker_id: i64) -> bool {
+    pub(crate) fn unregister(
+        &mut self,
+        broker_name: &str,
+        broker_addr: &str,
+        broker_id: i64,
+    ) -> bool {
         let holds = self
             .brokers
             .get(broker_name)
@@ -372,13 +382,14 @@ impl RouteTable {
             true
         });
         self.topics.retain(|topic, queues| {
-            if queues.remove(name).is_some() {
-                log::info!("topic {topic}: queues of {name} removed");
-                if queues.is_empty() {
-                    log::info!("topic {topic} has no broker left; removed");
-                    return false;
-                }
+            if queues.remove(name).is_none() {
+                return true;
             }
+            if queues.is_empty() {
+                log::info!("topic {topic} removed: its last broker {name} is gone");
+                return false;
+            }
+            log::info!("topic {topic}: queues of {name} removed");
             true
         });
     }
@@ -433,7 +444,8 @@ impl RouteTable {
             }
             return removed;
         };
-        let (Some(names), Some(queues)) = (self.clusters.get(cluster), self.topics.get_mut(topic)) else {
+        let (Some(names), Some(queues)) = (self.clusters.get(cluster), self.topics.get_mut(topic))
+        else {
             return false;
         };
         let mut removed = false;
@@ -548,7 +560,12 @@ impl RouteTable {
         topic_list(
             self.topics
                 .iter()
-                .filter(|(_, queues)| queues.values().next().is_some_and(|q| pick(q.topic_sys_flag)))
+                .filter(|(_, queues)| {
+                    queues
+                        .values()
+                        .next()
+                        .is_some_and(|q| pick(q.topic_sys_flag))
+                })
                 .map(|(topic, _)| topic.clone()),
         )
     }
@@ -589,7 +606,13 @@ mod tests {
         }
     }
 
-    fn reg(name: &str, id: i64, addr: &str, conn: u64, topics: TopicConfigSerializeWrapper) -> BrokerRegistration {
+    fn reg(
+        name: &str,
+        id: i64,
+        addr: &str,
+        conn: u64,
+        topics: TopicConfigSerializeWrapper,
+    ) -> BrokerRegistration {
         BrokerRegistration {
             cluster_name: "DefaultCluster".into(),
             broker_addr: addr.into(),
@@ -610,7 +633,10 @@ mod tests {
     fn registering_a_master_creates_routes() {
         let mut table = RouteTable::new();
         let now = Instant::now();
-        let result = table.register(master_a(1, &[topic("T", 6, 4, 0), topic("TBW102", 7, 8, 0)]), now);
+        let result = table.register(
+            master_a(1, &[topic("T", 6, 4, 0), topic("TBW102", 7, 8, 0)]),
+            now,
+        );
         assert_eq!(result, RegisterResult::default());
 
         let route = table.route("T").expect("route of T");
@@ -620,9 +646,18 @@ mod tests {
         assert_eq!(route.queue_datas[0].perm, 6);
         assert_eq!(route.broker_datas.len(), 1);
         assert_eq!(route.broker_datas[0].cluster, "DefaultCluster");
-        assert_eq!(route.broker_datas[0].broker_addrs.get(&0).map(String::as_str), Some("10.0.0.1:10911"));
+        assert_eq!(
+            route.broker_datas[0]
+                .broker_addrs
+                .get(&0)
+                .map(String::as_str),
+            Some("10.0.0.1:10911")
+        );
         assert!(route.filter_server_table.is_empty());
-        assert_eq!(table.route("TBW102").expect("TBW102").queue_datas[0].perm, 7);
+        assert_eq!(
+            table.route("TBW102").expect("TBW102").queue_datas[0].perm,
+            7
+        );
         assert!(table.route("missing").is_none());
         assert_eq!(
             table.all_topics().topic_list,
@@ -638,10 +673,19 @@ mod tests {
         // Same DataVersion, different content: ignored, as in RocketMQ (the
         // version is the broker's promise that nothing changed).
         table.register(master_a(1, &[topic("T", 6, 8, 0)]), now);
-        assert_eq!(table.route("T").expect("route").queue_datas[0].write_queue_nums, 4);
+        assert_eq!(
+            table.route("T").expect("route").queue_datas[0].write_queue_nums,
+            4
+        );
         // A new version rewrites it.
-        table.register(master_a(2, &[topic("T", 6, 8, 0), topic("U", 6, 2, 0)]), now);
-        assert_eq!(table.route("T").expect("route").queue_datas[0].write_queue_nums, 8);
+        table.register(
+            master_a(2, &[topic("T", 6, 8, 0), topic("U", 6, 2, 0)]),
+            now,
+        );
+        assert_eq!(
+            table.route("T").expect("route").queue_datas[0].write_queue_nums,
+            8
+        );
         assert!(table.route("U").is_some());
     }
 
@@ -650,9 +694,21 @@ mod tests {
         let mut table = RouteTable::new();
         let now = Instant::now();
         // A slave before its master: no master to report yet.
-        let slave = reg("broker-a", 1, "10.0.0.2:10911", 2, wrapper(5, &[topic("T", 6, 16, 0)]));
-        assert_eq!(table.register(slave.clone(), now), RegisterResult::default());
-        assert!(table.route("T").is_none(), "slaves do not create queue data");
+        let slave = reg(
+            "broker-a",
+            1,
+            "10.0.0.2:10911",
+            2,
+            wrapper(5, &[topic("T", 6, 16, 0)]),
+        );
+        assert_eq!(
+            table.register(slave.clone(), now),
+            RegisterResult::default()
+        );
+        assert!(
+            table.route("T").is_none(),
+            "slaves do not create queue data"
+        );
 
         table.register(master_a(1, &[topic("T", 6, 4, 0)]), now);
         let result = table.register(slave, now);
@@ -668,7 +724,13 @@ mod tests {
         let mut table = RouteTable::new();
         let now = Instant::now();
         table.register(master_a(1, &[topic("T", 6, 4, 0)]), now);
-        let moved = reg("broker-a", 0, "10.0.0.9:10911", 7, wrapper(1, &[topic("T", 6, 4, 0)]));
+        let moved = reg(
+            "broker-a",
+            0,
+            "10.0.0.9:10911",
+            7,
+            wrapper(1, &[topic("T", 6, 4, 0)]),
+        );
         table.register(moved, now);
         let addrs = &table.route("T").expect("route").broker_datas[0].broker_addrs;
         assert_eq!(addrs.len(), 1);
@@ -683,12 +745,27 @@ mod tests {
     fn a_promoted_slave_is_listed_once() {
         let mut table = RouteTable::new();
         let now = Instant::now();
-        table.register(reg("broker-a", 1, "10.0.0.2:10911", 2, wrapper(1, &[])), now);
-        table.register(reg("broker-a", 0, "10.0.0.2:10911", 2, wrapper(1, &[topic("T", 6, 4, 0)])), now);
+        table.register(
+            reg("broker-a", 1, "10.0.0.2:10911", 2, wrapper(1, &[])),
+            now,
+        );
+        table.register(
+            reg(
+                "broker-a",
+                0,
+                "10.0.0.2:10911",
+                2,
+                wrapper(1, &[topic("T", 6, 4, 0)]),
+            ),
+            now,
+        );
         let addrs = &table.cluster_info().broker_addr_table["broker-a"].broker_addrs;
         assert_eq!(addrs.len(), 1);
         assert_eq!(addrs[&0], "10.0.0.2:10911");
-        assert!(table.route("T").is_some(), "first registration as master writes queue data");
+        assert!(
+            table.route("T").is_some(),
+            "first registration as master writes queue data"
+        );
     }
 
     #[test]
@@ -696,7 +773,16 @@ mod tests {
         let mut table = RouteTable::new();
         let now = Instant::now();
         table.register(master_a(1, &[topic("T", 6, 4, 0)]), now);
-        table.register(reg("broker-b", 0, "10.0.0.3:10911", 3, wrapper(1, &[topic("T", 6, 4, 0), topic("B", 6, 1, 0)])), now);
+        table.register(
+            reg(
+                "broker-b",
+                0,
+                "10.0.0.3:10911",
+                3,
+                wrapper(1, &[topic("T", 6, 4, 0), topic("B", 6, 1, 0)]),
+            ),
+            now,
+        );
         // A stale unregister (wrong address) removes nothing from the route.
         assert!(!table.unregister("broker-a", "10.0.0.8:10911", 0));
         assert_eq!(table.route("T").expect("route").queue_datas.len(), 2);
@@ -705,10 +791,16 @@ mod tests {
         let route = table.route("T").expect("route");
         assert_eq!(route.queue_datas.len(), 1);
         assert_eq!(route.queue_datas[0].broker_name, "broker-a");
-        assert!(table.route("B").is_none(), "a topic left with no broker disappears");
+        assert!(
+            table.route("B").is_none(),
+            "a topic left with no broker disappears"
+        );
         let info = table.cluster_info();
         assert!(!info.broker_addr_table.contains_key("broker-b"));
-        assert_eq!(info.cluster_addr_table["DefaultCluster"], BTreeSet::from(["broker-a".to_owned()]));
+        assert_eq!(
+            info.cluster_addr_table["DefaultCluster"],
+            BTreeSet::from(["broker-a".to_owned()])
+        );
 
         assert!(table.unregister("broker-a", "10.0.0.1:10911", 0));
         let info = table.cluster_info();
@@ -722,10 +814,22 @@ mod tests {
         let mut table = RouteTable::new();
         let now = Instant::now();
         table.register(master_a(1, &[topic("T", 6, 4, 0)]), now);
-        table.register(reg("broker-a", 1, "10.0.0.2:10911", 2, wrapper(1, &[])), now);
+        table.register(
+            reg("broker-a", 1, "10.0.0.2:10911", 2, wrapper(1, &[])),
+            now,
+        );
         assert_eq!(table.remove_connection(1), 1);
-        let route = table.route("T").expect("consumers can still read from the slave");
-        assert_eq!(route.broker_datas[0].broker_addrs.keys().copied().collect::<Vec<_>>(), vec![1]);
+        let route = table
+            .route("T")
+            .expect("consumers can still read from the slave");
+        assert_eq!(
+            route.broker_datas[0]
+                .broker_addrs
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            vec![1]
+        );
         assert_eq!(table.remove_connection(2), 1);
         assert!(table.route("T").is_none());
     }
@@ -736,24 +840,50 @@ mod tests {
         let start = Instant::now();
         let expiry = Duration::from_secs(120);
         table.register(master_a(1, &[topic("T", 6, 4, 0)]), start);
-        table.register(reg("broker-b", 0, "10.0.0.3:10911", 3, wrapper(9, &[topic("T", 6, 4, 0)])), start);
+        table.register(
+            reg(
+                "broker-b",
+                0,
+                "10.0.0.3:10911",
+                3,
+                wrapper(9, &[topic("T", 6, 4, 0)]),
+            ),
+            start,
+        );
 
         // broker-b answers QUERY_DATA_VERSION with an unchanged version: a
         // heartbeat. broker-a asks with a changed one: not a heartbeat.
         let later = start + Duration::from_secs(100);
         let b_version = wrapper(9, &[]).data_version;
-        assert_eq!(table.query_data_version("10.0.0.3:10911", &b_version, later), (false, Some(b_version)));
-        let (changed, recorded) = table.query_data_version("10.0.0.1:10911", &wrapper(2, &[]).data_version, later);
+        assert_eq!(
+            table.query_data_version("10.0.0.3:10911", &b_version, later),
+            (false, Some(b_version))
+        );
+        let (changed, recorded) =
+            table.query_data_version("10.0.0.1:10911", &wrapper(2, &[]).data_version, later);
         assert!(changed);
         assert_eq!(recorded.map(|v| v.counter), Some(1));
-        assert_eq!(table.query_data_version("10.9.9.9:1", &b_version, later), (true, None));
+        assert_eq!(
+            table.query_data_version("10.9.9.9:1", &b_version, later),
+            (true, None)
+        );
 
-        assert_eq!(table.remove_expired(start + expiry, expiry), 0, "exactly at the limit is still alive");
-        assert_eq!(table.remove_expired(start + Duration::from_secs(121), expiry), 1);
+        assert_eq!(
+            table.remove_expired(start + expiry, expiry),
+            0,
+            "exactly at the limit is still alive"
+        );
+        assert_eq!(
+            table.remove_expired(start + Duration::from_secs(121), expiry),
+            1
+        );
         let route = table.route("T").expect("broker-b still serves T");
         assert_eq!(route.queue_datas.len(), 1);
         assert_eq!(route.queue_datas[0].broker_name, "broker-b");
-        assert_eq!(table.remove_expired(later + Duration::from_secs(121), expiry), 1);
+        assert_eq!(
+            table.remove_expired(later + Duration::from_secs(121), expiry),
+            1
+        );
         assert!(table.route("T").is_none());
         assert!(table.cluster_info().cluster_addr_table.is_empty());
     }
@@ -763,19 +893,40 @@ mod tests {
         let mut table = RouteTable::new();
         let now = Instant::now();
         table.register(master_a(1, &[topic("T", 6, 4, 0)]), now);
-        table.register(reg("broker-b", 0, "10.0.0.3:10911", 3, wrapper(1, &[topic("T", 6, 4, 0)])), now);
+        table.register(
+            reg(
+                "broker-b",
+                0,
+                "10.0.0.3:10911",
+                3,
+                wrapper(1, &[topic("T", 6, 4, 0)]),
+            ),
+            now,
+        );
         assert_eq!(table.remove_connection(99), 0);
         assert_eq!(table.remove_connection(3), 1);
         assert_eq!(table.route("T").expect("route").broker_datas.len(), 1);
-        assert!(!table.cluster_info().broker_addr_table.contains_key("broker-b"));
+        assert!(!table
+            .cluster_info()
+            .broker_addr_table
+            .contains_key("broker-b"));
     }
 
     #[test]
     fn deleting_a_topic_everywhere_or_from_one_cluster() {
         let mut table = RouteTable::new();
         let now = Instant::now();
-        table.register(master_a(1, &[topic("T", 6, 4, 0), topic("U", 6, 4, 0)]), now);
-        let mut other = reg("broker-x", 0, "10.0.1.1:10911", 4, wrapper(1, &[topic("T", 6, 4, 0)]));
+        table.register(
+            master_a(1, &[topic("T", 6, 4, 0), topic("U", 6, 4, 0)]),
+            now,
+        );
+        let mut other = reg(
+            "broker-x",
+            0,
+            "10.0.1.1:10911",
+            4,
+            wrapper(1, &[topic("T", 6, 4, 0)]),
+        );
         other.cluster_name = "OtherCluster".into();
         table.register(other, now);
 
@@ -797,15 +948,24 @@ mod tests {
     fn wiping_and_adding_write_permission() {
         let mut table = RouteTable::new();
         let now = Instant::now();
-        table.register(master_a(1, &[topic("T", 6, 4, 0), topic("TBW102", 7, 8, 0)]), now);
+        table.register(
+            master_a(1, &[topic("T", 6, 4, 0), topic("TBW102", 7, 8, 0)]),
+            now,
+        );
         assert_eq!(table.wipe_write_perm("broker-a"), 2);
         assert_eq!(table.route("T").expect("T").queue_datas[0].perm, PERM_READ);
-        assert_eq!(table.route("TBW102").expect("TBW102").queue_datas[0].perm, PERM_READ | 1);
+        assert_eq!(
+            table.route("TBW102").expect("TBW102").queue_datas[0].perm,
+            PERM_READ | 1
+        );
         assert_eq!(table.wipe_write_perm("no-such-broker"), 0);
         assert_eq!(table.add_write_perm("broker-a"), 2);
         assert_eq!(table.route("T").expect("T").queue_datas[0].perm, 6);
         // As in Java, adding sets exactly RW (the inherit bit is not restored).
-        assert_eq!(table.route("TBW102").expect("TBW102").queue_datas[0].perm, 6);
+        assert_eq!(
+            table.route("TBW102").expect("TBW102").queue_datas[0].perm,
+            6
+        );
     }
 
     #[test]
@@ -813,28 +973,57 @@ mod tests {
         let mut table = RouteTable::new();
         let now = Instant::now();
         table.register(
-            master_a(1, &[topic("Plain", 6, 4, 0), topic("Unit", 6, 4, 1), topic("UnitSub", 6, 4, 2), topic("Both", 6, 4, 3)]),
+            master_a(
+                1,
+                &[
+                    topic("Plain", 6, 4, 0),
+                    topic("Unit", 6, 4, 1),
+                    topic("UnitSub", 6, 4, 2),
+                    topic("Both", 6, 4, 3),
+                ],
+            ),
             now,
         );
-        table.register(reg("broker-a", 1, "10.0.0.2:10911", 2, wrapper(1, &[])), now);
-        let mut other = reg("broker-x", 0, "10.0.1.1:10911", 4, wrapper(1, &[topic("X", 6, 4, 0)]));
+        table.register(
+            reg("broker-a", 1, "10.0.0.2:10911", 2, wrapper(1, &[])),
+            now,
+        );
+        let mut other = reg(
+            "broker-x",
+            0,
+            "10.0.1.1:10911",
+            4,
+            wrapper(1, &[topic("X", 6, 4, 0)]),
+        );
         other.cluster_name = "OtherCluster".into();
         table.register(other, now);
 
         let info = table.cluster_info();
         assert_eq!(info.broker_addr_table["broker-a"].broker_addrs.len(), 2);
-        assert_eq!(info.cluster_addr_table["OtherCluster"], BTreeSet::from(["broker-x".to_owned()]));
+        assert_eq!(
+            info.cluster_addr_table["OtherCluster"],
+            BTreeSet::from(["broker-x".to_owned()])
+        );
 
         let set = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-        assert_eq!(table.topics_by_cluster("OtherCluster").topic_list, set(&["X"]));
+        assert_eq!(
+            table.topics_by_cluster("OtherCluster").topic_list,
+            set(&["X"])
+        );
         assert_eq!(
             table.topics_by_cluster("DefaultCluster").topic_list,
             set(&["Both", "Plain", "Unit", "UnitSub"])
         );
         assert!(table.topics_by_cluster("Nope").topic_list.is_empty());
         assert_eq!(table.unit_topics().topic_list, set(&["Both", "Unit"]));
-        assert_eq!(table.has_unit_sub_topics().topic_list, set(&["Both", "UnitSub"]));
-        assert_eq!(table.has_unit_sub_ununit_topics().topic_list, set(&["UnitSub"]));
+        assert_eq!(
+            table.has_unit_sub_topics().topic_list,
+            set(&["Both", "UnitSub"])
+        );
+        assert_eq!(
+            table.has_unit_sub_ununit_topics().topic_list,
+            set(&["UnitSub"])
+        );
 
         let system = table.system_topics();
         assert_eq!(
@@ -851,9 +1040,16 @@ mod tests {
         r.filter_servers = Some(vec!["10.0.0.1:2000".into()]);
         table.register(r, Instant::now());
         let route = table.route("T").expect("route");
-        assert_eq!(route.filter_server_table["10.0.0.1:10911"], vec!["10.0.0.1:2000".to_owned()]);
+        assert_eq!(
+            route.filter_server_table["10.0.0.1:10911"],
+            vec!["10.0.0.1:2000".to_owned()]
+        );
         // An empty list on the next registration clears it.
         table.register(master_a(1, &[]), Instant::now());
-        assert!(table.route("T").expect("route").filter_server_table.is_empty());
+        assert!(table
+            .route("T")
+            .expect("route")
+            .filter_server_table
+            .is_empty());
     }
 }
