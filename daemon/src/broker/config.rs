@@ -78,6 +78,8 @@ pub struct BrokerConfig {
     pub flush_consumer_offset_interval: Duration,
     /// `serverFrameMaxLength` (mq): largest request frame (16 MiB).
     pub max_frame: usize,
+    /// `transactionTimeOut`, `transactionCheckInterval`, `transactionCheckMax`.
+    pub transaction: super::transaction::TransactionConfig,
     /// The store's settings (`storePathRootDir`, `flushDiskType`, ...).
     pub store: StoreConfig,
     /// Keys given that mq does not know, kept for GET_BROKER_CONFIG.
@@ -109,6 +111,7 @@ impl Default for BrokerConfig {
             trace_on: true,
             flush_consumer_offset_interval: Duration::from_secs(5),
             max_frame: mq::protocol::remoting::DEFAULT_MAX_FRAME,
+            transaction: super::transaction::TransactionConfig::default(),
             store: StoreConfig::new(home.join("store")),
             unknown: BTreeMap::new(),
         }
@@ -195,6 +198,13 @@ impl BrokerConfig {
                 self.flush_consumer_offset_interval = Duration::from_millis(parse(key, v)?)
             }
             "serverFrameMaxLength" => self.max_frame = parse(key, v)?,
+            "transactionTimeOut" => {
+                self.transaction.timeout = Duration::from_millis(parse(key, v)?)
+            }
+            "transactionCheckInterval" => {
+                self.transaction.check_interval = Duration::from_millis(parse(key, v)?)
+            }
+            "transactionCheckMax" => self.transaction.check_max = parse(key, v)?,
             "storePathRootDir" => s.root = PathBuf::from(v),
             "flushDiskType" => s.flush_disk_type = v.parse::<FlushDiskType>()?,
             "mappedFileSizeCommitLog" => s.commit_log_file_size = parse(key, v)?,

@@ -8,6 +8,7 @@
 //! - [`admin`]: topics, groups, stats, queries — what mqadmin calls.
 //! - [`register`]: registration with every NameServer.
 //! - [`schedule`]: delayed messages and consumer retries (send-back, DLQ).
+//! - [`transaction`]: half messages, END_TRANSACTION and check-backs.
 //! - [`topics`], [`offsets`], [`groups`], [`clients`]: the broker's tables,
 //!   persisted under `<store root>/config/` ([`persist`]).
 
@@ -24,6 +25,7 @@ pub mod register;
 pub mod schedule;
 pub mod send;
 pub mod topics;
+pub mod transaction;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -60,6 +62,10 @@ pub struct Broker {
     pub locks: consumer::LockManager,
     /// Delivery progress of each delay level.
     pub schedule: schedule::ScheduleOffsets,
+    /// Which half messages have been decided.
+    pub transactions: transaction::TransactionState,
+    /// Timings of the transaction check.
+    transaction_config: transaction::TransactionConfig,
     /// Connections to the NameServers.
     registrar: register::Registrar,
     ex: Arc<Executor<'static>>,
@@ -106,6 +112,7 @@ impl Broker {
         let vip = async_net::TcpListener::bind(config.vip_bind_addr())
             .await
             .map_err(|e| format!("binding the VIP port {}: {e}", config.vip_bind_addr()))?;
+        let transaction_config = config.transaction.clone();
         let broker = Arc::new(Broker {
             registrar: register::Registrar::new(config.namesrv_addrs.clone()),
             config,
@@ -117,6 +124,8 @@ impl Broker {
             holds: hold::PullHolds::new(),
             locks: consumer::LockManager::default(),
             schedule,
+            transactions: transaction::TransactionState::default(),
+            transaction_config,
             ex: ex.clone(),
             shutdown: shutdown.clone(),
             stopping: AtomicBool::new(false),
@@ -159,6 +168,7 @@ impl Broker {
         ex.spawn(housekeeping_loop(broker.clone())).detach();
         ex.spawn(register::register_loop(broker.clone())).detach();
         ex.spawn(schedule::schedule_loop(broker.clone())).detach();
+        ex.spawn(transaction::check_loop(broker.clone())).detach();
         log::info!(
             "broker {} ({}) serving on {} and VIP {}",
             broker.config.broker_name,
@@ -258,6 +268,7 @@ impl Broker {
             }
             PULL_MESSAGE => return self.execute_pull(&conn, &req, true).await,
             CONSUMER_SEND_MSG_BACK => schedule::send_back(&self, &req).await,
+            END_TRANSACTION => transaction::end_transaction(&self, &req).await,
             QUERY_CONSUMER_OFFSET
             | UPDATE_CONSUMER_OFFSET
             | GET_MAX_OFFSET

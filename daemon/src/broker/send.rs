@@ -170,7 +170,9 @@ async fn send(
     let wait = properties::get(&props, keys::WAIT) != Some("false");
 
     let batch = req.code == request::SEND_BATCH_MESSAGE || header.batch == Some(true);
-    let (mut store_topic, mut store_queue) = (topic.clone(), queue_id);
+    let (mut store_topic, mut store_queue, mut store_sys_flag) =
+        (topic.clone(), queue_id, header.sys_flag);
+    let mut transaction_id = None;
     let owned_props: Vec<String>;
     let bodies: Vec<(i32, &[u8], &str)> = if batch {
         let items = decode_batch(&req.body)
@@ -198,8 +200,18 @@ async fn send(
             .map(|(item, p)| (item.flag, item.body, p.as_str()))
             .collect()
     } else {
-        // A delayed message waits in the schedule topic (not for batches, as in RocketMQ).
-        if let Some((t, q, p)) = super::schedule::divert_delayed(broker, &topic, queue_id, &props) {
+        let tx = mq::protocol::message::sys_flag::transaction_type(header.sys_flag);
+        if tx == mq::protocol::message::sys_flag::TRANSACTION_PREPARED {
+            // A half message waits, invisible, until END_TRANSACTION.
+            super::transaction::ensure_topics(broker);
+            let (t, q, f, p) =
+                super::transaction::to_half(&topic, queue_id, header.sys_flag, &props);
+            (store_topic, store_queue, store_sys_flag, props) = (t, q, f, p);
+            transaction_id = properties::get(&props, keys::UNIQ_KEY).map(str::to_owned);
+        } else if let Some((t, q, p)) =
+            super::schedule::divert_delayed(broker, &topic, queue_id, &props)
+        {
+            // A delayed message waits in the schedule topic (not for batches, as in RocketMQ).
             (store_topic, store_queue, props) = (t, q, p);
         }
         vec![(header.flag, req.body.as_slice(), props.as_str())]
@@ -210,7 +222,7 @@ async fn send(
             topic: &store_topic,
             queue_id: store_queue,
             flag: *flag,
-            sys_flag: header.sys_flag,
+            sys_flag: store_sys_flag,
             born_timestamp: header.born_timestamp,
             born_host: conn.peer,
             reconsume_times,
@@ -244,7 +256,7 @@ async fn send(
         msg_id,
         queue_id,
         queue_offset: stored.append.messages.first().map_or(0, |m| m.1),
-        transaction_id: None,
+        transaction_id,
         msg_region: Some(config.region_id.clone()),
         trace_on: Some(config.trace_on.to_string()),
     };

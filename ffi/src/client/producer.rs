@@ -241,9 +241,14 @@ impl Producer {
         Ok(queues)
     }
 
+    /// The client instance the producer runs on.
+    pub fn instance(&self) -> &Arc<ClientInstance> {
+        &self.inner.instance
+    }
+
     /// Picks a queue round-robin, skipping `avoid` (the broker that failed last)
     /// and brokers in the fault table when others are there.
-    fn select(&self, queues: &[MessageQueue], avoid: Option<&str>) -> MessageQueue {
+    pub(crate) fn select(&self, queues: &[MessageQueue], avoid: Option<&str>) -> MessageQueue {
         let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
         let usable = |q: &MessageQueue| {
             Some(q.broker_name.as_str()) != avoid
@@ -288,7 +293,13 @@ impl Producer {
     }
 
     /// Builds the SEND_MESSAGE_V2 request for one message.
-    fn build(&self, msg: &Message, mq: &MessageQueue, oneway: bool) -> (RemotingCommand, String) {
+    fn build(
+        &self,
+        msg: &Message,
+        mq: &MessageQueue,
+        oneway: bool,
+        extra_sys_flag: i32,
+    ) -> (RemotingCommand, String) {
         let mut props = msg.properties.clone();
         let uniq = props
             .entry(keys::UNIQ_KEY.to_owned())
@@ -297,7 +308,7 @@ impl Producer {
         props
             .entry(keys::WAIT.to_owned())
             .or_insert_with(|| "true".into());
-        let mut flag = 0;
+        let mut flag = extra_sys_flag;
         let body = if msg.body.len() >= self.inner.config.compress_msg_body_over {
             flag |= sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB;
             compress(&msg.body)
@@ -381,6 +392,18 @@ impl Producer {
         mq: &MessageQueue,
         timeout: Duration,
     ) -> Result<SendResult> {
+        self.send_to_with_flag(msg, mq, timeout, 0).await
+    }
+
+    /// [`send_to`](Self::send_to) with extra sys flag bits (a half message's
+    /// TRANSACTION_PREPARED).
+    pub(crate) async fn send_to_with_flag(
+        &self,
+        msg: &Message,
+        mq: &MessageQueue,
+        timeout: Duration,
+        extra_sys_flag: i32,
+    ) -> Result<SendResult> {
         self.check(msg)?;
         let i = &self.inner.instance;
         let addr = match i.master_addr(&mq.broker_name) {
@@ -391,7 +414,7 @@ impl Producer {
                     .ok_or_else(|| ClientError::NoBrokerAddress(mq.broker_name.clone()))?
             }
         };
-        let (cmd, uniq) = self.build(msg, mq, false);
+        let (cmd, uniq) = self.build(msg, mq, false, extra_sys_flag);
         let started = Instant::now();
         let outcome = i.invoke(&addr, cmd, timeout).await;
         self.inner
@@ -421,7 +444,7 @@ impl Producer {
             .instance
             .master_addr(&mq.broker_name)
             .ok_or_else(|| ClientError::NoBrokerAddress(mq.broker_name.clone()))?;
-        let (cmd, _) = self.build(msg, &mq, true);
+        let (cmd, _) = self.build(msg, &mq, true, 0);
         self.inner.instance.invoke_oneway(&addr, cmd).await
     }
 
