@@ -717,3 +717,174 @@ fn java_client_against_separate_namesrv_and_broker() {
         started.elapsed()
     );
 }
+
+/// Messages in the suite's format (`<topic>|<i>|payload`, property `idx`, key
+/// `key-<i>`, tag TagA/B/C by `i % 3`), sent by the Rust producer: every fifth
+/// body is padded past 4 KiB so that it travels compressed.
+fn rust_messages(topic: &str, count: u32) -> Vec<mq::client::Message> {
+    const TAGS: [&str; 3] = ["TagA", "TagB", "TagC"];
+    (0..count)
+        .map(|i| {
+            let mut body = format!("{topic}|{i}|payload");
+            if i % 5 == 0 {
+                body.push_str(&".".repeat(6000));
+            }
+            mq::client::Message::new(topic, body)
+                .with_tags(TAGS[(i % 3) as usize])
+                .with_keys([format!("key-{i}")])
+                .with_property("idx", i.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn rust_and_java_clients_read_each_other() {
+    let _one_at_a_time = exclusive();
+    let cluster = Cluster::start("interop", Topology::Standalone);
+    const COUNT: u32 = 300;
+
+    // Rust producer -> Java consumer: sync, batched and async sends, compressed
+    // bodies among them.
+    let rust_topic = cluster.name("interop_from_rust");
+    let instance =
+        mq::client::ClientInstance::start(mq::client::ClientConfig::new(&cluster.namesrv)).unwrap();
+    let producer = mq::client::Producer::start(
+        instance.clone(),
+        mq::client::ProducerConfig::new(cluster.name("interop_rust_p")),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while smol::block_on(instance.fetch_route("TBW102")).is_err() {
+        assert!(Instant::now() < deadline, "broker never registered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let messages = rust_messages(&rust_topic, COUNT);
+    let (sync, rest) = messages.split_at(100);
+    let (batched, asynced) = rest.split_at(100);
+    for m in sync {
+        producer.send_blocking(m).unwrap();
+    }
+    for chunk in batched.chunks(25) {
+        // Batches are never compressed (as in Java): send the padded ones alone.
+        let (big, small): (Vec<_>, Vec<_>) =
+            chunk.iter().cloned().partition(|m| m.body.len() > 4096);
+        smol::block_on(producer.send_batch(&small)).unwrap();
+        for m in big {
+            producer.send_blocking(&m).unwrap();
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    for m in asynced {
+        let tx = tx.clone();
+        producer.send_async(m.clone(), move |r| tx.send(r.is_ok()).unwrap());
+    }
+    for _ in asynced {
+        assert!(
+            rx.recv_timeout(Duration::from_secs(30)).unwrap(),
+            "async send failed"
+        );
+    }
+    cluster.run(
+        "lite-pull",
+        &[
+            ("topic", rust_topic.clone()),
+            ("group", cluster.name("interop_java_reader")),
+            ("count", COUNT.to_string()),
+        ],
+    );
+
+    // Java producer -> Rust reader.
+    let java_topic = cluster.name("interop_from_java");
+    cluster.run(
+        "produce",
+        &[
+            ("topic", java_topic.clone()),
+            ("group", cluster.name("interop_java_p")),
+            ("count", COUNT.to_string()),
+        ],
+    );
+    let got = read_with_rust(&instance, &java_topic, COUNT as usize);
+    let mut seen = std::collections::BTreeSet::new();
+    for m in &got {
+        let body = String::from_utf8(m.body.clone()).unwrap();
+        let parts: Vec<&str> = body.split('|').collect();
+        assert_eq!(parts.len(), 3, "{body}");
+        assert_eq!(parts[0], java_topic);
+        let i: u32 = parts[1].parse().unwrap();
+        assert_eq!(m.properties.get("idx").map(String::as_str), Some(parts[1]));
+        assert_eq!(m.keys(), vec![format!("key-{i}")]);
+        assert_eq!(m.tags(), Some(["TagA", "TagB", "TagC"][(i % 3) as usize]));
+        // The Java producer's UNIQ_KEY is the id (32 hex digits for an IPv4 client
+        // address, 56 for IPv6).
+        assert_eq!(m.properties.get("UNIQ_KEY"), Some(&m.msg_id));
+        assert!(matches!(m.msg_id.len(), 32 | 56), "{}", m.msg_id);
+        seen.insert(i);
+    }
+    assert_eq!(
+        seen.len(),
+        COUNT as usize,
+        "every Java message read by Rust"
+    );
+    smol::block_on(producer.shutdown());
+    instance.shutdown();
+}
+
+/// Reads every message of `topic` with the Rust client's pull and decoding.
+fn read_with_rust(
+    instance: &std::sync::Arc<mq::client::ClientInstance>,
+    topic: &str,
+    expect: usize,
+) -> Vec<mq::client::MessageExt> {
+    use mq::protocol::codes::{request, response};
+    use mq::protocol::headers::{
+        CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader,
+    };
+    smol::block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let route = instance.update_route(topic).await.unwrap();
+            let mut all = Vec::new();
+            for qd in &route.queue_datas {
+                let addr = instance.master_addr(&qd.broker_name).unwrap();
+                for q in 0..qd.read_queue_nums {
+                    let mut offset = 0;
+                    loop {
+                        let mut cmd =
+                            mq::protocol::remoting::RemotingCommand::request(request::PULL_MESSAGE);
+                        PullMessageRequestHeader {
+                            consumer_group: "interop_rust_reader".into(),
+                            topic: topic.into(),
+                            queue_id: q,
+                            queue_offset: offset,
+                            max_msg_nums: 32,
+                            sys_flag: 0,
+                            commit_offset: 0,
+                            suspend_timeout_millis: 0,
+                            subscription: Some("*".into()),
+                            sub_version: 0,
+                            expression_type: None,
+                        }
+                        .encode(&mut cmd.ext_fields);
+                        let resp = instance
+                            .invoke(&addr, cmd, Duration::from_secs(3))
+                            .await
+                            .unwrap();
+                        if resp.code != response::SUCCESS {
+                            break;
+                        }
+                        let h = PullMessageResponseHeader::decode(&resp.ext_fields).unwrap();
+                        all.extend(
+                            mq::client::message::decode_messages(&resp.body, &qd.broker_name)
+                                .unwrap(),
+                        );
+                        offset = h.next_begin_offset;
+                    }
+                }
+            }
+            if all.len() >= expect || Instant::now() > deadline {
+                return all;
+            }
+            smol::Timer::after(Duration::from_millis(200)).await;
+        }
+    })
+}

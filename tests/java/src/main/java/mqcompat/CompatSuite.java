@@ -746,7 +746,7 @@ public final class CompatSuite {
                 }
                 String body = new String(m.getBody(), StandardCharsets.UTF_8);
                 String[] parts = body.split("\\|");
-                if (parts.length != 3 || !parts[0].equals(topic) || !parts[2].equals("payload")) {
+                if (parts.length != 3 || !parts[0].equals(topic) || !parts[2].matches("payload\\.*")) {
                     error("message " + m.getMsgId() + " has an unexpected body: " + body);
                     return -1;
                 }
