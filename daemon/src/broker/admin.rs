@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use mq::protocol::body::ResetOffsetBody;
 use mq::protocol::body::{
     ConsumeStats, GroupList, KvTable, MessageQueue, OffsetWrapper, SubscriptionGroupConfig,
     TopicConfig, TopicFilterType, TopicList, TopicOffset, TopicStatsTable,
@@ -17,6 +18,7 @@ use mq::protocol::headers::{
     QueryMessageRequestHeader, QueryMessageResponseHeader, TopicRequestHeader,
     ViewMessageRequestHeader,
 };
+use mq::protocol::headers::{QueryConsumeQueueRequestHeader, ResetOffsetRequestHeader};
 use mq::protocol::remoting::RemotingCommand;
 
 use super::topics::{validate_topic, AUTO_CREATE_TOPIC_KEY};
@@ -313,6 +315,83 @@ async fn admin(broker: &Arc<Broker>, req: &RemotingCommand) -> Option<Answer> {
             }
             .encode(&mut resp.ext_fields);
             Ok(resp)
+        }
+        request::INVOKE_BROKER_TO_RESET_OFFSET => {
+            let h = header!(ResetOffsetRequestHeader);
+            let Some(topic) = broker.topics.get(&h.topic) else {
+                return Some(Err(error_response(
+                    req,
+                    response::TOPIC_NOT_EXIST,
+                    format!("[reset-offset] topic does not exist, {}", h.topic),
+                )));
+            };
+            // As 4.9's Broker2Client.resetOffset: the offset of the timestamp (-1:
+            // the end), applied when forced or when it moves the group back.
+            let mut offset_table = BTreeMap::new();
+            for queue_id in 0..topic.write_queue_nums {
+                let target = if h.timestamp == -1 {
+                    broker.store.max_offset(&h.topic, queue_id)
+                } else {
+                    broker.store.offset_by_time(&h.topic, queue_id, h.timestamp)
+                };
+                let current = broker
+                    .offsets
+                    .query(&h.group, &h.topic, queue_id)
+                    .unwrap_or(-1);
+                if h.is_force || current < 0 || target < current {
+                    offset_table.insert(mq_of(broker, &h.topic, queue_id), target);
+                }
+            }
+            // Unlike 4.9 (which needs the group online), commit here too, so
+            // that an offline group starts from the reset offsets.
+            for (mq, offset) in &offset_table {
+                broker
+                    .offsets
+                    .commit(&h.group, &mq.topic, mq.queue_id, *offset);
+            }
+            let body = ResetOffsetBody { offset_table }.encode();
+            for conn in broker.clients.consumer_connections(&h.group) {
+                let mut cmd = RemotingCommand::request(request::RESET_CONSUMER_CLIENT_OFFSET);
+                h.encode(&mut cmd.ext_fields);
+                cmd.body = body.clone();
+                conn.send_oneway(cmd).await;
+            }
+            Ok(ok_body(req, body))
+        }
+        request::QUERY_CONSUME_QUEUE => {
+            let h = header!(QueryConsumeQueueRequestHeader);
+            let count = usize::try_from(h.count).unwrap_or(0).min(1024);
+            let entries = broker
+                .store
+                .queue_entries(&h.topic, h.queue_id, h.index, count);
+            let queue_data: Vec<serde_json::Value> = entries
+                .iter()
+                .map(|(_, e)| {
+                    serde_json::json!({
+                        "bitMap": null,
+                        "eval": false,
+                        "extendDataJson": null,
+                        "msg": null,
+                        "physicOffset": e.phys_offset,
+                        "physicSize": e.size,
+                        "tagsCode": e.tag_code,
+                    })
+                })
+                .collect();
+            let mut body = serde_json::json!({
+                "maxQueueIndex": broker.store.max_offset(&h.topic, h.queue_id),
+                "minQueueIndex": broker.store.min_offset(&h.topic, h.queue_id),
+                "queueData": queue_data,
+            });
+            if let Some(group) = h.consumer_group.as_deref() {
+                if let Some(sub) = broker.clients.subscription(group, &h.topic) {
+                    body["subscriptionData"] = serde_json::to_value(&sub).unwrap_or_default();
+                }
+            }
+            Ok(ok_body(
+                req,
+                serde_json::to_vec(&body).expect("a JSON value always serialises"),
+            ))
         }
         request::DELETE_EXPIRED_COMMITLOG => {
             let store = broker.store.clone();

@@ -244,18 +244,10 @@ fn heartbeat(
             .groups
             .find_or_create(&consumer.group_name)
             .map_err(|e| error_response(req, response::SYSTEM_ERROR, e.to_string()))?;
-        let Some(group) = group else {
-            return Err(error_response(
-                req,
-                response::SUBSCRIPTION_GROUP_NOT_EXIST,
-                format!(
-                    "subscription group [{}] does not exist",
-                    consumer.group_name
-                ),
-            ));
-        };
-        // Clustering consumers need their retry topic routed before they rebalance.
-        if consumer.message_model == MessageModel::Clustering {
+        // As 4.9: an unknown group (with auto-creation off) may still heartbeat;
+        // it only gets no retry topic, and its pulls are refused.
+        if let Some(group) = group.filter(|_| consumer.message_model == MessageModel::Clustering) {
+            // Clustering consumers need their retry topic routed before they rebalance.
             let retry = format!("{RETRY_GROUP_TOPIC_PREFIX}{}", consumer.group_name);
             let created = broker
                 .topics

@@ -99,9 +99,10 @@ impl GroupManager {
     }
 
     fn persist(&self) -> Result<(), StoreError> {
-        let bytes = mq::protocol::fastjson::to_string_pretty(&self.snapshot())
-            .expect("group configs always serialise")
-            .into_bytes();
-        self.file.save(&bytes)
+        self.file.save_with(|| {
+            mq::protocol::fastjson::to_string_pretty(&self.snapshot())
+                .expect("group configs always serialise")
+                .into_bytes()
+        })
     }
 }

@@ -114,11 +114,12 @@ impl OffsetManager {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
-        let bytes = self.snapshot().encode();
-        self.file.save(&bytes).inspect_err(|_| {
-            // Try again next time.
-            self.dirty.store(true, Ordering::Release);
-        })
+        self.file
+            .save_with(|| self.snapshot().encode())
+            .inspect_err(|_| {
+                // Try again next time.
+                self.dirty.store(true, Ordering::Release);
+            })
     }
 }
 

@@ -6,6 +6,7 @@
 //! to its `.bak`.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::store::checkpoint::write_atomically;
 use crate::store::StoreError;
@@ -14,6 +15,9 @@ use crate::store::StoreError;
 #[derive(Debug, Clone)]
 pub struct ConfigFile {
     path: PathBuf,
+    /// Saves one at a time, each with a snapshot taken under the lock, so an
+    /// older snapshot can never overwrite a newer one.
+    save_lock: Arc<Mutex<()>>,
 }
 
 impl ConfigFile {
@@ -21,6 +25,7 @@ impl ConfigFile {
     pub fn new(root: &Path, name: &str) -> Self {
         ConfigFile {
             path: root.join("config").join(name),
+            save_lock: Arc::new(Mutex::new(())),
         }
     }
 
@@ -70,8 +75,20 @@ impl ConfigFile {
         }
     }
 
+    /// Takes a snapshot with `snapshot` and writes it atomically, one save at a
+    /// time, keeping the previous content as `.bak`.
+    pub fn save_with(&self, snapshot: impl FnOnce() -> Vec<u8>) -> Result<(), StoreError> {
+        let _one_at_a_time = self.save_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.write(&snapshot())
+    }
+
     /// Writes `bytes` atomically, keeping the previous content as `.bak`.
     pub fn save(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        let _one_at_a_time = self.save_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.write(bytes)
+    }
+
+    fn write(&self, bytes: &[u8]) -> Result<(), StoreError> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::io("create", dir, e))?;
         }

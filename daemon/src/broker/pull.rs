@@ -172,7 +172,7 @@ impl Broker {
             return None;
         }
         let mut resp =
-            RemotingCommand::response_to(req, code, Some(format!("{:?}", result.status)));
+            RemotingCommand::response_to(req, code, Some(result.status.java_name().to_owned()));
         PullMessageResponseHeader {
             suggest_which_broker_id: 0,
             next_begin_offset: result.next_begin_offset,

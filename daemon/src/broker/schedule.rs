@@ -96,7 +96,7 @@ impl ScheduleOffsets {
             return Ok(());
         }
         self.file
-            .save(&self.encode())
+            .save_with(|| self.encode())
             .inspect_err(|_| self.dirty.store(true, Ordering::Release))
     }
 }

@@ -222,13 +222,11 @@ impl TopicManager {
 
     /// Writes `config/topics.json`.
     pub fn persist(&self) -> Result<(), StoreError> {
-        let bytes = {
-            let wrapper = self.all();
-            mq::protocol::fastjson::to_string_pretty(&wrapper)
+        self.file.save_with(|| {
+            mq::protocol::fastjson::to_string_pretty(&self.all())
                 .expect("topic configs always serialise")
                 .into_bytes()
-        };
-        self.file.save(&bytes)
+        })
     }
 }
 

@@ -126,7 +126,12 @@ impl CheckpointFile {
 /// Replaces `path` with `bytes` so that a crash leaves either the old or the new
 /// content, never a mix: write a temp file, fsync it, rename it over, fsync the directory.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    // A name of its own per write: two writers must never share a temp file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.{seq}.tmp", std::process::id()));
+    let tmp = path.with_file_name(name);
     let mut file = File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
     file.write_all(bytes)
         .map_err(|e| StoreError::io("write", &tmp, e))?;

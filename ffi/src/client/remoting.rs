@@ -98,6 +98,9 @@ impl RemotingClient {
                     break;
                 }
             }
+            // Closed (or dropped): end the connection for the reader and the
+            // server too, not only our sending half.
+            let _ = writer.shutdown(std::net::Shutdown::Both);
         })
         .detach();
         let peer = addr.to_owned();

@@ -695,6 +695,22 @@ command_header! {
 }
 
 command_header! {
+    /// QUERY_CONSUME_QUEUE (321).
+    pub struct QueryConsumeQueueRequestHeader {
+        /// Topic.
+        required topic: String = "topic",
+        /// Queue.
+        required queue_id: i32 = "queueId",
+        /// First logical offset.
+        required index: i64 = "index",
+        /// Entries wanted.
+        required count: i32 = "count",
+        /// Group whose subscription to include.
+        optional consumer_group: String = "consumerGroup",
+    }
+}
+
+command_header! {
     /// DELETE_SUBSCRIPTIONGROUP (207).
     pub struct DeleteSubscriptionGroupRequestHeader {
         /// Group name.
