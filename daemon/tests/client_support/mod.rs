@@ -21,7 +21,7 @@ pub struct Daemon {
     pub namesrv: String,
 }
 
-pub struct TempDir(std::path::PathBuf);
+pub struct TempDir(pub std::path::PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
