@@ -5,13 +5,21 @@
 //! - [`instance`]: the shared client core (routes, connections, heartbeats).
 //! - [`message`]: messages sent and received, compression, unique ids.
 //! - [`producer`]: sync, async, one-way, batch and ordered sends.
+//! - [`offset_store`]: consumer offsets, on the broker or in a local file.
+//! - [`rebalance`]: which queues a consumer reads; queue locks.
+//! - [`pull_consumer`]: the lite pull consumer (poll, assign, seek, commit).
+//! - [`push_consumer`]: the push consumer (listener, concurrent or orderly).
 //! - [`transaction`]: the transactional producer and check-backs.
 //! - [`error`]: the client's error type.
 
 pub mod error;
 pub mod instance;
 pub mod message;
+pub mod offset_store;
 pub mod producer;
+pub mod pull_consumer;
+pub mod push_consumer;
+pub mod rebalance;
 pub mod remoting;
 pub mod transaction;
 
@@ -19,4 +27,6 @@ pub use error::{ClientError, Result};
 pub use instance::{ClientConfig, ClientInstance, Member};
 pub use message::{Message, MessageExt};
 pub use producer::{Producer, ProducerConfig, SendResult, SendStatus};
+pub use pull_consumer::{ConsumeFrom, PullConsumer, PullConsumerConfig};
+pub use push_consumer::{ConsumeStatus, Listener, PushConsumer, PushConsumerConfig};
 pub use transaction::{TransactionListener, TransactionProducer, TransactionState};

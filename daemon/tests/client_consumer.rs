@@ -1,0 +1,702 @@
+//! The Rust consumers against a real `mqd standalone`: the lite pull consumer
+//! (subscribe, assign, seek, commit, rebalance), the push consumer
+//! (concurrent, orderly, retry, broadcasting, shutdown, take-over).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mq::client::{
+    ClientConfig, ClientInstance, ConsumeFrom, ConsumeStatus, Message, MessageExt, Producer,
+    ProducerConfig, PullConsumer, PullConsumerConfig, PushConsumer, PushConsumerConfig,
+};
+use mq::protocol::body::{MessageModel, MessageQueue};
+
+struct Daemon {
+    child: Child,
+    _dir: TempDir,
+    namesrv: String,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_broker_port() -> u16 {
+    loop {
+        let p = free_port();
+        if p > 3
+            && TcpListener::bind(("127.0.0.1", p - 2)).is_ok()
+            && TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+        {
+            return p;
+        }
+    }
+}
+
+fn temp_dir(what: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "mq-consumer-it-{what}-{}-{}",
+        std::process::id(),
+        free_port()
+    ))
+}
+
+fn start() -> Daemon {
+    start_with(&[])
+}
+
+fn start_with(extra: &[&str]) -> Daemon {
+    let dir = temp_dir("data");
+    let ns = free_port();
+    let broker = free_broker_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_mqd"))
+        .args([
+            "standalone",
+            "--data",
+            dir.to_str().unwrap(),
+            "--namesrv-listen",
+            &format!("127.0.0.1:{ns}"),
+            "--listen-port",
+            &broker.to_string(),
+            "--mappedFileSizeCommitLog",
+            "67108864",
+            "--maxIndexNum",
+            "100000",
+            "--maxHashSlotNum",
+            "10000",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mqd");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for port in [ns, broker] {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mqd did not start listening on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Daemon {
+        child,
+        _dir: TempDir(dir),
+        namesrv: format!("127.0.0.1:{ns}"),
+    }
+}
+
+/// Polls `check` until it holds or `secs` pass.
+fn wait_until(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn instance(daemon: &Daemon) -> Arc<ClientInstance> {
+    ClientInstance::start(ClientConfig::new(&daemon.namesrv)).unwrap()
+}
+
+fn named_instance(daemon: &Daemon, name: &str) -> Arc<ClientInstance> {
+    let mut config = ClientConfig::new(&daemon.namesrv);
+    config.instance_name = name.to_owned();
+    ClientInstance::start(config).unwrap()
+}
+
+/// A producer, once the broker has registered with the NameServer.
+fn producer(instance: &Arc<ClientInstance>) -> Producer {
+    wait_until(20, "the broker to register", || {
+        smol::block_on(instance.fetch_route("TBW102")).is_ok()
+    });
+    Producer::start(
+        instance.clone(),
+        ProducerConfig::new("it_consumer_producer"),
+    )
+    .unwrap()
+}
+
+/// Sends `n` messages `<prefix>-<i>` (tag `tag` if given); waits until the
+/// topic has a route, so consumers started next find it.
+fn produce(producer: &Producer, topic: &str, prefix: &str, n: usize, tag: Option<&str>) {
+    for i in 0..n {
+        let mut msg = Message::new(topic, format!("{prefix}-{i}"));
+        if let Some(t) = tag {
+            msg = msg.with_tags(t);
+        }
+        producer.send_blocking(&msg).unwrap();
+    }
+}
+
+fn wait_for_route(instance: &Arc<ClientInstance>, topic: &str) {
+    wait_until(20, "the topic's route", || {
+        smol::block_on(instance.fetch_route(topic)).is_ok()
+    });
+}
+
+fn body(m: &MessageExt) -> String {
+    String::from_utf8(m.body.clone()).unwrap()
+}
+
+/// Polls until `n` distinct bodies arrived (or `secs` pass); returns them all.
+fn poll_bodies(consumer: &PullConsumer, n: usize, secs: u64) -> Vec<MessageExt> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut all = Vec::new();
+    let mut seen = BTreeSet::new();
+    while seen.len() < n && Instant::now() < deadline {
+        for m in consumer.poll_blocking(Duration::from_millis(200)).unwrap() {
+            seen.insert(body(&m));
+            all.push(m);
+        }
+    }
+    all
+}
+
+/// A listener that records every message (topic, body, reconsume times).
+type Seen = Arc<Mutex<Vec<MessageExt>>>;
+
+fn recording() -> (Seen, mq::client::Listener) {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let listener: mq::client::Listener = Arc::new(move |msgs: &[MessageExt]| {
+        s.lock().unwrap().extend(msgs.iter().cloned());
+        ConsumeStatus::Success
+    });
+    (seen, listener)
+}
+
+fn distinct_bodies(seen: &Seen) -> BTreeSet<String> {
+    seen.lock().unwrap().iter().map(body).collect()
+}
+
+#[test]
+fn lite_pull_subscribe_reads_every_message_and_filters_tags() {
+    let daemon = start();
+    let i = instance(&daemon);
+    let p = producer(&i);
+    produce(&p, "LiteAll", "m", 40, None);
+    produce(&p, "LiteTags", "a", 5, Some("TagA"));
+    produce(&p, "LiteTags", "b", 5, Some("TagB"));
+    produce(&p, "LiteTags", "c", 5, Some("TagC"));
+    wait_for_route(&i, "LiteAll");
+    wait_for_route(&i, "LiteTags");
+
+    let mut config = PullConsumerConfig::new("lite_all");
+    config.consume_from = ConsumeFrom::FirstOffset;
+    let c = PullConsumer::start(i.clone(), config).unwrap();
+    smol::block_on(c.subscribe("LiteAll", "*")).unwrap();
+    let got = poll_bodies(&c, 40, 20);
+    let bodies: BTreeSet<String> = got.iter().map(body).collect();
+    assert_eq!(bodies.len(), 40, "every message: {bodies:?}");
+    assert_eq!(got.len(), 40, "each once");
+    assert_eq!(smol::block_on(c.assignment()).len(), 4);
+    assert!(got.iter().all(|m| m.topic == "LiteAll"));
+
+    let mut config = PullConsumerConfig::new("lite_tags");
+    config.consume_from = ConsumeFrom::FirstOffset;
+    let t = PullConsumer::start(i.clone(), config).unwrap();
+    smol::block_on(t.subscribe("LiteTags", "TagA || TagB")).unwrap();
+    let got = poll_bodies(&t, 10, 20);
+    // Anything else would have come with these batches; look a bit longer.
+    let mut got: Vec<String> = got.iter().map(body).collect();
+    got.extend(
+        t.poll_blocking(Duration::from_millis(300))
+            .unwrap()
+            .iter()
+            .map(body),
+    );
+    got.sort();
+    let mut want: Vec<String> = (0..5)
+        .flat_map(|n| [format!("a-{n}"), format!("b-{n}")])
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+
+    smol::block_on(c.shutdown());
+    smol::block_on(t.shutdown());
+    assert!(c.poll_blocking(Duration::from_millis(10)).is_err());
+    i.shutdown();
+}
+
+#[test]
+fn lite_pull_assign_seek_and_seek_to_timestamp() {
+    let daemon = start();
+    let i = instance(&daemon);
+    let p = producer(&i);
+    let topic = "LiteSeek";
+    for n in 0..5 {
+        smol::block_on(p.send_ordered(&Message::new(topic, format!("s-{n}")), "k")).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(30));
+    let middle = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    std::thread::sleep(Duration::from_millis(30));
+    let mut queue = None;
+    for n in 5..10 {
+        let r =
+            smol::block_on(p.send_ordered(&Message::new(topic, format!("s-{n}")), "k")).unwrap();
+        queue = Some(r.queue);
+    }
+    let mq = queue.unwrap();
+    wait_for_route(&i, topic);
+
+    let mut config = PullConsumerConfig::new("lite_seek");
+    config.consume_from = ConsumeFrom::FirstOffset;
+    let c = PullConsumer::start(i.clone(), config).unwrap();
+    smol::block_on(c.assign(vec![mq.clone()])).unwrap();
+    assert_eq!(smol::block_on(c.assignment()), vec![mq.clone()]);
+    let got = poll_bodies(&c, 10, 20);
+    let offsets: Vec<i64> = got.iter().map(|m| m.queue_offset).collect();
+    assert_eq!(offsets, (0..10).collect::<Vec<_>>());
+
+    smol::block_on(c.seek(&mq, 7)).unwrap();
+    let got = poll_bodies(&c, 3, 10);
+    assert_eq!(got.first().map(|m| m.queue_offset), Some(7));
+    assert_eq!(got.len(), 3);
+
+    smol::block_on(c.seek_to_timestamp(&mq, middle)).unwrap();
+    let got = poll_bodies(&c, 5, 10);
+    assert_eq!(got.first().map(body).as_deref(), Some("s-5"));
+
+    assert!(smol::block_on(c.seek(&mq, 1000)).is_err(), "past the end");
+    let other = MessageQueue::new(topic, mq.broker_name.clone(), mq.queue_id + 1);
+    assert!(smol::block_on(c.seek(&other, 0)).is_err(), "not assigned");
+    // Assign and subscribe do not mix.
+    assert!(smol::block_on(c.subscribe(topic, "*")).is_err());
+    smol::block_on(c.shutdown());
+    i.shutdown();
+}
+
+#[test]
+fn lite_pull_commit_is_where_the_group_resumes() {
+    let daemon = start();
+    let i = instance(&daemon);
+    let p = producer(&i);
+    let topic = "LiteCommit";
+    produce(&p, topic, "old", 20, None);
+    wait_for_route(&i, topic);
+
+    let mut config = PullConsumerConfig::new("lite_commit");
+    config.auto_commit = false;
+    config.consume_from = ConsumeFrom::FirstOffset;
+    let c = PullConsumer::start(i.clone(), config.clone()).unwrap();
+    smol::block_on(c.subscribe(topic, "*")).unwrap();
+    let got = poll_bodies(&c, 20, 20);
+    assert_eq!(got.len(), 20);
+    smol::block_on(c.commit()).unwrap();
+    let mut last: BTreeMap<MessageQueue, i64> = BTreeMap::new();
+    for m in &got {
+        let q = MessageQueue::new(topic, m.broker_name.clone(), m.queue_id);
+        let e = last.entry(q).or_insert(0);
+        *e = (*e).max(m.queue_offset + 1);
+    }
+    for (q, next) in &last {
+        assert_eq!(
+            smol::block_on(c.committed(q)).unwrap(),
+            Some(*next),
+            "{q:?}"
+        );
+    }
+    smol::block_on(c.shutdown());
+
+    // A new consumer of the group starts where the commit left off.
+    produce(&p, topic, "new", 5, None);
+    let i2 = instance(&daemon);
+    let c2 = PullConsumer::start(i2.clone(), config).unwrap();
+    smol::block_on(c2.subscribe(topic, "*")).unwrap();
+    let mut got: Vec<String> = poll_bodies(&c2, 5, 20).iter().map(body).collect();
+    got.extend(
+        c2.poll_blocking(Duration::from_millis(300))
+            .unwrap()
+            .iter()
+            .map(body),
+    );
+    got.sort();
+    assert_eq!(got, (0..5).map(|n| format!("new-{n}")).collect::<Vec<_>>());
+    smol::block_on(c2.shutdown());
+    i.shutdown();
+    i2.shutdown();
+}
+
+#[test]
+fn two_lite_consumers_split_the_queues() {
+    let daemon = start();
+    let i = instance(&daemon);
+    let p = producer(&i);
+    let topic = "LiteSplit";
+    produce(&p, topic, "m", 1, None);
+    wait_for_route(&i, topic);
+    let (i1, i2) = (instance(&daemon), instance(&daemon));
+    let c1 = PullConsumer::start(i1.clone(), PullConsumerConfig::new("lite_split")).unwrap();
+    let c2 = PullConsumer::start(i2.clone(), PullConsumerConfig::new("lite_split")).unwrap();
+    smol::block_on(c1.subscribe(topic, "*")).unwrap();
+    smol::block_on(c2.subscribe(topic, "*")).unwrap();
+    wait_until(10, "the queues to be split", || {
+        let a: BTreeSet<MessageQueue> = smol::block_on(c1.assignment()).into_iter().collect();
+        let b: BTreeSet<MessageQueue> = smol::block_on(c2.assignment()).into_iter().collect();
+        a.len() == 2 && b.len() == 2 && a.is_disjoint(&b)
+    });
+    smol::block_on(c1.shutdown());
+    smol::block_on(c2.shutdown());
+    for x in [i, i1, i2] {
+        x.shutdown();
+    }
+}
+
+#[test]
+fn push_concurrent_receives_every_message() {
+    let daemon = start();
+    let i = instance(&daemon);
+    let p = producer(&i);
+    let topic = "PushAll";
+    produce(&p, topic, "m", 50, None);
+    wait_for_route(&i, topic);
+    let (seen, listener) = recording();
+    let mut config = PushConsumerConfig::new("push_all");
+    config.consume_from = ConsumeFrom::FirstOffset;
+    config.consume_batch_max_size = 4;
+    let c = PushConsumer::start(
+        i.clone(),
+        config,
+        vec![(topic.into(), "*".into())],
+        listener,
+    )
+    .unwrap();
+    wait_until(20, "every message", || distinct_bodies(&seen).len() == 50);
+    // And those sent while it runs.
+    produce(&p, topic, "live", 10, None);
+    wait_until(20, "the live messages", || {
+        distinct_bodies(&seen).len() == 60
+    });
+    c.shutdown_blocking();
+    assert_eq!(seen.lock().unwrap().len(), 60, "each once");
+    i.shutdown();
+}
+
+#[test]
+fn later_redelivers_through_the_retry_topic() {
+    let levels = vec!["1s"; 18].join(" ");
+    let daemon = start_with(&["--messageDelayLevel", &levels]);
+    let i = instance(&daemon);
+    let p = producer(&i);
+    let topic = "PushRetry";
+    produce(&p, topic, "r", 3, None);
+    wait_for_route(&i, topic);
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let listener: mq::client::Listener = Arc::new(move |msgs: &[MessageExt]| {
+        s.lock().unwrap().extend(msgs.iter().cloned());
+        if msgs.iter().any(|m| m.reconsume_times == 0) {
+            ConsumeStatus::Later
+        } else {
+            ConsumeStatus::Success
+        }
+    });
+    let mut config = PushConsumerConfig::new("push_retry");
+    config.consume_from = ConsumeFrom::FirstOffset;
+    let c = PushConsumer::start(
+        i.clone(),
+        config,
+        vec![(topic.into(), "*".into())],
+        listener,
+    )
+    .unwrap();
+    wait_until(40, "the redeliveries", || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.reconsume_times == 1)
+            .count()
+            >= 3
+    });
+    let seen = seen.lock().unwrap().clone();
+    for m in seen.iter().filter(|m| m.reconsume_times == 1) {
+        assert_eq!(m.topic, topic, "the original topic is restored");
+        assert_eq!(
+            m.properties.get("RETRY_TOPIC").map(String::as_str),
+            Some(topic)
+        );
+    }
+    let retried: BTreeSet<String> = seen
+        .iter()
+        .filter(|m| m.reconsume_times == 1)
+        .map(body)
+        .collect();
+    assert_eq!(retried.len(), 3);
+    c.shutdown_blocking();
+    i.shutdown();
+}
+
+#[test]
+fn push_orderly_delivers_a_queue_in_order() {
+    let daemon = start();
+    let i = instance(&daemon);
+    let p = producer(&i);
+    let topic = "PushOrderly";
+    for n in 0..30 {
+        smol::block_on(p.send_ordered(&Message::new(topic, format!("{n}")), "one-key")).unwrap();
+    }
+    wait_for_route(&i, topic);
+    let seen: Seen = Arc::default();
+    // Every call: the batch, its reconsume counts, and whether it succeeded.
+    type Calls = Arc<Mutex<Vec<(Vec<u32>, Vec<i32>, bool)>>>;
+    let calls: Calls = Arc::default();
+    let busy = Arc::new(AtomicBool::new(false));
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let failed_once = Arc::new(AtomicBool::new(false));
+    let (s, c, b, o, f) = (
+        seen.clone(),
+        calls.clone(),
+        busy.clone(),
+        overlaps.clone(),
+        failed_once.clone(),
+    );
+    let listener: mq::client::Listener = Arc::new(move |msgs: &[MessageExt]| {
+        if b.swap(true, Ordering::SeqCst) {
+            o.fetch_add(1, Ordering::SeqCst);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        let numbers: Vec<u32> = msgs.iter().map(|m| body(m).parse().unwrap()).collect();
+        let counts: Vec<i32> = msgs.iter().map(|m| m.reconsume_times).collect();
+        // The batch holding message 10 is refused once.
+        let ok = !numbers.contains(&10) || f.swap(true, Ordering::SeqCst);
+        if ok {
+            s.lock().unwrap().extend(msgs.iter().cloned());
+        }
+        c.lock().unwrap().push((numbers, counts, ok));
+        b.store(false, Ordering::SeqCst);
+        if ok {
+            ConsumeStatus::Success
+        } else {
+            ConsumeStatus::Later
+        }
+    });
+    let mut config = PushConsumerConfig::new("push_orderly");
+    config.orderly = true;
+    config.consume_from = ConsumeFrom::FirstOffset;
+    config.consume_batch_max_size = 3;
+    let c = PushConsumer::start(
+        i.clone(),
+        config,
+        vec![(topic.into(), "*".into())],
+        listener,
+    )
+    .unwrap();
+    wait_until(20, "every message", || seen.lock().unwrap().len() >= 30);
+    let order: Vec<u32> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| body(m).parse().unwrap())
+        .collect();
+    assert_eq!(order, (0..30).collect::<Vec<_>>());
+    assert_eq!(overlaps.load(Ordering::SeqCst), 0, "one batch at a time");
+    // The refused batch came back next, the same messages, counted once more.
+    let calls = calls.lock().unwrap().clone();
+    let refused = calls.iter().position(|c| !c.2).expect("a refused batch");
+    let (again, counts, ok) = &calls[refused + 1];
+    assert!(ok);
+    assert_eq!(again, &calls[refused].0);
+    assert!(counts.iter().all(|&n| n == 1), "{counts:?}");
+    c.shutdown_blocking();
+    i.shutdown();
+}
+
+#[test]
+fn broadcasting_consumers_each_get_everything_and_keep_offsets_locally() {
+    let daemon = start();
+    let i = instance(&daemon);
+    let p = producer(&i);
+    let topic = "PushBroadcast";
+    produce(&p, topic, "m", 20, None);
+    wait_for_route(&i, topic);
+    let offsets = TempDir(temp_dir("offsets"));
+    let config = || {
+        let mut config = PushConsumerConfig::new("push_broadcast");
+        config.message_model = MessageModel::Broadcasting;
+        config.consume_from = ConsumeFrom::FirstOffset;
+        config.offset_dir = Some(offsets.0.clone());
+        config
+    };
+    let subs = || vec![(topic.to_owned(), "*".to_owned())];
+    let ia = named_instance(&daemon, "bc-a");
+    let ib = named_instance(&daemon, "bc-b");
+    let (seen_a, la) = recording();
+    let (seen_b, lb) = recording();
+    let a = PushConsumer::start(ia.clone(), config(), subs(), la).unwrap();
+    let b = PushConsumer::start(ib.clone(), config(), subs(), lb).unwrap();
+    wait_until(20, "both to get everything", || {
+        distinct_bodies(&seen_a).len() == 20 && distinct_bodies(&seen_b).len() == 20
+    });
+    a.shutdown_blocking();
+    ia.shutdown();
+    let file = offsets
+        .0
+        .join(ia.client_id())
+        .join("push_broadcast")
+        .join("offsets.json");
+    assert!(file.exists(), "{} exists", file.display());
+
+    // A restarted consumer with the same client id resumes from its file.
+    produce(&p, topic, "after", 5, None);
+    let ia = named_instance(&daemon, "bc-a");
+    let (seen_a2, la2) = recording();
+    let a2 = PushConsumer::start(ia.clone(), config(), subs(), la2).unwrap();
+    wait_until(20, "the new messages", || {
+        distinct_bodies(&seen_a2).len() >= 5
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let got = distinct_bodies(&seen_a2);
+    assert_eq!(
+        got,
+        (0..5)
+            .map(|n| format!("after-{n}"))
+            .collect::<BTreeSet<_>>()
+    );
+    wait_until(20, "b to get the new ones", || {
+        distinct_bodies(&seen_b).len() == 25
+    });
+    a2.shutdown_blocking();
+    b.shutdown_blocking();
+    for x in [i, ia, ib] {
+        x.shutdown();
+    }
+}
+
+#[test]
+fn no_listener_call_after_shutdown_returns() {
+    let daemon = start();
+    let i = instance(&daemon);
+    let p = producer(&i);
+    let topic = "PushShutdown";
+    produce(&p, topic, "m", 100, None);
+    wait_for_route(&i, topic);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let late = Arc::new(AtomicUsize::new(0));
+    let (c_, d_, l_) = (calls.clone(), done.clone(), late.clone());
+    let listener: mq::client::Listener = Arc::new(move |_msgs: &[MessageExt]| {
+        if d_.load(Ordering::SeqCst) {
+            l_.fetch_add(1, Ordering::SeqCst);
+        }
+        c_.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(20));
+        if d_.load(Ordering::SeqCst) {
+            l_.fetch_add(1, Ordering::SeqCst);
+        }
+        ConsumeStatus::Success
+    });
+    let mut config = PushConsumerConfig::new("push_shutdown");
+    config.consume_from = ConsumeFrom::FirstOffset;
+    config.consume_threads = 4;
+    let c = PushConsumer::start(
+        i.clone(),
+        config,
+        vec![(topic.into(), "*".into())],
+        listener,
+    )
+    .unwrap();
+    wait_until(20, "some messages", || calls.load(Ordering::SeqCst) >= 10);
+    c.shutdown_blocking();
+    done.store(true, Ordering::SeqCst);
+    let at_shutdown = calls.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        late.load(Ordering::SeqCst),
+        0,
+        "a listener ran after shutdown"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), at_shutdown);
+    assert!(at_shutdown < 100, "shutdown stopped consumption early");
+    i.shutdown();
+}
+
+#[test]
+fn push_consumers_share_queues_and_one_takes_over() {
+    let daemon = start();
+    let i = instance(&daemon);
+    let p = producer(&i);
+    let topic = "PushShare";
+    produce(&p, topic, "m", 1, None);
+    wait_for_route(&i, topic);
+    let config = || {
+        let mut config = PushConsumerConfig::new("push_share");
+        config.consume_from = ConsumeFrom::FirstOffset;
+        config
+    };
+    let main_queues = |c: &PushConsumer| -> BTreeSet<MessageQueue> {
+        c.assignment()
+            .into_iter()
+            .filter(|q| q.topic == topic)
+            .collect()
+    };
+    let (ia, ib) = (instance(&daemon), instance(&daemon));
+    let (seen_a, la) = recording();
+    let (seen_b, lb) = recording();
+    let a =
+        PushConsumer::start(ia.clone(), config(), vec![(topic.into(), "*".into())], la).unwrap();
+    let b =
+        PushConsumer::start(ib.clone(), config(), vec![(topic.into(), "*".into())], lb).unwrap();
+    wait_until(15, "the queues to be shared", || {
+        let (qa, qb) = (main_queues(&a), main_queues(&b));
+        qa.len() == 2 && qb.len() == 2 && qa.is_disjoint(&qb)
+    });
+    produce(&p, topic, "shared", 20, None);
+    wait_until(20, "the shared messages", || {
+        let mut all = distinct_bodies(&seen_a);
+        all.extend(distinct_bodies(&seen_b));
+        all.len() == 21
+    });
+    assert!(!seen_a.lock().unwrap().is_empty() && !seen_b.lock().unwrap().is_empty());
+
+    b.shutdown_blocking();
+    let left = Instant::now();
+    wait_until(10, "a to take every queue", || main_queues(&a).len() == 4);
+    assert!(
+        left.elapsed() < Duration::from_secs(8),
+        "take-over took {:?}; the notification should beat the 20 s rebalance",
+        left.elapsed()
+    );
+    produce(&p, topic, "after", 20, None);
+    wait_until(20, "a to get everything sent after", || {
+        distinct_bodies(&seen_a)
+            .iter()
+            .filter(|b| b.starts_with("after"))
+            .count()
+            == 20
+    });
+    a.shutdown_blocking();
+    for x in [i, ia, ib] {
+        x.shutdown();
+    }
+}
