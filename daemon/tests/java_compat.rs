@@ -829,62 +829,25 @@ fn rust_and_java_clients_read_each_other() {
     instance.shutdown();
 }
 
-/// Reads every message of `topic` with the Rust client's pull and decoding.
+/// Reads every message of `topic` with the Rust pull consumer (from the first
+/// offset, in a group of its own).
 fn read_with_rust(
     instance: &std::sync::Arc<mq::client::ClientInstance>,
     topic: &str,
     expect: usize,
 ) -> Vec<mq::client::MessageExt> {
-    use mq::protocol::codes::{request, response};
-    use mq::protocol::headers::{
-        CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader,
-    };
+    use mq::client::{ConsumeFrom, PullConsumer, PullConsumerConfig};
+    let mut config = PullConsumerConfig::new(format!("{topic}_rust_reader"));
+    config.consume_from = ConsumeFrom::FirstOffset;
+    let consumer = PullConsumer::start(instance.clone(), config).unwrap();
     smol::block_on(async {
+        consumer.subscribe(topic, "*").await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let route = instance.update_route(topic).await.unwrap();
-            let mut all = Vec::new();
-            for qd in &route.queue_datas {
-                let addr = instance.master_addr(&qd.broker_name).unwrap();
-                for q in 0..qd.read_queue_nums {
-                    let mut offset = 0;
-                    loop {
-                        let mut cmd =
-                            mq::protocol::remoting::RemotingCommand::request(request::PULL_MESSAGE);
-                        PullMessageRequestHeader {
-                            consumer_group: "interop_rust_reader".into(),
-                            topic: topic.into(),
-                            queue_id: q,
-                            queue_offset: offset,
-                            max_msg_nums: 32,
-                            sys_flag: 0,
-                            commit_offset: 0,
-                            suspend_timeout_millis: 0,
-                            subscription: Some("*".into()),
-                            sub_version: 0,
-                            expression_type: None,
-                        }
-                        .encode(&mut cmd.ext_fields);
-                        let resp = instance
-                            .invoke(&addr, cmd, Duration::from_secs(3))
-                            .await
-                            .unwrap();
-                        if resp.code != response::SUCCESS {
-                            break;
-                        }
-                        let h = PullMessageResponseHeader::decode(&resp.ext_fields).unwrap();
-                        all.extend(
-                            mq::client::message::decode_messages(&resp.body, &qd.broker_name)
-                                .unwrap(),
-                        );
-                        offset = h.next_begin_offset;
-                    }
-                }
-            }
-            if all.len() >= expect || Instant::now() > deadline {
-                return all;
-            }
-            smol::Timer::after(Duration::from_millis(200)).await;
+        let mut all: Vec<mq::client::MessageExt> = Vec::new();
+        while all.len() < expect && Instant::now() < deadline {
+            all.extend(consumer.poll(Duration::from_secs(1)).await.unwrap());
         }
+        consumer.shutdown().await;
+        all
     })
 }
