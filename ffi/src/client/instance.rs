@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 use crate::protocol::body::{ConsumerData, HeartbeatData, ProducerData, TopicRouteData};
 use crate::protocol::codes::{request, response};
@@ -21,7 +21,7 @@ use crate::protocol::headers::{
 use crate::protocol::remoting::{LanguageCode, RemotingCommand};
 
 use super::error::{ClientError, Result};
-use super::remoting::{RemotingClient, RequestHandler};
+use super::remoting::{RemotingClient, RemotingError, RequestHandler};
 
 /// Settings shared by every producer and consumer of one instance.
 #[derive(Debug, Clone)]
@@ -105,6 +105,8 @@ pub struct ClientInstance {
     /// The NameServer that answered last, tried first next time.
     namesrv_index: AtomicUsize,
     connections: Mutex<HashMap<String, Arc<RemotingClient>>>,
+    /// Addresses whose last connect failed: until when to refuse, and the wait.
+    backoff: Mutex<HashMap<String, (Instant, Duration)>>,
     routes: RwLock<HashMap<String, TopicRouteData>>,
     members: Mutex<Vec<Weak<dyn Member>>>,
     closed: AtomicBool,
@@ -123,6 +125,7 @@ impl ClientInstance {
             config,
             namesrv_index: AtomicUsize::new(0),
             connections: Mutex::new(HashMap::new()),
+            backoff: Mutex::new(HashMap::new()),
             routes: RwLock::new(HashMap::new()),
             members: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
@@ -144,6 +147,22 @@ impl ClientInstance {
             .lock()
             .expect("tasks poisoned")
             .extend([routes, heartbeats]);
+        Ok(instance)
+    }
+
+    /// The instance of this process for `config`'s client id: an existing one
+    /// if it is still running (RocketMQ's MQClientManager keeps one per client
+    /// id), otherwise a new one.
+    pub fn get_or_start(config: ClientConfig) -> Result<Arc<Self>> {
+        static INSTANCES: OnceLock<Mutex<HashMap<String, Weak<ClientInstance>>>> = OnceLock::new();
+        let registry = INSTANCES.get_or_init(Mutex::default);
+        let mut registry = registry.lock().expect("instance registry poisoned");
+        registry.retain(|_, w| w.upgrade().is_some_and(|i| !i.is_closed()));
+        if let Some(existing) = registry.get(&config.client_id()).and_then(Weak::upgrade) {
+            return Ok(existing);
+        }
+        let instance = Self::start(config)?;
+        registry.insert(instance.client_id.clone(), Arc::downgrade(&instance));
         Ok(instance)
     }
 
@@ -192,8 +211,37 @@ impl ClientInstance {
                 .iter()
                 .find_map(|m| m.on_server_request(&peer, &cmd))
         });
+        // Back off from an address that just refused: each failure doubles the
+        // wait (100 ms up to 10 s), so a dead broker costs callers a quick error
+        // instead of a connect timeout each.
+        if let Some((until, _)) = self.backoff.lock().expect("backoff poisoned").get(addr) {
+            if Instant::now() < *until {
+                return Err(ClientError::Remoting(RemotingError::Connect {
+                    addr: addr.to_owned(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::ConnectionRefused,
+                        "failed recently; backing off",
+                    ),
+                }));
+            }
+        }
         let client =
-            RemotingClient::connect(addr, self.config.request_timeout, Some(handler)).await?;
+            match RemotingClient::connect(addr, self.config.request_timeout, Some(handler)).await {
+                Ok(client) => {
+                    self.backoff.lock().expect("backoff poisoned").remove(addr);
+                    client
+                }
+                Err(e) => {
+                    let mut backoff = self.backoff.lock().expect("backoff poisoned");
+                    let wait = backoff
+                        .get(addr)
+                        .map_or(Duration::from_millis(100), |(_, w)| {
+                            (*w * 2).min(Duration::from_secs(10))
+                        });
+                    backoff.insert(addr.to_owned(), (Instant::now() + wait, wait));
+                    return Err(e.into());
+                }
+            };
         let mut connections = self.connections.lock().expect("connections poisoned");
         // Another task may have connected meanwhile; keep one.
         let entry = connections
@@ -442,5 +490,46 @@ async fn periodic(instance: Weak<ClientInstance>, every: Duration, job: Job) {
             return;
         }
         job(i).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_instance_per_client_id() {
+        let mut config = ClientConfig::new("127.0.0.1:1");
+        config.instance_name = "registry-test".into();
+        let a = ClientInstance::get_or_start(config.clone()).unwrap();
+        let b = ClientInstance::get_or_start(config.clone()).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        let mut other = config.clone();
+        other.instance_name = "registry-test-2".into();
+        let c = ClientInstance::get_or_start(other).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c));
+        a.shutdown();
+        let d = ClientInstance::get_or_start(config).unwrap();
+        assert!(!Arc::ptr_eq(&a, &d), "a shut down instance is replaced");
+    }
+
+    #[test]
+    fn a_refused_address_is_backed_off() {
+        let instance = ClientInstance::start(ClientConfig::new("127.0.0.1:1")).unwrap();
+        // Port 1 on loopback refuses at once.
+        let first = smol::block_on(instance.connection("127.0.0.1:1"));
+        assert!(first.is_err());
+        let Err(second) = smol::block_on(instance.connection("127.0.0.1:1")) else {
+            panic!("a second connect right after a refusal should be backed off");
+        };
+        assert!(second.to_string().contains("backing off"), "{second}");
+    }
+
+    #[test]
+    fn no_namesrv_is_a_clear_error() {
+        assert!(matches!(
+            ClientInstance::start(ClientConfig::new(" ; ")),
+            Err(ClientError::NoNameServer(_))
+        ));
     }
 }
