@@ -507,8 +507,15 @@ pub fn decode_offset_msg_id(id: &str) -> Option<(SocketAddr, i64)> {
         pos: 0,
     };
     let host = r.host(v6).ok()?;
+    // The port is an i32 on the wire: one outside 0..=65535, or a negative
+    // offset, means this is not an offset id (a client unique id, say).
+    let port_pos = if v6 { 16 } else { 4 };
+    let port = i32::from_be_bytes(bytes.get(port_pos..port_pos + 4)?.try_into().ok()?);
+    if !(0..=i32::from(u16::MAX)).contains(&port) {
+        return None;
+    }
     let offset = r.i64().ok()?;
-    Some((host, offset))
+    (offset >= 0).then_some((host, offset))
 }
 
 /// One message of a SEND_BATCH_MESSAGE body (§6.8).
@@ -759,6 +766,11 @@ mod tests {
         assert_eq!(decode_offset_msg_id(&id), Some((v6, 1234)));
         assert_eq!(decode_offset_msg_id("zz"), None);
         assert_eq!(decode_offset_msg_id(&"G".repeat(32)), None);
+        // A client unique id is 32 hex digits too, but its "port" is out of range.
+        assert_eq!(
+            decode_offset_msg_id("7F000001303918B4AAC24F7A8C900000"),
+            None
+        );
     }
 
     #[test]
