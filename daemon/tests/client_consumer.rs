@@ -2,9 +2,9 @@
 //! (subscribe, assign, seek, commit, rebalance), the push consumer
 //! (concurrent, orderly, retry, broadcasting, shutdown, take-over).
 
+mod client_support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,102 +15,15 @@ use mq::client::{
 };
 use mq::protocol::body::{MessageModel, MessageQueue};
 
-struct Daemon {
-    child: Child,
-    _dir: TempDir,
-    namesrv: String,
-}
+use client_support::{free_port, start, start_with, Daemon, TempDir};
 
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_broker_port() -> u16 {
-    loop {
-        let p = free_port();
-        if p > 3
-            && TcpListener::bind(("127.0.0.1", p - 2)).is_ok()
-            && TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
-        {
-            return p;
-        }
-    }
-}
-
+/// A directory name for this test run's scratch data.
 fn temp_dir(what: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!(
         "mq-consumer-it-{what}-{}-{}",
         std::process::id(),
         free_port()
     ))
-}
-
-fn start() -> Daemon {
-    start_with(&[])
-}
-
-fn start_with(extra: &[&str]) -> Daemon {
-    let dir = temp_dir("data");
-    let ns = free_port();
-    let broker = free_broker_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_mqd"))
-        .args([
-            "standalone",
-            "--data",
-            dir.to_str().unwrap(),
-            "--namesrv-listen",
-            &format!("127.0.0.1:{ns}"),
-            "--listen-port",
-            &broker.to_string(),
-            "--mappedFileSizeCommitLog",
-            "67108864",
-            "--maxIndexNum",
-            "100000",
-            "--maxHashSlotNum",
-            "10000",
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mqd");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for port in [ns, broker] {
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mqd did not start listening on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    Daemon {
-        child,
-        _dir: TempDir(dir),
-        namesrv: format!("127.0.0.1:{ns}"),
-    }
 }
 
 /// Polls `check` until it holds or `secs` pass.

@@ -1,97 +1,29 @@
 //! `mqctl` end to end: every verb run as a process against a real
 //! `mqd standalone`, checking what it prints and how it exits.
 
+mod client_support;
+
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use client_support::{free_port, start_with, Daemon};
+
 // ---------------------------------------------------------------------------
 // The daemon (as in client_producer.rs, with small files)
 
-struct Daemon {
-    child: Child,
-    _dir: TempDir,
-    namesrv: String,
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_broker_port() -> u16 {
-    loop {
-        let p = free_port();
-        if p > 3
-            && TcpListener::bind(("127.0.0.1", p - 2)).is_ok()
-            && TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
-        {
-            return p;
-        }
-    }
-}
-
 fn start() -> Daemon {
-    let dir = std::env::temp_dir().join(format!(
-        "mq-mqctl-it-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    let ns = free_port();
-    let broker = free_broker_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_mqd"))
-        .args([
-            "standalone",
-            "--data",
-            dir.to_str().unwrap(),
-            "--namesrv-listen",
-            &format!("127.0.0.1:{ns}"),
-            "--listen-port",
-            &broker.to_string(),
-            "--mappedFileSizeCommitLog",
-            "16777216",
-            "--mappedFileSizeConsumeQueue",
-            "120000",
-            "--maxIndexNum",
-            "100000",
-            "--maxHashSlotNum",
-            "10000",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mqd");
-    let daemon = Daemon {
-        child,
-        _dir: TempDir(dir),
-        namesrv: format!("127.0.0.1:{ns}"),
-    };
+    // Smaller files than the shared default: these tests make many daemons.
+    let daemon = start_with(&[
+        "--mappedFileSizeCommitLog",
+        "16777216",
+        "--mappedFileSizeConsumeQueue",
+        "120000",
+    ]);
     // Ready when the broker has registered: TBW102 then has a route.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
