@@ -216,6 +216,27 @@ impl Shutdown {
         let _ = self.signal.recv().await;
     }
 
+    /// Waits for `wake` to finish; `true` if shutdown began first (the loops of
+    /// the servers use this between rounds).
+    pub async fn wait_or<F: std::future::Future>(&self, wake: F) -> bool {
+        smol::future::or(
+            async {
+                self.wait().await;
+                true
+            },
+            async {
+                wake.await;
+                false
+            },
+        )
+        .await
+    }
+
+    /// Sleeps for `period`; `true` if shutdown began first.
+    pub async fn sleep(&self, period: Duration) -> bool {
+        self.wait_or(smol::Timer::after(period)).await
+    }
+
     /// Whether shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
         self.signal.is_closed()

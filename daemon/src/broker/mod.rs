@@ -356,17 +356,7 @@ async fn housekeeping_loop(broker: Arc<Broker>) {
         .min(Duration::from_secs(10));
     let mut last_scan = Instant::now();
     loop {
-        let stop = smol::future::or(
-            async {
-                broker.shutdown.wait().await;
-                true
-            },
-            async {
-                smol::Timer::after(tick).await;
-                false
-            },
-        )
-        .await;
+        let stop = broker.shutdown.sleep(tick).await;
         if stop {
             return;
         }

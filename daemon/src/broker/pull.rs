@@ -196,17 +196,10 @@ impl Broker {
 /// Answers parked pulls when their queue gets a message or their time runs out.
 pub async fn hold_loop(broker: Arc<Broker>) {
     loop {
-        let stop = smol::future::or(
-            async {
-                broker.shutdown.wait().await;
-                true
-            },
-            async {
-                broker.holds.wait(Duration::from_millis(500)).await;
-                false
-            },
-        )
-        .await;
+        let stop = broker
+            .shutdown
+            .wait_or(broker.holds.wait(Duration::from_millis(500)))
+            .await;
         if stop {
             return;
         }

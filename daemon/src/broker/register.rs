@@ -130,23 +130,16 @@ pub async fn register_loop(broker: Arc<Broker>) {
             broker.registrar.addrs.len()
         );
         let period = broker.config().register_name_server_period;
-        let stop = smol::future::or(
+        let woken_or_due = smol::future::or(
             async {
-                broker.shutdown.wait().await;
-                true
+                // A wake-up or the period, whichever comes first.
+                let _ = broker.registrar.wake.1.recv().await;
             },
-            smol::future::or(
-                async {
-                    let _ = broker.registrar.wake.1.recv().await;
-                    false
-                },
-                async {
-                    smol::Timer::after(period).await;
-                    false
-                },
-            ),
-        )
-        .await;
+            async {
+                smol::Timer::after(period).await;
+            },
+        );
+        let stop = broker.shutdown.wait_or(woken_or_due).await;
         if stop || broker.is_stopping() {
             return;
         }

@@ -143,17 +143,7 @@ pub async fn schedule_loop(broker: Arc<Broker>) {
     let levels = broker.store.config().delay_levels().map_or(0, |l| l.len()) as i32;
     let mut ticks = 0u32;
     loop {
-        let stop = smol::future::or(
-            async {
-                broker.shutdown.wait().await;
-                true
-            },
-            async {
-                smol::Timer::after(Duration::from_millis(100)).await;
-                false
-            },
-        )
-        .await;
+        let stop = broker.shutdown.sleep(Duration::from_millis(100)).await;
         if stop {
             return;
         }

@@ -280,17 +280,7 @@ pub async fn check_loop(broker: Arc<Broker>) {
     // Learn the decisions already recorded before the restart.
     let mut op_offset = learn_ops(&broker, broker.store.min_offset(OP_HALF_TOPIC, 0));
     loop {
-        let stop = smol::future::or(
-            async {
-                broker.shutdown.wait().await;
-                true
-            },
-            async {
-                smol::Timer::after(config.check_interval).await;
-                false
-            },
-        )
-        .await;
+        let stop = broker.shutdown.sleep(config.check_interval).await;
         if stop {
             return;
         }
