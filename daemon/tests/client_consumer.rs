@@ -613,3 +613,41 @@ fn push_consumers_share_queues_and_one_takes_over() {
         x.shutdown();
     }
 }
+
+#[test]
+fn a_broker_reset_moves_an_online_push_consumer_back() {
+    let daemon = start();
+    let i = instance(&daemon);
+    let p = producer(&i);
+    let topic = "PushReset";
+    produce(&p, topic, "m", 20, None);
+    wait_for_route(&i, topic);
+    let (seen, listener) = recording();
+    let mut config = PushConsumerConfig::new("push_reset");
+    config.consume_from = ConsumeFrom::FirstOffset;
+    let c = PushConsumer::start(
+        i.clone(),
+        config,
+        vec![(topic.into(), "*".into())],
+        listener,
+    )
+    .unwrap();
+    wait_until(20, "every message", || seen.lock().unwrap().len() == 20);
+    // What `mqadmin resetOffsetByTime` sends: the broker computes the offsets
+    // and pushes RESET_CONSUMER_CLIENT_OFFSET to the online consumers.
+    let addr = i.master_addr("broker-a").unwrap();
+    let mut cmd = mq::protocol::remoting::RemotingCommand::request(
+        mq::protocol::codes::request::INVOKE_BROKER_TO_RESET_OFFSET,
+    );
+    cmd.put("topic", topic)
+        .put("group", "push_reset")
+        .put("timestamp", 0)
+        .put("isForce", true);
+    let resp = smol::block_on(i.invoke(&addr, cmd, Duration::from_secs(3))).unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    wait_until(20, "every message again", || {
+        seen.lock().unwrap().len() == 40
+    });
+    c.shutdown_blocking();
+    i.shutdown();
+}

@@ -319,15 +319,16 @@ fn retention_deletes_old_segments_and_advances_queues() {
             .unwrap();
     }
     assert!(store.wait_dispatched(WAIT));
-    // Flushes happen in the background; retention only deletes flushed segments.
-    let flushed = wait_until(|| {
+    // Flushes happen in the background and retention only deletes flushed
+    // segments, so rounds may delete a few at a time until the flusher is done.
+    let trimmed = wait_until(|| {
         let _ = store.delete_expired_now();
-        store.commit_log_range().0 > 0
+        let (min, max) = store.commit_log_range();
+        max - min <= 2 * 64 * 1024
     });
-    assert!(flushed, "retention deleted nothing");
     let (min, max) = store.commit_log_range();
     assert!(
-        max - min <= 2 * 64 * 1024,
+        trimmed,
         "all but the last segment or two are gone: {min}..{max}"
     );
     let min_offset = store.min_offset("Old", 0);

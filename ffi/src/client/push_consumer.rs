@@ -32,11 +32,12 @@ use smol::channel::{bounded, Receiver, Sender};
 use smol::lock::Semaphore;
 
 use crate::protocol::body::{
-    ConsumeType, ConsumerData, MessageModel, MessageQueue, SubscriptionData,
+    ConsumeType, ConsumerData, MessageModel, MessageQueue, ResetOffsetBody, SubscriptionData,
 };
 use crate::protocol::codes::{request, response};
 use crate::protocol::headers::{
-    pull_sys_flag, CommandHeader, ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader,
+    pull_sys_flag, CommandHeader, ConsumerSendMsgBackRequestHeader, ResetOffsetRequestHeader,
+    SendMessageRequestHeader,
 };
 use crate::protocol::properties::{self, keys};
 use crate::protocol::remoting::{LanguageCode, RemotingCommand};
@@ -294,6 +295,9 @@ struct Inner {
     permits: Arc<Semaphore>,
     /// Signalled to rebalance now (NOTIFY_CONSUMER_IDS_CHANGED).
     rebalance_now: (Sender<()>, Receiver<()>),
+    /// Offsets a broker told us to reset to (RESET_CONSUMER_CLIENT_OFFSET),
+    /// applied by the next rebalance.
+    pending_resets: Mutex<Vec<(MessageQueue, i64)>>,
     /// Whether the last rebalance settled every topic (else retry in 1 s).
     balanced: AtomicBool,
     closed: AtomicBool,
@@ -324,6 +328,20 @@ impl Member for Inner {
         if is_ids_changed_for(request, &self.config.group) {
             // Full means a rebalance is already due.
             let _ = self.rebalance_now.0.try_send(());
+        } else if request.code == request::RESET_CONSUMER_CLIENT_OFFSET
+            && ResetOffsetRequestHeader::decode(&request.ext_fields)
+                .is_ok_and(|h| h.group == self.config.group)
+        {
+            match ResetOffsetBody::decode(&request.body) {
+                Ok(body) => {
+                    self.pending_resets
+                        .lock()
+                        .expect("resets poisoned")
+                        .extend(body.offset_table);
+                    let _ = self.rebalance_now.0.try_send(());
+                }
+                Err(e) => log::warn!("{}: bad reset-offset body: {e}", self.config.group),
+            }
         }
         None
     }
@@ -395,6 +413,7 @@ impl PushConsumer {
             queues: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(config.consume_threads)),
             rebalance_now: bounded(1),
+            pending_resets: Mutex::new(Vec::new()),
             balanced: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
@@ -529,7 +548,38 @@ impl Inner {
 
     /// One rebalance of every subscribed topic; false if a topic could not
     /// be settled.
+    /// Applies offsets a broker told us to reset to: each queue is dropped
+    /// without committing its old offset, the new one is committed, and the
+    /// rebalance that follows starts the queue again from it.
+    async fn apply_resets(self: &Arc<Self>) {
+        let resets = std::mem::take(&mut *self.pending_resets.lock().expect("resets poisoned"));
+        for (mq, offset) in resets {
+            if !self.subscriptions.contains_key(&mq.topic) {
+                continue;
+            }
+            let pq = self.queues.lock().expect("queues poisoned").remove(&mq);
+            if let Some(pq) = pq {
+                pq.dropped.store(true, Ordering::Release);
+                pq.stop_pulling();
+                let _ = pq.wake.0.try_send(());
+            }
+            self.store.update(&mq, offset, false);
+            if let Err(e) = self
+                .store
+                .persist_all(Some(std::slice::from_ref(&mq)), true)
+                .await
+            {
+                log::warn!(
+                    "{}: committing reset offset of {mq:?}: {e}",
+                    self.config.group
+                );
+            }
+            log::info!("{}: {mq:?} reset to offset {offset}", self.config.group);
+        }
+    }
+
     async fn rebalance(self: &Arc<Self>) -> bool {
+        self.apply_resets().await;
         let mut balanced = true;
         for topic in self.subscriptions.keys() {
             if self.is_closed() {

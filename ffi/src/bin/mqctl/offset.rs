@@ -1,14 +1,15 @@
 //! `mqctl offset reset`: moves a consumer group's offsets on every queue of a
-//! topic to the first message stored at or after a time. mq's broker does not
-//! serve INVOKE_BROKER_TO_RESET_OFFSET (which would also tell online consumers),
-//! so this is SEARCH_OFFSET_BY_TIMESTAMP then a synchronous
-//! UPDATE_CONSUMER_OFFSET per queue, on each master.
+//! topic to the first message stored at or after a time, with
+//! INVOKE_BROKER_TO_RESET_OFFSET on each master (which also tells the group's
+//! online consumers); on a broker without it, SEARCH_OFFSET_BY_TIMESTAMP then a
+//! synchronous UPDATE_CONSUMER_OFFSET per queue.
 
 use argh::FromArgs;
+use mq::protocol::body::ResetOffsetBody;
 use mq::protocol::codes::{request, response};
 use mq::protocol::headers::{
     CommandHeader, OffsetResponseHeader, QueryConsumerOffsetRequestHeader,
-    SearchOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
+    ResetOffsetRequestHeader, SearchOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 
 use crate::admin::{self, call, call_any, command, refused, Ctx};
@@ -44,7 +45,7 @@ impl OffsetCmd {
     name = "reset",
     example = "{command_name} --group my_group --topic TopicTest --timestamp 1700000000000",
     example = "{command_name} --group my_group --topic TopicTest --timestamp 0",
-    note = "Each queue's offset becomes that of its first message stored at or after the timestamp (0: the oldest message; a future time: the end). Consumers of the group that are online keep their own offsets and may write them back: stop them first."
+    note = "Each queue's offset becomes that of its first message stored at or after the timestamp (0: the oldest message; a future time: the end). Consumers of the group that are online are told to move there too."
 )]
 pub struct ResetCmd {
     /// consumer group
@@ -72,13 +73,49 @@ impl ResetCmd {
         let route = admin::route(ctx, &self.topic).await?;
         let masters = admin::route_masters(&route);
         let mut online = 0;
+        let mut told_consumers = true;
         let mut rows = Vec::new();
         for (m, queues) in &masters {
             if let Some(conns) = admin::consumers_online(ctx, &m.addr, &self.group).await? {
                 online = online.max(conns.connection_set.len());
             }
+            // The broker resets and tells the group's online consumers
+            // (INVOKE_BROKER_TO_RESET_OFFSET), as mqadmin resetOffsetByTime does.
+            let mut olds = Vec::new();
             for queue_id in 0..*queues {
-                let old = self.committed(ctx, &m.addr, queue_id).await?;
+                olds.push(self.committed(ctx, &m.addr, queue_id).await?);
+            }
+            let what = format!("reset offsets of {} on {}", self.group, m.name);
+            let invoke = ResetOffsetRequestHeader {
+                topic: self.topic.clone(),
+                group: self.group.clone(),
+                timestamp: self.timestamp,
+                is_force: true,
+            };
+            let resp = call_any(
+                ctx,
+                &m.addr,
+                command(request::INVOKE_BROKER_TO_RESET_OFFSET, &invoke),
+                ctx.timeout(),
+                &what,
+            )
+            .await?;
+            if resp.code == response::SUCCESS {
+                let body = ResetOffsetBody::decode(&resp.body)
+                    .map_err(|e| failed(format!("{what}: bad answer: {e}")))?;
+                for (mq, new) in body.offset_table {
+                    let old = olds.get(mq.queue_id as usize).copied().flatten();
+                    rows.push((m.name.clone(), mq.queue_id, old, new));
+                }
+                continue;
+            }
+            if resp.code != response::REQUEST_CODE_NOT_SUPPORTED {
+                return Err(refused(&what, &m.addr, &resp));
+            }
+            // A broker without it: set each queue's offset directly.
+            told_consumers = false;
+            for queue_id in 0..*queues {
+                let old = olds.get(queue_id as usize).copied().flatten();
                 let what = format!(
                     "search offset of {}:{queue_id} at {}",
                     m.name, self.timestamp
@@ -138,10 +175,10 @@ impl ResetCmd {
                 t.print()?;
             }
         }
-        if online > 0 {
+        if online > 0 && !told_consumers {
             warn(format!(
                 "{online} consumer(s) of {} are online and may overwrite these offsets with their own \
-                 (mq cannot tell them to reset yet); stop them and reset again if they do",
+                 (this broker cannot tell them to reset); stop them and reset again if they do",
                 self.group
             ));
         }
