@@ -651,3 +651,37 @@ fn a_broker_reset_moves_an_online_push_consumer_back() {
     c.shutdown_blocking();
     i.shutdown();
 }
+
+#[test]
+fn a_broker_reset_moves_an_online_lite_consumer_back() {
+    let daemon = start();
+    let i = instance(&daemon);
+    let p = producer(&i);
+    let topic = "LiteReset";
+    produce(&p, topic, "m", 20, None);
+    wait_for_route(&i, topic);
+    let mut config = PullConsumerConfig::new("lite_reset");
+    config.consume_from = ConsumeFrom::FirstOffset;
+    let c = PullConsumer::start(i.clone(), config).unwrap();
+    smol::block_on(c.subscribe(topic, "*")).unwrap();
+    assert_eq!(poll_bodies(&c, 20, 20).len(), 20);
+    // The heartbeat tells the broker who is online; then it pushes the reset.
+    smol::block_on(i.send_heartbeat_to_all_brokers());
+    let addr = i.master_addr("broker-a").unwrap();
+    let mut cmd = mq::protocol::remoting::RemotingCommand::request(
+        mq::protocol::codes::request::INVOKE_BROKER_TO_RESET_OFFSET,
+    );
+    cmd.put("topic", topic)
+        .put("group", "lite_reset")
+        .put("timestamp", 0)
+        .put("isForce", true);
+    let resp = smol::block_on(i.invoke(&addr, cmd, Duration::from_secs(3))).unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    assert_eq!(
+        poll_bodies(&c, 20, 20).len(),
+        20,
+        "everything again after the reset"
+    );
+    smol::block_on(c.shutdown());
+    i.shutdown();
+}

@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 use smol::channel::{bounded, Receiver, Sender};
 
 use crate::protocol::body::{
-    ConsumeFromWhere, ConsumeType, ConsumerData, MessageModel, MessageQueue, SubscriptionData,
-    EXPRESSION_TYPE_TAG,
+    ConsumeFromWhere, ConsumeType, ConsumerData, MessageModel, MessageQueue, ResetOffsetBody,
+    SubscriptionData, EXPRESSION_TYPE_TAG,
 };
 use crate::protocol::codes::{request, response};
 use crate::protocol::headers::{
     pull_sys_flag, CommandHeader, ConsumerGroupRequestHeader, PullMessageRequestHeader,
-    PullMessageResponseHeader,
+    PullMessageResponseHeader, ResetOffsetRequestHeader,
 };
 use crate::protocol::remoting::{LanguageCode, RemotingCommand};
 
@@ -240,6 +240,27 @@ pub(crate) fn is_ids_changed_for(request: &RemotingCommand, group: &str) -> bool
             .is_ok_and(|h| h.consumer_group == group)
 }
 
+/// The offsets of a RESET_CONSUMER_CLIENT_OFFSET request for `group`, if it is one.
+pub(crate) fn reset_offsets_for(
+    request: &RemotingCommand,
+    group: &str,
+) -> Option<Vec<(MessageQueue, i64)>> {
+    if request.code != request::RESET_CONSUMER_CLIENT_OFFSET {
+        return None;
+    }
+    let header = ResetOffsetRequestHeader::decode(&request.ext_fields).ok()?;
+    if header.group != group {
+        return None;
+    }
+    match ResetOffsetBody::decode(&request.body) {
+        Ok(body) => Some(body.offset_table.into_iter().collect()),
+        Err(e) => {
+            log::warn!("{group}: bad reset-offset body: {e}");
+            None
+        }
+    }
+}
+
 /// The offset store a consumer of `group` uses.
 pub(crate) fn offset_store_for(
     instance: &Arc<ClientInstance>,
@@ -312,6 +333,8 @@ struct Inner {
     arrived: (Sender<()>, Receiver<()>),
     /// Signalled to rebalance now (NOTIFY_CONSUMER_IDS_CHANGED, subscribe).
     rebalance_now: (Sender<()>, Receiver<()>),
+    /// Offsets a broker told us to reset to, applied by the next rebalance.
+    pending_resets: Mutex<Vec<(MessageQueue, i64)>>,
     /// Whether the last rebalance settled every topic (else retry in 1 s).
     balanced: AtomicBool,
     next_auto_commit: Mutex<Instant>,
@@ -350,6 +373,12 @@ impl Member for Inner {
             && *self.mode.lock().expect("mode poisoned") == Mode::Subscribe
         {
             // Full means a rebalance is already due.
+            let _ = self.rebalance_now.0.try_send(());
+        } else if let Some(table) = reset_offsets_for(request, &self.config.group) {
+            self.pending_resets
+                .lock()
+                .expect("resets poisoned")
+                .extend(table);
             let _ = self.rebalance_now.0.try_send(());
         }
         None
@@ -401,6 +430,7 @@ impl PullConsumer {
             }),
             arrived: bounded(1),
             rebalance_now: bounded(1),
+            pending_resets: Mutex::new(Vec::new()),
             balanced: AtomicBool::new(true),
             next_auto_commit: Mutex::new(Instant::now() + config.auto_commit_interval),
             closed: AtomicBool::new(false),
@@ -541,21 +571,13 @@ impl PullConsumer {
                 "offset {offset} is outside [{min}, {max}] of {mq:?}"
             )));
         }
-        let weak = Arc::downgrade(&self.inner);
-        let mut state = self.inner.state.lock().expect("state poisoned");
-        let Some(q) = state.queues.get_mut(mq) else {
-            return Err(ClientError::InvalidArgument(format!(
+        if self.inner.reposition(mq, offset) {
+            Ok(())
+        } else {
+            Err(ClientError::InvalidArgument(format!(
                 "{mq:?} is not assigned to this consumer"
-            )));
-        };
-        q.generation += 1;
-        q.next_offset = offset;
-        q.consumed = offset;
-        q.buffer.clear();
-        q.buffered_bytes = 0;
-        // Replacing the task cancels a long poll parked at the old offset.
-        q.task = Some(smol::spawn(lite_pull_loop(weak, mq.clone())));
-        Ok(())
+            )))
+        }
     }
 
     /// Moves `mq`'s position to the first message stored at or after
@@ -789,7 +811,37 @@ impl Inner {
     }
 
     /// One rebalance of every subscribed topic.
+    /// Moves an assigned queue to `offset`: its buffer is dropped and its pull
+    /// task restarted there. False if the queue is not assigned.
+    fn reposition(self: &Arc<Self>, mq: &MessageQueue, offset: i64) -> bool {
+        let weak = Arc::downgrade(self);
+        let mut state = self.state.lock().expect("state poisoned");
+        let Some(q) = state.queues.get_mut(mq) else {
+            return false;
+        };
+        q.generation += 1;
+        q.next_offset = offset;
+        q.consumed = offset;
+        q.buffer.clear();
+        q.buffered_bytes = 0;
+        // Replacing the task cancels a long poll parked at the old offset.
+        q.task = Some(smol::spawn(lite_pull_loop(weak, mq.clone())));
+        true
+    }
+
+    /// Applies offsets a broker told us to reset to (RESET_CONSUMER_CLIENT_OFFSET).
+    fn apply_resets(self: &Arc<Self>) {
+        let resets = std::mem::take(&mut *self.pending_resets.lock().expect("resets poisoned"));
+        for (mq, offset) in resets {
+            if self.reposition(&mq, offset) {
+                self.store.update(&mq, offset, false);
+                log::info!("{}: {mq:?} reset to offset {offset}", self.config.group);
+            }
+        }
+    }
+
     async fn rebalance(self: &Arc<Self>) {
+        self.apply_resets();
         if *self.mode.lock().expect("mode poisoned") != Mode::Subscribe {
             return;
         }

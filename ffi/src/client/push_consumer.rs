@@ -32,12 +32,11 @@ use smol::channel::{bounded, Receiver, Sender};
 use smol::lock::Semaphore;
 
 use crate::protocol::body::{
-    ConsumeType, ConsumerData, MessageModel, MessageQueue, ResetOffsetBody, SubscriptionData,
+    ConsumeType, ConsumerData, MessageModel, MessageQueue, SubscriptionData,
 };
 use crate::protocol::codes::{request, response};
 use crate::protocol::headers::{
-    pull_sys_flag, CommandHeader, ConsumerSendMsgBackRequestHeader, ResetOffsetRequestHeader,
-    SendMessageRequestHeader,
+    pull_sys_flag, CommandHeader, ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader,
 };
 use crate::protocol::properties::{self, keys};
 use crate::protocol::remoting::{LanguageCode, RemotingCommand};
@@ -47,8 +46,8 @@ use super::instance::{ClientInstance, Member};
 use super::message::{unique_id, MessageExt};
 use super::offset_store::OffsetStore;
 use super::pull_consumer::{
-    is_ids_changed_for, offset_store_for, pull_message, pull_retry_delay, wait_signal, ConsumeFrom,
-    PullArgs, PullStatus, PULL_DELAY_WHEN_FULL,
+    is_ids_changed_for, offset_store_for, pull_message, pull_retry_delay, reset_offsets_for,
+    wait_signal, ConsumeFrom, PullArgs, PullStatus, PULL_DELAY_WHEN_FULL,
 };
 use super::rebalance::{
     self, compute_pull_from_where, lock_batch, master_addr_of, retry_topic, unlock_batch,
@@ -328,20 +327,12 @@ impl Member for Inner {
         if is_ids_changed_for(request, &self.config.group) {
             // Full means a rebalance is already due.
             let _ = self.rebalance_now.0.try_send(());
-        } else if request.code == request::RESET_CONSUMER_CLIENT_OFFSET
-            && ResetOffsetRequestHeader::decode(&request.ext_fields)
-                .is_ok_and(|h| h.group == self.config.group)
-        {
-            match ResetOffsetBody::decode(&request.body) {
-                Ok(body) => {
-                    self.pending_resets
-                        .lock()
-                        .expect("resets poisoned")
-                        .extend(body.offset_table);
-                    let _ = self.rebalance_now.0.try_send(());
-                }
-                Err(e) => log::warn!("{}: bad reset-offset body: {e}", self.config.group),
-            }
+        } else if let Some(table) = reset_offsets_for(request, &self.config.group) {
+            self.pending_resets
+                .lock()
+                .expect("resets poisoned")
+                .extend(table);
+            let _ = self.rebalance_now.0.try_send(());
         }
         None
     }
