@@ -95,7 +95,7 @@ pub struct BenchConsumeCmd {
     /// topic (default BenchmarkTest)
     #[argh(option, short = 't', default = "String::from(\"BenchmarkTest\")")]
     topic: String,
-    /// consumer group (default: a new group named mqctl_bench_<pid>_<time>)
+    /// consumer group (default: a new group named mqctl_bench_PID_TIME)
     #[argh(option, short = 'g')]
     group: Option<String>,
     /// consumers in the group, each with its own connections (default 1)

@@ -34,7 +34,7 @@ pub struct ConsumeCmd {
     /// topic to read
     #[argh(option, short = 't')]
     topic: String,
-    /// consumer group (default: a new group named mqctl_consumer_<pid>_<time>)
+    /// consumer group (default: a new group named mqctl_consumer_PID_TIME)
     #[argh(option, short = 'g')]
     group: Option<String>,
     /// tag expression: `*` (default) or `TagA || TagB`

@@ -8,7 +8,7 @@
 //! - [`group`]: a consumer group's progress and its consumers online.
 //! - [`offset`]: reset a group's offsets to a point in time.
 //! - [`query`]: find messages by key or by id.
-//! - [`bench`]: produce and consume load with throughput and latency.
+//! - [`bench`](mod@bench): produce and consume load with throughput and latency.
 //!
 //! Helpers: [`output`] (exit codes, formats, tables), [`admin`] (admin
 //! requests), [`histogram`] (latency histogram of `bench`).
