@@ -491,8 +491,13 @@ impl Cluster {
     /// Runs one scenario in a fresh JVM; panics unless it prints `SCENARIO <name> OK`
     /// and exits 0. Returns its output.
     fn run(&self, scenario: &str, args: &[(&str, String)]) -> String {
+        self.run_with(&[], scenario, args)
+    }
+
+    /// [`run`](Self::run) with extra JVM options (system properties of the client).
+    fn run_with(&self, jvm_opts: &[&str], scenario: &str, args: &[(&str, String)]) -> String {
         let mut cmd = Command::new(&self.java);
-        cmd.args(["-Xmx256m", "-XX:+UseSerialGC"]);
+        cmd.args(["-Xmx256m", "-XX:+UseSerialGC"]).args(jvm_opts);
         if let Ok(opts) = std::env::var("MQ_COMPAT_JAVA_OPTS") {
             cmd.args(opts.split_whitespace());
         }
@@ -680,6 +685,19 @@ fn java_client_against_standalone() {
     cluster.run("push-pair", &main_args(&cluster, &topic, "compat_g_pair"));
     cluster.run("push-tags", &main_args(&cluster, &topic, "compat_g_tags"));
     cluster.run("lite-pull", &main_args(&cluster, &topic, "compat_g_lite"));
+    // Clients that send through the VIP port (listenPort - 2), as older 4.x
+    // clients do by default; pulls still go to the main port.
+    let vip_topic = cluster.name("compat_vip");
+    let vip = ["-Dcom.rocketmq.sendMessageWithVIPChannel=true"];
+    let vip_args = |group: &str| {
+        vec![
+            ("topic", vip_topic.clone()),
+            ("group", cluster.name(group)),
+            ("count", "1000".to_string()),
+        ]
+    };
+    cluster.run_with(&vip, "produce", &vip_args("compat_p_vip"));
+    cluster.run_with(&vip, "push-pair", &vip_args("compat_g_vip"));
     offsets_across_restart(&mut cluster);
     // Everything in the main topic survived the restart too.
     cluster.run(
