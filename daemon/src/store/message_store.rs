@@ -14,7 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
@@ -763,6 +763,5 @@ fn housekeeping_loop(store: std::sync::Weak<MessageStore>) {
                 log::error!("retention: {e}");
             }
         }
-        let _ = SystemTime::now();
     }
 }
