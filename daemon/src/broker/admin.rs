@@ -445,10 +445,7 @@ fn runtime_info(broker: &Broker) -> KvTable {
     put("earliestMessageTimeStamp", "0".into());
     put("remainHowManyDataToFlush", "0 B".into());
     put("diskFull", broker.store.is_disk_full().to_string());
-    put(
-        "brokerRole",
-        format!("{:?}", broker.config().broker_role).to_uppercase(),
-    );
+    put("brokerRole", broker.config().role_name().to_owned());
     put("pullHoldingRequests", broker.holds.len().to_string());
     KvTable { table }
 }

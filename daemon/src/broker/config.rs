@@ -252,6 +252,16 @@ impl BrokerConfig {
 
     /// Checks the settings against each other.
     pub fn validate(&mut self) -> Result<(), String> {
+        // Refused rather than run without what the role promises: a SYNC_MASTER
+        // would acknowledge before any slave has the bytes, a SLAVE would hold
+        // nothing.
+        if self.broker_role != BrokerRole::AsyncMaster {
+            return Err(format!(
+                "brokerRole {}: master/slave replication is not implemented in mq yet; \
+                 run ASYNC_MASTER brokers",
+                self.role_name()
+            ));
+        }
         if self.broker_role == BrokerRole::Slave && self.broker_id == 0 {
             return Err("a SLAVE must have brokerId > 0".into());
         }
@@ -269,6 +279,15 @@ impl BrokerConfig {
         }
         self.store.store_host = self.broker_addr();
         self.store.validate()
+    }
+
+    /// `brokerRole` as RocketMQ spells it.
+    pub fn role_name(&self) -> &'static str {
+        match self.broker_role {
+            BrokerRole::AsyncMaster => "ASYNC_MASTER",
+            BrokerRole::SyncMaster => "SYNC_MASTER",
+            BrokerRole::Slave => "SLAVE",
+        }
     }
 
     /// The address clients reach this broker at (`brokerIP1:listenPort`).
@@ -308,15 +327,7 @@ impl BrokerConfig {
         put("brokerIP1", self.broker_ip1.to_string());
         put("brokerIP2", self.broker_ip2.to_string());
         put("listenPort", self.listen_port.to_string());
-        put(
-            "brokerRole",
-            match self.broker_role {
-                BrokerRole::AsyncMaster => "ASYNC_MASTER",
-                BrokerRole::SyncMaster => "SYNC_MASTER",
-                BrokerRole::Slave => "SLAVE",
-            }
-            .into(),
-        );
+        put("brokerRole", self.role_name().into());
         put("brokerPermission", self.broker_permission.to_string());
         put(
             "autoCreateTopicEnable",
@@ -382,7 +393,7 @@ storePathRootDir=/tmp/mq-store
 flushDiskType=SYNC_FLUSH
 deleteWhen=04
 fileReservedTime=48
-brokerRole=SYNC_MASTER
+brokerRole=ASYNC_MASTER
 autoCreateTopicEnable=false
 ";
         let mut c = BrokerConfig::from_properties(text).unwrap();
@@ -394,7 +405,7 @@ autoCreateTopicEnable=false
         assert_eq!(c.ha_addr().port(), 20912);
         assert_eq!(c.store.flush_disk_type, FlushDiskType::SyncFlush);
         assert_eq!(c.store.file_reserved_time, Duration::from_secs(48 * 3600));
-        assert_eq!(c.broker_role, BrokerRole::SyncMaster);
+        assert_eq!(c.broker_role, BrokerRole::AsyncMaster);
         assert!(!c.auto_create_topic_enable);
         assert_eq!(c.store.store_host, "127.0.0.1:20911".parse().unwrap());
         assert!(c.to_properties().contains("brokerName=broker-b\n"));
@@ -408,5 +419,11 @@ autoCreateTopicEnable=false
         assert!(err.contains("flushDiskType"), "{err}");
         let mut c = BrokerConfig::from_properties("brokerId=1").unwrap();
         assert!(c.validate().is_err());
+        for role in ["SYNC_MASTER", "SLAVE"] {
+            let mut c =
+                BrokerConfig::from_properties(&format!("brokerRole={role}\nbrokerId=1")).unwrap();
+            let err = c.validate().unwrap_err();
+            assert!(err.contains("not implemented"), "{err}");
+        }
     }
 }
