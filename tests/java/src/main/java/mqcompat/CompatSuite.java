@@ -74,6 +74,8 @@ public final class CompatSuite {
     int extra = 200;
     long committed = -1;
     long timeoutSec = 60;
+    /** With --pad N, every fifth body gets N dots, so that bodies over 4 KiB travel compressed. */
+    static int pad = 0;
 
     long deadline;
     final String pid = Long.toString(ProcessHandle.current().pid());
@@ -109,6 +111,7 @@ public final class CompatSuite {
                 case "--extra": extra = Integer.parseInt(v); break;
                 case "--committed": committed = Long.parseLong(v); break;
                 case "--timeout": timeoutSec = Long.parseLong(v); break;
+                case "--pad": pad = Integer.parseInt(v); break;
                 default: throw new IllegalArgumentException("unknown option " + a);
             }
         }
@@ -530,7 +533,11 @@ public final class CompatSuite {
     // ---- helpers ---------------------------------------------------------------------
 
     static Message message(String topic, int i) {
-        byte[] body = (topic + "|" + i + "|payload").getBytes(StandardCharsets.UTF_8);
+        String text = topic + "|" + i + "|payload";
+        if (pad > 0 && i % 5 == 0) {
+            text = text + ".".repeat(pad);
+        }
+        byte[] body = text.getBytes(StandardCharsets.UTF_8);
         Message m = new Message(topic, TAGS[i % 3], "key-" + i, body);
         m.putUserProperty("idx", Integer.toString(i));
         return m;
