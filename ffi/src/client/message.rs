@@ -170,7 +170,17 @@ pub fn decode_messages(body: &[u8], broker_name: &str) -> Result<Vec<MessageExt>
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
         let body = if r.sys_flag & sys_flag::COMPRESSED != 0 {
-            decompress(r.body, MAX_INFLATED)?
+            // A body that cannot be inflated (LZ4 or ZSTD from a 5.x producer, or
+            // damage) is handed over as stored, its COMPRESSED flag still set,
+            // rather than failing the whole pull and stalling the queue on it.
+            decompress(r.body, MAX_INFLATED).unwrap_or_else(|e| {
+                log::warn!(
+                    "message at {} of {}: {e}; delivering its body as stored",
+                    r.physical_offset,
+                    r.topic
+                );
+                r.body.to_vec()
+            })
         } else {
             r.body.to_vec()
         };
@@ -251,6 +261,33 @@ mod tests {
         assert_eq!(decompress(&packed, 200_000).unwrap(), body);
         assert!(decompress(&packed, 50_000).is_err());
         assert!(decompress(b"not zlib", 1000).is_err());
+    }
+
+    #[test]
+    fn a_body_that_does_not_inflate_is_delivered_as_stored() {
+        use crate::protocol::message::StoredMessage;
+        let record = StoredMessage {
+            body_crc: 0,
+            queue_id: 0,
+            flag: 0,
+            queue_offset: 0,
+            physical_offset: 0,
+            sys_flag: sys_flag::COMPRESSED | 0x100,
+            born_timestamp: 0,
+            born_host: "127.0.0.1:1".parse().unwrap(),
+            store_timestamp: 0,
+            store_host: "127.0.0.1:2".parse().unwrap(),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body: b"lz4 bytes, not zlib",
+            topic: "T",
+            properties: "",
+        }
+        .encode()
+        .unwrap();
+        let msgs = decode_messages(&record, "b").unwrap();
+        assert_eq!(msgs[0].body, b"lz4 bytes, not zlib");
+        assert!(msgs[0].sys_flag & sys_flag::COMPRESSED != 0);
     }
 
     #[test]
