@@ -452,13 +452,7 @@ impl PushConsumer {
             return;
         }
         inner.tasks.lock().expect("tasks poisoned").clear();
-        let queues: Vec<(MessageQueue, Arc<ProcessQueue>)> = inner
-            .queues
-            .lock()
-            .expect("queues poisoned")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let queues = inner.assigned_queues();
         // Pull loops may go; consume loops may be inside the listener and must
         // not be cancelled (the blocking call would outlive its permit).
         for (_, pq) in &queues {
@@ -725,15 +719,19 @@ impl Inner {
         }
     }
 
-    /// Renews the locks of every assigned queue (orderly, clustering).
-    async fn lock_all(&self) {
-        let queues: Vec<(MessageQueue, Arc<ProcessQueue>)> = self
-            .queues
+    /// The assigned queues and their state, taken out of the lock.
+    fn assigned_queues(&self) -> Vec<(MessageQueue, Arc<ProcessQueue>)> {
+        self.queues
             .lock()
             .expect("queues poisoned")
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+            .collect()
+    }
+
+    /// Renews the locks of every assigned queue (orderly, clustering).
+    async fn lock_all(&self) {
+        let queues = self.assigned_queues();
         if queues.is_empty() {
             return;
         }
