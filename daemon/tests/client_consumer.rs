@@ -15,16 +15,7 @@ use mq::client::{
 };
 use mq::protocol::body::{MessageModel, MessageQueue};
 
-use client_support::{free_port, start, start_with, Daemon, TempDir};
-
-/// A directory name for this test run's scratch data.
-fn temp_dir(what: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!(
-        "mq-consumer-it-{what}-{}-{}",
-        std::process::id(),
-        free_port()
-    ))
-}
+use client_support::{start, start_with, Daemon, TempDir};
 
 /// Polls `check` until it holds or `secs` pass.
 fn wait_until(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
@@ -453,12 +444,12 @@ fn broadcasting_consumers_each_get_everything_and_keep_offsets_locally() {
     let topic = "PushBroadcast";
     produce(&p, topic, "m", 20, None);
     wait_for_route(&i, topic);
-    let offsets = TempDir(temp_dir("offsets"));
+    let offsets = TempDir::new("offsets");
     let config = || {
         let mut config = PushConsumerConfig::new("push_broadcast");
         config.message_model = MessageModel::Broadcasting;
         config.consume_from = ConsumeFrom::FirstOffset;
-        config.offset_dir = Some(offsets.0.clone());
+        config.offset_dir = Some(offsets.path().to_path_buf());
         config
     };
     let subs = || vec![(topic.to_owned(), "*".to_owned())];
@@ -474,7 +465,7 @@ fn broadcasting_consumers_each_get_everything_and_keep_offsets_locally() {
     a.shutdown_blocking();
     ia.shutdown();
     let file = offsets
-        .0
+        .path()
         .join(ia.client_id())
         .join("push_broadcast")
         .join("offsets.json");

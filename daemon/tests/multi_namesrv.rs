@@ -42,7 +42,7 @@ fn wait_listening(port: u16) {
 
 #[test]
 fn a_broker_registers_with_every_namesrv_and_clients_fail_over() {
-    let dir = TempDir(std::env::temp_dir().join(format!("mq-multi-ns-{}", std::process::id())));
+    let dir = TempDir::new("multi-ns");
     let (ns1, ns2, broker) = (free_port(), free_port(), free_broker_port());
     let a = format!("127.0.0.1:{ns1}");
     let b = format!("127.0.0.1:{ns2}");
@@ -59,7 +59,7 @@ fn a_broker_registers_with_every_namesrv_and_clients_fail_over() {
         "--listenPort",
         &broker.to_string(),
         "--storePathRootDir",
-        dir.0.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
         "--mappedFileSizeCommitLog",
         "67108864",
         "--maxIndexNum",

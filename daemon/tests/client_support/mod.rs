@@ -21,13 +21,9 @@ pub struct Daemon {
     pub namesrv: String,
 }
 
-pub struct TempDir(pub std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+#[path = "../tempdir/mod.rs"]
+mod tempdir;
+pub use tempdir::TempDir;
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -68,18 +64,14 @@ pub fn start() -> Daemon {
 
 /// [`start`] with extra broker.conf keys (`--key value`).
 pub fn start_with(extra: &[&str]) -> Daemon {
-    let dir = std::env::temp_dir().join(format!(
-        "mq-client-it-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
+    let dir = TempDir::new("client");
     let ns = free_port();
     let broker = free_broker_port();
     let child = Command::new(env!("CARGO_BIN_EXE_mqd"))
         .args([
             "standalone",
             "--data",
-            dir.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
             "--namesrv-listen",
             &format!("127.0.0.1:{ns}"),
             "--listen-port",
@@ -108,7 +100,7 @@ pub fn start_with(extra: &[&str]) -> Daemon {
     }
     Daemon {
         child,
-        _dir: TempDir(dir),
+        _dir: dir,
         namesrv: format!("127.0.0.1:{ns}"),
     }
 }
