@@ -110,7 +110,16 @@ pub fn pull_all(instance: &Arc<ClientInstance>, topic: &str, expect: usize) -> V
     smol::block_on(async {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let route = instance.update_route(topic).await.unwrap();
+            // A topic created by its first send reaches the NameServer with
+            // the broker's next registration, moments later.
+            let route = match instance.update_route(topic).await {
+                Ok(route) => route,
+                Err(_) if Instant::now() < deadline => {
+                    smol::Timer::after(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(e) => panic!("no route for {topic}: {e}"),
+            };
             let mut all = Vec::new();
             for qd in &route.queue_datas {
                 let addr = instance.master_addr(&qd.broker_name).unwrap();
