@@ -13,6 +13,8 @@ use mq::client::{
     ClientConfig, ClientInstance, Message, MessageExt, ProducerConfig, SendResult,
     TransactionListener, TransactionProducer, TransactionState,
 };
+use mq::protocol::codes::{request, response};
+use mq::protocol::remoting::RemotingCommand;
 
 struct Listener {
     checks: AtomicUsize,
@@ -91,6 +93,96 @@ fn commit_rollback_and_check_back() {
         assert!(!m.properties.contains_key("REAL_TOPIC"));
         assert_eq!(m.topic, topic);
     }
+    smol::block_on(producer.shutdown());
+    instance.shutdown();
+}
+
+/// A listener that leaves every transaction open and counts the checks.
+struct Undecided;
+
+impl TransactionListener for Undecided {
+    fn execute_local(&self, _msg: &Message, _result: &SendResult) -> TransactionState {
+        TransactionState::Unknown
+    }
+
+    fn check_local(&self, _msg: &MessageExt) -> TransactionState {
+        TransactionState::Unknown
+    }
+}
+
+/// The next offset of the broker's half-message queue.
+fn half_queue_max(instance: &Arc<ClientInstance>, broker: &str) -> i64 {
+    let mut cmd = RemotingCommand::request(request::GET_MAX_OFFSET);
+    cmd.put("topic", "RMQ_SYS_TRANS_HALF_TOPIC");
+    cmd.put("queueId", 0);
+    let resp = smol::block_on(instance.invoke(broker, cmd, Duration::from_secs(3))).unwrap();
+    assert_eq!(resp.code, response::SUCCESS, "{:?}", resp.remark);
+    resp.get("offset").unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_half_message_is_checked_again_after_its_producers_were_offline() {
+    let daemon = start_with(&[
+        "--transactionCheckInterval",
+        "200",
+        "--transactionTimeOut",
+        "200",
+        // Enough rounds not to give up while the test waits.
+        "--transactionCheckMax",
+        "1000",
+    ]);
+    let instance = ClientInstance::start(ClientConfig::new(&daemon.namesrv)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let route = loop {
+        if let Ok(route) = smol::block_on(instance.fetch_route("TBW102")) {
+            break route;
+        }
+        assert!(Instant::now() < deadline, "broker never registered");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let broker = route.broker_datas[0].broker_addrs[&0].clone();
+    let topic = "TxOffline";
+    // The first producer has a client (and connection) of its own, closed
+    // after the send: then no producer of the group is online.
+    let gone = ClientInstance::start(ClientConfig::new(&daemon.namesrv)).unwrap();
+    let producer = TransactionProducer::start(
+        gone.clone(),
+        ProducerConfig::new("tx_offline"),
+        Arc::new(Undecided),
+    )
+    .unwrap();
+    smol::block_on(producer.send_in_transaction(&Message::new(topic, "unknown"))).unwrap();
+    smol::block_on(producer.shutdown());
+    gone.shutdown();
+
+    // With no producer of the group online, each round still puts the half
+    // message back (its check count raised), so it is not skipped for good.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while half_queue_max(&instance, &broker) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the half message was not put back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A producer of the group comes back and commits when asked.
+    let listener = Arc::new(Listener {
+        checks: AtomicUsize::new(0),
+    });
+    let producer = TransactionProducer::start(
+        instance.clone(),
+        ProducerConfig::new("tx_offline"),
+        listener.clone(),
+    )
+    .unwrap();
+    // Heartbeats go to the brokers the client knows from its routes.
+    smol::block_on(instance.update_route(topic)).unwrap();
+    smol::block_on(instance.send_heartbeat_to_all_brokers());
+    let got = pull_all(&instance, topic, 1);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, b"unknown");
+    assert!(listener.checks.load(Ordering::SeqCst) >= 1);
     smol::block_on(producer.shutdown());
     instance.shutdown();
 }

@@ -329,15 +329,19 @@ async fn check_once(broker: &Arc<Broker>, config: &TransactionConfig) {
             let times: i32 = properties::get(half.properties, CHECK_TIMES)
                 .and_then(|t| t.parse().ok())
                 .unwrap_or(0);
-            if times >= config.check_max {
+            let handled = if times >= config.check_max {
                 log::warn!(
                     "half message {} checked {times} times without an answer; given up",
                     half.physical_offset
                 );
-                give_up(broker, &half).await;
-                let _ = write_op(broker, logical).await;
+                give_up(broker, &half).await && write_op(broker, logical).await.is_ok()
             } else {
-                put_back_and_check(broker, &half, times + 1).await;
+                put_back_and_check(broker, &half, times + 1).await
+            };
+            if !handled {
+                // The store refused (a full disk): this half message and those
+                // after it are checked next round, never skipped.
+                break 'scan;
             }
             offset = logical + 1;
         }
@@ -345,13 +349,15 @@ async fn check_once(broker: &Arc<Broker>, config: &TransactionConfig) {
     broker.offsets.commit(CHECK_GROUP, HALF_TOPIC, 0, offset);
 }
 
-async fn give_up(broker: &Arc<Broker>, half: &StoredMessage<'_>) {
-    if broker
+/// Moves a half message nobody answered for to the topic operators inspect.
+/// Returns whether it was stored there.
+async fn give_up(broker: &Arc<Broker>, half: &StoredMessage<'_>) -> bool {
+    if let Err(e) = broker
         .topics
         .get_or_create_system(CHECK_MAX_TIME_TOPIC, 1, perm::READ)
-        .is_err()
     {
-        return;
+        log::error!("creating {CHECK_MAX_TIME_TOPIC}: {e}");
+        return false;
     }
     let put = PutMessage {
         topic: CHECK_MAX_TIME_TOPIC,
@@ -365,26 +371,21 @@ async fn give_up(broker: &Arc<Broker>, half: &StoredMessage<'_>) {
         body: half.body,
         properties: half.properties,
     };
-    if let Err(e) = broker.store.put(&[put], false).await {
-        log::error!("moving a half message to {CHECK_MAX_TIME_TOPIC}: {e}");
+    match broker.store.put(&[put], false).await {
+        Ok(_) => true,
+        Err(e) => {
+            log::error!("moving a half message to {CHECK_MAX_TIME_TOPIC}: {e}");
+            false
+        }
     }
 }
 
 /// Appends a copy of the half message with its check counter raised (the
 /// counter lives in the message, as in RocketMQ) and asks a producer of its
-/// group about the copy.
-async fn put_back_and_check(broker: &Arc<Broker>, half: &StoredMessage<'_>, times: i32) {
-    let Some(group) = properties::get(half.properties, PGROUP) else {
-        return;
-    };
-    let conns = broker.clients.producer_connections(group);
-    let Some(conn) = conns.first().cloned() else {
-        log::debug!(
-            "no producer of {group} online to check half message {}",
-            half.physical_offset
-        );
-        return;
-    };
+/// group about the copy. The copy is made even when no producer is online, so
+/// the message is checked again next round and given up after `check_max`
+/// rounds, as RocketMQ does. Returns whether the copy was stored.
+async fn put_back_and_check(broker: &Arc<Broker>, half: &StoredMessage<'_>, times: i32) -> bool {
     let mut p = props_of(half);
     put_props(&mut p, CHECK_TIMES, times.to_string());
     let props = encode_props(&p);
@@ -404,11 +405,22 @@ async fn put_back_and_check(broker: &Arc<Broker>, half: &StoredMessage<'_>, time
         Ok(stored) => stored,
         Err(e) => {
             log::error!("putting back a half message for a check: {e}");
-            return;
+            return false;
         }
     };
     let Some(&(phys, queue_offset)) = stored.append.messages.first() else {
-        return;
+        return true;
+    };
+    let Some(group) = properties::get(half.properties, PGROUP) else {
+        return true;
+    };
+    let conns = broker.clients.producer_connections(group);
+    let Some(conn) = conns.first().cloned() else {
+        log::debug!(
+            "no producer of {group} online to check half message {}",
+            half.physical_offset
+        );
+        return true;
     };
     let uniq = properties::get(half.properties, keys::UNIQ_KEY)
         .unwrap_or_default()
@@ -432,8 +444,9 @@ async fn put_back_and_check(broker: &Arc<Broker>, half: &StoredMessage<'_>, time
         Ok(body) => cmd.body = body,
         Err(e) => {
             log::error!("encoding a half message for a check: {e}");
-            return;
+            return true;
         }
     }
     conn.send_oneway(cmd).await;
+    true
 }
