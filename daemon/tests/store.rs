@@ -375,26 +375,74 @@ fn sync_flush_acknowledges_after_the_flush() {
 #[test]
 fn a_full_disk_refuses_appends_and_keeps_reads() {
     let dir = TempDir::new("diskfull");
+    let store = reopened_on_a_full_disk(&dir, 1, false);
+    assert!(store.is_disk_full());
+    let err = store
+        .put_blocking(&[message("Unread", 0, b"after", "")], true)
+        .unwrap_err();
+    assert!(matches!(err, StoreError::DiskFull { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("is full") && text.contains("% used"),
+        "{text}"
+    );
+    assert!(text.contains(&dir.path().display().to_string()), "{text}");
+    assert_eq!(read_queue(&store, "Unread", 0).len(), 1);
+}
+
+/// Fills a store with `count` 1 KB messages of topic `Unread`, closes it (so
+/// everything is dispatched and flushed) and reopens it with every disk ratio at 0 %, so that any disk
+/// counts as full, and `force` as `cleanFileForciblyEnable`.
+fn reopened_on_a_full_disk(
+    dir: &TempDir,
+    count: usize,
+    force: bool,
+) -> std::sync::Arc<MessageStore> {
     let mut config = small_config(dir.path());
     let store = MessageStore::open(config.clone()).unwrap();
-    store
-        .put_blocking(&[message("Full", 0, b"before", "")], true)
-        .unwrap();
+    let body = vec![7u8; 1000];
+    for _ in 0..count {
+        store
+            .put_blocking(&[message("Unread", 0, &body, "")], true)
+            .unwrap();
+    }
     store.close().unwrap();
     drop(store);
-    // Any disk is "full" at a 0 % limit.
     config.disk_max_used_space_ratio = 0;
     config.disk_space_clean_forcibly_ratio = 0;
     config.disk_space_warning_level_ratio = 0;
-    config.delete_when = String::new();
-    let store = MessageStore::open(config).unwrap();
+    config.clean_file_forcibly_enable = force;
+    config.delete_file_batch_max = 100;
+    MessageStore::open(config).unwrap()
+}
+
+#[test]
+fn a_full_disk_never_deletes_unexpired_segments_by_default() {
+    let dir = TempDir::new("keepunread");
+    let store = reopened_on_a_full_disk(&dir, 400, false);
     assert!(store.is_disk_full());
-    let err = store
-        .put_blocking(&[message("Full", 0, b"after", "")], true)
-        .unwrap_err();
-    assert!(matches!(err, StoreError::DiskFull { .. }), "{err}");
-    assert!(err.to_string().contains("appends refused"));
-    assert_eq!(read_queue(&store, "Full", 0).len(), 1);
+    let before = store.commit_log_range();
+    assert!(before.1 > 4 * 64 * 1024, "several segments: {before:?}");
+    for _ in 0..5 {
+        assert_eq!(store.delete_expired_now().unwrap(), 0);
+    }
+    assert_eq!(store.commit_log_range(), before);
+    assert_eq!(store.min_offset("Unread", 0), 0);
+    assert_eq!(read_queue(&store, "Unread", 0).len(), 400);
+}
+
+#[test]
+fn forced_cleaning_deletes_unexpired_segments_when_the_operator_asks() {
+    let dir = TempDir::new("forceclean");
+    let store = reopened_on_a_full_disk(&dir, 400, true);
+    assert!(wait_until(|| {
+        let _ = store.delete_expired_now();
+        store.min_offset("Unread", 0) > 0
+    }));
+    // All but the segment being written may go; the newest messages stay.
+    let remaining = read_queue(&store, "Unread", 0);
+    assert!(remaining.len() < 400, "{}", remaining.len());
+    assert_eq!(remaining.last().unwrap().0, 399);
 }
 
 #[test]

@@ -445,6 +445,13 @@ fn runtime_info(broker: &Broker) -> KvTable {
     put("earliestMessageTimeStamp", "0".into());
     put("remainHowManyDataToFlush", "0 B".into());
     put("diskFull", broker.store.is_disk_full().to_string());
+    // One file system holds the log, the queues and the index.
+    let disk_ratio = format!(
+        "{:.2}",
+        f64::from(broker.store.disk_reading().used_percent) / 100.0
+    );
+    put("commitLogDiskRatio", disk_ratio.clone());
+    put("consumeQueueDiskRatio", disk_ratio);
     put("brokerRole", broker.config().role_name().to_owned());
     put("pullHoldingRequests", broker.holds.len().to_string());
     KvTable { table }

@@ -231,6 +231,11 @@ impl BrokerConfig {
             }
             "deleteWhen" => s.delete_when = v.to_owned(),
             "diskMaxUsedSpaceRatio" => s.disk_max_used_space_ratio = parse(key, v)?,
+            // RocketMQ 4.9 reads these two as system properties
+            // (rocketmq.broker.diskSpace...), 5.x as broker.conf keys.
+            "diskSpaceCleanForciblyRatio" => s.disk_space_clean_forcibly_ratio = parse(key, v)?,
+            "diskSpaceWarningLevelRatio" => s.disk_space_warning_level_ratio = parse(key, v)?,
+            "cleanFileForciblyEnable" => s.clean_file_forcibly_enable = parse_bool(key, v)?,
             "cleanResourceInterval" => {
                 s.clean_resource_interval = Duration::from_millis(parse(key, v)?)
             }
@@ -366,6 +371,18 @@ impl BrokerConfig {
         put(
             "diskMaxUsedSpaceRatio",
             s.disk_max_used_space_ratio.to_string(),
+        );
+        put(
+            "diskSpaceCleanForciblyRatio",
+            s.disk_space_clean_forcibly_ratio.to_string(),
+        );
+        put(
+            "diskSpaceWarningLevelRatio",
+            s.disk_space_warning_level_ratio.to_string(),
+        );
+        put(
+            "cleanFileForciblyEnable",
+            s.clean_file_forcibly_enable.to_string(),
         );
         put("messageDelayLevel", s.message_delay_level.clone());
         pairs

@@ -205,8 +205,13 @@ async fn deliver_level(broker: &Arc<Broker>, level: i32) {
                                 properties: &props,
                             };
                             if let Err(e) = broker.store.put(&[put], false).await {
-                                // Try again next round rather than lose it.
-                                log::warn!("delivering a delayed message to {topic}: {e}");
+                                // Try again next round rather than lose it. A
+                                // full disk was logged once by the store.
+                                if matches!(e, StoreError::DiskFull { .. }) {
+                                    log::debug!("delivering a delayed message to {topic}: {e}");
+                                } else {
+                                    log::warn!("delivering a delayed message to {topic}: {e}");
+                                }
                                 broker.schedule.set(level, logical);
                                 return;
                             }

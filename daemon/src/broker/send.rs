@@ -274,13 +274,26 @@ fn append_property(props: &mut String, name: &str, value: &str) {
     props.push_str(value);
 }
 
-/// The response for a store failure; the codes are what RocketMQ answers.
+/// The response for a store failure; the codes are what RocketMQ answers. A
+/// full disk is SERVICE_NOT_AVAILABLE, which every RocketMQ producer takes as
+/// "try another broker".
 fn store_error(req: &RemotingCommand, e: StoreError) -> RemotingCommand {
     let code = match &e {
         StoreError::MessageTooLarge { .. } | StoreError::Encode(_) | StoreError::EmptyBatch => {
             response::MESSAGE_ILLEGAL
         }
-        StoreError::DiskFull { .. } | StoreError::Closed => response::SERVICE_NOT_AVAILABLE,
+        StoreError::DiskFull { .. } => {
+            return error_response(
+                req,
+                response::SERVICE_NOT_AVAILABLE,
+                format!(
+                    "service not available now: {e}; sends are refused until space is freed, \
+                     reads go on"
+                ),
+            );
+        }
+        StoreError::Closed => response::SERVICE_NOT_AVAILABLE,
+        e if e.is_out_of_space() => response::SERVICE_NOT_AVAILABLE,
         _ => response::SYSTEM_ERROR,
     };
     error_response(req, code, e.to_string())

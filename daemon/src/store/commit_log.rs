@@ -19,6 +19,7 @@ use mq::protocol::message::{
     QUEUE_OFFSET_POS,
 };
 
+use super::disk_guard::DiskGuard;
 use super::error::{Result, StoreError};
 use super::mapped_file::{list_offset_files, offset_file_name, MappedFile};
 
@@ -91,6 +92,8 @@ pub struct CommitLog {
     files: RwLock<Vec<Arc<MappedFile>>>,
     append: Mutex<AppendState>,
     allocator: Arc<Allocator>,
+    /// Told when a segment cannot be created for lack of space.
+    disk: Arc<DiskGuard>,
     store_host: SocketAddr,
     max_message_size: usize,
     /// Store time of the last appended record; with the write position it tells
@@ -112,12 +115,14 @@ pub fn now_ms() -> i64 {
 
 impl CommitLog {
     /// Maps the segments in `dir` (created if missing). Positions are set by
-    /// recovery ([`super::recovery`]) before the log is used.
+    /// recovery ([`super::recovery`]) before the log is used. `disk` is
+    /// refreshed each time a segment is created, and told when one does not fit.
     pub fn load(
         dir: &Path,
         file_size: usize,
         store_host: SocketAddr,
         max_message_size: usize,
+        disk: Arc<DiskGuard>,
     ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io("create", dir, e))?;
         let mut files = Vec::new();
@@ -149,7 +154,8 @@ impl CommitLog {
                 queue_offsets: HashMap::new(),
                 current,
             }),
-            allocator: Allocator::start(dir.to_path_buf(), file_size),
+            allocator: Allocator::start(dir.to_path_buf(), file_size, disk.clone()),
+            disk,
             store_host,
             max_message_size,
             last_store_timestamp: AtomicI64::new(0),
@@ -370,7 +376,14 @@ impl CommitLog {
             }
             None => 0,
         };
-        let next = self.allocator.take(next_base)?;
+        let next = self.allocator.take(next_base).map_err(|e| {
+            if e.is_out_of_space() {
+                log::warn!("{e}");
+                self.disk.out_of_space(self.file_size as u64)
+            } else {
+                e
+            }
+        })?;
         self.files
             .write()
             .expect("commit log file list poisoned")
@@ -581,6 +594,9 @@ impl RecordBytes {
 pub(crate) struct Allocator {
     dir: PathBuf,
     file_size: usize,
+    /// Refreshed after every creation: a new segment takes a whole segment's
+    /// blocks at once.
+    disk: Arc<DiskGuard>,
     slot: Mutex<AllocSlot>,
     changed: Condvar,
 }
@@ -597,10 +613,11 @@ struct AllocSlot {
 }
 
 impl Allocator {
-    fn start(dir: PathBuf, file_size: usize) -> Arc<Self> {
+    fn start(dir: PathBuf, file_size: usize, disk: Arc<DiskGuard>) -> Arc<Self> {
         let alloc = Arc::new(Allocator {
             dir,
             file_size,
+            disk,
             slot: Mutex::new(AllocSlot::default()),
             changed: Condvar::new(),
         });
@@ -631,8 +648,11 @@ impl Allocator {
             drop(slot);
             let made = MappedFile::create(&self.path_for(base), base, self.file_size).map(Arc::new);
             if let Err(e) = &made {
+                // Appends go on in the current segment; the one that needs
+                // this segment tries again and reports the error.
                 log::warn!("pre-creating commit log segment {base}: {e}");
             }
+            self.disk.refresh();
             slot = self.slot.lock().expect("allocator lock poisoned");
             slot.busy = false;
             // A segment made for a base nobody took (after a stop) is removed below.
@@ -675,13 +695,18 @@ impl Allocator {
         let path = self.path_for(base);
         // A pre-created file left by a previous run (named but never written to)
         // is reused rather than refused.
-        if path.exists() {
-            return MappedFile::open(&path, base, self.file_size).map(|f| {
+        let made = if path.exists() {
+            MappedFile::open(&path, base, self.file_size).map(|f| {
                 f.set_positions(0);
                 Arc::new(f)
-            });
+            })
+        } else {
+            MappedFile::create(&path, base, self.file_size).map(Arc::new)
+        };
+        if made.is_ok() {
+            self.disk.refresh();
         }
-        MappedFile::create(&path, base, self.file_size).map(Arc::new)
+        made
     }
 
     fn stop(&self) {

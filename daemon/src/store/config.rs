@@ -66,10 +66,17 @@ pub struct StoreConfig {
     /// `diskMaxUsedSpaceRatio`: above this disk use (percent) expired files are
     /// deleted at once, whatever the hour (75).
     pub disk_max_used_space_ratio: u32,
-    /// Above this use (percent) files are deleted even before they expire (85).
+    /// `diskSpaceCleanForciblyRatio`: above this use (percent) retention may
+    /// delete segments before they expire, if `clean_file_forcibly_enable` (85).
     pub disk_space_clean_forcibly_ratio: u32,
-    /// Above this use (percent) appends are refused (90).
+    /// `diskSpaceWarningLevelRatio`: above this use (percent) appends are refused (90).
     pub disk_space_warning_level_ratio: u32,
+    /// `cleanFileForciblyEnable`: let retention delete unexpired segments,
+    /// oldest first, when the disk is above `disk_space_clean_forcibly_ratio`
+    /// or appends are refused. Off by default, unlike RocketMQ (on): deleting
+    /// acknowledged messages nobody has read is worse than refusing sends,
+    /// which producers answer by moving to another broker.
+    pub clean_file_forcibly_enable: bool,
     /// `cleanResourceInterval`: how often retention runs (10 s).
     pub clean_resource_interval: Duration,
     /// `deleteFileBatchMax`: at most this many segments are deleted per round (10).
@@ -104,6 +111,7 @@ impl StoreConfig {
             disk_max_used_space_ratio: 75,
             disk_space_clean_forcibly_ratio: 85,
             disk_space_warning_level_ratio: 90,
+            clean_file_forcibly_enable: false,
             clean_resource_interval: Duration::from_secs(10),
             delete_file_batch_max: 10,
             max_message_size: 4 * 1024 * 1024,
@@ -157,6 +165,27 @@ impl StoreConfig {
     /// Bytes per ConsumeQueue file.
     pub fn consume_queue_file_size(&self) -> usize {
         self.consume_queue_entries_per_file * super::consume_queue::ENTRY_SIZE
+    }
+
+    /// Bytes of one IndexFile.
+    pub fn index_file_size(&self) -> usize {
+        super::index_file::file_size(self.index_hash_slots, self.index_max_entries)
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Free space the disk guard keeps for the files the dispatcher creates,
+    /// so that every acknowledged message can reach its ConsumeQueue and the
+    /// index: two ConsumeQueue files (two queues rolling over at once), one
+    /// IndexFile, and 1 MiB for the checkpoint and the broker's JSON files.
+    pub fn derived_files_reserve(&self) -> u64 {
+        let index = if self.message_index_enable {
+            self.index_file_size() as u64
+        } else {
+            0
+        };
+        (2 * self.consume_queue_file_size() as u64)
+            .saturating_add(index)
+            .saturating_add(1 << 20)
     }
 
     /// Checks the settings against each other; the store refuses to open otherwise.

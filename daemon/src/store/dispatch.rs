@@ -12,6 +12,7 @@ use mq::protocol::properties::{self, keys, KEY_SEPARATOR};
 
 use super::commit_log::CommitLog;
 use super::consume_queue::{ConsumeQueues, CqEntry};
+use super::disk_guard::DiskGuard;
 use super::error::{Result, StoreError};
 use super::index_file::IndexService;
 
@@ -41,6 +42,9 @@ pub struct Dispatcher {
     log: Arc<CommitLog>,
     queues: Arc<ConsumeQueues>,
     index: Option<Arc<IndexService>>,
+    /// Told when a queue or index file cannot be created for lack of space,
+    /// so that appends stop until what is stored can be dispatched.
+    disk: Arc<DiskGuard>,
     delay_levels: Vec<Duration>,
     /// The next CommitLog offset to dispatch.
     reput: AtomicI64,
@@ -59,6 +63,7 @@ impl Dispatcher {
         log: Arc<CommitLog>,
         queues: Arc<ConsumeQueues>,
         index: Option<Arc<IndexService>>,
+        disk: Arc<DiskGuard>,
         delay_levels: Vec<Duration>,
         from: i64,
     ) -> Arc<Self> {
@@ -66,6 +71,7 @@ impl Dispatcher {
             log,
             queues,
             index,
+            disk,
             delay_levels,
             reput: AtomicI64::new(from),
             dispatched_store_timestamp: AtomicI64::new(0),
@@ -280,6 +286,11 @@ impl Dispatcher {
             match self.dispatch_until(end) {
                 Ok(()) => last_error = None,
                 Err(e) => {
+                    if e.is_out_of_space() {
+                        // Retried below once space is freed; until then no
+                        // append may add to what waits.
+                        self.disk.out_of_space(self.disk.reserve_bytes());
+                    }
                     // Log a failure once, not on every retry.
                     let text = e.to_string();
                     if last_error.as_deref() != Some(&text) {

@@ -21,16 +21,18 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
-    /// The disk is fuller than `diskSpaceWarningLevelRatio`; appends are refused
-    /// until space is freed. Reads keep working.
-    #[error("disk of {path} is {used_percent}% full (limit {limit_percent}%): appends refused")]
+    /// The disk is too full for appends ([`super::disk_guard`] says when);
+    /// they are refused until space is freed. Reads keep working.
+    #[error("the disk of {path} is full ({used_percent}% used, {free} free): {why}")]
     DiskFull {
         /// The store root.
         path: PathBuf,
         /// Measured use.
         used_percent: u32,
-        /// The configured limit.
-        limit_percent: u32,
+        /// Space left, for a human.
+        free: String,
+        /// Which rule refused the append.
+        why: String,
     },
     /// A message (or batch) is larger than the store accepts.
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
@@ -80,6 +82,13 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether this is the file system running out of space (ENOSPC, or
+    /// EDQUOT for a quota).
+    pub fn is_out_of_space(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(nix::libc::ENOSPC | nix::libc::EDQUOT)))
+    }
+
     /// Wraps an I/O error with what was being done and to which file.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         StoreError::Io {

@@ -228,7 +228,7 @@ impl Header {
 }
 
 /// Size in bytes of a file with these numbers, `None` if it overflows.
-fn file_size(hash_slots: u32, max_entries: u32) -> Option<usize> {
+pub(crate) fn file_size(hash_slots: u32, max_entries: u32) -> Option<usize> {
     let slots = to_usize(hash_slots).checked_mul(SLOT_SIZE)?;
     let entries = to_usize(max_entries).checked_mul(ENTRY_SIZE)?;
     HEADER_SIZE.checked_add(slots)?.checked_add(entries)

@@ -5,14 +5,14 @@
 //! removes the abort marker.
 //!
 //! Threads: segment pre-creation (`mq-allocate`), CommitLog flush (`mq-flush`),
-//! dispatch (`mq-dispatch`), and housekeeping (`mq-housekeeping`: ConsumeQueue,
-//! IndexFile and checkpoint flushes every second; retention and the disk check
-//! every `cleanResourceInterval`).
+//! dispatch (`mq-dispatch`), and housekeeping (`mq-housekeeping`: the disk
+//! check every second; ConsumeQueue, IndexFile and checkpoint flushes every
+//! `flushIntervalConsumeQueue`; retention every `cleanResourceInterval`).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,12 +25,13 @@ use super::checkpoint::{sync_dir, Checkpoint, CheckpointFile};
 use super::commit_log::{AppendResult, CommitLog, PutMessage, RecordBytes};
 use super::config::{FlushDiskType, StoreConfig};
 use super::consume_queue::{ConsumeQueues, CqEntry, LogBounds};
+use super::disk_guard::{DiskGuard, DiskReading};
 use super::dispatch::{ArrivalListener, Dispatcher};
 use super::error::{Result, StoreError};
 use super::flush::FlushService;
 use super::index_file::IndexService;
 use super::recovery;
-use super::retention;
+use super::retention::{self, RetentionState};
 
 /// How durable a stored message is when `put` returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,10 +125,9 @@ pub struct MessageStore {
     dispatcher: Arc<Dispatcher>,
     flusher: Arc<FlushService>,
     checkpoint: CheckpointFile,
-    /// Set by the disk check above `diskSpaceWarningLevelRatio`; appends fail.
-    disk_full: AtomicBool,
-    /// Last measured disk use in percent, for errors and stats.
-    disk_used_percent: AtomicU32,
+    /// Refuses appends while the disk is too full.
+    disk: Arc<DiskGuard>,
+    retention: RetentionState,
     housekeeping: Housekeeping,
     /// Holds the store's `lock` file (flock) until close.
     lock: Mutex<Option<Flock<File>>>,
@@ -165,11 +165,18 @@ impl MessageStore {
         File::create(&abort_path).map_err(|e| StoreError::io("create", &abort_path, e))?;
         sync_dir(&root)?;
 
+        let disk = Arc::new(DiskGuard::new(
+            root.clone(),
+            config.disk_space_warning_level_ratio,
+            config.derived_files_reserve(),
+        ));
+        disk.refresh();
         let log = Arc::new(CommitLog::load(
             &root.join("commitlog"),
             config.commit_log_file_size,
             config.store_host,
             config.max_message_size,
+            disk.clone(),
         )?);
         let queues = Arc::new(ConsumeQueues::load(
             &root.join("consumequeue"),
@@ -231,6 +238,7 @@ impl MessageStore {
             log.clone(),
             queues.clone(),
             index.clone(),
+            disk.clone(),
             delay_levels,
             redispatch_from,
         );
@@ -268,13 +276,13 @@ impl MessageStore {
             dispatcher,
             flusher,
             checkpoint,
-            disk_full: AtomicBool::new(false),
-            disk_used_percent: AtomicU32::new(0),
+            disk,
+            retention: RetentionState::default(),
             housekeeping: Housekeeping::default(),
             lock: Mutex::new(Some(lock)),
             closed: AtomicBool::new(false),
         });
-        retention::check_disk(&store);
+        store.disk.refresh();
         store.start_housekeeping();
         Ok(store)
     }
@@ -287,13 +295,7 @@ impl MessageStore {
     /// Appends `messages` as one unit (a batch), then, under SYNC_FLUSH and when
     /// `wait_store` is true (the WAIT property), waits for a flush that covers them.
     pub async fn put(&self, messages: &[PutMessage<'_>], wait_store: bool) -> Result<Stored> {
-        if self.disk_full.load(Ordering::Acquire) {
-            return Err(StoreError::DiskFull {
-                path: self.config.root.clone(),
-                used_percent: self.disk_used_percent.load(Ordering::Acquire),
-                limit_percent: self.config.disk_space_warning_level_ratio,
-            });
-        }
+        self.disk.check_writable()?;
         let append = self.log.append(messages)?;
         let durability = if self.config.flush_disk_type == FlushDiskType::SyncFlush {
             if wait_store {
@@ -561,7 +563,12 @@ impl MessageStore {
 
     /// Whether appends are refused because the disk is too full.
     pub fn is_disk_full(&self) -> bool {
-        self.disk_full.load(Ordering::Acquire)
+        self.disk.is_full()
+    }
+
+    /// The last reading of the store's disk (at most a second old).
+    pub fn disk_reading(&self) -> DiskReading {
+        self.disk.reading()
     }
 
     /// Runs one retention round now, as if it were `deleteWhen` (mqadmin's
@@ -582,22 +589,12 @@ impl MessageStore {
         self.index.as_deref()
     }
 
-    pub(crate) fn set_disk_state(&self, used_percent: u32, full: bool) {
-        self.disk_used_percent
-            .store(used_percent, Ordering::Release);
-        let was = self.disk_full.swap(full, Ordering::AcqRel);
-        if full && !was {
-            log::error!(
-                "disk of {} is {used_percent}% full (limit {}%): refusing appends",
-                self.config.root.display(),
-                self.config.disk_space_warning_level_ratio
-            );
-        } else if was && !full {
-            log::warn!(
-                "disk of {} is {used_percent}% full: accepting appends again",
-                self.config.root.display()
-            );
-        }
+    pub(crate) fn disk_guard(&self) -> &DiskGuard {
+        &self.disk
+    }
+
+    pub(crate) fn retention_state(&self) -> &RetentionState {
+        &self.retention
     }
 
     fn start_housekeeping(self: &Arc<Self>) {
@@ -727,6 +724,10 @@ fn lock_store(root: &Path) -> Result<Flock<File>> {
     })
 }
 
+/// How often the housekeeping thread wakes: the disk is read every second
+/// at least, so that sends resume within a second of space being freed.
+const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 fn housekeeping_loop(store: std::sync::Weak<MessageStore>) {
     let (flush_every, clean_every) = match store.upgrade() {
         Some(s) => (
@@ -735,6 +736,8 @@ fn housekeeping_loop(store: std::sync::Weak<MessageStore>) {
         ),
         None => return,
     };
+    let tick = flush_every.min(DISK_CHECK_INTERVAL);
+    let mut last_flush = Instant::now();
     let mut last_clean = Instant::now();
     loop {
         let Some(s) = store.upgrade() else { return };
@@ -747,18 +750,21 @@ fn housekeeping_loop(store: std::sync::Weak<MessageStore>) {
             let (stop, _) = s
                 .housekeeping
                 .wake
-                .wait_timeout_while(stop, flush_every, |stop| !*stop)
+                .wait_timeout_while(stop, tick, |stop| !*stop)
                 .expect("housekeeping lock poisoned");
             if *stop {
                 return;
             }
         }
-        if let Err(e) = s.flush_derived() {
-            log::error!("flushing consume queues, index and checkpoint: {e}");
+        s.disk.refresh();
+        if last_flush.elapsed() >= flush_every {
+            last_flush = Instant::now();
+            if let Err(e) = s.flush_derived() {
+                log::error!("flushing consume queues, index and checkpoint: {e}");
+            }
         }
         if last_clean.elapsed() >= clean_every {
             last_clean = Instant::now();
-            retention::check_disk(&s);
             if let Err(e) = retention::clean(&s, false) {
                 log::error!("retention: {e}");
             }

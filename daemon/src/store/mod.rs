@@ -9,7 +9,8 @@
 //! - [`flush`]: ASYNC_FLUSH and SYNC_FLUSH (group commit).
 //! - [`recovery`]: finding the valid end of the log after a clean stop or a crash.
 //! - [`checkpoint`]: flush times that tell crash recovery where to start.
-//! - [`retention`]: deleting expired segments, and the disk-full guard.
+//! - [`retention`]: deleting expired segments.
+//! - [`disk_guard`]: refusing appends while the disk is too full.
 //! - [`mapped_file`]: fixed-size mmap'd files with write and flush positions.
 //! - [`config`]: settings, named after RocketMQ's `MessageStoreConfig`.
 //! - [`error`]: the store's error type.
@@ -18,6 +19,7 @@ pub mod checkpoint;
 pub mod commit_log;
 pub mod config;
 pub mod consume_queue;
+pub mod disk_guard;
 pub mod dispatch;
 pub mod error;
 pub mod flush;

@@ -1,51 +1,61 @@
-//! Retention and the disk check (RocketMQ's CleanCommitLogService).
+//! Retention (RocketMQ's CleanCommitLogService).
 //!
 //! CommitLog segments older than `fileReservedTime` are deleted at the hours of
 //! `deleteWhen`, or whatever the hour once the disk is fuller than
-//! `diskMaxUsedSpaceRatio`; above the forced-clean ratio even segments that have
-//! not expired go, oldest first. ConsumeQueues and IndexFiles then drop what
-//! pointed into the deleted segments. Above `diskSpaceWarningLevelRatio` the
-//! store refuses appends until space is freed.
+//! `diskMaxUsedSpaceRatio` or appends are refused. ConsumeQueues and IndexFiles
+//! then drop what pointed into the deleted segments.
+//!
+//! Segments that have not expired are deleted (oldest first) only when an
+//! operator has set `cleanFileForciblyEnable` and the disk is above
+//! `diskSpaceCleanForciblyRatio` or full. RocketMQ does that by default; mq
+//! does not, because it deletes acknowledged messages nobody has read, while a
+//! full disk only refuses sends (see [`super::disk_guard`]), which producers
+//! answer by sending to another broker.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use super::error::Result;
 use super::message_store::MessageStore;
 
-/// Percentage of the store's file system in use, counting blocks reserved for
-/// root as used (the broker rarely runs as root).
-pub fn disk_used_percent(store: &MessageStore) -> Option<u32> {
-    let stat = nix::sys::statvfs::statvfs(store.root()).ok()?;
-    let total = stat.blocks() as f64;
-    if total <= 0.0 {
-        return None;
-    }
-    let used = total - stat.blocks_available() as f64;
-    Some(((used / total) * 100.0).clamp(0.0, 100.0) as u32)
-}
-
-/// Measures the disk and sets or clears the store's disk-full state.
-pub fn check_disk(store: &MessageStore) {
-    let Some(used) = disk_used_percent(store) else {
-        log::warn!("cannot measure the disk of {}", store.root().display());
-        return;
-    };
-    let limit = store.config().disk_space_warning_level_ratio;
-    store.set_disk_state(used, used >= limit);
+/// What retention remembers between rounds.
+#[derive(Debug, Default)]
+pub struct RetentionState {
+    /// Set while the disk is above the forced-clean ratio and unexpired
+    /// segments are kept, so that the operator is told once, not every round.
+    keeping_unexpired_told: AtomicBool,
 }
 
 /// One retention round. `manual` deletes expired segments whatever the hour.
 /// Returns how many CommitLog segments were deleted.
 pub fn clean(store: &MessageStore, manual: bool) -> Result<usize> {
     let config = store.config();
-    let used = disk_used_percent(store).unwrap_or(0);
+    let guard = store.disk_guard();
+    guard.refresh();
+    let used = guard.reading().used_percent;
+    let refusing = guard.is_full();
     let hour_ok = config
         .delete_hours()
         .map(|hours| hours.contains(&local_hour()))
         .unwrap_or(false);
-    let space_needed = used > config.disk_max_used_space_ratio;
-    let force = used > config.disk_space_clean_forcibly_ratio;
-    if !(manual || hour_ok || space_needed || force) {
+    let space_needed = used > config.disk_max_used_space_ratio || refusing;
+    let nearly_full = used > config.disk_space_clean_forcibly_ratio || refusing;
+    let force = nearly_full && config.clean_file_forcibly_enable;
+    let told = &store.retention_state().keeping_unexpired_told;
+    if nearly_full && !force {
+        if !told.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "disk of {} is {used}% full: keeping unexpired commit log segments \
+                 (cleanFileForciblyEnable=false); sends are refused above {}% \
+                 until space is freed",
+                store.root().display(),
+                config.disk_space_warning_level_ratio
+            );
+        }
+    } else {
+        told.store(false, Ordering::Relaxed);
+    }
+    if !(manual || hour_ok || space_needed) {
         return Ok(0);
     }
     let expired_before = SystemTime::now()
@@ -66,7 +76,7 @@ pub fn clean(store: &MessageStore, manual: bool) -> Result<usize> {
         if let Some(index) = store.index() {
             index.delete_before(min)?;
         }
-        check_disk(store);
+        guard.refresh();
     }
     Ok(deleted)
 }

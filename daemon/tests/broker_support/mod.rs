@@ -714,6 +714,18 @@ impl Mqd {
     /// Starts `mqd standalone --data <data>` on the given ports and waits until
     /// the broker answers.
     pub fn start(data: &Path, namesrv_port: u16, listen_port: u16, log: &Path) -> Mqd {
+        Mqd::start_with(data, namesrv_port, listen_port, log, &[])
+    }
+
+    /// [`Mqd::start`] with extra `--key value` arguments, which win over the
+    /// small-file defaults.
+    pub fn start_with(
+        data: &Path,
+        namesrv_port: u16,
+        listen_port: u16,
+        log: &Path,
+        extra: &[&str],
+    ) -> Mqd {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -730,6 +742,7 @@ impl Mqd {
             .args(["--mappedFileSizeCommitLog", "1048576"])
             .args(["--mappedFileSizeConsumeQueue", "6000"])
             .args(["--maxIndexNum", "2000", "--maxHashSlotNum", "500"])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone the log handle"))
