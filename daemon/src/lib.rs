@@ -1,6 +1,7 @@
 //! mq-daemon: the servers of mq.
 //!
 //! - [`broker`]: the Broker (send, pull with long polling, offsets, admin).
+//! - [`descriptors`]: the file descriptor budget shared by connections and the store.
 //! - [`namesrv`]: the NameServer (route table, broker liveness).
 //! - [`remoting`]: the TCP server speaking RocketMQ's remoting protocol.
 //! - [`store`]: the message store (CommitLog, ConsumeQueue, IndexFile, recovery).
@@ -8,6 +9,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod broker;
+pub mod descriptors;
 pub mod namesrv;
 pub mod remoting;
 pub mod store;

@@ -9,14 +9,20 @@
 //! without being buffered and answered with an error naming the limit; a header
 //! that cannot be decoded is answered with SYSTEM_ERROR when its opaque can be
 //! recovered. Only a stream whose framing is lost (a negative length) is closed.
+//!
+//! Each listener holds at most [`ServerLimits::max_connections`] connections,
+//! so that idle clients cannot take the descriptors the store needs (see
+//! [`crate::descriptors`]). A connection beyond the limit is accepted and closed
+//! at once; refusals, like failing accepts, are logged at most once per
+//! [`WARNING_INTERVAL`] per listener, with a count.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_net::{TcpListener, TcpStream};
 use smol::channel::{bounded, Receiver, Sender};
@@ -55,6 +61,10 @@ pub struct ServerLimits {
     pub write_queue: usize,
     /// A connection silent for this long is closed (RocketMQ: 120 s).
     pub idle_timeout: Duration,
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    /// By default a single listener's share of the descriptor limit
+    /// ([`crate::descriptors::connections_per_listener`]).
+    pub max_connections: usize,
 }
 
 impl Default for ServerLimits {
@@ -64,6 +74,7 @@ impl Default for ServerLimits {
             max_in_flight: 256,
             write_queue: 1024,
             idle_timeout: Duration::from_secs(120),
+            max_connections: crate::descriptors::connections_per_listener(1),
         }
     }
 }
@@ -274,6 +285,117 @@ impl ShutdownTrigger {
     }
 }
 
+/// The shortest time between two warnings of one kind from one listener: a
+/// flood of refused connections or failing accepts costs a log line every ten
+/// seconds, not one per connection.
+pub const WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The pause after a failed accept. Out of descriptors, the pending connection
+/// stays in the backlog and the listener stays readable, so retrying at once
+/// would spin; a tenth of a second keeps the wake-ups rare and the wait short.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The open connections of one listener, counted against its limit.
+struct ConnectionCount {
+    max: usize,
+    open: Arc<AtomicUsize>,
+}
+
+impl ConnectionCount {
+    fn new(max: usize) -> Self {
+        ConnectionCount {
+            max,
+            open: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// A slot for one more connection, or `None` when the listener is full.
+    fn admit(&self) -> Option<ConnectionSlot> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < self.max).then_some(open + 1)
+            })
+            .ok()?;
+        Some(ConnectionSlot {
+            open: self.open.clone(),
+        })
+    }
+}
+
+/// One connection's place in its listener's count. Both tasks of the
+/// connection hold it and the last one to end gives it back, so the count
+/// follows the socket's descriptor however the connection ends: the peer
+/// leaving (cleanly or mid-frame), a frame that loses the framing, an idle
+/// timeout, a failed write, or shutdown.
+struct ConnectionSlot {
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Lets one warning through per interval and counts the events in between,
+/// so that the next warning, when the interval is over, says how many there
+/// were.
+struct WarningThrottle {
+    interval: Duration,
+    last_warning: Option<Instant>,
+    since_warning: u64,
+}
+
+impl WarningThrottle {
+    fn new(interval: Duration) -> Self {
+        WarningThrottle {
+            interval,
+            last_warning: None,
+            since_warning: 0,
+        }
+    }
+
+    /// Records one event at `now`. `Some(n)` when a warning is due, `n` being
+    /// the events since the last warning, this one included.
+    fn record(&mut self, now: Instant) -> Option<u64> {
+        self.since_warning += 1;
+        self.take_due(now)
+    }
+
+    /// When the events held back may be reported; `None` if there are none.
+    fn report_at(&self) -> Option<Instant> {
+        if self.since_warning == 0 {
+            return None;
+        }
+        Some(
+            self.last_warning
+                .map_or_else(Instant::now, |last| last + self.interval),
+        )
+    }
+
+    /// `Some(n)` if `n > 0` events are held back and a warning is due at `now`.
+    fn take_due(&mut self, now: Instant) -> Option<u64> {
+        let due = self
+            .last_warning
+            .is_none_or(|last| now.duration_since(last) >= self.interval);
+        if self.since_warning == 0 || !due {
+            return None;
+        }
+        self.last_warning = Some(now);
+        Some(std::mem::take(&mut self.since_warning))
+    }
+}
+
+/// What woke the accept loop.
+enum Wake {
+    /// A connection arrived, or accepting failed.
+    Accepted(std::io::Result<(TcpStream, SocketAddr)>),
+    /// Warnings held back by a throttle may be logged now.
+    ReportDue,
+    /// Shutdown began.
+    Shutdown,
+}
+
 /// Accepts connections on `listener` until shutdown, serving each on `ex`.
 pub async fn serve<H: RequestHandler>(
     ex: Arc<Executor<'static>>,
@@ -284,22 +406,92 @@ pub async fn serve<H: RequestHandler>(
 ) {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     let limits = Arc::new(limits);
+    let local = listener
+        .local_addr()
+        .map_or_else(|e| format!("(unknown address: {e})"), |a| a.to_string());
+    let max = limits.max_connections;
+    let connections = ConnectionCount::new(max);
+    let mut refusals = WarningThrottle::new(WARNING_INTERVAL);
+    let mut accept_failures = WarningThrottle::new(WARNING_INTERVAL);
+    let warn_refused = |refused: u64| {
+        log::warn!(
+            "{local}: refused {refused} connection(s) since the last warning: {max} are \
+             open, the most this listener takes (serverMaxConnections)"
+        );
+    };
+    let warn_failed = |failures: u64, e: &dyn std::fmt::Display| {
+        log::warn!(
+            "accept on {local}: {e} ({failures} failure(s) since the last warning); \
+             retrying every {ACCEPT_BACKOFF:?}"
+        );
+    };
+    log::info!("{local}: accepting up to {max} connections at once");
+    let mut last_accept_error = String::new();
     loop {
-        let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
-            shutdown.wait().await;
-            None
-        })
+        // Held-back counts are reported when their interval ends, even if the
+        // flood that caused them is over by then.
+        let report_at = [refusals.report_at(), accept_failures.report_at()]
+            .into_iter()
+            .flatten()
+            .min();
+        let wake = smol::future::or(
+            async { Wake::Accepted(listener.accept().await) },
+            smol::future::or(
+                async {
+                    shutdown.wait().await;
+                    Wake::Shutdown
+                },
+                async {
+                    match report_at {
+                        Some(at) => {
+                            smol::Timer::at(at).await;
+                            Wake::ReportDue
+                        }
+                        None => smol::future::pending().await,
+                    }
+                },
+            ),
+        )
         .await;
-        let (stream, peer) = match accepted {
-            None => return,
-            Some(Ok(pair)) => pair,
-            Some(Err(e)) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                log::warn!("accept on {:?}: {e}", listener.local_addr());
-                smol::Timer::after(Duration::from_millis(100)).await;
+        let (stream, peer) = match wake {
+            Wake::Shutdown => return,
+            Wake::ReportDue => {
+                let now = Instant::now();
+                if let Some(refused) = refusals.take_due(now) {
+                    warn_refused(refused);
+                }
+                if let Some(failures) = accept_failures.take_due(now) {
+                    warn_failed(failures, &last_accept_error);
+                }
+                continue;
+            }
+            Wake::Accepted(Ok(pair)) => pair,
+            // The client gave up before it was accepted; nothing is wrong here.
+            Wake::Accepted(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionAborted => {
+                log::debug!("accept on {local}: {e}");
+                continue;
+            }
+            Wake::Accepted(Err(e)) => {
+                // EMFILE and ENFILE (out of descriptors), ENOBUFS, ENOMEM.
+                if let Some(failures) = accept_failures.record(Instant::now()) {
+                    warn_failed(failures, &e);
+                }
+                last_accept_error = e.to_string();
+                smol::Timer::after(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
+        let Some(slot) = connections.admit() else {
+            // Closed at once rather than left in the backlog: the backlog keeps
+            // moving for the clients that will fit, and this one learns now
+            // instead of at its timeout.
+            drop(stream);
+            if let Some(refused) = refusals.record(Instant::now()) {
+                warn_refused(refused);
+            }
+            continue;
+        };
+        let slot = Arc::new(slot);
         if let Err(e) = stream.set_nodelay(true) {
             log::debug!("set_nodelay for {peer}: {e}");
         }
@@ -315,7 +507,8 @@ pub async fn serve<H: RequestHandler>(
         });
         log::debug!("connection {} from {peer}", conn.id);
         // Each connection runs until its peer leaves or shutdown; detached on purpose.
-        ex.spawn(write_loop(stream.clone(), out_rx)).detach();
+        ex.spawn(write_loop(stream.clone(), out_rx, slot.clone()))
+            .detach();
         ex.spawn(read_loop(
             ex.clone(),
             stream,
@@ -323,12 +516,13 @@ pub async fn serve<H: RequestHandler>(
             handler.clone(),
             limits.clone(),
             shutdown.clone(),
+            slot,
         ))
         .detach();
     }
 }
 
-async fn write_loop(mut stream: TcpStream, frames: Receiver<Vec<u8>>) {
+async fn write_loop(mut stream: TcpStream, frames: Receiver<Vec<u8>>, _slot: Arc<ConnectionSlot>) {
     let mut buf = Vec::with_capacity(64 * 1024);
     while let Ok(frame) = frames.recv().await {
         buf.clear();
@@ -379,6 +573,7 @@ async fn read_loop<H: RequestHandler>(
     handler: Arc<H>,
     limits: Arc<ServerLimits>,
     shutdown: Shutdown,
+    _slot: Arc<ConnectionSlot>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_in_flight));
     loop {
@@ -615,5 +810,111 @@ mod tests {
         frame.extend_from_slice(&2i32.to_be_bytes());
         assert_eq!(salvage(&frame), Some((5, true, SerializeType::RocketMq)));
         assert_eq!(salvage(b"xx"), None);
+    }
+
+    #[test]
+    fn one_warning_per_interval_counts_the_rest() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut throttle = WarningThrottle::new(Duration::from_secs(10));
+        assert_eq!(throttle.report_at(), None, "nothing to report yet");
+        assert_eq!(throttle.record(start), Some(1), "the first event warns");
+        assert_eq!(throttle.report_at(), None);
+        for s in 1..10 {
+            assert_eq!(throttle.record(at(s)), None);
+        }
+        assert_eq!(throttle.report_at(), Some(at(10)));
+        assert_eq!(
+            throttle.take_due(at(9)),
+            None,
+            "not before the interval ends"
+        );
+        assert_eq!(throttle.record(at(10)), Some(10));
+        assert_eq!(throttle.record(at(11)), None);
+        // The flood ended: the held-back event is reported when its time comes.
+        assert_eq!(throttle.report_at(), Some(at(20)));
+        assert_eq!(throttle.take_due(at(20)), Some(1));
+        assert_eq!(throttle.take_due(at(40)), None, "nothing held back");
+        assert_eq!(throttle.record(at(60)), Some(1));
+    }
+
+    #[test]
+    fn slots_are_given_back_when_dropped() {
+        let count = ConnectionCount::new(2);
+        let first = count.admit().expect("room for one");
+        let second = Arc::new(count.admit().expect("room for two"));
+        assert!(count.admit().is_none(), "full at two");
+        let shared = second.clone();
+        drop(second);
+        assert!(count.admit().is_none(), "still held by the other task");
+        drop(shared);
+        let third = count.admit().expect("room again");
+        drop(first);
+        drop(third);
+        assert_eq!(count.open.load(Ordering::Acquire), 0);
+    }
+
+    /// Answers nothing; the connection limit is all these tests look at.
+    struct Silent;
+
+    impl RequestHandler for Silent {
+        fn handle(
+            self: Arc<Self>,
+            _conn: Arc<Connection>,
+            _request: RemotingCommand,
+        ) -> BoxFuture<Option<RemotingCommand>> {
+            Box::pin(async { None })
+        }
+    }
+
+    /// Whether the server closes `stream` within half a second.
+    async fn closed_by_server(stream: &mut TcpStream) -> bool {
+        let mut byte = [0u8; 1];
+        let read = smol::future::or(async { Some(stream.read(&mut byte).await) }, async {
+            smol::Timer::after(Duration::from_millis(500)).await;
+            None
+        })
+        .await;
+        matches!(read, Some(Ok(0)) | Some(Err(_)))
+    }
+
+    #[test]
+    fn closes_connections_beyond_the_limit_and_admits_again_after_one_leaves() {
+        let ex = Arc::new(Executor::new());
+        let (shutdown, mut trigger) = Shutdown::new();
+        smol::block_on(ex.run(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("address");
+            let limits = ServerLimits {
+                max_connections: 2,
+                ..ServerLimits::default()
+            };
+            let server = ex.spawn(serve(
+                ex.clone(),
+                listener,
+                Arc::new(Silent),
+                limits,
+                shutdown,
+            ));
+            let connect = || async { TcpStream::connect(addr).await.expect("connect") };
+            let mut first = connect().await;
+            let mut second = connect().await;
+            let mut third = connect().await;
+            assert!(closed_by_server(&mut third).await, "over the limit");
+            // A peer that leaves mid-frame gives its slot back too.
+            first.write_all(&[0, 0, 0, 100, 0]).await.expect("write");
+            drop(first);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let mut next = connect().await;
+                if !closed_by_server(&mut next).await {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the slot was never given back");
+            }
+            assert!(!closed_by_server(&mut second).await, "admitted ones stay");
+            trigger.trigger();
+            server.await;
+        }));
     }
 }

@@ -233,6 +233,7 @@ fn start_full_broker(extra: &[&str]) -> FullBroker {
         free_port(),
         port,
         &logs.path().join("mqd.log"),
+        None,
         &args,
     );
     let (client, filled) = smol::block_on(async {

@@ -14,7 +14,8 @@ use nix::sys::signal::{SigSet, Signal};
 use smol::Executor;
 
 use mq_daemon::broker::{Broker, BrokerConfig};
-use mq_daemon::namesrv;
+use mq_daemon::descriptors;
+use mq_daemon::namesrv::{self, NamesrvConfig};
 use mq_daemon::remoting::Shutdown;
 
 /// Every request allocates (header maps, JSON, bodies) on worker threads
@@ -49,6 +50,10 @@ struct NamesrvCmd {
     /// address to listen on (default 127.0.0.1:9876)
     #[argh(option, default = "String::from(\"127.0.0.1:9876\")")]
     listen: String,
+    /// connections held at once (serverMaxConnections; default: the
+    /// descriptor limit less a reserve for the process)
+    #[argh(option)]
+    max_connections: Option<usize>,
 }
 
 /// run a Broker configured by a RocketMQ-style broker.conf
@@ -82,6 +87,11 @@ struct StandaloneCmd {
     /// address of the NameServer (default 127.0.0.1:9876)
     #[argh(option, default = "String::from(\"127.0.0.1:9876\")")]
     namesrv_listen: String,
+    /// connections the NameServer holds at once (default: a third of the
+    /// descriptor limit less a reserve; the broker's serverMaxConnections
+    /// sets each of its two listeners)
+    #[argh(option)]
+    namesrv_max_connections: Option<usize>,
     /// broker port (default 10911; the VIP port is this minus 2, HA this plus 1)
     #[argh(option, default = "10911")]
     listen_port: u16,
@@ -105,7 +115,9 @@ const KNOWN_OPTIONS: &[&str] = &[
     "--namesrv-listen",
     "--listen-port",
     "--broker-ip",
+    "--namesrv-max-connections",
     "--listen",
+    "--max-connections",
     "--help",
     "help",
 ];
@@ -157,6 +169,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp_millis()
         .init();
+    raise_descriptor_limit();
     // Block the stop signals in every thread (threads inherit the mask), so
     // that one thread can wait for them with sigwait.
     let mut signals = SigSet::empty();
@@ -210,6 +223,35 @@ fn broker_config(file: Option<&PathBuf>, overrides: &[String]) -> Result<BrokerC
     Ok(config)
 }
 
+/// Raises the soft RLIMIT_NOFILE to the hard limit, before anything is opened
+/// or any connection limit is derived from it.
+fn raise_descriptor_limit() {
+    match descriptors::raise_limit() {
+        Ok(r) if r.now > r.before => log::info!(
+            "descriptor limit (RLIMIT_NOFILE) raised from {} to the hard limit, {}",
+            r.before,
+            r.now
+        ),
+        Ok(r) => log::info!(
+            "descriptor limit (RLIMIT_NOFILE) {}, the hard limit {}",
+            r.now,
+            r.hard
+        ),
+        Err(e) => log::warn!(
+            "cannot raise the descriptor limit (RLIMIT_NOFILE): {e}; keeping {}",
+            descriptors::soft_limit()
+        ),
+    }
+}
+
+/// A connection limit given on the command line, which must admit someone.
+fn connection_limit(option: &str, value: Option<usize>) -> Result<Option<usize>, Failure> {
+    match value {
+        Some(0) => Err(Failure::Usage(format!("{option} must be at least 1"))),
+        other => Ok(other),
+    }
+}
+
 fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
     let ex = Arc::new(Executor::new());
     let (shutdown, trigger) = Shutdown::new();
@@ -231,20 +273,39 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
     let result = smol::block_on(ex.run(async {
         let mut namesrv_addr = None;
         let mut broker: Option<Arc<Broker>> = None;
+        // Each listener's connection limit, to check them against the
+        // descriptor limit once everything is open.
+        let mut listener_limits = Vec::new();
         match command {
             Command::Namesrv(cmd) => {
                 let addr = parse_addr(&cmd.listen)?;
-                namesrv_addr = Some(start_namesrv(&ex, addr, &shutdown).await?);
+                let max = connection_limit("--max-connections", cmd.max_connections)?
+                    .unwrap_or_else(|| descriptors::connections_per_listener(1));
+                listener_limits.push(max);
+                namesrv_addr = Some(start_namesrv(&ex, addr, max, &shutdown).await?);
             }
             Command::Broker(cmd) => {
-                let config = broker_config(cmd.config.as_ref(), &cmd.r#override)?;
+                let mut config = broker_config(cmd.config.as_ref(), &cmd.r#override)?;
+                let max = *config
+                    .max_connections
+                    .get_or_insert_with(|| descriptors::connections_per_listener(2));
+                listener_limits.extend([max, max]);
                 broker = Some(start_broker(&ex, config, &shutdown).await?);
             }
             Command::Standalone(cmd) => {
+                // The NameServer, the broker and its VIP port share one
+                // descriptor table.
+                let share = descriptors::connections_per_listener(3);
                 let addr = parse_addr(&cmd.namesrv_listen)?;
-                let bound = start_namesrv(&ex, addr, &shutdown).await?;
+                let max =
+                    connection_limit("--namesrv-max-connections", cmd.namesrv_max_connections)?
+                        .unwrap_or(share);
+                listener_limits.push(max);
+                let bound = start_namesrv(&ex, addr, max, &shutdown).await?;
                 namesrv_addr = Some(bound);
                 let mut config = broker_config(cmd.config.as_ref(), &cmd.r#override)?;
+                let max = *config.max_connections.get_or_insert(share);
+                listener_limits.extend([max, max]);
                 let set = |config: &mut BrokerConfig, k: &str, v: &str| {
                     config.set(k, v).map_err(Failure::Usage)
                 };
@@ -259,6 +320,7 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
                 broker = Some(start_broker(&ex, config, &shutdown).await?);
             }
         }
+        descriptors::check_headroom(&listener_limits);
         if let Some(addr) = namesrv_addr {
             println!("mqd: namesrv listening on {addr}");
         }
@@ -309,9 +371,14 @@ fn parse_addr(text: &str) -> Result<SocketAddr, Failure> {
 async fn start_namesrv(
     ex: &Arc<Executor<'static>>,
     addr: SocketAddr,
+    max_connections: usize,
     shutdown: &Shutdown,
 ) -> Result<SocketAddr, Failure> {
-    namesrv::start(ex.clone(), addr, shutdown.clone())
+    let config = NamesrvConfig {
+        max_connections: Some(max_connections),
+        ..NamesrvConfig::default()
+    };
+    namesrv::start_with(ex.clone(), addr, shutdown.clone(), config)
         .await
         .map_err(|e| Failure::Runtime(format!("namesrv on {addr}: {e}")))
 }

@@ -78,6 +78,11 @@ pub struct BrokerConfig {
     pub flush_consumer_offset_interval: Duration,
     /// `serverFrameMaxLength` (mq): largest request frame (16 MiB).
     pub max_frame: usize,
+    /// `serverMaxConnections` (mq; RocketMQ has no connection limit):
+    /// connections each of the main and VIP listeners holds at once, one more
+    /// being closed as soon as it is accepted. `None`: each listener's share
+    /// of the descriptor limit ([`crate::descriptors`]).
+    pub max_connections: Option<usize>,
     /// `transactionTimeOut`, `transactionCheckInterval`, `transactionCheckMax`.
     pub transaction: super::transaction::TransactionConfig,
     /// The store's settings (`storePathRootDir`, `flushDiskType`, ...).
@@ -111,6 +116,7 @@ impl Default for BrokerConfig {
             trace_on: true,
             flush_consumer_offset_interval: Duration::from_secs(5),
             max_frame: mq::protocol::remoting::DEFAULT_MAX_FRAME,
+            max_connections: None,
             transaction: super::transaction::TransactionConfig::default(),
             store: StoreConfig::new(home.join("store")),
             unknown: BTreeMap::new(),
@@ -198,6 +204,10 @@ impl BrokerConfig {
                 self.flush_consumer_offset_interval = Duration::from_millis(parse(key, v)?)
             }
             "serverFrameMaxLength" => self.max_frame = parse(key, v)?,
+            "serverMaxConnections" => match parse::<usize>(key, v)? {
+                0 => return Err(format!("{key}: must be at least 1")),
+                n => self.max_connections = Some(n),
+            },
             "transactionTimeOut" => {
                 self.transaction.timeout = Duration::from_millis(parse(key, v)?)
             }
@@ -385,6 +395,9 @@ impl BrokerConfig {
             s.clean_file_forcibly_enable.to_string(),
         );
         put("messageDelayLevel", s.message_delay_level.clone());
+        if let Some(n) = self.max_connections {
+            put("serverMaxConnections", n.to_string());
+        }
         pairs
             .into_iter()
             .map(|(k, v)| format!("{k}={v}\n"))
@@ -434,6 +447,8 @@ autoCreateTopicEnable=false
         assert!(err.contains("listenPort"), "{err}");
         let err = BrokerConfig::from_properties("flushDiskType=SOMETIMES").unwrap_err();
         assert!(err.contains("flushDiskType"), "{err}");
+        let err = BrokerConfig::from_properties("serverMaxConnections=0").unwrap_err();
+        assert!(err.contains("serverMaxConnections"), "{err}");
         let mut c = BrokerConfig::from_properties("brokerId=1").unwrap();
         assert!(c.validate().is_err());
         for role in ["SYNC_MASTER", "SLAVE"] {

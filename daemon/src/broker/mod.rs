@@ -145,6 +145,11 @@ impl Broker {
             })));
         let limits = ServerLimits {
             max_frame: broker.config.max_frame,
+            // Two listeners: the main port and the VIP port.
+            max_connections: broker
+                .config
+                .max_connections
+                .unwrap_or_else(|| crate::descriptors::connections_per_listener(2)),
             ..ServerLimits::default()
         };
         // Server and housekeeping tasks run until shutdown; detached on purpose.

@@ -8,6 +8,12 @@
 //! | `brokerChannelExpiredTime` | ms of silence after which a broker is dropped (RocketMQ's fixed `BROKER_CHANNEL_EXPIRED_TIME`) | `120000` |
 //! | `scanNotActiveBrokerInterval` | ms between liveness scans (fixed at 10 s in RocketMQ) | `10000` |
 //!
+//! `serverMaxConnections` (mq's; RocketMQ has no connection limit) is the most
+//! connections the NameServer's listener holds at once, by default its share of
+//! the descriptor limit ([`crate::descriptors`]). It is read at start (`mqd
+//! namesrv --max-connections`, `mqd standalone --namesrv-max-connections`), so
+//! UPDATE_NAMESRV_CONFIG refuses it and GET_NAMESRV_CONFIG does not list it.
+//!
 //! RocketMQ's other NameServer keys (`rocketmqHome`, `productEnvName`,
 //! `clusterTest`, the Netty settings) mean nothing to mq and are refused by
 //! name rather than silently ignored.
@@ -27,6 +33,10 @@ pub struct NamesrvConfig {
     /// Whether routes carry `orderTopicConf` from the `ORDER_TOPIC_CONFIG` KV
     /// namespace. RocketMQ: false.
     pub order_message_enable: bool,
+    /// `serverMaxConnections`: connections held at once, a connection beyond
+    /// it being closed as soon as it is accepted; `None` for the listener's
+    /// share of the descriptor limit. Read at start only.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for NamesrvConfig {
@@ -35,6 +45,7 @@ impl Default for NamesrvConfig {
             broker_expiry: Duration::from_secs(120),
             scan_interval: Duration::from_secs(10),
             order_message_enable: false,
+            max_connections: None,
         }
     }
 }
@@ -42,6 +53,8 @@ impl Default for NamesrvConfig {
 const ORDER_MESSAGE_ENABLE: &str = "orderMessageEnable";
 const BROKER_EXPIRY: &str = "brokerChannelExpiredTime";
 const SCAN_INTERVAL: &str = "scanNotActiveBrokerInterval";
+/// The key of [`NamesrvConfig::max_connections`], as the broker spells its own.
+const MAX_CONNECTIONS: &str = "serverMaxConnections";
 
 /// Why an UPDATE_NAMESRV_CONFIG body was refused. Nothing is applied then.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -56,6 +69,9 @@ pub(crate) enum ConfigError {
     /// A key mq does not have.
     #[error("unsupported NameServer config key {0:?} (supported: orderMessageEnable, brokerChannelExpiredTime, scanNotActiveBrokerInterval)")]
     UnknownKey(String),
+    /// A key that only takes effect when the NameServer starts.
+    #[error("{0} is read only when the NameServer starts (mqd namesrv --max-connections)")]
+    StartOnly(String),
     /// A supported key with a value of the wrong kind.
     #[error("invalid value {value:?} for NameServer config key {key}: expected {expected}")]
     BadValue {
@@ -94,6 +110,7 @@ impl NamesrvConfig {
                 BROKER_EXPIRY => next.broker_expiry = parse_millis(&key, value)?,
                 SCAN_INTERVAL => next.scan_interval = parse_millis(&key, value)?,
                 "kvConfigPath" | "configStorePath" => return Err(ConfigError::Path(key)),
+                MAX_CONNECTIONS => return Err(ConfigError::StartOnly(key)),
                 _ => return Err(ConfigError::UnknownKey(key)),
             }
         }
@@ -169,5 +186,9 @@ mod tests {
             .expect_err("zero");
         assert!(err.to_string().contains("scanNotActiveBrokerInterval"));
         assert!(config.updated("orderMessageEnable=yes").is_err());
+        assert_eq!(
+            config.updated("serverMaxConnections=10"),
+            Err(ConfigError::StartOnly("serverMaxConnections".into()))
+        );
     }
 }

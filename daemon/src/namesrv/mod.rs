@@ -54,13 +54,19 @@ pub async fn start_with(
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    let limits = ServerLimits {
+        max_connections: config
+            .max_connections
+            .unwrap_or_else(|| crate::descriptors::connections_per_listener(1)),
+        ..ServerLimits::default()
+    };
     let handler = Arc::new(NamesrvHandler::new(config));
     // Both tasks end on shutdown; nothing needs their results, so detached.
     ex.spawn(serve(
         ex.clone(),
         listener,
         handler.clone(),
-        ServerLimits::default(),
+        limits,
         shutdown.clone(),
     ))
     .detach();

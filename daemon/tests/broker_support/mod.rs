@@ -714,16 +714,18 @@ impl Mqd {
     /// Starts `mqd standalone --data <data>` on the given ports and waits until
     /// the broker answers.
     pub fn start(data: &Path, namesrv_port: u16, listen_port: u16, log: &Path) -> Mqd {
-        Mqd::start_with(data, namesrv_port, listen_port, log, &[])
+        Mqd::start_with(data, namesrv_port, listen_port, log, None, &[])
     }
 
-    /// [`Mqd::start`] with extra `--key value` arguments, which win over the
-    /// small-file defaults.
+    /// [`Mqd::start`] with extra arguments (`--key value`) and, if given, a
+    /// descriptor limit set as both the soft and the hard RLIMIT_NOFILE, so
+    /// that mqd's raise to the hard limit cannot escape it.
     pub fn start_with(
         data: &Path,
         namesrv_port: u16,
         listen_port: u16,
         log: &Path,
+        nofile: Option<u64>,
         extra: &[&str],
     ) -> Mqd {
         let log_file = std::fs::OpenOptions::new()
@@ -731,7 +733,19 @@ impl Mqd {
             .append(true)
             .open(log)
             .expect("open the mqd log");
-        let child = Command::new(env!("CARGO_BIN_EXE_mqd"))
+        let mut command = match nofile {
+            // The shell's `ulimit -n` sets both limits, then execs mqd in the
+            // same process, so the child's pid is mqd's.
+            Some(limit) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", r#"ulimit -n "$0" && exec "$@""#])
+                    .arg(limit.to_string())
+                    .arg(env!("CARGO_BIN_EXE_mqd"));
+                sh
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_mqd")),
+        };
+        let child = command
             .arg("standalone")
             .arg("--data")
             .arg(data)
@@ -757,6 +771,11 @@ impl Mqd {
         };
         mqd.wait_ready();
         mqd
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("mqd is running").id()
     }
 
     fn wait_ready(&mut self) {
