@@ -3,6 +3,7 @@
 //! - [`broker`]: the Broker (send, pull with long polling, offsets, admin).
 //! - [`descriptors`]: the file descriptor budget shared by connections and the store.
 //! - [`namesrv`]: the NameServer (route table, broker liveness).
+//! - [`properties_file`]: Java's `.properties` format, read as UTF-8 (`broker.conf`).
 //! - [`remoting`]: the TCP server speaking RocketMQ's remoting protocol.
 //! - [`store`]: the message store (CommitLog, ConsumeQueue, IndexFile, recovery).
 
@@ -11,5 +12,6 @@
 pub mod broker;
 pub mod descriptors;
 pub mod namesrv;
+pub mod properties_file;
 pub mod remoting;
 pub mod store;

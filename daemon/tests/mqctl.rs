@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use mq::protocol::time::now_ms;
 use serde_json::Value;
 
 use client_support::{free_port, start_with, Daemon};
@@ -150,13 +151,6 @@ impl Daemon {
         self.run(&["topic", "create", "--topic", topic, "--queues", queues])
             .ok();
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// The one line a failed mqctl writes.

@@ -166,9 +166,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp_millis()
-        .init();
+    init_logger();
     raise_descriptor_limit();
     // Block the stop signals in every thread (threads inherit the mask), so
     // that one thread can wait for them with sigwait.
@@ -392,4 +390,25 @@ async fn start_broker(
     Broker::start(ex.clone(), config, shutdown.clone())
         .await
         .map_err(|e| Failure::Runtime(format!("broker: {e}")))
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (warnings by default), each line
+/// stamped with UTC time to the millisecond: `[2026-11-30T20:33:16.027Z INFO
+/// module] message`. The timestamp is formatted here, so the logger needs no
+/// date crate.
+fn init_logger() {
+    use std::io::Write;
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format(|out, record| {
+            let now = mq::protocol::time::DateTime::from_ms(mq::protocol::time::now_ms());
+            writeln!(
+                out,
+                "[{} {:<5} {}] {}",
+                now.rfc3339(),
+                record.level(),
+                record.target(),
+                record.args()
+            )
+        })
+        .init();
 }

@@ -142,13 +142,13 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
 impl BrokerConfig {
     /// Reads a Java properties file's text.
     pub fn from_properties(text: &str) -> Result<Self, String> {
-        let map =
-            java_properties::read(text.as_bytes()).map_err(|e| format!("broker config: {e}"))?;
+        let entries =
+            crate::properties_file::parse(text).map_err(|e| format!("broker config: {e}"))?;
         let mut config = BrokerConfig::default();
         let mut store_path_set = false;
-        for (key, value) in &map {
-            store_path_set |= key == "storePathRootDir";
-            config.set(key, value)?;
+        for entry in &entries {
+            store_path_set |= entry.key == "storePathRootDir";
+            config.set(&entry.key, &entry.value)?;
         }
         if !store_path_set {
             log::info!(

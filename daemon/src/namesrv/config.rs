@@ -97,11 +97,12 @@ impl NamesrvConfig {
 
     /// These settings with the properties in `text` applied; all or nothing.
     pub(crate) fn updated(&self, text: &str) -> Result<NamesrvConfig, ConfigError> {
-        let properties = java_properties::read(text.as_bytes())
-            .map_err(|e| ConfigError::Syntax(e.to_string()))?;
-        // Sorted, so that of several bad keys the same one is always reported.
-        let mut properties: Vec<(String, String)> = properties.into_iter().collect();
-        properties.sort();
+        let properties =
+            crate::properties_file::parse(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        // The last of a repeated key wins, as in `Properties`; sorted, so that
+        // of several bad keys the same one is always reported.
+        let properties: std::collections::BTreeMap<String, String> =
+            properties.into_iter().map(|p| (p.key, p.value)).collect();
         let mut next = self.clone();
         for (key, value) in properties {
             let value = value.trim();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_net::TcpStream;
 use smol::channel::{Receiver, Sender};
@@ -64,12 +64,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use mq::protocol::time::now_ms;
 
 /// A NameServer and a Broker running in this process on a two-thread
 /// executor, with small store files in a temporary directory; stopped cleanly

@@ -2,14 +2,9 @@
 //! and the client's unique message id (UNIQ_KEY) as RocketMQ's clients make it.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::OnceLock;
-
-use flate2::read::ZlibDecoder;
-use flate2::write::ZlibEncoder;
-use flate2::Compression;
 
 use crate::protocol::message::{decode_records, offset_msg_id, sys_flag};
 use crate::protocol::properties::{self, keys};
@@ -134,28 +129,19 @@ impl MessageExt {
 
 /// Compresses a body with zlib, as the Java producer does above 4 KiB (level 5).
 pub fn compress(body: &[u8]) -> Vec<u8> {
-    let mut encoder = ZlibEncoder::new(Vec::with_capacity(body.len() / 2), Compression::new(5));
-    encoder
-        .write_all(body)
-        .expect("writing to a Vec cannot fail");
-    encoder.finish().expect("writing to a Vec cannot fail")
+    miniz_oxide::deflate::compress_to_vec_zlib(body, 5)
 }
 
 /// Decompresses a zlib body, refusing to grow past `limit` bytes (a hostile body
 /// must not exhaust memory).
 pub fn decompress(body: &[u8], limit: usize) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    ZlibDecoder::new(body)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| ClientError::decode("compressed body", e))?;
-    if out.len() > limit {
-        return Err(ClientError::decode(
-            "compressed body",
-            format!("inflates past {limit} bytes"),
-        ));
-    }
-    Ok(out)
+    use miniz_oxide::inflate::{decompress_to_vec_zlib_with_limit, TINFLStatus};
+    decompress_to_vec_zlib_with_limit(body, limit).map_err(|e| match e.status {
+        TINFLStatus::HasMoreOutput => {
+            ClientError::decode("compressed body", format!("inflates past {limit} bytes"))
+        }
+        status => ClientError::decode("compressed body", format!("not a zlib stream ({status:?})")),
+    })
 }
 
 /// Largest decompressed body accepted (RocketMQ's maxMessageSize is 4 MiB; leave room).

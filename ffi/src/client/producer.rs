@@ -16,6 +16,7 @@ use crate::protocol::headers::{
 use crate::protocol::message::{encode_batch_item, sys_flag, BatchItem};
 use crate::protocol::properties::{self, java_string_hash, keys};
 use crate::protocol::remoting::{LanguageCode, RemotingCommand};
+use crate::protocol::time::now_ms;
 
 use super::error::{ClientError, Result};
 use super::instance::{ClientInstance, Member};
@@ -630,12 +631,6 @@ fn send_result(resp: RemotingCommand, mq: &MessageQueue, uniq: String) -> Result
         queue_offset: header.queue_offset,
         transaction_id: header.transaction_id,
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Readable queues of a route (for consumers), sorted as Java sorts them.

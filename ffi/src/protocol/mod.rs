@@ -7,6 +7,7 @@
 //! - [`fastjson`]: reading and writing fastjson's non-standard JSON (bare and object map keys).
 //! - [`message`]: the stored-message record (CommitLog layout, PULL bodies).
 //! - [`properties`]: the message properties string and Java's string hash.
+//! - [`time`]: milliseconds since the epoch, and their UTC calendar date.
 
 pub mod body;
 pub mod codes;
@@ -15,3 +16,4 @@ pub mod headers;
 pub mod message;
 pub mod properties;
 pub mod remoting;
+pub mod time;
