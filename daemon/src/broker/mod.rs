@@ -12,20 +12,16 @@
 //! - [`topics`], [`offsets`], [`groups`], [`clients`]: the broker's tables,
 //!   persisted under `<store root>/config/` ([`persist`]).
 
-pub mod admin;
-pub mod clients;
 pub mod config;
-pub mod consumer;
-pub mod groups;
-pub mod hold;
-pub mod offsets;
+pub mod handle;
 pub mod persist;
-pub mod pull;
-pub mod register;
-pub mod schedule;
-pub mod send;
-pub mod topics;
+pub mod state;
+pub mod task;
 pub mod transaction;
+
+use handle::{admin, clients as consumer, pull, send};
+use state::{clients, groups, hold, offsets, topics};
+use task::{register, schedule};
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;

@@ -20,7 +20,7 @@ use mq::protocol::message::{decode_record, offset_msg_id, sys_flag, Record, Stor
 use mq::protocol::properties::{self, keys};
 use mq::protocol::remoting::RemotingCommand;
 
-use super::topics::perm;
+use super::state::topics::perm;
 use super::Broker;
 use crate::remoting::error_response;
 use crate::store::PutMessage;

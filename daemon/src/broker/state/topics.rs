@@ -7,7 +7,7 @@ use std::sync::RwLock;
 
 use mq::protocol::body::{DataVersion, TopicConfig, TopicConfigSerializeWrapper};
 
-use super::persist::ConfigFile;
+use crate::broker::persist::ConfigFile;
 use crate::store::StoreError;
 
 /// The template topic clients name when sending to a topic that does not exist.

@@ -21,8 +21,8 @@ use mq::protocol::headers::{
 use mq::protocol::headers::{QueryConsumeQueueRequestHeader, ResetOffsetRequestHeader};
 use mq::protocol::remoting::RemotingCommand;
 
-use super::topics::{validate_topic, AUTO_CREATE_TOPIC_KEY};
-use super::Broker;
+use crate::broker::state::topics::{validate_topic, AUTO_CREATE_TOPIC_KEY};
+use crate::broker::Broker;
 use crate::remoting::{error_response, Connection};
 
 fn ok(req: &RemotingCommand) -> RemotingCommand {
@@ -108,8 +108,8 @@ async fn admin(broker: &Arc<Broker>, req: &RemotingCommand) -> Option<Answer> {
         request::GET_SYSTEM_TOPIC_LIST_FROM_BROKER => {
             let c = broker.config();
             let topic_list = [
-                super::topics::SELF_TEST_TOPIC,
-                super::topics::OFFSET_MOVED_EVENT,
+                crate::broker::state::topics::SELF_TEST_TOPIC,
+                crate::broker::state::topics::OFFSET_MOVED_EVENT,
                 AUTO_CREATE_TOPIC_KEY,
                 crate::store::dispatch::SCHEDULE_TOPIC,
                 c.cluster_name.as_str(),

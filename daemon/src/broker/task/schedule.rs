@@ -21,9 +21,9 @@ use mq::protocol::message::{decode_record, offset_msg_id, Record};
 use mq::protocol::properties::{self, keys};
 use mq::protocol::remoting::RemotingCommand;
 
-use super::persist::ConfigFile;
-use super::topics::{perm, DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX};
-use super::Broker;
+use crate::broker::persist::ConfigFile;
+use crate::broker::state::topics::{perm, DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX};
+use crate::broker::Broker;
 use crate::remoting::error_response;
 use crate::store::dispatch::SCHEDULE_TOPIC;
 use crate::store::{PutMessage, StoreError};

@@ -8,7 +8,7 @@ use std::sync::RwLock;
 
 use mq::protocol::body::{DataVersion, SubscriptionGroupConfig, SubscriptionGroupWrapper};
 
-use super::persist::ConfigFile;
+use crate::broker::persist::ConfigFile;
 use crate::store::StoreError;
 
 /// The broker's subscription groups.

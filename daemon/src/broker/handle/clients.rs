@@ -21,9 +21,9 @@ use mq::protocol::headers::{
 };
 use mq::protocol::remoting::RemotingCommand;
 
-use super::clients::ClientChannel;
-use super::topics::{perm, RETRY_GROUP_TOPIC_PREFIX};
-use super::Broker;
+use crate::broker::state::clients::ClientChannel;
+use crate::broker::state::topics::{perm, RETRY_GROUP_TOPIC_PREFIX};
+use crate::broker::Broker;
 use crate::remoting::{error_response, Connection};
 
 /// How long a queue lock lives without renewal (RocketMQ: 60 s).

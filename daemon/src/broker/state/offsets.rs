@@ -9,7 +9,7 @@ use std::sync::RwLock;
 
 use mq::protocol::body::ConsumerOffsetSerializeWrapper;
 
-use super::persist::ConfigFile;
+use crate::broker::persist::ConfigFile;
 use crate::store::StoreError;
 
 /// Committed offsets keyed by `topic@group`, then queue id.

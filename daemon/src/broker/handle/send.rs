@@ -11,10 +11,10 @@ use mq::protocol::message::{decode_batch, offset_msg_id};
 use mq::protocol::properties::{self, keys};
 use mq::protocol::remoting::RemotingCommand;
 
-use super::topics::{
+use crate::broker::state::topics::{
     perm, validate_topic, AUTO_CREATE_TOPIC_KEY, DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX,
 };
-use super::Broker;
+use crate::broker::Broker;
 use crate::remoting::{error_response, Connection};
 use crate::store::{Durability, PutMessage, StoreError};
 
@@ -53,7 +53,7 @@ async fn send(
             "the broker is shutting down".into(),
         ));
     }
-    if config.broker_role == super::config::BrokerRole::Slave {
+    if config.broker_role == crate::broker::config::BrokerRole::Slave {
         return Err(fail(
             response::SERVICE_NOT_AVAILABLE,
             format!(
@@ -203,13 +203,13 @@ async fn send(
         let tx = mq::protocol::message::sys_flag::transaction_type(header.sys_flag);
         if tx == mq::protocol::message::sys_flag::TRANSACTION_PREPARED {
             // A half message waits, invisible, until END_TRANSACTION.
-            super::transaction::ensure_topics(broker);
+            crate::broker::transaction::ensure_topics(broker);
             let (t, q, f, p) =
-                super::transaction::to_half(&topic, queue_id, header.sys_flag, &props);
+                crate::broker::transaction::to_half(&topic, queue_id, header.sys_flag, &props);
             (store_topic, store_queue, store_sys_flag, props) = (t, q, f, p);
             transaction_id = properties::get(&props, keys::UNIQ_KEY).map(str::to_owned);
         } else if let Some((t, q, p)) =
-            super::schedule::divert_delayed(broker, &topic, queue_id, &props)
+            crate::broker::task::schedule::divert_delayed(broker, &topic, queue_id, &props)
         {
             // A delayed message waits in the schedule topic (not for batches, as in RocketMQ).
             (store_topic, store_queue, props) = (t, q, p);

@@ -12,10 +12,10 @@ use mq::protocol::headers::{
 };
 use mq::protocol::remoting::RemotingCommand;
 
-use super::config::BrokerRole;
-use super::hold::HeldPull;
-use super::topics::perm;
-use super::Broker;
+use crate::broker::config::BrokerRole;
+use crate::broker::state::hold::HeldPull;
+use crate::broker::state::topics::perm;
+use crate::broker::Broker;
 use crate::remoting::{error_response, Connection};
 use crate::store::GetStatus;
 

@@ -16,7 +16,7 @@ use mq::protocol::headers::{
 };
 use mq::protocol::remoting::RemotingCommand;
 
-use super::Broker;
+use crate::broker::Broker;
 
 /// How long one registration may take (RocketMQ: registerBrokerTimeoutMills).
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(6);
@@ -72,7 +72,7 @@ fn register_body(broker: &Broker) -> Vec<u8> {
     let broker_perm = broker.config().broker_permission;
     for topic in wrapper.topic_config_table.values_mut() {
         // A read-only broker announces read-only topics (RocketMQ does the same).
-        if broker_perm & super::topics::perm::WRITE == 0 {
+        if broker_perm & crate::broker::state::topics::perm::WRITE == 0 {
             topic.perm &= broker_perm;
         }
     }

@@ -1,0 +1,4 @@
+//! The broker's background loops.
+
+pub mod register;
+pub mod schedule;
