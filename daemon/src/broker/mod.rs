@@ -13,6 +13,7 @@
 //!   persisted under `<store root>/config/` ([`persist`]).
 
 pub mod config;
+pub mod error;
 pub mod handle;
 pub mod persist;
 pub mod state;
@@ -33,6 +34,7 @@ use mq::protocol::codes::{request, response};
 use mq::protocol::remoting::RemotingCommand;
 
 pub use config::BrokerConfig;
+pub use error::BrokerError;
 
 use crate::remoting::{
     error_response, serve, BoxFuture, Connection, RequestHandler, ServerLimits, Shutdown,
@@ -85,13 +87,16 @@ impl Broker {
         ex: Arc<Executor<'static>>,
         config: BrokerConfig,
         shutdown: Shutdown,
-    ) -> Result<Arc<Self>, String> {
+    ) -> Result<Arc<Self>, BrokerError> {
         let root = config.store.root.clone();
         let store_config = config.store.clone();
         // Opening runs recovery, which reads files: keep it off the executor.
         let store = smol::unblock(move || MessageStore::open(store_config))
             .await
-            .map_err(|e| format!("opening the store at {}: {e}", root.display()))?;
+            .map_err(|source| BrokerError::OpenStore {
+                path: root.clone(),
+                source,
+            })?;
         let topics = topics::TopicManager::load(
             &root,
             &config.cluster_name,
@@ -104,10 +109,16 @@ impl Broker {
         let schedule = schedule::ScheduleOffsets::load(&root)?;
         let main = async_net::TcpListener::bind(config.bind_addr())
             .await
-            .map_err(|e| format!("binding {}: {e}", config.bind_addr()))?;
+            .map_err(|source| BrokerError::Bind {
+                addr: config.bind_addr(),
+                source,
+            })?;
         let vip = async_net::TcpListener::bind(config.vip_bind_addr())
             .await
-            .map_err(|e| format!("binding the VIP port {}: {e}", config.vip_bind_addr()))?;
+            .map_err(|source| BrokerError::BindVip {
+                addr: config.vip_bind_addr(),
+                source,
+            })?;
         let transaction_config = config.transaction.clone();
         let broker = Arc::new(Broker {
             registrar: register::Registrar::new(config.namesrv_addrs.clone()),
@@ -205,27 +216,28 @@ impl Broker {
     }
 
     /// Second half: persist the tables and close the store (flush, checkpoint,
-    /// abort marker removed).
-    pub async fn finish_shutdown(self: &Arc<Self>) -> Result<(), String> {
-        let mut errors = Vec::new();
+    /// abort marker removed). Every step is tried; the error lists those that
+    /// failed.
+    pub async fn finish_shutdown(self: &Arc<Self>) -> Result<(), BrokerError> {
+        let mut failures = Vec::new();
         if let Err(e) = self.offsets.persist() {
-            errors.push(format!("consumer offsets: {e}"));
+            failures.push(("consumer offsets", e));
         }
         if let Err(e) = self.topics.persist() {
-            errors.push(format!("topics: {e}"));
+            failures.push(("topics", e));
         }
         if let Err(e) = self.schedule.persist() {
-            errors.push(format!("delay offsets: {e}"));
+            failures.push(("delay offsets", e));
         }
         let store = self.store.clone();
         if let Err(e) = smol::unblock(move || store.close()).await {
-            errors.push(format!("store: {e}"));
+            failures.push(("store", e));
         }
-        if errors.is_empty() {
+        if failures.is_empty() {
             log::info!("broker {} stopped cleanly", self.config.broker_name);
             Ok(())
         } else {
-            Err(errors.join("; "))
+            Err(BrokerError::Shutdown(failures))
         }
     }
 

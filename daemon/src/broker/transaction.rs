@@ -20,6 +20,7 @@ use mq::protocol::message::{decode_record, offset_msg_id, sys_flag, Record, Stor
 use mq::protocol::properties::{self, keys};
 use mq::protocol::remoting::RemotingCommand;
 
+use super::error::BrokerError;
 use super::state::topics::perm;
 use super::Broker;
 use crate::remoting::error_response;
@@ -200,12 +201,12 @@ pub async fn end_transaction(broker: &Arc<Broker>, req: &RemotingCommand) -> Rem
         }
     }
     if let Err(e) = write_op(broker, half.queue_offset).await {
-        return fail(response::SYSTEM_ERROR, e);
+        return fail(response::SYSTEM_ERROR, e.to_string());
     }
     RemotingCommand::response_to(req, response::SUCCESS, None)
 }
 
-async fn write_op(broker: &Arc<Broker>, half_offset: i64) -> Result<(), String> {
+async fn write_op(broker: &Arc<Broker>, half_offset: i64) -> Result<(), BrokerError> {
     let body = half_offset.to_string();
     let props = properties::encode([(keys::TAGS, OP_TAG), (keys::WAIT, "false")]);
     let put = PutMessage {
@@ -224,8 +225,7 @@ async fn write_op(broker: &Arc<Broker>, half_offset: i64) -> Result<(), String> 
         .store
         .put(&[put], false)
         .await
-        .map(|_| ())
-        .map_err(|e| format!("writing the op record: {e}"))?;
+        .map_err(BrokerError::OpRecord)?;
     broker
         .transactions
         .resolved

@@ -14,9 +14,9 @@ use mq::protocol::remoting::RemotingCommand;
 use crate::broker::state::topics::{
     perm, validate_topic, AUTO_CREATE_TOPIC_KEY, DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX,
 };
-use crate::broker::Broker;
+use crate::broker::{Broker, BrokerError};
 use crate::remoting::{error_response, Connection};
-use crate::store::{Durability, PutMessage, StoreError};
+use crate::store::{Durability, PutMessage};
 
 /// The property a 4.9 broker adds to every message: its cluster's name.
 const PROPERTY_CLUSTER: &str = "CLUSTER";
@@ -71,7 +71,7 @@ async fn send(
             ),
         ));
     }
-    validate_topic(&header.topic).map_err(|why| fail(response::SYSTEM_ERROR, why))?;
+    validate_topic(&header.topic).map_err(|why| fail(response::SYSTEM_ERROR, why.to_string()))?;
     if header.topic == AUTO_CREATE_TOPIC_KEY {
         return Err(fail(
             response::SYSTEM_ERROR,
@@ -232,11 +232,10 @@ async fn send(
         })
         .collect();
 
-    let stored = broker
-        .store
-        .put(&messages, wait)
-        .await
-        .map_err(|e| store_error(req, e))?;
+    let stored = broker.store.put(&messages, wait).await.map_err(|e| {
+        let e = BrokerError::put(e);
+        fail(e.code(), e.to_string())
+    })?;
     broker
         .put_count
         .fetch_add(messages.len() as i64, Ordering::Relaxed);
@@ -272,31 +271,6 @@ fn append_property(props: &mut String, name: &str, value: &str) {
     props.push_str(name);
     props.push(properties::NAME_VALUE_SEPARATOR);
     props.push_str(value);
-}
-
-/// The response for a store failure; the codes are what RocketMQ answers. A
-/// full disk is SERVICE_NOT_AVAILABLE, which every RocketMQ producer takes as
-/// "try another broker".
-fn store_error(req: &RemotingCommand, e: StoreError) -> RemotingCommand {
-    let code = match &e {
-        StoreError::MessageTooLarge { .. } | StoreError::Encode(_) | StoreError::EmptyBatch => {
-            response::MESSAGE_ILLEGAL
-        }
-        StoreError::DiskFull { .. } => {
-            return error_response(
-                req,
-                response::SERVICE_NOT_AVAILABLE,
-                format!(
-                    "service not available now: {e}; sends are refused until space is freed, \
-                     reads go on"
-                ),
-            );
-        }
-        StoreError::Closed => response::SERVICE_NOT_AVAILABLE,
-        e if e.is_out_of_space() => response::SERVICE_NOT_AVAILABLE,
-        _ => response::SYSTEM_ERROR,
-    };
-    error_response(req, code, e.to_string())
 }
 
 /// A cheap random number for picking a queue (no crate needed for that).

@@ -8,6 +8,7 @@ use std::sync::RwLock;
 
 use mq::protocol::body::{DataVersion, SubscriptionGroupConfig, SubscriptionGroupWrapper};
 
+use crate::broker::error::BrokerError;
 use crate::broker::persist::ConfigFile;
 use crate::store::StoreError;
 
@@ -20,10 +21,11 @@ pub struct GroupManager {
 
 impl GroupManager {
     /// Loads `config/subscriptionGroup.json` under `root`.
-    pub fn load(root: &Path, auto_create: bool) -> Result<Self, String> {
+    pub fn load(root: &Path, auto_create: bool) -> Result<Self, BrokerError> {
         let file = ConfigFile::new(root, "subscriptionGroup.json");
-        let loaded =
-            file.load(|b| SubscriptionGroupWrapper::decode(b).map_err(|e| e.to_string()))?;
+        let loaded = file
+            .load(|b| SubscriptionGroupWrapper::decode(b).map_err(|e| e.to_string()))
+            .map_err(BrokerError::LoadTable)?;
         let (table, version) = loaded
             .map(|w| (w.subscription_group_table, w.data_version))
             .unwrap_or_default();

@@ -9,6 +9,7 @@ use std::sync::RwLock;
 
 use mq::protocol::body::ConsumerOffsetSerializeWrapper;
 
+use crate::broker::error::BrokerError;
 use crate::broker::persist::ConfigFile;
 use crate::store::StoreError;
 
@@ -26,10 +27,11 @@ fn key(topic: &str, group: &str) -> String {
 
 impl OffsetManager {
     /// Loads `config/consumerOffset.json` under `root`.
-    pub fn load(root: &Path) -> Result<Self, String> {
+    pub fn load(root: &Path) -> Result<Self, BrokerError> {
         let file = ConfigFile::new(root, "consumerOffset.json");
         let table = file
-            .load(|b| ConsumerOffsetSerializeWrapper::decode(b).map_err(|e| e.to_string()))?
+            .load(|b| ConsumerOffsetSerializeWrapper::decode(b).map_err(|e| e.to_string()))
+            .map_err(BrokerError::LoadTable)?
             .map(|w| w.offset_table)
             .unwrap_or_default();
         Ok(OffsetManager {

@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::RwLock;
 
+use thiserror::Error;
+
 use mq::protocol::body::{DataVersion, TopicConfig, TopicConfigSerializeWrapper};
 
+use crate::broker::error::BrokerError;
 use crate::broker::persist::ConfigFile;
 use crate::store::StoreError;
 
@@ -44,22 +47,32 @@ pub mod perm {
 }
 
 /// Why a topic name is refused (RocketMQ's TopicValidator).
-pub fn validate_topic(topic: &str) -> Result<(), String> {
+#[derive(Debug, Error)]
+pub enum InvalidTopic {
+    /// The name is empty.
+    #[error("the topic name is empty")]
+    Empty,
+    /// The name is longer than 127 bytes.
+    #[error("the topic name is longer than 127 characters: {0}")]
+    TooLong(String),
+    /// The name has a character outside `[%|a-zA-Z0-9_-]`.
+    #[error("the topic name {0:?} contains illegal characters; allowed are [%|a-zA-Z0-9_-]")]
+    IllegalCharacters(String),
+}
+
+/// Checks a topic name as RocketMQ's TopicValidator does.
+pub fn validate_topic(topic: &str) -> Result<(), InvalidTopic> {
     if topic.is_empty() {
-        return Err("the topic name is empty".into());
+        return Err(InvalidTopic::Empty);
     }
     if topic.len() > 127 {
-        return Err(format!(
-            "the topic name is longer than 127 characters: {topic}"
-        ));
+        return Err(InvalidTopic::TooLong(topic.to_owned()));
     }
     if !topic
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'%' || b == b'|' || b == b'-' || b == b'_')
     {
-        return Err(format!(
-            "the topic name {topic:?} contains illegal characters; allowed are [%|a-zA-Z0-9_-]"
-        ));
+        return Err(InvalidTopic::IllegalCharacters(topic.to_owned()));
     }
     Ok(())
 }
@@ -88,10 +101,11 @@ impl TopicManager {
         broker_name: &str,
         auto_create: bool,
         default_queue_nums: i32,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BrokerError> {
         let file = ConfigFile::new(root, "topics.json");
         let loaded = file
-            .load(|bytes| TopicConfigSerializeWrapper::decode(bytes).map_err(|e| e.to_string()))?;
+            .load(|bytes| TopicConfigSerializeWrapper::decode(bytes).map_err(|e| e.to_string()))
+            .map_err(BrokerError::LoadTable)?;
         let (mut table, version) = match loaded {
             Some(wrapper) => (wrapper.topic_config_table, wrapper.data_version),
             None => (BTreeMap::new(), DataVersion::default()),

@@ -21,6 +21,7 @@ use mq::protocol::message::{decode_record, offset_msg_id, Record};
 use mq::protocol::properties::{self, keys};
 use mq::protocol::remoting::RemotingCommand;
 
+use crate::broker::error::BrokerError;
 use crate::broker::persist::ConfigFile;
 use crate::broker::state::topics::{perm, DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX};
 use crate::broker::Broker;
@@ -49,13 +50,14 @@ pub struct ScheduleOffsets {
 
 impl ScheduleOffsets {
     /// Loads `config/delayOffset.json` under `root`.
-    pub fn load(root: &Path) -> Result<Self, String> {
+    pub fn load(root: &Path) -> Result<Self, BrokerError> {
         let file = ConfigFile::new(root, "delayOffset.json");
         let table = file
             .load(|b| {
                 let text = std::str::from_utf8(b).map_err(|e| e.to_string())?;
                 mq::protocol::fastjson::from_str::<DelayOffsets>(text).map_err(|e| e.to_string())
-            })?
+            })
+            .map_err(BrokerError::LoadTable)?
             .map(|d| d.offset_table)
             .unwrap_or_default();
         Ok(ScheduleOffsets {
