@@ -194,7 +194,8 @@ pub enum BrokerError {
     /// A batch without a message.
     #[error("empty batch")]
     EmptyBatch,
-    /// The store refused a send; [`BrokerError::put`] picks this or [`DiskFull`](Self::DiskFull).
+    /// The store refused a send (`BrokerError::put` picks this or
+    /// [`DiskFull`](Self::DiskFull)).
     #[error(transparent)]
     Put(StoreError),
     /// The store refused a send because the disk is full.

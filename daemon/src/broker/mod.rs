@@ -1,17 +1,17 @@
 //! The Broker: serves producers, consumers and admin tools over RocketMQ's
 //! remoting protocol, on top of the message store.
 //!
-//! A request goes through one table, [`Broker::dispatch`], from its code to
+//! A request goes through one table, `Broker::dispatch`, from its code to
 //! one handler function; the codes the broker does not serve are listed there
 //! too. Around it:
 //!
-//! - [`handle`]: the request handlers, one file per family (send, pull,
+//! - `handle`: the request handlers, one file per family (send, pull,
 //!   offsets, clients, topics, ...), one function per code.
-//! - [`state`]: the broker's tables (topics, offsets, groups, clients, locks,
+//! - `state`: the broker's tables (topics, offsets, groups, clients, locks,
 //!   held pulls, ...), persisted under `<store root>/config/` ([`persist`]).
-//! - [`task`]: the background loops (NameServer registration, long polling,
+//! - `task`: the background loops (NameServer registration, long polling,
 //!   delayed delivery, transaction check, housekeeping).
-//! - [`delay`], [`transaction`]: how delayed and half messages are stored,
+//! - `delay`, [`transaction`]: how delayed and half messages are stored,
 //!   shared by their handlers and their loops.
 //! - [`config`]: `broker.conf` keys. [`error`]: [`BrokerError`].
 

@@ -12,10 +12,9 @@
 //!
 //! This file holds what the parts share: the topics, the properties, how a
 //! half message is rewritten and how a decision is recorded. The parts are
-//! the send handler (half messages), END_TRANSACTION
-//! ([`handle::transaction`](super::handle::transaction)), the decided set
-//! ([`state::transactions`](super::state::transactions)) and the check loop
-//! ([`task::transaction_check`](super::task::transaction_check)).
+//! the send handler (half messages), END_TRANSACTION (`handle::transaction`),
+//! the decided set (`state::transactions`) and the check loop
+//! (`task::transaction_check`).
 
 use std::time::Duration;
 
