@@ -1,73 +1,74 @@
 //! The Broker: serves producers, consumers and admin tools over RocketMQ's
 //! remoting protocol, on top of the message store.
 //!
-//! - [`config`]: `broker.conf` keys.
-//! - [`send`]: SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE.
-//! - [`pull`]: PULL_MESSAGE, with long polling ([`hold`]).
-//! - [`consumer`]: offsets, heartbeats, client registry, queue locks.
-//! - [`admin`]: topics, groups, stats, queries — what mqadmin calls.
-//! - [`register`]: registration with every NameServer.
-//! - [`schedule`]: delayed messages and consumer retries (send-back, DLQ).
-//! - [`transaction`]: half messages, END_TRANSACTION and check-backs.
-//! - [`topics`], [`offsets`], [`groups`], [`clients`]: the broker's tables,
-//!   persisted under `<store root>/config/` ([`persist`]).
+//! A request goes through one table, `Broker::dispatch`, from its code to
+//! one handler function; the codes the broker does not serve are listed there
+//! too. Around it:
+//!
+//! - `handle`: the request handlers, one file per family (send, pull,
+//!   offsets, clients, topics, ...), one function per code.
+//! - `state`: the broker's tables (topics, offsets, groups, clients, locks,
+//!   held pulls, ...), persisted under `<store root>/config/` ([`persist`]).
+//! - `task`: the background loops (NameServer registration, long polling,
+//!   delayed delivery, transaction check, housekeeping).
+//! - `delay`, [`transaction`]: how delayed and half messages are stored,
+//!   shared by their handlers and their loops.
+//! - [`config`]: `broker.conf` keys. [`error`]: [`BrokerError`].
 
-pub mod admin;
-pub mod clients;
 pub mod config;
-pub mod consumer;
-pub mod groups;
-pub mod hold;
-pub mod offsets;
+mod delay;
+pub mod error;
+mod handle;
 pub mod persist;
-pub mod pull;
-pub mod register;
-pub mod schedule;
-pub mod send;
-pub mod topics;
+mod state;
+mod task;
 pub mod transaction;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use smol::Executor;
 
-use mq::protocol::codes::{request, response};
+use mq::protocol::codes::request;
 use mq::protocol::remoting::RemotingCommand;
 
 pub use config::BrokerConfig;
+pub use error::BrokerError;
 
-use crate::remoting::{
-    error_response, serve, BoxFuture, Connection, RequestHandler, ServerLimits, Shutdown,
-};
+use crate::remoting::{serve, BoxFuture, Connection, RequestHandler, ServerLimits, Shutdown};
 use crate::store::MessageStore;
+use state::{
+    clients::ClientManager, delay_offsets::ScheduleOffsets, groups::GroupManager, hold::PullHolds,
+    locks::LockManager, offsets::OffsetManager, topics::TopicManager,
+    transactions::TransactionState,
+};
 
 /// A running broker.
 pub struct Broker {
     config: BrokerConfig,
     /// The message store.
-    pub store: Arc<MessageStore>,
+    pub(crate) store: Arc<MessageStore>,
     /// Topic configurations.
-    pub topics: topics::TopicManager,
+    pub(crate) topics: TopicManager,
     /// Committed consumer offsets.
-    pub offsets: offsets::OffsetManager,
+    pub(crate) offsets: OffsetManager,
     /// Subscription group configurations.
-    pub groups: groups::GroupManager,
+    pub(crate) groups: GroupManager,
     /// Producers and consumers.
-    pub clients: clients::ClientManager,
+    pub(crate) clients: ClientManager,
     /// Parked pulls.
-    pub holds: hold::PullHolds,
+    pub(crate) holds: PullHolds,
     /// Queue locks of orderly consumers.
-    pub locks: consumer::LockManager,
+    pub(crate) locks: LockManager,
     /// Delivery progress of each delay level.
-    pub schedule: schedule::ScheduleOffsets,
+    pub(crate) schedule: ScheduleOffsets,
     /// Which half messages have been decided.
-    pub transactions: transaction::TransactionState,
+    pub(crate) transactions: TransactionState,
     /// Timings of the transaction check.
     transaction_config: transaction::TransactionConfig,
     /// Connections to the NameServers.
-    registrar: register::Registrar,
+    registrar: task::register::Registrar,
     ex: Arc<Executor<'static>>,
     shutdown: Shutdown,
     /// Set once shutdown begins: sends are refused, pulls not parked.
@@ -89,42 +90,51 @@ impl Broker {
         ex: Arc<Executor<'static>>,
         config: BrokerConfig,
         shutdown: Shutdown,
-    ) -> Result<Arc<Self>, String> {
+    ) -> Result<Arc<Self>, BrokerError> {
         let root = config.store.root.clone();
         let store_config = config.store.clone();
         // Opening runs recovery, which reads files: keep it off the executor.
         let store = smol::unblock(move || MessageStore::open(store_config))
             .await
-            .map_err(|e| format!("opening the store at {}: {e}", root.display()))?;
-        let topics = topics::TopicManager::load(
+            .map_err(|source| BrokerError::OpenStore {
+                path: root.clone(),
+                source,
+            })?;
+        let topics = TopicManager::load(
             &root,
             &config.cluster_name,
             &config.broker_name,
             config.auto_create_topic_enable,
             config.default_topic_queue_nums,
         )?;
-        let offsets = offsets::OffsetManager::load(&root)?;
-        let groups = groups::GroupManager::load(&root, config.auto_create_subscription_group)?;
-        let schedule = schedule::ScheduleOffsets::load(&root)?;
+        let offsets = OffsetManager::load(&root)?;
+        let groups = GroupManager::load(&root, config.auto_create_subscription_group)?;
+        let schedule = ScheduleOffsets::load(&root)?;
         let main = async_net::TcpListener::bind(config.bind_addr())
             .await
-            .map_err(|e| format!("binding {}: {e}", config.bind_addr()))?;
+            .map_err(|source| BrokerError::Bind {
+                addr: config.bind_addr(),
+                source,
+            })?;
         let vip = async_net::TcpListener::bind(config.vip_bind_addr())
             .await
-            .map_err(|e| format!("binding the VIP port {}: {e}", config.vip_bind_addr()))?;
+            .map_err(|source| BrokerError::BindVip {
+                addr: config.vip_bind_addr(),
+                source,
+            })?;
         let transaction_config = config.transaction.clone();
         let broker = Arc::new(Broker {
-            registrar: register::Registrar::new(config.namesrv_addrs.clone()),
+            registrar: task::register::Registrar::new(config.namesrv_addrs.clone()),
             config,
             store,
             topics,
             offsets,
             groups,
-            clients: clients::ClientManager::default(),
-            holds: hold::PullHolds::new(),
-            locks: consumer::LockManager::default(),
+            clients: ClientManager::default(),
+            holds: PullHolds::new(),
+            locks: LockManager::default(),
             schedule,
-            transactions: transaction::TransactionState::default(),
+            transactions: TransactionState::default(),
             transaction_config,
             ex: ex.clone(),
             shutdown: shutdown.clone(),
@@ -152,7 +162,7 @@ impl Broker {
                 .unwrap_or_else(|| crate::descriptors::connections_per_listener(2)),
             ..ServerLimits::default()
         };
-        // Server and housekeeping tasks run until shutdown; detached on purpose.
+        // Server and background tasks run until shutdown; detached on purpose.
         ex.spawn(serve(
             ex.clone(),
             main,
@@ -169,11 +179,15 @@ impl Broker {
             shutdown.clone(),
         ))
         .detach();
-        ex.spawn(pull::hold_loop(broker.clone())).detach();
-        ex.spawn(housekeeping_loop(broker.clone())).detach();
-        ex.spawn(register::register_loop(broker.clone())).detach();
-        ex.spawn(schedule::schedule_loop(broker.clone())).detach();
-        ex.spawn(transaction::check_loop(broker.clone())).detach();
+        ex.spawn(task::hold::hold_loop(broker.clone())).detach();
+        ex.spawn(task::housekeeping::housekeeping_loop(broker.clone()))
+            .detach();
+        ex.spawn(task::register::register_loop(broker.clone()))
+            .detach();
+        ex.spawn(task::schedule::schedule_loop(broker.clone()))
+            .detach();
+        ex.spawn(task::transaction_check::check_loop(broker.clone()))
+            .detach();
         log::info!(
             "broker {} ({}) serving on {} and VIP {}",
             broker.config.broker_name,
@@ -200,55 +214,57 @@ impl Broker {
     pub async fn begin_shutdown(self: &Arc<Self>) {
         self.stopping.store(true, Ordering::Release);
         for held in self.holds.take_all() {
-            let answer = self.execute_pull(&held.conn, &held.request, false).await;
-            if let Some(answer) = answer {
-                held.conn.send(&answer).await;
-            }
+            handle::pull::answer_held(self, &held).await;
         }
-        register::unregister_all(self).await;
+        task::register::unregister_all(self).await;
     }
 
     /// Second half: persist the tables and close the store (flush, checkpoint,
-    /// abort marker removed).
-    pub async fn finish_shutdown(self: &Arc<Self>) -> Result<(), String> {
-        let mut errors = Vec::new();
+    /// abort marker removed). Every step is tried; the error lists those that
+    /// failed.
+    pub async fn finish_shutdown(self: &Arc<Self>) -> Result<(), BrokerError> {
+        let mut failures = Vec::new();
         if let Err(e) = self.offsets.persist() {
-            errors.push(format!("consumer offsets: {e}"));
+            failures.push(("consumer offsets", e));
         }
         if let Err(e) = self.topics.persist() {
-            errors.push(format!("topics: {e}"));
+            failures.push(("topics", e));
         }
         if let Err(e) = self.schedule.persist() {
-            errors.push(format!("delay offsets: {e}"));
+            failures.push(("delay offsets", e));
         }
         let store = self.store.clone();
         if let Err(e) = smol::unblock(move || store.close()).await {
-            errors.push(format!("store: {e}"));
+            failures.push(("store", e));
         }
-        if errors.is_empty() {
+        if failures.is_empty() {
             log::info!("broker {} stopped cleanly", self.config.broker_name);
             Ok(())
         } else {
-            Err(errors.join("; "))
+            Err(BrokerError::Shutdown(failures))
         }
     }
 
     /// Asks for a registration with every NameServer now (a topic changed).
-    pub fn register_soon(self: &Arc<Self>) {
+    pub(crate) fn register_soon(&self) {
         self.registrar.wake();
     }
 
-    /// Tells every member of `group` that the group changed.
-    pub fn notify_consumer_ids_changed(self: &Arc<Self>, group: &str) {
+    /// Tells every member of `group` that the group changed, unless the
+    /// group's `notifyConsumerIdsChangedEnable` is off.
+    pub(crate) fn notify_consumer_ids_changed(&self, group: &str) {
         let enabled = self
             .groups
             .get(group)
             .is_none_or(|g| g.notify_consumer_ids_changed_enable);
-        if !enabled {
-            return;
+        if enabled {
+            self.notify_members(group.to_owned());
         }
-        let conns = self.clients.consumer_connections(group);
-        let group = group.to_owned();
+    }
+
+    /// Sends NOTIFY_CONSUMER_IDS_CHANGED to every member of `group`.
+    fn notify_members(&self, group: String) {
+        let conns = self.clients.consumer_connections(&group);
         // Fire and forget: one-way requests to each member.
         self.ex
             .spawn(async move {
@@ -261,41 +277,94 @@ impl Broker {
             .detach();
     }
 
+    /// The request table: from each code to its handler, and the codes the
+    /// broker does not serve. `None` when there is nothing to answer yet (a
+    /// parked pull).
     async fn dispatch(
         self: Arc<Self>,
         conn: Arc<Connection>,
         req: RemotingCommand,
     ) -> Option<RemotingCommand> {
-        use request::*;
-        let response = match req.code {
-            SEND_MESSAGE | SEND_MESSAGE_V2 | SEND_BATCH_MESSAGE => {
-                send::handle(&self, &conn, &req).await
-            }
-            PULL_MESSAGE => return self.execute_pull(&conn, &req, true).await,
-            CONSUMER_SEND_MSG_BACK => schedule::send_back(&self, &req).await,
-            END_TRANSACTION => transaction::end_transaction(&self, &req).await,
-            QUERY_CONSUMER_OFFSET
-            | UPDATE_CONSUMER_OFFSET
-            | GET_MAX_OFFSET
-            | GET_MIN_OFFSET
-            | SEARCH_OFFSET_BY_TIMESTAMP
-            | GET_EARLIEST_MSG_STORETIME
-            | HEART_BEAT
-            | UNREGISTER_CLIENT
-            | GET_CONSUMER_LIST_BY_GROUP
-            | CHECK_CLIENT_CONFIG
-            | LOCK_BATCH_MQ
-            | UNLOCK_BATCH_MQ => consumer::handle(&self, &conn, &req).await,
-            code => match admin::handle(&self, &conn, &req).await {
-                Some(response) => response,
-                None => error_response(
-                    &req,
-                    response::REQUEST_CODE_NOT_SUPPORTED,
-                    format!(" request type {code} not supported"),
-                ),
-            },
+        use handle::{
+            admin, clients, groups, locks, messages, offsets, pull, send, send_back, topics,
+            transaction,
         };
-        Some(response)
+        use request::*;
+        let (b, c, r) = (&*self, &conn, &req);
+        let reply = match req.code {
+            // Producers.
+            SEND_MESSAGE | SEND_MESSAGE_V2 | SEND_BATCH_MESSAGE => {
+                send::send_message(b, c, r).await
+            }
+            END_TRANSACTION => transaction::end_transaction(b, r).await,
+            // Consumers.
+            PULL_MESSAGE => match pull::pull_message(b, c, r, true).await {
+                Some(reply) => reply,
+                // Parked: the hold loop answers it.
+                None => return None,
+            },
+            CONSUMER_SEND_MSG_BACK => send_back::consumer_send_msg_back(b, r).await,
+            QUERY_CONSUMER_OFFSET => offsets::query_consumer_offset(b, r),
+            UPDATE_CONSUMER_OFFSET => offsets::update_consumer_offset(b, r),
+            GET_MAX_OFFSET => offsets::get_max_offset(b, r),
+            GET_MIN_OFFSET => offsets::get_min_offset(b, r),
+            SEARCH_OFFSET_BY_TIMESTAMP => offsets::search_offset_by_timestamp(b, r),
+            GET_EARLIEST_MSG_STORETIME => offsets::get_earliest_msg_storetime(b, r),
+            LOCK_BATCH_MQ => locks::lock_batch_mq(b, r),
+            UNLOCK_BATCH_MQ => locks::unlock_batch_mq(b, r),
+            // Clients.
+            HEART_BEAT => clients::heart_beat(b, c, r),
+            UNREGISTER_CLIENT => clients::unregister_client(b, c, r),
+            CHECK_CLIENT_CONFIG => clients::check_client_config(r),
+            GET_CONSUMER_LIST_BY_GROUP => clients::get_consumer_list_by_group(b, r),
+            GET_CONSUMER_CONNECTION_LIST => clients::get_consumer_connection_list(b, r),
+            GET_PRODUCER_CONNECTION_LIST => clients::get_producer_connection_list(b, r),
+            // Topics.
+            UPDATE_AND_CREATE_TOPIC => topics::update_and_create_topic(b, r),
+            DELETE_TOPIC_IN_BROKER => topics::delete_topic_in_broker(b, r),
+            GET_ALL_TOPIC_CONFIG => topics::get_all_topic_config(b, r),
+            GET_SYSTEM_TOPIC_LIST_FROM_BROKER => topics::get_system_topic_list_from_broker(b, r),
+            GET_TOPIC_STATS_INFO => topics::get_topic_stats_info(b, r),
+            QUERY_TOPIC_CONSUME_BY_WHO => topics::query_topic_consume_by_who(b, r),
+            // Subscription groups.
+            UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => {
+                groups::update_and_create_subscriptiongroup(b, r)
+            }
+            GET_ALL_SUBSCRIPTIONGROUP_CONFIG => groups::get_all_subscriptiongroup_config(b, r),
+            DELETE_SUBSCRIPTIONGROUP => groups::delete_subscriptiongroup(b, r),
+            // Offsets, as admin tools and slaves see them.
+            GET_CONSUME_STATS => offsets::get_consume_stats(b, r),
+            GET_ALL_CONSUMER_OFFSET => offsets::get_all_consumer_offset(b, r),
+            GET_ALL_DELAY_OFFSET => offsets::get_all_delay_offset(b, r),
+            INVOKE_BROKER_TO_RESET_OFFSET => offsets::invoke_broker_to_reset_offset(b, r).await,
+            // Messages.
+            QUERY_MESSAGE => messages::query_message(b, r),
+            VIEW_MESSAGE_BY_ID => messages::view_message_by_id(b, r),
+            QUERY_CONSUME_QUEUE => messages::query_consume_queue(b, r),
+            // The broker itself.
+            GET_BROKER_RUNTIME_INFO => admin::get_broker_runtime_info(b, r),
+            GET_BROKER_CONFIG => admin::get_broker_config(b, r),
+            DELETE_EXPIRED_COMMITLOG => admin::delete_expired_commitlog(b, r).await,
+            // What a RocketMQ 4.9 broker serves and mq does not.
+            UPDATE_BROKER_CONFIG
+            | INVOKE_BROKER_TO_GET_CONSUMER_STATUS
+            | QUERY_CONSUME_TIME_SPAN
+            | CLEAN_EXPIRED_CONSUMEQUEUE
+            | GET_CONSUMER_RUNNING_INFO
+            | QUERY_CORRECTION_OFFSET
+            | CONSUME_MESSAGE_DIRECTLY
+            | CLONE_GROUP_OFFSET
+            | VIEW_BROKER_STATS_DATA
+            | CLEAN_UNUSED_TOPIC
+            | GET_BROKER_CONSUME_STATS
+            | RESUME_CHECK_HALF_MESSAGE
+            | SEND_REPLY_MESSAGE
+            | SEND_REPLY_MESSAGE_V2
+            | GET_ALL_PRODUCER_INFO => Err(BrokerError::NotSupported(req.code)),
+            // Codes for NameServers or clients, and codes nobody defined.
+            code => Err(BrokerError::NotSupported(code)),
+        };
+        Some(handle::respond(&req, reply))
     }
 }
 
@@ -311,18 +380,7 @@ impl RequestHandler for Broker {
     fn on_disconnect(&self, conn: &Arc<Connection>) {
         for group in self.clients.remove_connection(conn.id) {
             log::info!("consumer of {group} disconnected ({})", conn.peer);
-            // `self` is not an Arc here; notify through the stored executor.
-            let conns = self.clients.consumer_connections(&group);
-            self.ex
-                .spawn(async move {
-                    for conn in conns {
-                        let mut cmd =
-                            RemotingCommand::request(request::NOTIFY_CONSUMER_IDS_CHANGED);
-                        cmd.put("consumerGroup", &group);
-                        conn.send_oneway(cmd).await;
-                    }
-                })
-                .detach();
+            self.notify_members(group);
         }
     }
 }
@@ -337,11 +395,7 @@ impl RequestHandler for VipHandler {
         request: RemotingCommand,
     ) -> BoxFuture<Option<RemotingCommand>> {
         if request.code == request::PULL_MESSAGE {
-            let answer = error_response(
-                &request,
-                response::REQUEST_CODE_NOT_SUPPORTED,
-                format!(" request type {} not supported", request.code),
-            );
+            let answer = handle::respond(&request, Err(BrokerError::NotSupported(request.code)));
             return Box::pin(async move { Some(answer) });
         }
         Box::pin(self.0.clone().dispatch(conn, request))
@@ -349,32 +403,5 @@ impl RequestHandler for VipHandler {
 
     fn on_disconnect(&self, conn: &Arc<Connection>) {
         self.0.on_disconnect(conn);
-    }
-}
-
-/// Persists offsets every `flushConsumerOffsetInterval` and expires clients
-/// silent for 120 s (checked every 10 s), until shutdown.
-async fn housekeeping_loop(broker: Arc<Broker>) {
-    let tick = broker
-        .config
-        .flush_consumer_offset_interval
-        .min(Duration::from_secs(10));
-    let mut last_scan = Instant::now();
-    loop {
-        let stop = broker.shutdown.sleep(tick).await;
-        if stop {
-            return;
-        }
-        let b = broker.clone();
-        if let Err(e) = smol::unblock(move || b.offsets.persist()).await {
-            log::error!("persisting consumer offsets: {e}");
-        }
-        if last_scan.elapsed() >= Duration::from_secs(10) {
-            last_scan = Instant::now();
-            for group in broker.clients.remove_expired(Duration::from_secs(120)) {
-                broker.notify_consumer_ids_changed(&group);
-            }
-            broker.locks.remove_expired();
-        }
     }
 }

@@ -24,7 +24,7 @@ use mq::protocol::properties;
 use mq::protocol::remoting::{
     frame_length, LanguageCode, RemotingCommand, SerializeType, DEFAULT_MAX_FRAME,
 };
-use mq_daemon::broker::{Broker, BrokerConfig};
+use mq_daemon::broker::{Broker, BrokerConfig, BrokerError};
 use mq_daemon::remoting::{Shutdown, ShutdownTrigger};
 
 /// How long one request may take.
@@ -153,7 +153,9 @@ impl TestBroker {
                     };
                 }
                 // Someone took the port between the probe and the bind.
-                Err(e) if e.contains("binding") => last_error = e,
+                Err(e @ (BrokerError::Bind { .. } | BrokerError::BindVip { .. })) => {
+                    last_error = e.to_string()
+                }
                 Err(e) => panic!("broker did not start: {e}"),
             }
         }

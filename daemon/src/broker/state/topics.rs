@@ -5,67 +5,78 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::RwLock;
 
+use thiserror::Error;
+
 use mq::protocol::body::{DataVersion, TopicConfig, TopicConfigSerializeWrapper};
 
-use super::persist::ConfigFile;
+use crate::broker::error::BrokerError;
+use crate::broker::persist::ConfigFile;
 use crate::store::StoreError;
 
 /// The template topic clients name when sending to a topic that does not exist.
-pub const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
+pub(crate) const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
 /// A topic RocketMQ brokers keep for self tests.
-pub const SELF_TEST_TOPIC: &str = "SELF_TEST_TOPIC";
+pub(crate) const SELF_TEST_TOPIC: &str = "SELF_TEST_TOPIC";
 /// Where consumers' offset-moved events go.
-pub const OFFSET_MOVED_EVENT: &str = "OFFSET_MOVED_EVENT";
+pub(crate) const OFFSET_MOVED_EVENT: &str = "OFFSET_MOVED_EVENT";
 /// Prefix of retry topics (`%RETRY%<group>`).
-pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
+pub(crate) const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
 /// Prefix of dead-letter topics (`%DLQ%<group>`).
-pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
+pub(crate) const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
 
 /// Permission bits (RocketMQ `PermName`).
-pub mod perm {
-    /// Priority (unused).
-    pub const PRIORITY: i32 = 8;
+pub(crate) mod perm {
     /// Readable.
-    pub const READ: i32 = 4;
+    pub(crate) const READ: i32 = 4;
     /// Writable.
-    pub const WRITE: i32 = 2;
+    pub(crate) const WRITE: i32 = 2;
     /// Topics may be created from this one.
-    pub const INHERIT: i32 = 1;
+    pub(crate) const INHERIT: i32 = 1;
 
     /// Whether `perm` allows reading.
-    pub fn readable(perm: i32) -> bool {
+    pub(crate) fn readable(perm: i32) -> bool {
         perm & READ != 0
     }
 
     /// Whether `perm` allows writing.
-    pub fn writable(perm: i32) -> bool {
+    pub(crate) fn writable(perm: i32) -> bool {
         perm & WRITE != 0
     }
 }
 
 /// Why a topic name is refused (RocketMQ's TopicValidator).
-pub fn validate_topic(topic: &str) -> Result<(), String> {
+#[derive(Debug, Error)]
+pub enum InvalidTopic {
+    /// The name is empty.
+    #[error("the topic name is empty")]
+    Empty,
+    /// The name is longer than 127 bytes.
+    #[error("the topic name is longer than 127 characters: {0}")]
+    TooLong(String),
+    /// The name has a character outside `[%|a-zA-Z0-9_-]`.
+    #[error("the topic name {0:?} contains illegal characters; allowed are [%|a-zA-Z0-9_-]")]
+    IllegalCharacters(String),
+}
+
+/// Checks a topic name as RocketMQ's TopicValidator does.
+pub(crate) fn validate_topic(topic: &str) -> Result<(), InvalidTopic> {
     if topic.is_empty() {
-        return Err("the topic name is empty".into());
+        return Err(InvalidTopic::Empty);
     }
     if topic.len() > 127 {
-        return Err(format!(
-            "the topic name is longer than 127 characters: {topic}"
-        ));
+        return Err(InvalidTopic::TooLong(topic.to_owned()));
     }
     if !topic
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'%' || b == b'|' || b == b'-' || b == b'_')
     {
-        return Err(format!(
-            "the topic name {topic:?} contains illegal characters; allowed are [%|a-zA-Z0-9_-]"
-        ));
+        return Err(InvalidTopic::IllegalCharacters(topic.to_owned()));
     }
     Ok(())
 }
 
 /// The broker's topics.
-pub struct TopicManager {
+pub(crate) struct TopicManager {
     table: RwLock<(BTreeMap<String, TopicConfig>, DataVersion)>,
     file: ConfigFile,
 }
@@ -82,16 +93,17 @@ fn system_topic(name: &str, read: i32, write: i32, perm: i32) -> TopicConfig {
 
 impl TopicManager {
     /// Loads `config/topics.json` under `root` and adds the system topics.
-    pub fn load(
+    pub(crate) fn load(
         root: &Path,
         cluster: &str,
         broker_name: &str,
         auto_create: bool,
         default_queue_nums: i32,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BrokerError> {
         let file = ConfigFile::new(root, "topics.json");
         let loaded = file
-            .load(|bytes| TopicConfigSerializeWrapper::decode(bytes).map_err(|e| e.to_string()))?;
+            .load(|bytes| TopicConfigSerializeWrapper::decode(bytes).map_err(|e| e.to_string()))
+            .map_err(BrokerError::LoadTable)?;
         let (mut table, version) = match loaded {
             Some(wrapper) => (wrapper.topic_config_table, wrapper.data_version),
             None => (BTreeMap::new(), DataVersion::default()),
@@ -124,7 +136,7 @@ impl TopicManager {
     }
 
     /// The configuration of `topic`.
-    pub fn get(&self, topic: &str) -> Option<TopicConfig> {
+    pub(crate) fn get(&self, topic: &str) -> Option<TopicConfig> {
         self.table
             .read()
             .expect("topics poisoned")
@@ -134,7 +146,7 @@ impl TopicManager {
     }
 
     /// Every topic.
-    pub fn all(&self) -> TopicConfigSerializeWrapper {
+    pub(crate) fn all(&self) -> TopicConfigSerializeWrapper {
         let table = self.table.read().expect("topics poisoned");
         TopicConfigSerializeWrapper {
             topic_config_table: table.0.clone(),
@@ -143,12 +155,12 @@ impl TopicManager {
     }
 
     /// The current data version.
-    pub fn data_version(&self) -> DataVersion {
+    pub(crate) fn data_version(&self) -> DataVersion {
         self.table.read().expect("topics poisoned").1
     }
 
     /// Creates or replaces a topic, bumps the data version and persists.
-    pub fn put(&self, config: TopicConfig) -> Result<(), StoreError> {
+    pub(crate) fn put(&self, config: TopicConfig) -> Result<(), StoreError> {
         {
             let mut table = self.table.write().expect("topics poisoned");
             table.0.insert(config.topic_name.clone(), config);
@@ -158,7 +170,7 @@ impl TopicManager {
     }
 
     /// Deletes a topic. Returns whether it existed.
-    pub fn delete(&self, topic: &str) -> Result<bool, StoreError> {
+    pub(crate) fn delete(&self, topic: &str) -> Result<bool, StoreError> {
         let existed = {
             let mut table = self.table.write().expect("topics poisoned");
             let existed = table.0.remove(topic).is_some();
@@ -176,7 +188,7 @@ impl TopicManager {
     /// The topic, created from `default_topic` when it is missing and the
     /// template allows inheriting (RocketMQ's createTopicInSendMessageMethod).
     /// Returns the config and whether it was created now.
-    pub fn get_or_create_for_send(
+    pub(crate) fn get_or_create_for_send(
         &self,
         topic: &str,
         default_topic: &str,
@@ -206,7 +218,7 @@ impl TopicManager {
     }
 
     /// A retry or dead-letter topic, created with `queues` queues if missing.
-    pub fn get_or_create_system(
+    pub(crate) fn get_or_create_system(
         &self,
         topic: &str,
         queues: i32,
@@ -221,7 +233,7 @@ impl TopicManager {
     }
 
     /// Writes `config/topics.json`.
-    pub fn persist(&self) -> Result<(), StoreError> {
+    pub(crate) fn persist(&self) -> Result<(), StoreError> {
         self.file.save_with(|| {
             mq::protocol::fastjson::to_string_pretty(&self.all())
                 .expect("topic configs always serialise")

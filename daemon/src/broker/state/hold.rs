@@ -14,20 +14,20 @@ use mq::protocol::remoting::RemotingCommand;
 use crate::remoting::Connection;
 
 /// A parked pull.
-pub struct HeldPull {
+pub(crate) struct HeldPull {
     /// Where to answer.
-    pub conn: Arc<Connection>,
+    pub(crate) conn: Arc<Connection>,
     /// The original request, re-executed on wake-up.
-    pub request: RemotingCommand,
+    pub(crate) request: RemotingCommand,
     /// The offset the pull waits beyond.
-    pub offset: i64,
+    pub(crate) offset: i64,
     /// When to give up and answer PULL_NOT_FOUND.
-    pub deadline: Instant,
+    pub(crate) deadline: Instant,
 }
 
 /// Parked pulls by topic and queue.
 #[derive(Default)]
-pub struct PullHolds {
+pub(crate) struct PullHolds {
     held: Mutex<HashMap<(String, i32), Vec<HeldPull>>>,
     /// Queues that got messages since the waker last looked, with their new max offset.
     arrived: Mutex<HashMap<(String, i32), i64>>,
@@ -37,7 +37,7 @@ pub struct PullHolds {
 
 impl PullHolds {
     /// An empty set of holds.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         PullHolds {
             held: Mutex::default(),
             arrived: Mutex::default(),
@@ -46,7 +46,7 @@ impl PullHolds {
     }
 
     /// Parks a pull.
-    pub fn hold(&self, topic: &str, queue_id: i32, pull: HeldPull) {
+    pub(crate) fn hold(&self, topic: &str, queue_id: i32, pull: HeldPull) {
         self.held
             .lock()
             .expect("holds poisoned")
@@ -57,7 +57,7 @@ impl PullHolds {
 
     /// Called (on the store's dispatcher thread) when a message reaches a queue.
     /// Cheap: records the queue and wakes the waker task if anyone waits on it.
-    pub fn notify_arrival(&self, topic: &str, queue_id: i32, max_offset: i64) {
+    pub(crate) fn notify_arrival(&self, topic: &str, queue_id: i32, max_offset: i64) {
         let key = (topic.to_owned(), queue_id);
         if !self.held.lock().expect("holds poisoned").contains_key(&key) {
             return;
@@ -73,7 +73,7 @@ impl PullHolds {
     }
 
     /// Waits until an arrival is notified or `timeout` passes.
-    pub async fn wait(&self, timeout: Duration) {
+    pub(crate) async fn wait(&self, timeout: Duration) {
         if let Some((_, rx)) = &self.wake {
             smol::future::or(
                 async {
@@ -91,7 +91,7 @@ impl PullHolds {
     /// message past their offset, those whose deadline passed, and those whose
     /// connection closed (dropped silently). `current_max` gives a queue's max
     /// offset, to catch arrivals that raced with parking.
-    pub fn take_ready(
+    pub(crate) fn take_ready(
         &self,
         now: Instant,
         current_max: impl Fn(&str, i32) -> i64,
@@ -130,23 +130,18 @@ impl PullHolds {
     }
 
     /// Takes every parked pull (shutdown answers them all).
-    pub fn take_all(&self) -> Vec<HeldPull> {
+    pub(crate) fn take_all(&self) -> Vec<HeldPull> {
         let mut held = self.held.lock().expect("holds poisoned");
         held.drain().flat_map(|(_, pulls)| pulls).collect()
     }
 
     /// How many pulls are parked.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.held
             .lock()
             .expect("holds poisoned")
             .values()
             .map(Vec::len)
             .sum()
-    }
-
-    /// Whether no pull is parked.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }

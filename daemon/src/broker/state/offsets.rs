@@ -9,11 +9,12 @@ use std::sync::RwLock;
 
 use mq::protocol::body::ConsumerOffsetSerializeWrapper;
 
-use super::persist::ConfigFile;
+use crate::broker::error::BrokerError;
+use crate::broker::persist::ConfigFile;
 use crate::store::StoreError;
 
 /// Committed offsets keyed by `topic@group`, then queue id.
-pub struct OffsetManager {
+pub(crate) struct OffsetManager {
     table: RwLock<BTreeMap<String, BTreeMap<i32, i64>>>,
     /// Set on every commit, cleared when persisted: idle brokers don't rewrite the file.
     dirty: AtomicBool,
@@ -26,10 +27,11 @@ fn key(topic: &str, group: &str) -> String {
 
 impl OffsetManager {
     /// Loads `config/consumerOffset.json` under `root`.
-    pub fn load(root: &Path) -> Result<Self, String> {
+    pub(crate) fn load(root: &Path) -> Result<Self, BrokerError> {
         let file = ConfigFile::new(root, "consumerOffset.json");
         let table = file
-            .load(|b| ConsumerOffsetSerializeWrapper::decode(b).map_err(|e| e.to_string()))?
+            .load(|b| ConsumerOffsetSerializeWrapper::decode(b).map_err(|e| e.to_string()))
+            .map_err(BrokerError::LoadTable)?
             .map(|w| w.offset_table)
             .unwrap_or_default();
         Ok(OffsetManager {
@@ -40,7 +42,7 @@ impl OffsetManager {
     }
 
     /// Stores the offset of `group` on `topic`/`queue_id`.
-    pub fn commit(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
+    pub(crate) fn commit(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
         let mut table = self.table.write().expect("offsets poisoned");
         table
             .entry(key(topic, group))
@@ -50,7 +52,7 @@ impl OffsetManager {
     }
 
     /// The committed offset, if any.
-    pub fn query(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
+    pub(crate) fn query(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
         let table = self.table.read().expect("offsets poisoned");
         table
             .get(&key(topic, group))
@@ -58,14 +60,8 @@ impl OffsetManager {
             .copied()
     }
 
-    /// Every queue's offset of a group on a topic.
-    pub fn of(&self, group: &str, topic: &str) -> BTreeMap<i32, i64> {
-        let table = self.table.read().expect("offsets poisoned");
-        table.get(&key(topic, group)).cloned().unwrap_or_default()
-    }
-
     /// The groups with offsets on `topic`.
-    pub fn groups_of_topic(&self, topic: &str) -> Vec<String> {
+    pub(crate) fn groups_of_topic(&self, topic: &str) -> Vec<String> {
         let table = self.table.read().expect("offsets poisoned");
         table
             .keys()
@@ -76,7 +72,7 @@ impl OffsetManager {
     }
 
     /// The topics a group has offsets on.
-    pub fn topics_of_group(&self, group: &str) -> Vec<String> {
+    pub(crate) fn topics_of_group(&self, group: &str) -> Vec<String> {
         let table = self.table.read().expect("offsets poisoned");
         table
             .keys()
@@ -87,7 +83,7 @@ impl OffsetManager {
     }
 
     /// Forgets every offset on `topic`.
-    pub fn remove_topic(&self, topic: &str) {
+    pub(crate) fn remove_topic(&self, topic: &str) {
         let prefix = format!("{topic}@");
         let mut table = self.table.write().expect("offsets poisoned");
         table.retain(|k, _| !k.starts_with(&prefix));
@@ -95,7 +91,7 @@ impl OffsetManager {
     }
 
     /// Forgets every offset of `group`.
-    pub fn remove_group(&self, group: &str) {
+    pub(crate) fn remove_group(&self, group: &str) {
         let suffix = format!("@{group}");
         let mut table = self.table.write().expect("offsets poisoned");
         table.retain(|k, _| !k.ends_with(&suffix));
@@ -103,14 +99,14 @@ impl OffsetManager {
     }
 
     /// The whole table, as GET_ALL_CONSUMER_OFFSET returns it.
-    pub fn snapshot(&self) -> ConsumerOffsetSerializeWrapper {
+    pub(crate) fn snapshot(&self) -> ConsumerOffsetSerializeWrapper {
         ConsumerOffsetSerializeWrapper {
             offset_table: self.table.read().expect("offsets poisoned").clone(),
         }
     }
 
     /// Writes the file if anything changed since the last write.
-    pub fn persist(&self) -> Result<(), StoreError> {
+    pub(crate) fn persist(&self) -> Result<(), StoreError> {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }

@@ -8,11 +8,12 @@ use std::sync::RwLock;
 
 use mq::protocol::body::{DataVersion, SubscriptionGroupConfig, SubscriptionGroupWrapper};
 
-use super::persist::ConfigFile;
+use crate::broker::error::BrokerError;
+use crate::broker::persist::ConfigFile;
 use crate::store::StoreError;
 
 /// The broker's subscription groups.
-pub struct GroupManager {
+pub(crate) struct GroupManager {
     table: RwLock<(BTreeMap<String, SubscriptionGroupConfig>, DataVersion)>,
     file: ConfigFile,
     auto_create: bool,
@@ -20,10 +21,11 @@ pub struct GroupManager {
 
 impl GroupManager {
     /// Loads `config/subscriptionGroup.json` under `root`.
-    pub fn load(root: &Path, auto_create: bool) -> Result<Self, String> {
+    pub(crate) fn load(root: &Path, auto_create: bool) -> Result<Self, BrokerError> {
         let file = ConfigFile::new(root, "subscriptionGroup.json");
-        let loaded =
-            file.load(|b| SubscriptionGroupWrapper::decode(b).map_err(|e| e.to_string()))?;
+        let loaded = file
+            .load(|b| SubscriptionGroupWrapper::decode(b).map_err(|e| e.to_string()))
+            .map_err(BrokerError::LoadTable)?;
         let (table, version) = loaded
             .map(|w| (w.subscription_group_table, w.data_version))
             .unwrap_or_default();
@@ -35,7 +37,7 @@ impl GroupManager {
     }
 
     /// The group's configuration, created with defaults if allowed and missing.
-    pub fn find_or_create(
+    pub(crate) fn find_or_create(
         &self,
         group: &str,
     ) -> Result<Option<SubscriptionGroupConfig>, StoreError> {
@@ -54,7 +56,7 @@ impl GroupManager {
     }
 
     /// The group's configuration.
-    pub fn get(&self, group: &str) -> Option<SubscriptionGroupConfig> {
+    pub(crate) fn get(&self, group: &str) -> Option<SubscriptionGroupConfig> {
         self.table
             .read()
             .expect("groups poisoned")
@@ -64,7 +66,7 @@ impl GroupManager {
     }
 
     /// Creates or replaces a group and persists.
-    pub fn put(&self, config: SubscriptionGroupConfig) -> Result<(), StoreError> {
+    pub(crate) fn put(&self, config: SubscriptionGroupConfig) -> Result<(), StoreError> {
         {
             let mut table = self.table.write().expect("groups poisoned");
             table.0.insert(config.group_name.clone(), config);
@@ -75,7 +77,7 @@ impl GroupManager {
     }
 
     /// Deletes a group. Returns whether it existed.
-    pub fn delete(&self, group: &str) -> Result<bool, StoreError> {
+    pub(crate) fn delete(&self, group: &str) -> Result<bool, StoreError> {
         let existed = self
             .table
             .write()
@@ -90,7 +92,7 @@ impl GroupManager {
     }
 
     /// Every group, as GET_ALL_SUBSCRIPTIONGROUP_CONFIG returns it.
-    pub fn snapshot(&self) -> SubscriptionGroupWrapper {
+    pub(crate) fn snapshot(&self) -> SubscriptionGroupWrapper {
         let table = self.table.read().expect("groups poisoned");
         SubscriptionGroupWrapper {
             subscription_group_table: table.0.clone(),

@@ -16,36 +16,36 @@ use crate::remoting::Connection;
 
 /// One client on one connection.
 #[derive(Clone)]
-pub struct ClientChannel {
+pub(crate) struct ClientChannel {
     /// The connection it heartbeats on.
-    pub conn: Arc<Connection>,
+    pub(crate) conn: Arc<Connection>,
     /// Its client id (`ip@instance`).
-    pub client_id: String,
+    pub(crate) client_id: String,
     /// Language name from its requests.
-    pub language: String,
+    pub(crate) language: String,
     /// Version ordinal from its requests.
-    pub version: i32,
+    pub(crate) version: i32,
     /// Last heartbeat.
-    pub last_update: Instant,
+    pub(crate) last_update: Instant,
 }
 
 /// A consumer group as its members describe it.
-pub struct ConsumerGroupInfo {
+pub(crate) struct ConsumerGroupInfo {
     /// Pull or push.
-    pub consume_type: ConsumeType,
+    pub(crate) consume_type: ConsumeType,
     /// Clustering or broadcasting.
-    pub message_model: MessageModel,
+    pub(crate) message_model: MessageModel,
     /// Where new consumers start.
-    pub consume_from_where: ConsumeFromWhere,
+    pub(crate) consume_from_where: ConsumeFromWhere,
     /// Members by connection id.
-    pub channels: HashMap<u64, ClientChannel>,
+    pub(crate) channels: HashMap<u64, ClientChannel>,
     /// Subscriptions by topic.
-    pub subscriptions: BTreeMap<String, SubscriptionData>,
+    pub(crate) subscriptions: BTreeMap<String, SubscriptionData>,
 }
 
 /// Every client of the broker.
 #[derive(Default)]
-pub struct ClientManager {
+pub(crate) struct ClientManager {
     consumers: RwLock<HashMap<String, ConsumerGroupInfo>>,
     producers: RwLock<HashMap<String, HashMap<u64, ClientChannel>>>,
 }
@@ -53,7 +53,7 @@ pub struct ClientManager {
 impl ClientManager {
     /// Records a consumer's heartbeat. Returns true when the group's members
     /// or subscriptions changed (the group should be notified).
-    pub fn register_consumer(&self, channel: ClientChannel, data: &ConsumerData) -> bool {
+    pub(crate) fn register_consumer(&self, channel: ClientChannel, data: &ConsumerData) -> bool {
         let mut consumers = self.consumers.write().expect("consumers poisoned");
         let group = consumers
             .entry(data.group_name.clone())
@@ -104,7 +104,7 @@ impl ClientManager {
     }
 
     /// Records a producer's heartbeat.
-    pub fn register_producer(&self, group: &str, channel: ClientChannel) {
+    pub(crate) fn register_producer(&self, group: &str, channel: ClientChannel) {
         let mut producers = self.producers.write().expect("producers poisoned");
         producers
             .entry(group.to_owned())
@@ -113,7 +113,7 @@ impl ClientManager {
     }
 
     /// Removes a consumer (UNREGISTER_CLIENT). Returns true when it was a member.
-    pub fn unregister_consumer(&self, group: &str, conn_id: u64) -> bool {
+    pub(crate) fn unregister_consumer(&self, group: &str, conn_id: u64) -> bool {
         let mut consumers = self.consumers.write().expect("consumers poisoned");
         let Some(info) = consumers.get_mut(group) else {
             return false;
@@ -126,7 +126,7 @@ impl ClientManager {
     }
 
     /// Removes a producer.
-    pub fn unregister_producer(&self, group: &str, conn_id: u64) {
+    pub(crate) fn unregister_producer(&self, group: &str, conn_id: u64) {
         let mut producers = self.producers.write().expect("producers poisoned");
         if let Some(channels) = producers.get_mut(group) {
             channels.remove(&conn_id);
@@ -138,7 +138,7 @@ impl ClientManager {
 
     /// Forgets every client of a closed connection; returns the consumer groups
     /// that lost a member.
-    pub fn remove_connection(&self, conn_id: u64) -> Vec<String> {
+    pub(crate) fn remove_connection(&self, conn_id: u64) -> Vec<String> {
         let changed = {
             let mut consumers = self.consumers.write().expect("consumers poisoned");
             let changed: Vec<String> = consumers
@@ -158,7 +158,7 @@ impl ClientManager {
 
     /// Forgets clients silent for longer than `max_idle` (or whose connection
     /// closed); returns the consumer groups that lost a member.
-    pub fn remove_expired(&self, max_idle: Duration) -> Vec<String> {
+    pub(crate) fn remove_expired(&self, max_idle: Duration) -> Vec<String> {
         let now = Instant::now();
         let stale =
             |c: &ClientChannel| c.conn.is_closed() || now.duration_since(c.last_update) > max_idle;
@@ -190,7 +190,7 @@ impl ClientManager {
     }
 
     /// Client ids of a consumer group.
-    pub fn consumer_ids(&self, group: &str) -> Vec<String> {
+    pub(crate) fn consumer_ids(&self, group: &str) -> Vec<String> {
         let consumers = self.consumers.read().expect("consumers poisoned");
         let mut ids: Vec<String> = consumers
             .get(group)
@@ -207,7 +207,7 @@ impl ClientManager {
     }
 
     /// The connections of a consumer group's members.
-    pub fn consumer_connections(&self, group: &str) -> Vec<Arc<Connection>> {
+    pub(crate) fn consumer_connections(&self, group: &str) -> Vec<Arc<Connection>> {
         let consumers = self.consumers.read().expect("consumers poisoned");
         consumers
             .get(group)
@@ -216,7 +216,7 @@ impl ClientManager {
     }
 
     /// A group's subscription to `topic`.
-    pub fn subscription(&self, group: &str, topic: &str) -> Option<SubscriptionData> {
+    pub(crate) fn subscription(&self, group: &str, topic: &str) -> Option<SubscriptionData> {
         let consumers = self.consumers.read().expect("consumers poisoned");
         consumers
             .get(group)
@@ -224,7 +224,7 @@ impl ClientManager {
     }
 
     /// Groups that subscribe to `topic`.
-    pub fn groups_of_topic(&self, topic: &str) -> Vec<String> {
+    pub(crate) fn groups_of_topic(&self, topic: &str) -> Vec<String> {
         let consumers = self.consumers.read().expect("consumers poisoned");
         consumers
             .iter()
@@ -234,7 +234,7 @@ impl ClientManager {
     }
 
     /// Connections of a producer group (transaction check-back).
-    pub fn producer_connections(&self, group: &str) -> Vec<Arc<Connection>> {
+    pub(crate) fn producer_connections(&self, group: &str) -> Vec<Arc<Connection>> {
         let producers = self.producers.read().expect("producers poisoned");
         producers
             .get(group)
@@ -243,7 +243,7 @@ impl ClientManager {
     }
 
     /// GET_CONSUMER_CONNECTION_LIST's body, if the group is online.
-    pub fn consumer_connection(&self, group: &str) -> Option<ConsumerConnection> {
+    pub(crate) fn consumer_connection(&self, group: &str) -> Option<ConsumerConnection> {
         let consumers = self.consumers.read().expect("consumers poisoned");
         let info = consumers.get(group)?;
         Some(ConsumerConnection {
@@ -256,7 +256,7 @@ impl ClientManager {
     }
 
     /// GET_PRODUCER_CONNECTION_LIST's body.
-    pub fn producer_connection(&self, group: &str) -> ProducerConnection {
+    pub(crate) fn producer_connection(&self, group: &str) -> ProducerConnection {
         let producers = self.producers.read().expect("producers poisoned");
         ProducerConnection {
             connection_set: producers
@@ -264,16 +264,6 @@ impl ClientManager {
                 .map(|c| c.values().map(connection_body).collect())
                 .unwrap_or_default(),
         }
-    }
-
-    /// Every consumer group name.
-    pub fn consumer_groups(&self) -> Vec<String> {
-        self.consumers
-            .read()
-            .expect("consumers poisoned")
-            .keys()
-            .cloned()
-            .collect()
     }
 }
 

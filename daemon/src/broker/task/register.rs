@@ -16,13 +16,13 @@ use mq::protocol::headers::{
 };
 use mq::protocol::remoting::RemotingCommand;
 
-use super::Broker;
+use crate::broker::Broker;
 
 /// How long one registration may take (RocketMQ: registerBrokerTimeoutMills).
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// Connections to the NameServers and the "register now" signal.
-pub struct Registrar {
+pub(crate) struct Registrar {
     addrs: Vec<String>,
     clients: Mutex<HashMap<String, Arc<RemotingClient>>>,
     wake: (Sender<()>, Receiver<()>),
@@ -30,7 +30,7 @@ pub struct Registrar {
 
 impl Registrar {
     /// A registrar for these NameServer addresses.
-    pub fn new(addrs: Vec<String>) -> Self {
+    pub(crate) fn new(addrs: Vec<String>) -> Self {
         Registrar {
             addrs,
             clients: Mutex::new(HashMap::new()),
@@ -39,7 +39,7 @@ impl Registrar {
     }
 
     /// Asks the loop to register now (coalesced).
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         // A pending wake-up covers this one.
         let _ = self.wake.0.try_send(());
     }
@@ -72,7 +72,7 @@ fn register_body(broker: &Broker) -> Vec<u8> {
     let broker_perm = broker.config().broker_permission;
     for topic in wrapper.topic_config_table.values_mut() {
         // A read-only broker announces read-only topics (RocketMQ does the same).
-        if broker_perm & super::topics::perm::WRITE == 0 {
+        if broker_perm & crate::broker::state::topics::perm::WRITE == 0 {
             topic.perm &= broker_perm;
         }
     }
@@ -84,7 +84,7 @@ fn register_body(broker: &Broker) -> Vec<u8> {
 }
 
 /// Registers with every NameServer once; returns how many accepted.
-pub async fn register_all(broker: &Arc<Broker>) -> usize {
+pub(crate) async fn register_all(broker: &Arc<Broker>) -> usize {
     let config = broker.config();
     let body = register_body(broker);
     let header = RegisterBrokerRequestHeader {
@@ -118,7 +118,7 @@ pub async fn register_all(broker: &Arc<Broker>) -> usize {
 }
 
 /// Registers now and then every period, and whenever woken, until shutdown.
-pub async fn register_loop(broker: Arc<Broker>) {
+pub(crate) async fn register_loop(broker: Arc<Broker>) {
     if broker.registrar.addrs.is_empty() {
         log::warn!("no namesrvAddr configured: clients will not find this broker");
         return;
@@ -147,7 +147,7 @@ pub async fn register_loop(broker: Arc<Broker>) {
 }
 
 /// Tells every NameServer this broker is leaving.
-pub async fn unregister_all(broker: &Arc<Broker>) {
+pub(crate) async fn unregister_all(broker: &Arc<Broker>) {
     let config = broker.config();
     let header = BrokerIdentityRequestHeader {
         broker_name: config.broker_name.clone(),

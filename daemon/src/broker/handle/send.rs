@@ -3,83 +3,62 @@
 //! offset message id, queue and queue offset.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use mq::protocol::codes::{request, response};
-use mq::protocol::headers::{SendMessageRequestHeader, SendMessageResponseHeader};
-use mq::protocol::message::{decode_batch, offset_msg_id};
+use mq::protocol::headers::{CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader};
+use mq::protocol::message::{decode_batch, offset_msg_id, sys_flag};
 use mq::protocol::properties::{self, keys};
 use mq::protocol::remoting::RemotingCommand;
 
-use super::topics::{
+use super::{group_topic, Reply};
+use crate::broker::config::BrokerRole;
+use crate::broker::delay::divert_delayed;
+use crate::broker::error::{Access, BrokerError};
+use crate::broker::state::topics::{
     perm, validate_topic, AUTO_CREATE_TOPIC_KEY, DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX,
 };
-use super::Broker;
-use crate::remoting::{error_response, Connection};
-use crate::store::{Durability, PutMessage, StoreError};
+use crate::broker::{transaction, Broker};
+use crate::remoting::Connection;
+use crate::store::{Durability, PutMessage};
 
 /// The property a 4.9 broker adds to every message: its cluster's name.
 const PROPERTY_CLUSTER: &str = "CLUSTER";
 /// Retries before a message goes to the dead-letter queue, by default.
 const DEFAULT_MAX_RECONSUME_TIMES: i32 = 16;
 
-/// Handles one send request.
-pub async fn handle(
-    broker: &Arc<Broker>,
-    conn: &Arc<Connection>,
+/// SEND_MESSAGE, SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE: one handler, as the
+/// three differ only in how the header is spelt (V2 has short keys) and in
+/// the body (a batch holds several messages).
+pub(crate) async fn send_message(
+    broker: &Broker,
+    conn: &Connection,
     req: &RemotingCommand,
-) -> RemotingCommand {
-    match send(broker, conn, req).await {
-        Ok(resp) | Err(resp) => resp,
-    }
-}
-
-async fn send(
-    broker: &Arc<Broker>,
-    conn: &Arc<Connection>,
-    req: &RemotingCommand,
-) -> Result<RemotingCommand, RemotingCommand> {
-    let fail = |code: i32, remark: String| error_response(req, code, remark);
+) -> Reply {
     let header = if req.code == request::SEND_MESSAGE {
         SendMessageRequestHeader::decode_v1(&req.ext_fields)
     } else {
         SendMessageRequestHeader::decode_v2(&req.ext_fields)
-    }
-    .map_err(|e| fail(response::SYSTEM_ERROR, e.to_string()))?;
+    }?;
     let config = broker.config();
     if broker.is_stopping() {
-        return Err(fail(
-            response::SERVICE_NOT_AVAILABLE,
-            "the broker is shutting down".into(),
-        ));
+        return Err(BrokerError::ShuttingDown);
     }
-    if config.broker_role == super::config::BrokerRole::Slave {
-        return Err(fail(
-            response::SERVICE_NOT_AVAILABLE,
-            format!(
-                "the broker[{}] role is SLAVE, cannot write messages",
-                config.broker_name
-            ),
-        ));
+    if config.broker_role == BrokerRole::Slave {
+        return Err(BrokerError::SlaveCannotWrite {
+            broker: config.broker_name.clone(),
+        });
     }
     if !perm::writable(config.broker_permission) {
-        return Err(fail(
-            response::NO_PERMISSION,
-            format!(
-                "the broker[{}] sending message is forbidden",
-                config.broker_name
-            ),
-        ));
+        return Err(BrokerError::BrokerForbidden {
+            broker: config.broker_name.clone(),
+            access: Access::Send,
+        });
     }
-    validate_topic(&header.topic).map_err(|why| fail(response::SYSTEM_ERROR, why))?;
+    validate_topic(&header.topic)?;
     if header.topic == AUTO_CREATE_TOPIC_KEY {
-        return Err(fail(
-            response::SYSTEM_ERROR,
-            format!(
-                "the topic[{}] is conflict with system reserved words.",
-                header.topic
-            ),
-        ));
+        return Err(BrokerError::ReservedTopic {
+            topic: header.topic,
+        });
     }
 
     let mut topic = header.topic.clone();
@@ -87,58 +66,40 @@ async fn send(
     let topic_config = if let Some(group) = topic.strip_prefix(RETRY_GROUP_TOPIC_PREFIX) {
         let queues = broker
             .groups
-            .find_or_create(group)
-            .map_err(|e| fail(response::SYSTEM_ERROR, e.to_string()))?
+            .find_or_create(group)?
             .map_or(1, |g| g.retry_queue_nums.max(1));
-        let (config, created) = broker
-            .topics
-            .get_or_create_system(&topic, queues, perm::READ | perm::WRITE)
-            .map_err(|e| fail(response::SYSTEM_ERROR, e.to_string()))?;
-        if created {
-            broker.register_soon();
-        }
-        config
+        group_topic(broker, &topic, queues)?
     } else {
-        match broker
-            .topics
-            .get_or_create_for_send(
-                &topic,
-                &header.default_topic,
-                header.default_topic_queue_nums,
-            )
-            .map_err(|e| fail(response::SYSTEM_ERROR, e.to_string()))?
-        {
+        match broker.topics.get_or_create_for_send(
+            &topic,
+            &header.default_topic,
+            header.default_topic_queue_nums,
+        )? {
             Some((config, created)) => {
                 if created {
                     broker.register_soon();
                 }
                 config
             }
-            None => {
-                return Err(fail(
-                    response::TOPIC_NOT_EXIST,
-                    format!("topic[{topic}] not exist, apply first please!"),
-                ))
-            }
+            None => return Err(BrokerError::TopicNotExist { topic }),
         }
     };
     if !perm::writable(topic_config.perm) {
-        return Err(fail(
-            response::NO_PERMISSION,
-            format!("the topic[{topic}] sending message is forbidden"),
-        ));
+        return Err(BrokerError::TopicForbidden {
+            topic,
+            access: Access::Send,
+        });
     }
     let queue_limit = topic_config
         .write_queue_nums
         .max(topic_config.read_queue_nums);
     if queue_id >= queue_limit {
-        return Err(fail(
-            response::SYSTEM_ERROR,
-            format!(
-                "request queueId[{queue_id}] is illegal, topic {topic} has {queue_limit} queues, producer {}",
-                conn.peer
-            ),
-        ));
+        return Err(BrokerError::SendQueueIllegal {
+            queue_id,
+            topic,
+            queues: queue_limit,
+            producer: conn.peer,
+        });
     }
     if queue_id < 0 {
         queue_id = (random() % topic_config.write_queue_nums.max(1) as u64) as i32;
@@ -155,13 +116,7 @@ async fn send(
         if reconsume_times >= max {
             topic = format!("{DLQ_GROUP_TOPIC_PREFIX}{group}");
             queue_id = 0;
-            let (_, created) = broker
-                .topics
-                .get_or_create_system(&topic, 1, perm::READ | perm::WRITE)
-                .map_err(|e| fail(response::SYSTEM_ERROR, e.to_string()))?;
-            if created {
-                broker.register_soon();
-            }
+            group_topic(broker, &topic, 1)?;
         }
     }
     if properties::get(&props, PROPERTY_CLUSTER).is_none() {
@@ -175,10 +130,9 @@ async fn send(
     let mut transaction_id = None;
     let owned_props: Vec<String>;
     let bodies: Vec<(i32, &[u8], &str)> = if batch {
-        let items = decode_batch(&req.body)
-            .map_err(|e| fail(response::MESSAGE_ILLEGAL, format!("bad batch body: {e}")))?;
+        let items = decode_batch(&req.body).map_err(BrokerError::Batch)?;
         if items.is_empty() {
-            return Err(fail(response::MESSAGE_ILLEGAL, "empty batch".into()));
+            return Err(BrokerError::EmptyBatch);
         }
         // Each message keeps its own properties, followed by the batch's.
         owned_props = items
@@ -200,17 +154,14 @@ async fn send(
             .map(|(item, p)| (item.flag, item.body, p.as_str()))
             .collect()
     } else {
-        let tx = mq::protocol::message::sys_flag::transaction_type(header.sys_flag);
-        if tx == mq::protocol::message::sys_flag::TRANSACTION_PREPARED {
+        let tx = sys_flag::transaction_type(header.sys_flag);
+        if tx == sys_flag::TRANSACTION_PREPARED {
             // A half message waits, invisible, until END_TRANSACTION.
-            super::transaction::ensure_topics(broker);
-            let (t, q, f, p) =
-                super::transaction::to_half(&topic, queue_id, header.sys_flag, &props);
+            transaction::ensure_topics(broker);
+            let (t, q, f, p) = transaction::to_half(&topic, queue_id, header.sys_flag, &props);
             (store_topic, store_queue, store_sys_flag, props) = (t, q, f, p);
             transaction_id = properties::get(&props, keys::UNIQ_KEY).map(str::to_owned);
-        } else if let Some((t, q, p)) =
-            super::schedule::divert_delayed(broker, &topic, queue_id, &props)
-        {
+        } else if let Some((t, q, p)) = divert_delayed(broker, &topic, queue_id, &props) {
             // A delayed message waits in the schedule topic (not for batches, as in RocketMQ).
             (store_topic, store_queue, props) = (t, q, p);
         }
@@ -236,7 +187,7 @@ async fn send(
         .store
         .put(&messages, wait)
         .await
-        .map_err(|e| store_error(req, e))?;
+        .map_err(BrokerError::put)?;
     broker
         .put_count
         .fetch_add(messages.len() as i64, Ordering::Relaxed);
@@ -261,7 +212,7 @@ async fn send(
         trace_on: Some(config.trace_on.to_string()),
     };
     let mut resp = RemotingCommand::response_to(req, code, None);
-    mq::protocol::headers::CommandHeader::encode(&resp_header, &mut resp.ext_fields);
+    resp_header.encode(&mut resp.ext_fields);
     Ok(resp)
 }
 
@@ -272,31 +223,6 @@ fn append_property(props: &mut String, name: &str, value: &str) {
     props.push_str(name);
     props.push(properties::NAME_VALUE_SEPARATOR);
     props.push_str(value);
-}
-
-/// The response for a store failure; the codes are what RocketMQ answers. A
-/// full disk is SERVICE_NOT_AVAILABLE, which every RocketMQ producer takes as
-/// "try another broker".
-fn store_error(req: &RemotingCommand, e: StoreError) -> RemotingCommand {
-    let code = match &e {
-        StoreError::MessageTooLarge { .. } | StoreError::Encode(_) | StoreError::EmptyBatch => {
-            response::MESSAGE_ILLEGAL
-        }
-        StoreError::DiskFull { .. } => {
-            return error_response(
-                req,
-                response::SERVICE_NOT_AVAILABLE,
-                format!(
-                    "service not available now: {e}; sends are refused until space is freed, \
-                     reads go on"
-                ),
-            );
-        }
-        StoreError::Closed => response::SERVICE_NOT_AVAILABLE,
-        e if e.is_out_of_space() => response::SERVICE_NOT_AVAILABLE,
-        _ => response::SYSTEM_ERROR,
-    };
-    error_response(req, code, e.to_string())
 }
 
 /// A cheap random number for picking a queue (no crate needed for that).

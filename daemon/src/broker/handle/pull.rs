@@ -1,0 +1,200 @@
+//! PULL_MESSAGE (11) with long polling and broker-side tag filtering. A pull
+//! that finds nothing may be parked ([`state::hold`](crate::broker::state::hold));
+//! the hold loop ([`task::hold`](crate::broker::task::hold)) runs it again
+//! when a message arrives or its time runs out.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mq::protocol::body::SubscriptionData;
+use mq::protocol::codes::response;
+use mq::protocol::headers::{
+    pull_sys_flag, CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader,
+};
+use mq::protocol::remoting::RemotingCommand;
+
+use super::{respond, Reply};
+use crate::broker::config::BrokerRole;
+use crate::broker::error::{Access, BrokerError};
+use crate::broker::state::hold::HeldPull;
+use crate::broker::state::topics::perm;
+use crate::broker::Broker;
+use crate::remoting::Connection;
+use crate::store::GetStatus;
+
+/// Most messages one pull returns (RocketMQ: maxTransferCountOnMessageInMemory).
+const MAX_TRANSFER_COUNT: usize = 32;
+/// About the most bytes one pull returns (maxTransferBytesOnMessageInMemory).
+const MAX_TRANSFER_BYTES: usize = 256 * 1024;
+
+/// PULL_MESSAGE: `None` when the pull was parked for long polling (it is
+/// answered later). `allow_suspend` is false when a parked pull runs again.
+pub(crate) async fn pull_message(
+    broker: &Broker,
+    conn: &Arc<Connection>,
+    req: &RemotingCommand,
+    allow_suspend: bool,
+) -> Option<Reply> {
+    pull(broker, conn, req, allow_suspend).await.transpose()
+}
+
+/// Answers a parked pull: runs it again, this time without parking it.
+pub(crate) async fn answer_held(broker: &Broker, held: &HeldPull) {
+    if let Some(reply) = pull_message(broker, &held.conn, &held.request, false).await {
+        held.conn.send(&respond(&held.request, reply)).await;
+    }
+}
+
+async fn pull(
+    broker: &Broker,
+    conn: &Arc<Connection>,
+    req: &RemotingCommand,
+    allow_suspend: bool,
+) -> Result<Option<RemotingCommand>, BrokerError> {
+    let h = PullMessageRequestHeader::decode(&req.ext_fields)?;
+    let config = broker.config();
+    if !perm::readable(config.broker_permission) {
+        return Err(BrokerError::BrokerForbidden {
+            broker: config.broker_name.clone(),
+            access: Access::Pull,
+        });
+    }
+    match broker.groups.find_or_create(&h.consumer_group)? {
+        Some(group) if !group.consume_enable => {
+            return Err(BrokerError::GroupConsumeDisabled {
+                group: h.consumer_group,
+            })
+        }
+        Some(_) => {}
+        None => {
+            return Err(BrokerError::GroupNotExist {
+                group: h.consumer_group,
+            })
+        }
+    }
+    let Some(topic) = broker.topics.get(&h.topic) else {
+        return Err(BrokerError::TopicNotExist { topic: h.topic });
+    };
+    if !perm::readable(topic.perm) {
+        return Err(BrokerError::TopicForbidden {
+            topic: h.topic,
+            access: Access::Pull,
+        });
+    }
+    if h.queue_id < 0 || h.queue_id >= topic.read_queue_nums {
+        return Err(BrokerError::PullQueueIllegal {
+            queue_id: h.queue_id,
+            topic: h.topic,
+            read_queue_nums: topic.read_queue_nums,
+            consumer: conn.peer,
+        });
+    }
+    // The subscription in the request when the client sends it, else the one
+    // from the group's heartbeat, else everything (a heartbeat may not have
+    // arrived yet; the client filters by tag again, so nothing wrong gets in).
+    let subscription = if h.sys_flag & pull_sys_flag::SUBSCRIPTION != 0 {
+        h.subscription
+            .as_deref()
+            .map(|expr| SubscriptionData::from_expression(&h.topic, expr))
+    } else {
+        None
+    }
+    .or_else(|| broker.clients.subscription(&h.consumer_group, &h.topic))
+    .unwrap_or_else(|| SubscriptionData::from_expression(&h.topic, "*"));
+    let codes: BTreeSet<i64> = subscription
+        .tag_codes()
+        .into_iter()
+        .map(i64::from)
+        .collect();
+    let all = subscription.is_sub_all();
+    let filter = move |code: i64| all || codes.contains(&code);
+
+    let max = usize::try_from(h.max_msg_nums)
+        .unwrap_or(0)
+        .clamp(1, MAX_TRANSFER_COUNT);
+    let result = broker.store.get_messages(
+        &h.topic,
+        h.queue_id,
+        h.queue_offset,
+        max,
+        MAX_TRANSFER_BYTES,
+        &filter,
+    );
+
+    let code = match result.status {
+        GetStatus::Found => response::SUCCESS,
+        GetStatus::MessageWasRemoving | GetStatus::NoMatchedMessage => {
+            response::PULL_RETRY_IMMEDIATELY
+        }
+        GetStatus::NoMatchedLogicQueue | GetStatus::NoMessageInQueue => {
+            if h.queue_offset != 0 {
+                response::PULL_OFFSET_MOVED
+            } else {
+                response::PULL_NOT_FOUND
+            }
+        }
+        GetStatus::OffsetFoundNull | GetStatus::OffsetOverflowOne => response::PULL_NOT_FOUND,
+        GetStatus::OffsetOverflowBadly | GetStatus::OffsetTooSmall => response::PULL_OFFSET_MOVED,
+    };
+    // Store the consumer's committed offset (masters only, as RocketMQ), and
+    // only on the pull's first run: a parked pull woken later carries an
+    // offset older than what the consumer committed since.
+    if allow_suspend
+        && h.sys_flag & pull_sys_flag::COMMIT_OFFSET != 0
+        && config.broker_role != BrokerRole::Slave
+    {
+        broker
+            .offsets
+            .commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
+    }
+    if code == response::PULL_NOT_FOUND
+        && allow_suspend
+        && h.sys_flag & pull_sys_flag::SUSPEND != 0
+        && !broker.is_stopping()
+    {
+        let hold_for = if config.long_polling_enable {
+            Duration::from_millis(u64::try_from(h.suspend_timeout_millis).unwrap_or(0))
+        } else {
+            config.short_polling_time
+        };
+        broker.holds.hold(
+            &h.topic,
+            h.queue_id,
+            HeldPull {
+                conn: conn.clone(),
+                request: req.clone(),
+                offset: h.queue_offset,
+                deadline: Instant::now() + hold_for,
+            },
+        );
+        // A message dispatched between the read above and the parking would
+        // have found nobody to wake: look once more.
+        let max_now = broker.store.max_offset(&h.topic, h.queue_id);
+        if max_now > h.queue_offset {
+            broker.holds.notify_arrival(&h.topic, h.queue_id, max_now);
+        }
+        return Ok(None);
+    }
+    let mut resp =
+        RemotingCommand::response_to(req, code, Some(result.status.java_name().to_owned()));
+    PullMessageResponseHeader {
+        suggest_which_broker_id: 0,
+        next_begin_offset: result.next_begin_offset,
+        min_offset: result.min_offset,
+        max_offset: result.max_offset,
+    }
+    .encode(&mut resp.ext_fields);
+    if code == response::SUCCESS {
+        let mut body = Vec::with_capacity(result.bytes());
+        for record in &result.messages {
+            body.extend_from_slice(record);
+        }
+        resp.body = body;
+        broker
+            .get_count
+            .fetch_add(result.messages.len() as i64, Ordering::Relaxed);
+    }
+    Ok(Some(resp))
+}

@@ -1,0 +1,14 @@
+//! The broker's background loops, each spawned by
+//! [`Broker::start`](crate::broker::Broker::start) and ended by shutdown.
+//!
+//! - [`register`]: registration with every NameServer.
+//! - [`hold`]: answers parked pulls (long polling).
+//! - [`schedule`]: delivers delayed messages when due.
+//! - [`transaction_check`]: asks producers about undecided half messages.
+//! - [`housekeeping`]: persists offsets, expires silent clients and stale locks.
+
+pub(crate) mod hold;
+pub(crate) mod housekeeping;
+pub(crate) mod register;
+pub(crate) mod schedule;
+pub(crate) mod transaction_check;
