@@ -105,11 +105,14 @@ pub struct CommitLog {
     closed: AtomicBool,
 }
 
-/// Milliseconds since the epoch.
+/// The wall-clock time in ms since the epoch: store timestamps, and the one
+/// clock of the store and the broker. 0 if the clock is before 1970 (or past
+/// the year 292 million), rather than a wrapped value.
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
         .unwrap_or(0)
 }
 

@@ -41,10 +41,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use mq::protocol::properties::java_string_hash;
 
+use super::commit_log::now_ms;
 use super::error::{Result, StoreError};
 use super::mapped_file::MappedFile;
 
@@ -76,16 +76,6 @@ fn to_usize(v: u32) -> usize {
 fn key_hash(topic: &str, key: &str) -> i32 {
     java_string_hash(&format!("{topic}#{key}"))
         .checked_abs()
-        .unwrap_or(0)
-}
-
-/// The current wall-clock time in ms since the epoch (0 if the clock is
-/// before 1970, which only matters for the file name).
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_millis()).ok())
         .unwrap_or(0)
 }
 
