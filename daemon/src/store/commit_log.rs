@@ -86,7 +86,6 @@ struct AppendState {
 
 /// The one log of the store.
 pub struct CommitLog {
-    dir: PathBuf,
     file_size: usize,
     /// Every live segment, oldest first, contiguous.
     files: RwLock<Vec<Arc<MappedFile>>>,
@@ -150,7 +149,6 @@ impl CommitLog {
         }
         let current = files.last().cloned();
         Ok(CommitLog {
-            dir: dir.to_path_buf(),
             file_size,
             files: RwLock::new(files),
             append: Mutex::new(AppendState {
@@ -165,11 +163,6 @@ impl CommitLog {
             flushed_where: AtomicI64::new(0),
             closed: AtomicBool::new(false),
         })
-    }
-
-    /// The segment directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Bytes per segment.
@@ -402,17 +395,6 @@ impl CommitLog {
             .lock()
             .expect("append lock poisoned")
             .queue_offsets = offsets;
-    }
-
-    /// The next queue offset that `topic`/`queue_id` will get.
-    pub fn next_queue_offset(&self, topic: &str, queue_id: i32) -> i64 {
-        let state = self.append.lock().expect("append lock poisoned");
-        state
-            .queue_offsets
-            .get(topic)
-            .and_then(|q| q.get(&queue_id))
-            .copied()
-            .unwrap_or(0)
     }
 
     /// Forgets the queue offsets of a deleted topic.

@@ -6,7 +6,7 @@
 //! published to readers; the *flush* position is how far `msync` has made them
 //! durable. RocketMQ also keeps a *commit* position for its off-heap transient
 //! store pool; mq always writes straight into the mapping, so its commit
-//! position is the write position and [`MappedFile::committed_position`] says so.
+//! position would always be the write position, and it keeps none.
 //!
 //! Space is reserved with `posix_fallocate` when a file is created, so a write
 //! into the mapping never meets a full disk (which would be a SIGBUS, not an
@@ -169,12 +169,6 @@ impl MappedFile {
     /// Bytes written and visible to readers.
     pub fn wrote_position(&self) -> usize {
         self.wrote.load(Ordering::Acquire)
-    }
-
-    /// Bytes handed to the file. mq writes straight into the mapping (there is no
-    /// transient store pool), so this is the write position.
-    pub fn committed_position(&self) -> usize {
-        self.wrote_position()
     }
 
     /// Bytes known to be on disk.
@@ -377,11 +371,6 @@ impl MappedFile {
     pub fn destroy(&self) -> Result<()> {
         self.deleted.store(true, Ordering::Release);
         std::fs::remove_file(&self.path).map_err(|e| StoreError::io("delete", &self.path, e))
-    }
-
-    /// Whether [`destroy`](Self::destroy) was called.
-    pub fn is_deleted(&self) -> bool {
-        self.deleted.load(Ordering::Acquire)
     }
 
     /// Last modification time of the file, for retention.
