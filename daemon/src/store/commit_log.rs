@@ -21,7 +21,7 @@ use mq::protocol::message::{
 
 use super::disk_guard::DiskGuard;
 use super::error::{Result, StoreError};
-use super::mapped_file::{list_offset_files, offset_file_name, MappedFile};
+use super::mapped_file::{list_offset_files, offset_file_name, Appender, MappedFile};
 
 /// A message as a producer hands it to the store; the store adds the queue
 /// offset, physical offset, store time and store host.
@@ -80,8 +80,9 @@ struct Encoded {
 struct AppendState {
     /// Next queue offset per topic and queue id.
     queue_offsets: HashMap<String, HashMap<i32, i64>>,
-    /// The segment being written.
-    current: Option<Arc<MappedFile>>,
+    /// The segment being written, through its one writer. `None` until
+    /// recovery hands over the last segment (or while the log has none).
+    current: Option<Appender>,
 }
 
 /// The one log of the store.
@@ -116,9 +117,10 @@ pub fn now_ms() -> i64 {
 }
 
 impl CommitLog {
-    /// Maps the segments in `dir` (created if missing). Positions are set by
-    /// recovery ([`super::recovery`]) before the log is used. `disk` is
-    /// refreshed each time a segment is created, and told when one does not fit.
+    /// Maps the segments in `dir` (created if missing). They publish nothing
+    /// until recovery ([`super::recovery::recover_commit_log`]) has scanned them
+    /// and set their positions, which it must do before the log is used. `disk`
+    /// is refreshed each time a segment is created, and told when one does not fit.
     pub fn load(
         dir: &Path,
         file_size: usize,
@@ -147,13 +149,12 @@ impl CommitLog {
             }
             files.push(Arc::new(MappedFile::open(&path, base, file_size)?));
         }
-        let current = files.last().cloned();
         Ok(CommitLog {
             file_size,
             files: RwLock::new(files),
             append: Mutex::new(AppendState {
                 queue_offsets: HashMap::new(),
-                current,
+                current: None,
             }),
             allocator: Allocator::start(dir.to_path_buf(), file_size, disk.clone()),
             disk,
@@ -306,7 +307,11 @@ impl CommitLog {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
-        let file = self.writable_file(&mut state, total)?;
+        let AppendState {
+            queue_offsets,
+            current,
+        } = &mut *state;
+        let file = self.writable_file(current, total)?;
         let store_timestamp = now_ms();
         let wrote_offset = (file.base() + file.wrote_position() as u64) as i64;
         let mut placed = Vec::with_capacity(messages.len());
@@ -318,7 +323,7 @@ impl CommitLog {
             let takes_offset =
                 tx != sys_flag::TRANSACTION_PREPARED && tx != sys_flag::TRANSACTION_ROLLBACK;
             let queue_offset = if takes_offset {
-                let next = next_queue_offset(&mut state.queue_offsets, m.topic, m.queue_id);
+                let next = next_queue_offset(queue_offsets, m.topic, m.queue_id);
                 let offset = *next;
                 *next += 1;
                 offset
@@ -350,15 +355,21 @@ impl CommitLog {
         })
     }
 
-    /// The segment to write `len` bytes to, rolling over (blank marker, next
-    /// segment) when they do not fit with 8 bytes to spare.
-    fn writable_file(&self, state: &mut AppendState, len: usize) -> Result<Arc<MappedFile>> {
-        if let Some(file) = &state.current {
-            if len + BLANK_MARKER_LEN <= file.remaining() {
-                return Ok(file.clone());
-            }
+    /// The segment to write `len` bytes to (`current`, the append state's),
+    /// rolling over (blank marker, next segment) when they do not fit with 8
+    /// bytes to spare.
+    fn writable_file<'a>(
+        &self,
+        current: &'a mut Option<Appender>,
+        len: usize,
+    ) -> Result<&'a mut Appender> {
+        if current
+            .as_ref()
+            .is_some_and(|file| len + BLANK_MARKER_LEN <= file.remaining())
+        {
+            return Ok(current.as_mut().expect("checked above"));
         }
-        let next_base = match &state.current {
+        let next_base = match current.as_mut() {
             Some(file) => {
                 if !file.is_full() {
                     let mut marker = [0u8; BLANK_MARKER_LEN];
@@ -366,7 +377,8 @@ impl CommitLog {
                     marker[..4].copy_from_slice(&remaining.to_be_bytes());
                     marker[4..].copy_from_slice(&BLANK_MAGIC.to_be_bytes());
                     file.append(&marker);
-                    file.set_wrote_position(file.size());
+                    let size = file.size();
+                    file.publish(size);
                 }
                 file.base() + self.file_size as u64
             }
@@ -380,13 +392,15 @@ impl CommitLog {
                 e
             }
         })?;
+        let appender = next
+            .appender()
+            .expect("a segment new to the log has no writer yet");
         self.files
             .write()
             .expect("commit log file list poisoned")
-            .push(next.clone());
-        state.current = Some(next.clone());
+            .push(next);
         self.allocator.request(next_base + self.file_size as u64);
-        Ok(next)
+        Ok(current.insert(appender))
     }
 
     /// Sets the next queue offset of every queue (after recovery).
@@ -436,10 +450,12 @@ impl CommitLog {
 
     /// Drops every segment that starts after `end` (recovery truncation; they hold
     /// nothing valid, or are empty pre-created segments) and continues appending
-    /// in the last one left. Logs what it deletes.
+    /// in the last one left. Logs what it deletes. Recovery calls it once it has
+    /// let go of every segment's appender.
     pub fn truncate_to(&self, end: i64) -> Result<()> {
         let mut files = self.files.write().expect("commit log file list poisoned");
         let mut state = self.append.lock().expect("append lock poisoned");
+        state.current = None;
         while let Some(last) = files.last() {
             if last.base() as i64 <= end {
                 break;
@@ -451,7 +467,10 @@ impl CommitLog {
             last.destroy()?;
             files.pop();
         }
-        state.current = files.last().cloned();
+        state.current = files.last().map(|last| {
+            last.appender()
+                .expect("recovery lets go of every segment before truncating")
+        });
         Ok(())
     }
 
@@ -681,10 +700,8 @@ impl Allocator {
         // A pre-created file left by a previous run (named but never written to)
         // is reused rather than refused.
         let made = if path.exists() {
-            MappedFile::open(&path, base, self.file_size).map(|f| {
-                f.set_positions(0);
-                Arc::new(f)
-            })
+            // Opened with nothing published: appends start at its beginning.
+            MappedFile::open(&path, base, self.file_size).map(Arc::new)
         } else {
             MappedFile::create(&path, base, self.file_size).map(Arc::new)
         };

@@ -194,12 +194,9 @@ impl MessageStore {
 
         // 1. Where does the valid CommitLog end?
         let started = Instant::now();
-        let files = log.files();
         let min_ts = saved.map(|cp| cp.min_timestamp(config.message_index_enable) - 3000);
-        let start = recovery::scan_start(&files, crashed, min_ts);
-        let scan_from = files.get(start).map_or(0, |f| f.base() as i64);
-        drop(files);
-        let end = recovery::recover_commit_log(&log, start)?;
+        let recovery::Recovered { scan_from, end } =
+            recovery::recover_commit_log(&log, crashed, min_ts)?;
 
         // 2. Queues and index: drop what points past the end, and find the
         //    earliest record whose entries may be missing.
