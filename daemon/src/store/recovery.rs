@@ -216,3 +216,173 @@ pub(crate) fn recover_commit_log(
     log.set_flushed_offset(end);
     Ok(Recovered { scan_from, end })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::commit_log::blank_marker;
+    use crate::store::test_util::{damage_body, end_with_blank, record, segment};
+
+    /// Bytes per segment in these tests.
+    const SIZE: usize = 1024;
+
+    /// Where a scan of a segment says the log ends in it (`None`: it goes on).
+    fn cut(end: SegmentEnd) -> Option<usize> {
+        match end {
+            SegmentEnd::Complete => None,
+            SegmentEnd::EndOfData(pos) | SegmentEnd::Corrupt { pos, .. } => Some(pos),
+        }
+    }
+
+    /// Why a scan of a segment found it corrupt, and where.
+    fn corrupt(end: SegmentEnd) -> (usize, String) {
+        match end {
+            SegmentEnd::Corrupt { pos, why } => (pos, why),
+            other => panic!("expected a corrupt record, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_scan_walks_valid_records_up_to_the_zeros_after_them() {
+        let (seg, at, end) = segment(SIZE, 0, 0, &[b"one", b"two", b"three"]);
+        assert_eq!(scan_at(&seg, 0, 0, true), Scan::Record(at[1]));
+        assert_eq!(scan_at(&seg, 0, at[1], true), Scan::Record(at[2] - at[1]));
+        assert_eq!(scan_at(&seg, 0, at[2], true), Scan::Record(end - at[2]));
+        assert_eq!(scan_at(&seg, 0, end, true), Scan::EndOfData);
+        assert_eq!(scan_segment(&seg, 0), SegmentEnd::EndOfData(end));
+        // A segment further on in the log holds records with offsets from its base.
+        let (later, _, end) = segment(SIZE, 7 * SIZE as u64, 0, &[b"one"]);
+        assert_eq!(
+            scan_segment(&later, 7 * SIZE as u64),
+            SegmentEnd::EndOfData(end)
+        );
+    }
+
+    #[test]
+    fn a_torn_record_is_cut_where_it_starts() {
+        let (whole, at, end) = segment(SIZE, 0, 0, &[b"one", b"two"]);
+        let len = end - at[1];
+        // The second record written only up to `written` bytes, as a crash leaves it.
+        for written in [4, 8, 20, 60, len - 4] {
+            let mut torn = whole.clone();
+            torn[at[1] + written..].fill(0);
+            let (pos, why) = corrupt(scan_segment(&torn, 0));
+            assert_eq!(pos, at[1], "{written} bytes written: {why}");
+        }
+        // Torn inside TOTALSIZE's leading zero bytes, it looks never written.
+        let mut torn = whole.clone();
+        torn[at[1] + 2..].fill(0);
+        assert_eq!(scan_segment(&torn, 0), SegmentEnd::EndOfData(at[1]));
+        // Or cut off by the end of the segment.
+        let (pos, why) = corrupt(scan_segment(&whole[..end - 1], 0));
+        assert_eq!(pos, at[1]);
+        assert!(why.contains("left"), "{why}");
+    }
+
+    #[test]
+    fn a_bad_crc_is_cut_and_only_the_crc_check_sees_it() {
+        let (mut seg, at, _) = segment(SIZE, 0, 0, &[b"one", b"two", b"three"]);
+        damage_body(&mut seg, at[1], b"two");
+        assert_eq!(scan_at(&seg, 0, at[1], false), Scan::Record(at[2] - at[1]));
+        let (pos, why) = corrupt(scan_segment(&seg, 0));
+        assert_eq!(pos, at[1]);
+        assert!(why.contains("CRC"), "{why}");
+    }
+
+    #[test]
+    fn a_record_claiming_another_offset_is_cut() {
+        let (seg, at, _) = segment(SIZE, 0, 0, &[b"one", b"two"]);
+        // The same bytes as the segment at SIZE: every offset is wrong.
+        let (pos, why) = corrupt(scan_segment(&seg, SIZE as u64));
+        assert_eq!(pos, 0);
+        assert!(
+            why.contains(&format!("claims physical offset 0, found at {SIZE}")),
+            "{why}"
+        );
+        // A valid record left where another belongs (a stale copy of record 0).
+        let mut stale = seg.clone();
+        let first = record(0, 0, 1000, b"one");
+        stale[at[1]..at[1] + first.len()].copy_from_slice(&first);
+        assert_eq!(
+            scan_at(&stale, 0, at[1], false),
+            scan_at(&stale, 0, at[1], true)
+        );
+        let (pos, why) = corrupt(scan_segment(&stale, 0));
+        assert_eq!(pos, at[1]);
+        assert!(why.contains("claims physical offset 0"), "{why}");
+    }
+
+    #[test]
+    fn a_blank_marker_filling_the_tail_completes_the_segment() {
+        let (mut seg, _, end) = segment(SIZE, 0, 0, &[b"one"]);
+        end_with_blank(&mut seg, end);
+        assert_eq!(scan_at(&seg, 0, end, true), Scan::EndOfFile);
+        assert_eq!(scan_segment(&seg, 0), SegmentEnd::Complete);
+        // A marker that does not fill the tail exactly is not trusted.
+        seg[end..end + BLANK_MARKER_LEN].copy_from_slice(&blank_marker(SIZE - end - 1));
+        let (pos, why) = corrupt(scan_segment(&seg, 0));
+        assert_eq!(pos, end);
+        assert!(why.contains("blank marker"), "{why}");
+        // The exact end of a segment is its end too.
+        assert_eq!(scan_at(&seg, 0, SIZE, true), Scan::EndOfFile);
+    }
+
+    #[test]
+    fn a_record_leaving_no_room_for_a_blank_marker_is_corrupt() {
+        let one = record(0, 0, 1000, b"one");
+        let mut seg = one.clone();
+        seg.resize(one.len() + BLANK_MARKER_LEN - 1, 0);
+        let (pos, why) = corrupt(scan_segment(&seg, 0));
+        assert_eq!(pos, 0);
+        assert!(why.contains("only"), "{why}");
+        seg.push(0);
+        assert_eq!(scan_segment(&seg, 0), SegmentEnd::EndOfData(one.len()));
+    }
+
+    #[test]
+    fn nonsense_headers_are_corrupt_never_a_panic() {
+        let (seg, _, _) = segment(SIZE, 0, 0, &[b"one"]);
+        let with_header = |size: i32, magic: u32| {
+            let mut bad = seg.clone();
+            bad[..4].copy_from_slice(&size.to_be_bytes());
+            bad[4..8].copy_from_slice(&magic.to_be_bytes());
+            corrupt(scan_segment(&bad, 0)).1
+        };
+        let magic = message::MESSAGE_MAGIC;
+        assert!(with_header(-5, magic).contains("negative record size -5"));
+        assert!(with_header(0, magic).contains("truncated"));
+        assert!(with_header(i32::MAX, magic).contains("left"));
+        assert!(with_header(100, 0x1234_5678).contains("bad magic code 0x12345678"));
+        assert!(matches!(scan_at(&seg[..5], 0, 0, true), Scan::Corrupt(_)));
+        assert_eq!(cut(scan_segment(&[0; 16], 0)), Some(0));
+    }
+
+    #[test]
+    fn scan_start_is_the_last_segment_with_data_or_after_a_crash_the_checkpoints() {
+        let starting_at = |n: u64, ts: i64| {
+            let mut seg = record(n * SIZE as u64, 0, ts, b"x");
+            seg.resize(SIZE, 0);
+            seg
+        };
+        let segs = [
+            starting_at(0, 1000),
+            starting_at(1, 2000),
+            starting_at(2, 3000),
+            vec![0; SIZE],
+        ];
+        let all: Vec<&[u8]> = segs.iter().map(Vec::as_slice).collect();
+        assert_eq!(scan_start(&all, false, None), 2);
+        assert_eq!(scan_start(&all, false, Some(1500)), 2);
+        assert_eq!(scan_start(&all, true, None), 0);
+        assert_eq!(scan_start(&all, true, Some(2500)), 1);
+        assert_eq!(scan_start(&all, true, Some(3000)), 2);
+        assert_eq!(scan_start(&all, true, Some(999)), 0);
+        // A segment whose first record is damaged cannot vouch for its time.
+        let mut damaged = segs[1].clone();
+        damaged[4] ^= 0xff;
+        let with_damage = [all[0], &damaged, all[2]];
+        assert_eq!(scan_start(&with_damage, true, Some(2500)), 0);
+        assert_eq!(scan_start(&[&[0u8; SIZE][..]; 3], false, None), 0);
+        assert_eq!(scan_start(&[], true, Some(0)), 0);
+    }
+}
