@@ -21,7 +21,7 @@ use mq::protocol::message::{
 
 use super::disk_guard::DiskGuard;
 use super::error::{Result, StoreError};
-use super::mapped_file::{list_offset_files, offset_file_name, MappedFile};
+use super::mapped_file::{list_offset_files, offset_file_name, Appender, MappedFile};
 
 /// A message as a producer hands it to the store; the store adds the queue
 /// offset, physical offset, store time and store host.
@@ -80,13 +80,13 @@ struct Encoded {
 struct AppendState {
     /// Next queue offset per topic and queue id.
     queue_offsets: HashMap<String, HashMap<i32, i64>>,
-    /// The segment being written.
-    current: Option<Arc<MappedFile>>,
+    /// The segment being written, through its one writer. `None` until
+    /// recovery hands over the last segment (or while the log has none).
+    current: Option<Appender>,
 }
 
 /// The one log of the store.
 pub struct CommitLog {
-    dir: PathBuf,
     file_size: usize,
     /// Every live segment, oldest first, contiguous.
     files: RwLock<Vec<Arc<MappedFile>>>,
@@ -105,18 +105,22 @@ pub struct CommitLog {
     closed: AtomicBool,
 }
 
-/// Milliseconds since the epoch.
+/// The wall-clock time in ms since the epoch: store timestamps, and the one
+/// clock of the store and the broker. 0 if the clock is before 1970 (or past
+/// the year 292 million), rather than a wrapped value.
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
         .unwrap_or(0)
 }
 
 impl CommitLog {
-    /// Maps the segments in `dir` (created if missing). Positions are set by
-    /// recovery ([`super::recovery`]) before the log is used. `disk` is
-    /// refreshed each time a segment is created, and told when one does not fit.
+    /// Maps the segments in `dir` (created if missing). They publish nothing
+    /// until recovery ([`super::recovery::recover_commit_log`]) has scanned them
+    /// and set their positions, which it must do before the log is used. `disk`
+    /// is refreshed each time a segment is created, and told when one does not fit.
     pub fn load(
         dir: &Path,
         file_size: usize,
@@ -145,14 +149,12 @@ impl CommitLog {
             }
             files.push(Arc::new(MappedFile::open(&path, base, file_size)?));
         }
-        let current = files.last().cloned();
         Ok(CommitLog {
-            dir: dir.to_path_buf(),
             file_size,
             files: RwLock::new(files),
             append: Mutex::new(AppendState {
                 queue_offsets: HashMap::new(),
-                current,
+                current: None,
             }),
             allocator: Allocator::start(dir.to_path_buf(), file_size, disk.clone()),
             disk,
@@ -162,11 +164,6 @@ impl CommitLog {
             flushed_where: AtomicI64::new(0),
             closed: AtomicBool::new(false),
         })
-    }
-
-    /// The segment directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Bytes per segment.
@@ -310,7 +307,11 @@ impl CommitLog {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
-        let file = self.writable_file(&mut state, total)?;
+        let AppendState {
+            queue_offsets,
+            current,
+        } = &mut *state;
+        let file = self.writable_file(current, total)?;
         let store_timestamp = now_ms();
         let wrote_offset = (file.base() + file.wrote_position() as u64) as i64;
         let mut placed = Vec::with_capacity(messages.len());
@@ -322,7 +323,7 @@ impl CommitLog {
             let takes_offset =
                 tx != sys_flag::TRANSACTION_PREPARED && tx != sys_flag::TRANSACTION_ROLLBACK;
             let queue_offset = if takes_offset {
-                let next = next_queue_offset(&mut state.queue_offsets, m.topic, m.queue_id);
+                let next = next_queue_offset(queue_offsets, m.topic, m.queue_id);
                 let offset = *next;
                 *next += 1;
                 offset
@@ -354,23 +355,26 @@ impl CommitLog {
         })
     }
 
-    /// The segment to write `len` bytes to, rolling over (blank marker, next
-    /// segment) when they do not fit with 8 bytes to spare.
-    fn writable_file(&self, state: &mut AppendState, len: usize) -> Result<Arc<MappedFile>> {
-        if let Some(file) = &state.current {
-            if len + BLANK_MARKER_LEN <= file.remaining() {
-                return Ok(file.clone());
-            }
+    /// The segment to write `len` bytes to (`current`, the append state's),
+    /// rolling over (blank marker, next segment) when they do not fit with 8
+    /// bytes to spare.
+    fn writable_file<'a>(
+        &self,
+        current: &'a mut Option<Appender>,
+        len: usize,
+    ) -> Result<&'a mut Appender> {
+        if current
+            .as_ref()
+            .is_some_and(|file| len + BLANK_MARKER_LEN <= file.remaining())
+        {
+            return Ok(current.as_mut().expect("checked above"));
         }
-        let next_base = match &state.current {
+        let next_base = match current.as_mut() {
             Some(file) => {
                 if !file.is_full() {
-                    let mut marker = [0u8; BLANK_MARKER_LEN];
-                    let remaining = i32::try_from(file.remaining()).expect("segment size fits i32");
-                    marker[..4].copy_from_slice(&remaining.to_be_bytes());
-                    marker[4..].copy_from_slice(&BLANK_MAGIC.to_be_bytes());
-                    file.append(&marker);
-                    file.set_wrote_position(file.size());
+                    file.append(&blank_marker(file.remaining()));
+                    let size = file.size();
+                    file.publish(size);
                 }
                 file.base() + self.file_size as u64
             }
@@ -384,13 +388,15 @@ impl CommitLog {
                 e
             }
         })?;
+        let appender = next
+            .appender()
+            .expect("a segment new to the log has no writer yet");
         self.files
             .write()
             .expect("commit log file list poisoned")
-            .push(next.clone());
-        state.current = Some(next.clone());
+            .push(next);
         self.allocator.request(next_base + self.file_size as u64);
-        Ok(next)
+        Ok(current.insert(appender))
     }
 
     /// Sets the next queue offset of every queue (after recovery).
@@ -399,17 +405,6 @@ impl CommitLog {
             .lock()
             .expect("append lock poisoned")
             .queue_offsets = offsets;
-    }
-
-    /// The next queue offset that `topic`/`queue_id` will get.
-    pub fn next_queue_offset(&self, topic: &str, queue_id: i32) -> i64 {
-        let state = self.append.lock().expect("append lock poisoned");
-        state
-            .queue_offsets
-            .get(topic)
-            .and_then(|q| q.get(&queue_id))
-            .copied()
-            .unwrap_or(0)
     }
 
     /// Forgets the queue offsets of a deleted topic.
@@ -451,10 +446,12 @@ impl CommitLog {
 
     /// Drops every segment that starts after `end` (recovery truncation; they hold
     /// nothing valid, or are empty pre-created segments) and continues appending
-    /// in the last one left. Logs what it deletes.
+    /// in the last one left. Logs what it deletes. Recovery calls it once it has
+    /// let go of every segment's appender.
     pub fn truncate_to(&self, end: i64) -> Result<()> {
         let mut files = self.files.write().expect("commit log file list poisoned");
         let mut state = self.append.lock().expect("append lock poisoned");
+        state.current = None;
         while let Some(last) = files.last() {
             if last.base() as i64 <= end {
                 break;
@@ -466,7 +463,10 @@ impl CommitLog {
             last.destroy()?;
             files.pop();
         }
-        state.current = files.last().cloned();
+        state.current = files.last().map(|last| {
+            last.appender()
+                .expect("recovery lets go of every segment before truncating")
+        });
         Ok(())
     }
 
@@ -544,6 +544,16 @@ impl Drop for CommitLog {
         // Ends the allocator thread even when opening the store failed half way.
         self.allocator.stop();
     }
+}
+
+/// The marker that fills the `remaining` bytes at the end of a segment: their
+/// count as TOTALSIZE, then [`BLANK_MAGIC`].
+pub(crate) fn blank_marker(remaining: usize) -> [u8; BLANK_MARKER_LEN] {
+    let mut marker = [0u8; BLANK_MARKER_LEN];
+    let remaining = i32::try_from(remaining).expect("segment size fits i32");
+    marker[..4].copy_from_slice(&remaining.to_be_bytes());
+    marker[4..].copy_from_slice(&BLANK_MAGIC.to_be_bytes());
+    marker
 }
 
 /// The next queue offset slot of a queue, creating it at 0. Allocates the topic
@@ -696,10 +706,8 @@ impl Allocator {
         // A pre-created file left by a previous run (named but never written to)
         // is reused rather than refused.
         let made = if path.exists() {
-            MappedFile::open(&path, base, self.file_size).map(|f| {
-                f.set_positions(0);
-                Arc::new(f)
-            })
+            // Opened with nothing published: appends start at its beginning.
+            MappedFile::open(&path, base, self.file_size).map(Arc::new)
         } else {
             MappedFile::create(&path, base, self.file_size).map(Arc::new)
         };
@@ -716,5 +724,157 @@ impl Allocator {
         // reuses it as the next segment.
         slot.ready = None;
         self.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::recovery::{recover_commit_log, scan_segment, SegmentEnd};
+    use crate::store::test_util::{
+        damage_body, end_with_blank, message, segment, write_segments, TempDir,
+    };
+
+    /// Bytes per segment in these tests, the smallest a store accepts.
+    const SIZE: usize = 4096;
+
+    fn log_dir(dir: &TempDir) -> PathBuf {
+        dir.path().join("commitlog")
+    }
+
+    /// Loads the log in `dir` and recovers it as after a crash (from its first
+    /// segment); returns it and its recovered end.
+    fn recover(dir: &TempDir) -> (CommitLog, i64) {
+        let disk = Arc::new(DiskGuard::new(dir.path().to_path_buf(), 100, 0));
+        let host = SocketAddr::from(([127, 0, 0, 1], 10911));
+        let log = CommitLog::load(&log_dir(dir), SIZE, host, 2048, disk).unwrap();
+        let end = recover_commit_log(&log, true, None).unwrap().end;
+        (log, end)
+    }
+
+    /// The body of the record at `offset`, if it is a valid, written message.
+    fn body_at(log: &CommitLog, offset: usize) -> Option<Vec<u8>> {
+        let record = log.read_record(i64::try_from(offset).unwrap())?;
+        Some(record.decode()?.body.to_vec())
+    }
+
+    /// A segment's bytes on disk (the mapping's writes reach the page cache
+    /// without a flush).
+    fn on_disk(dir: &TempDir, base: usize) -> Vec<u8> {
+        std::fs::read(log_dir(dir).join(offset_file_name(base as u64))).unwrap()
+    }
+
+    #[test]
+    fn appends_continue_where_a_torn_record_was_cut() {
+        let dir = TempDir::new("log_torn");
+        let (mut seg, at, end) = segment(SIZE, 0, 0, &[b"one", b"two", b"three"]);
+        seg[at[2] + 20..end].fill(0);
+        write_segments(&log_dir(&dir), SIZE, &[&seg]);
+        let (log, recovered) = recover(&dir);
+        assert_eq!(recovered, at[2] as i64);
+        assert_eq!((log.min_offset(), log.max_offset()), (0, at[2] as i64));
+        assert_eq!(body_at(&log, 0).as_deref(), Some(&b"one"[..]));
+        assert_eq!(body_at(&log, at[1]).as_deref(), Some(&b"two"[..]));
+        assert!(log.read_record(at[2] as i64).is_none());
+
+        let four = log.append(&[message(b"four")]).unwrap();
+        assert_eq!(four.wrote_offset, at[2] as i64);
+        let stored = log.read_record(four.wrote_offset).unwrap();
+        let stored = stored.decode().unwrap();
+        assert_eq!(stored.physical_offset, four.wrote_offset);
+        assert_eq!(stored.store_timestamp, four.store_timestamp);
+        assert_eq!(stored.body, b"four");
+        // Nothing of the torn record is left after the new one.
+        let written = usize::try_from(four.end_offset()).unwrap();
+        assert_eq!(
+            scan_segment(&on_disk(&dir, 0), 0),
+            SegmentEnd::EndOfData(written)
+        );
+    }
+
+    #[test]
+    fn a_bad_crc_cuts_the_log_and_drops_the_segments_after_it() {
+        let dir = TempDir::new("log_crc");
+        let (mut first, at, _) = segment(SIZE, 0, 0, &[b"one", b"two"]);
+        damage_body(&mut first, at[1], b"two");
+        let (second, _, _) = segment(SIZE, SIZE as u64, 2, &[b"three"]);
+        write_segments(&log_dir(&dir), SIZE, &[&first, &second]);
+        let (log, end) = recover(&dir);
+        assert_eq!(end, at[1] as i64);
+        assert_eq!(log.files().len(), 1);
+        assert!(!log_dir(&dir).join(offset_file_name(SIZE as u64)).exists());
+        assert!(log.read_record(at[1] as i64).is_none());
+        assert!(log.read(at[1] as i64, 1).is_none());
+        assert!(on_disk(&dir, 0)[at[1]..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_segment_claiming_another_segments_offsets_is_emptied_and_reused() {
+        let dir = TempDir::new("log_offset");
+        let (mut first, _, end) = segment(SIZE, 0, 0, &[b"one"]);
+        end_with_blank(&mut first, end);
+        // The second segment is a copy of the first: its records claim offset 0.
+        write_segments(&log_dir(&dir), SIZE, &[&first, &first]);
+        let (log, recovered) = recover(&dir);
+        assert_eq!(recovered, SIZE as i64);
+        assert_eq!(log.files().len(), 2);
+        assert!(log.read_record(SIZE as i64).is_none());
+        let two = log.append(&[message(b"two")]).unwrap();
+        assert_eq!(two.wrote_offset, SIZE as i64);
+        assert_eq!(body_at(&log, SIZE).as_deref(), Some(&b"two"[..]));
+        assert_eq!(
+            scan_segment(&on_disk(&dir, SIZE), SIZE as u64),
+            SegmentEnd::EndOfData(two.wrote_bytes)
+        );
+    }
+
+    #[test]
+    fn a_blank_tail_sends_reads_and_appends_to_the_next_segment() {
+        let dir = TempDir::new("log_blank");
+        let (mut first, at, end) = segment(SIZE, 0, 0, &[b"one", b"two"]);
+        end_with_blank(&mut first, end);
+        let (second, _, second_end) = segment(SIZE, SIZE as u64, 2, &[b"three"]);
+        write_segments(&log_dir(&dir), SIZE, &[&first, &second]);
+        let (log, recovered) = recover(&dir);
+        assert_eq!(recovered, (SIZE + second_end) as i64);
+        // The marker is no message; the bytes after it are published but unused.
+        assert!(log.read_record(end as i64).is_none());
+        assert!(log.read(end as i64, SIZE - end).is_some());
+        assert_eq!(body_at(&log, SIZE).as_deref(), Some(&b"three"[..]));
+        let size_of = |len: usize| i32::try_from(len).unwrap();
+        assert_eq!(
+            log.store_timestamp_at(at[1] as i64, size_of(end - at[1])),
+            Some(2000)
+        );
+        assert_eq!(
+            log.store_timestamp_at(SIZE as i64, size_of(second_end)),
+            Some(1000)
+        );
+        let four = log.append(&[message(b"four")]).unwrap();
+        assert_eq!(four.wrote_offset, recovered);
+    }
+
+    #[test]
+    fn what_appends_write_across_segments_is_what_recovery_accepts() {
+        let dir = TempDir::new("log_roll");
+        let (log, end) = recover(&dir);
+        assert_eq!(end, 0);
+        let body = [7u8; 1000];
+        let appended: Vec<AppendResult> = (0..5)
+            .map(|_| log.append(&[message(&body)]).unwrap())
+            .collect();
+        // Three records fit the first segment; the fourth rolled over.
+        assert_eq!(appended[3].wrote_offset, SIZE as i64);
+        let last_end = appended[4].end_offset();
+        assert_eq!(log.max_offset(), last_end);
+        drop(log);
+        assert_eq!(scan_segment(&on_disk(&dir, 0), 0), SegmentEnd::Complete);
+        assert_eq!(
+            scan_segment(&on_disk(&dir, SIZE), SIZE as u64),
+            SegmentEnd::EndOfData(usize::try_from(last_end).unwrap() - SIZE)
+        );
+        let (log, end) = recover(&dir);
+        assert_eq!(end, last_end);
+        assert_eq!(body_at(&log, SIZE).as_deref(), Some(&body[..]));
     }
 }

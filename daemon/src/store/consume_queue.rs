@@ -22,7 +22,11 @@
 //! mutation takes the queue's writer mutex (uncontended on the hot path).
 //! Readers take no mutex: they check the offsets kept in atomics, clone the
 //! file's `Arc` under a short read lock, and read only below the file's write
-//! position, whose bytes never change once published.
+//! position. Those bytes may still change: a repair (`put` of an entry that
+//! differs from the stored one) cuts the queue and writes over entries a
+//! reader may be copying. So the files are [`InPlace`] files, read and written
+//! as atomic words: a reader racing a cut sees a stale or zeroed entry, which
+//! the broker then fails to match against the CommitLog, never a data race.
 //!
 //! The queue is derived data: whatever recovery cannot trust is cut, and the
 //! store re-dispatches it from the CommitLog.
@@ -34,7 +38,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::error::{Result, StoreError};
-use super::mapped_file::{list_offset_files, offset_file_name, MappedFile};
+use super::mapped_file::{list_offset_files, offset_file_name, InPlace, MappedFile};
 
 /// Bytes per ConsumeQueue entry.
 pub const ENTRY_SIZE: usize = 20;
@@ -179,7 +183,7 @@ pub struct ConsumeQueue {
     /// The files, oldest first, contiguous (each base is the previous base plus
     /// `file_size`); every file but the last is full. Held only to clone or
     /// push/remove `Arc`s, never across I/O.
-    files: RwLock<Vec<Arc<MappedFile>>>,
+    files: RwLock<Vec<Arc<MappedFile<InPlace>>>>,
     /// Serialises everything that writes the files or changes the list (put,
     /// recovery, retention, truncation, destruction), so `MappedFile`'s single
     /// writer rule holds even when retention runs beside the dispatcher.
@@ -244,7 +248,7 @@ impl ConsumeQueue {
         let queue = Self::empty(dir, topic, queue_id, entries_per_file)?;
         let size = queue.file_size as u64;
         let listed = list_offset_files(dir)?;
-        let mut files: Vec<Arc<MappedFile>> = Vec::with_capacity(listed.len());
+        let mut files: Vec<Arc<MappedFile<InPlace>>> = Vec::with_capacity(listed.len());
         let mut rejected_from = None;
         for (index, (base, path)) in listed.iter().enumerate() {
             let end_fits = base
@@ -368,7 +372,7 @@ impl ConsumeQueue {
         }
         file.set_positions(walk.end);
         file.zero_from(walk.end)?;
-        let later: Vec<Arc<MappedFile>> = self.files_mut().drain(index + 1..).collect();
+        let later: Vec<Arc<MappedFile<InPlace>>> = self.files_mut().drain(index + 1..).collect();
         for dropped in &later {
             log::info!(
                 "ConsumeQueue {}-{}: deleting {}, which holds no valid entry",
@@ -395,7 +399,12 @@ impl ConsumeQueue {
     }
 
     /// Checks the entries of `files[index]` from its start; see [`recover`](Self::recover).
-    fn walk_file(&self, files: &[Arc<MappedFile>], index: usize, bounds: LogBounds) -> Walk {
+    fn walk_file(
+        &self,
+        files: &[Arc<MappedFile<InPlace>>],
+        index: usize,
+        bounds: LogBounds,
+    ) -> Walk {
         let file = &files[index];
         // Continuity with the previous file, if its last entry looks like a real one.
         let mut prev_end = index
@@ -403,7 +412,7 @@ impl ConsumeQueue {
             .and_then(|prev| {
                 let prev = &files[prev];
                 let pos = prev.size().checked_sub(ENTRY_SIZE)?;
-                CqEntry::decode(prev.slice_unchecked_position(pos, ENTRY_SIZE)?)
+                CqEntry::decode(&prev.read_array::<ENTRY_SIZE>(pos)?)
             })
             .and_then(|entry| match check_entry(&entry, bounds, None, false) {
                 Scan::Real(end) => Some(end),
@@ -416,8 +425,8 @@ impl ConsumeQueue {
             valid: 0,
             invalid: None,
         };
-        while let Some(bytes) = file.slice_unchecked_position(walk.end, ENTRY_SIZE) {
-            let Some(entry) = CqEntry::decode(bytes) else {
+        while let Some(bytes) = file.read_array::<ENTRY_SIZE>(walk.end) {
+            let Some(entry) = CqEntry::decode(&bytes) else {
                 break;
             };
             match check_entry(&entry, bounds, prev_end, blanks_allowed) {
@@ -549,7 +558,7 @@ impl ConsumeQueue {
 
     /// The file the entry for `next` (the current end of the queue) goes into:
     /// the last file if it has room, else a new one (writer lock held).
-    fn writable_file(&self, next: i64) -> Result<Arc<MappedFile>> {
+    fn writable_file(&self, next: i64) -> Result<Arc<MappedFile<InPlace>>> {
         let last = self.files().last().cloned();
         if let Some(last) = &last {
             if !last.is_full() {
@@ -605,15 +614,15 @@ impl ConsumeQueue {
             if count == 0 {
                 break;
             }
-            let Some(bytes) = file.slice(pos, count * ENTRY_SIZE) else {
-                break;
-            };
             out.reserve(count.min(max - out.len()));
-            for chunk in bytes.chunks_exact(ENTRY_SIZE) {
+            for at in (pos..).step_by(ENTRY_SIZE).take(count) {
                 if out.len() == max {
                     break;
                 }
-                if let Some(entry) = CqEntry::decode(chunk).filter(|entry| !entry.is_blank()) {
+                let entry = file
+                    .read_array::<ENTRY_SIZE>(at)
+                    .and_then(|bytes| CqEntry::decode(&bytes));
+                if let Some(entry) = entry.filter(|entry| !entry.is_blank()) {
                     out.push((next, entry));
                 }
                 next += 1;
@@ -708,7 +717,7 @@ impl ConsumeQueue {
         if expired == 0 {
             return Ok(0);
         }
-        let removed: Vec<Arc<MappedFile>> = self.files_mut().drain(..expired).collect();
+        let removed: Vec<Arc<MappedFile<InPlace>>> = self.files_mut().drain(..expired).collect();
         for file in &removed {
             log::info!(
                 "ConsumeQueue {}-{}: deleting expired {}",
@@ -755,7 +764,7 @@ impl ConsumeQueue {
     /// is empty afterwards.
     pub fn destroy(&self) -> Result<()> {
         let _writer = self.lock_writer();
-        let files: Vec<Arc<MappedFile>> = self.files_mut().drain(..).collect();
+        let files: Vec<Arc<MappedFile<InPlace>>> = self.files_mut().drain(..).collect();
         self.max_offset.store(0, Ordering::Release);
         self.min_offset.store(0, Ordering::Release);
         self.store_max_phys_end(None);
@@ -771,10 +780,11 @@ impl ConsumeQueue {
         };
         // Lower the offsets first, so readers stop short of the bytes about to
         // change. A reader already copying an entry there may see it half
-        // zeroed; the broker checks every record it reads from the CommitLog.
+        // zeroed (word by word, atomically); the broker checks every record it
+        // reads from the CommitLog.
         self.max_offset.fetch_min(logical, Ordering::AcqRel);
         self.min_offset.fetch_min(logical, Ordering::AcqRel);
-        let later: Vec<Arc<MappedFile>> = {
+        let later: Vec<Arc<MappedFile<InPlace>>> = {
             let mut files = self.files_mut();
             let keep = files
                 .iter()
@@ -794,11 +804,11 @@ impl ConsumeQueue {
     /// The entry at `logical` if it is written, whatever `min_offset` says.
     fn read_entry(&self, logical: i64) -> Option<CqEntry> {
         let (file, pos) = self.locate(logical)?;
-        CqEntry::decode(file.slice(pos, ENTRY_SIZE)?)
+        written_entry(&file, pos)
     }
 
     /// The file holding `logical` and the entry's position in it.
-    fn locate(&self, logical: i64) -> Option<(Arc<MappedFile>, usize)> {
+    fn locate(&self, logical: i64) -> Option<(Arc<MappedFile<InPlace>>, usize)> {
         let byte = self.byte_of(logical)?;
         let files = self.files();
         let first = files.first()?;
@@ -887,18 +897,18 @@ impl ConsumeQueue {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn files(&self) -> RwLockReadGuard<'_, Vec<Arc<MappedFile>>> {
+    fn files(&self) -> RwLockReadGuard<'_, Vec<Arc<MappedFile<InPlace>>>> {
         // Only whole `Arc`s are pushed or removed under this lock, so a poisoned
         // list is still a consistent one.
         self.files.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn files_mut(&self) -> RwLockWriteGuard<'_, Vec<Arc<MappedFile>>> {
+    fn files_mut(&self) -> RwLockWriteGuard<'_, Vec<Arc<MappedFile<InPlace>>>> {
         self.files.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The files, cloned so I/O on them happens outside the lock.
-    fn files_snapshot(&self) -> Vec<Arc<MappedFile>> {
+    fn files_snapshot(&self) -> Vec<Arc<MappedFile<InPlace>>> {
         self.files().clone()
     }
 }
@@ -944,24 +954,29 @@ fn check_entry(
     Scan::Real(end)
 }
 
+/// The entry at byte `pos` of `file`, if it lies below the write position.
+fn written_entry(file: &MappedFile<InPlace>, pos: usize) -> Option<CqEntry> {
+    if pos.checked_add(ENTRY_SIZE)? > file.wrote_position() {
+        return None;
+    }
+    CqEntry::decode(&file.read_array::<ENTRY_SIZE>(pos)?)
+}
+
 /// Blank entries at the start of `file`, within its written bytes.
-fn count_leading_blanks(file: &MappedFile) -> usize {
+fn count_leading_blanks(file: &MappedFile<InPlace>) -> usize {
     let mut count = 0;
-    while let Some(bytes) = file.slice(count * ENTRY_SIZE, ENTRY_SIZE) {
-        if !CqEntry::decode(bytes).is_some_and(|entry| entry.is_blank()) {
-            break;
-        }
+    while written_entry(file, count * ENTRY_SIZE).is_some_and(|entry| entry.is_blank()) {
         count += 1;
     }
     count
 }
 
 /// End of the last real entry written in `file`, walking back over blanks.
-fn last_real_end_in(file: &MappedFile) -> Option<i64> {
+fn last_real_end_in(file: &MappedFile<InPlace>) -> Option<i64> {
     let mut pos = file.wrote_position() / ENTRY_SIZE * ENTRY_SIZE;
     while pos >= ENTRY_SIZE {
         pos -= ENTRY_SIZE;
-        let entry = CqEntry::decode(file.slice(pos, ENTRY_SIZE)?)?;
+        let entry = written_entry(file, pos)?;
         if !entry.is_blank() {
             return entry.phys_end();
         }
@@ -977,7 +992,7 @@ fn logical_at(base: u64, pos: usize) -> i64 {
 }
 
 /// Destroys every file, trying all of them; returns the first error.
-fn destroy_all(files: &[Arc<MappedFile>]) -> Result<()> {
+fn destroy_all(files: &[Arc<MappedFile<InPlace>>]) -> Result<()> {
     let mut first_error = None;
     for file in files {
         if let Err(e) = file.destroy() {

@@ -34,19 +34,24 @@
 //!
 //! Concurrency: one writer (`put`, `truncate_from`, `delete_before`, serialised
 //! by a mutex) and any number of readers. The header fields live in atomics as
-//! well as in the file, so readers never parse a half-written header; slots
-//! change in place and are read as copies, and every index read from a slot or
-//! an entry is bounds-checked before use.
+//! well as in the file, so readers never parse a half-written header. Slots and
+//! entries change in place while queries read them, so the files are
+//! [`InPlace`] files: every slot and every 4-byte part of an entry is an atomic
+//! word (all fields are 4-aligned: the header is 40 bytes, slots 4, entries 20,
+//! so the 8-byte phyOffset is read as two words). A word is never torn; an
+//! entry may be seen half written only if the reader got past `index_count`,
+//! which it does not, and every index read from a slot or an entry is
+//! bounds-checked before use.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use mq::protocol::properties::java_string_hash;
 
+use super::commit_log::now_ms;
 use super::error::{Result, StoreError};
-use super::mapped_file::MappedFile;
+use super::mapped_file::{InPlace, MappedFile};
 
 /// Bytes of the file header.
 const HEADER_SIZE: usize = 40;
@@ -76,16 +81,6 @@ fn to_usize(v: u32) -> usize {
 fn key_hash(topic: &str, key: &str) -> i32 {
     java_string_hash(&format!("{topic}#{key}"))
         .checked_abs()
-        .unwrap_or(0)
-}
-
-/// The current wall-clock time in ms since the epoch (0 if the clock is
-/// before 1970, which only matters for the file name).
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_millis()).ok())
         .unwrap_or(0)
 }
 
@@ -170,7 +165,7 @@ fn is_index_file_name(name: &str) -> bool {
 /// so every entry below the count a reader sees is fully written.
 struct IndexFile {
     /// The file itself; writes are in place, its write position is unused.
-    mapped: Arc<MappedFile>,
+    mapped: Arc<MappedFile<InPlace>>,
     /// The file name (creation time), kept to order new files after it.
     name: String,
     /// Number of slots, fixed per store configuration.
@@ -204,7 +199,7 @@ struct Header {
 }
 
 impl Header {
-    fn read(mapped: &MappedFile) -> Option<Header> {
+    fn read(mapped: &MappedFile<InPlace>) -> Option<Header> {
         Some(Header {
             begin_timestamp: mapped.read_i64(BEGIN_TIMESTAMP_AT)?,
             end_timestamp: mapped.read_i64(END_TIMESTAMP_AT)?,
@@ -243,7 +238,7 @@ impl IndexFile {
         max_entries: u32,
         size: usize,
     ) -> Result<IndexFile> {
-        let mapped = MappedFile::create(path, 0, size)?;
+        let mapped = MappedFile::<InPlace>::create(path, 0, size)?;
         // Writes are in place; mark the whole file as written so the
         // MappedFile's own bookkeeping (is_full, flush positions) is not misled.
         mapped.set_wrote_position(size);
@@ -269,11 +264,11 @@ impl IndexFile {
     /// Validates the header of a mapped existing file. `Err` holds the reason
     /// the file cannot be used.
     fn from_mapped(
-        mapped: MappedFile,
+        mapped: MappedFile<InPlace>,
         name: String,
         hash_slots: u32,
         max_entries: u32,
-    ) -> std::result::Result<IndexFile, (MappedFile, String)> {
+    ) -> std::result::Result<IndexFile, (MappedFile<InPlace>, String)> {
         let header = match Header::read(&mapped) {
             Some(h) => h,
             None => return Err((mapped, "file shorter than its header".into())),

@@ -194,12 +194,9 @@ impl MessageStore {
 
         // 1. Where does the valid CommitLog end?
         let started = Instant::now();
-        let files = log.files();
         let min_ts = saved.map(|cp| cp.min_timestamp(config.message_index_enable) - 3000);
-        let start = recovery::scan_start(&files, crashed, min_ts);
-        let scan_from = files.get(start).map_or(0, |f| f.base() as i64);
-        drop(files);
-        let end = recovery::recover_commit_log(&log, start)?;
+        let recovery::Recovered { scan_from, end } =
+            recovery::recover_commit_log(&log, crashed, min_ts)?;
 
         // 2. Queues and index: drop what points past the end, and find the
         //    earliest record whose entries may be missing.
@@ -769,5 +766,98 @@ fn housekeeping_loop(store: std::sync::Weak<MessageStore>) {
                 log::error!("retention: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_util::{
+        damage_body, end_with_blank, message, segment, write_segments, TempDir, TOPIC,
+    };
+
+    /// Bytes per CommitLog segment in these tests, the smallest a store accepts.
+    const SIZE: usize = 4096;
+
+    /// Opens a store over hand-built CommitLog segments (oldest first, from
+    /// offset 0) as after a crash: the abort marker is there, and there is no
+    /// checkpoint, queue or index, so every valid record is dispatched again.
+    fn open_over(dir: &TempDir, segments: &[&[u8]]) -> Arc<MessageStore> {
+        write_segments(&dir.path().join("commitlog"), SIZE, segments);
+        std::fs::write(dir.path().join("abort"), b"").unwrap();
+        let mut config = StoreConfig::new(dir.path());
+        config.commit_log_file_size = SIZE;
+        config.consume_queue_entries_per_file = 16;
+        config.index_hash_slots = 16;
+        config.index_max_entries = 64;
+        MessageStore::open(config).unwrap()
+    }
+
+    /// The bodies in queue 0 of [`TOPIC`], in queue order.
+    fn bodies(store: &MessageStore) -> Vec<Vec<u8>> {
+        let got = store.get_messages(TOPIC, 0, 0, 100, usize::MAX, &|_| true);
+        let decoded = got
+            .messages
+            .iter()
+            .map(|r| r.decode().unwrap().body.to_vec());
+        decoded.collect()
+    }
+
+    /// Puts one message and waits for its queue entry; returns its physical
+    /// and queue offsets.
+    fn put(store: &MessageStore, body: &[u8]) -> (i64, i64) {
+        let stored = store.put_blocking(&[message(body)], false).unwrap();
+        assert!(store.wait_dispatched(Duration::from_secs(10)));
+        stored.append.messages[0]
+    }
+
+    #[test]
+    fn a_torn_last_record_is_dropped_and_the_next_put_takes_its_place() {
+        let dir = TempDir::new("store_torn");
+        let (mut seg, at, end) = segment(SIZE, 0, 0, &[b"one", b"two", b"three"]);
+        seg[at[2] + 40..end].fill(0);
+        let store = open_over(&dir, &[&seg]);
+        assert_eq!(store.commit_log_range(), (0, at[2] as i64));
+        assert_eq!(bodies(&store), [b"one", b"two"]);
+        assert_eq!(store.max_offset(TOPIC, 0), 2);
+        assert_eq!(put(&store, b"three again"), (at[2] as i64, 2));
+        assert_eq!(bodies(&store)[2], b"three again");
+    }
+
+    #[test]
+    fn a_bad_crc_ends_the_log_before_the_record() {
+        let dir = TempDir::new("store_crc");
+        let (mut seg, at, _) = segment(SIZE, 0, 0, &[b"one", b"two", b"three"]);
+        damage_body(&mut seg, at[1], b"two");
+        let store = open_over(&dir, &[&seg]);
+        assert_eq!(store.commit_log_range(), (0, at[1] as i64));
+        assert_eq!(bodies(&store), [b"one"]);
+        assert_eq!(put(&store, b"two again"), (at[1] as i64, 1));
+    }
+
+    #[test]
+    fn records_claiming_another_offset_are_not_dispatched() {
+        let dir = TempDir::new("store_offset");
+        let (mut first, _, end) = segment(SIZE, 0, 0, &[b"one", b"two"]);
+        end_with_blank(&mut first, end);
+        // The second segment is a copy of the first: its records claim offsets 0.. .
+        let store = open_over(&dir, &[&first, &first]);
+        assert_eq!(store.commit_log_range(), (0, SIZE as i64));
+        assert_eq!(bodies(&store), [b"one", b"two"]);
+        assert_eq!(put(&store, b"three"), (SIZE as i64, 2));
+    }
+
+    #[test]
+    fn records_after_a_blank_tail_are_read_from_the_next_segment() {
+        let dir = TempDir::new("store_blank");
+        let (mut first, _, end) = segment(SIZE, 0, 0, &[b"one", b"two"]);
+        end_with_blank(&mut first, end);
+        let (second, _, second_end) = segment(SIZE, SIZE as u64, 2, &[b"three"]);
+        let store = open_over(&dir, &[&first, &second]);
+        let log_end = (SIZE + second_end) as i64;
+        assert_eq!(store.commit_log_range(), (0, log_end));
+        assert_eq!(bodies(&store), [&b"one"[..], b"two", b"three"]);
+        assert_eq!(store.message_store_time(TOPIC, 0, 2), Some(1000));
+        assert_eq!(put(&store, b"four"), (log_end, 3));
     }
 }

@@ -15,23 +15,29 @@
 //! - [`config`]: settings, named after RocketMQ's `MessageStoreConfig`.
 //! - [`error`]: the store's error type.
 
-pub mod checkpoint;
-pub mod commit_log;
-pub mod config;
-pub mod consume_queue;
-pub mod disk_guard;
-pub mod dispatch;
-pub mod error;
-pub mod flush;
-pub mod index_file;
-pub mod mapped_file;
-pub mod message_store;
-pub mod recovery;
-pub mod retention;
+// The modules are the store's inside; the broker, the integration tests and
+// the benchmark use the store through `MessageStore` and the types its methods
+// take and return, re-exported below.
+pub(crate) mod checkpoint;
+pub(crate) mod commit_log;
+pub(crate) mod config;
+pub(crate) mod consume_queue;
+pub(crate) mod disk_guard;
+pub(crate) mod dispatch;
+pub(crate) mod error;
+pub(crate) mod flush;
+pub(crate) mod index_file;
+pub(crate) mod mapped_file;
+pub(crate) mod message_store;
+pub(crate) mod recovery;
+pub(crate) mod retention;
 #[cfg(test)]
 pub(crate) mod test_util;
 
 pub use commit_log::{AppendResult, PutMessage, RecordBytes};
 pub use config::{FlushDiskType, StoreConfig};
+pub use consume_queue::CqEntry;
+pub use disk_guard::DiskReading;
+pub use dispatch::{Arrival, ArrivalListener};
 pub use error::StoreError;
 pub use message_store::{Durability, GetResult, GetStatus, MessageStore, Stored};
