@@ -140,7 +140,7 @@ impl Broker {
             shutdown: shutdown.clone(),
             stopping: AtomicBool::new(false),
             started: Instant::now(),
-            boot_timestamp: crate::store::commit_log::now_ms(),
+            boot_timestamp: mq::protocol::time::now_ms(),
             put_count: AtomicI64::new(0),
             get_count: AtomicI64::new(0),
         });

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use mq::protocol::message::{
     self, sys_flag, Record, StoredMessage, BLANK_MAGIC, BLANK_MARKER_LEN, PHYSICAL_OFFSET_POS,
@@ -103,17 +103,6 @@ pub struct CommitLog {
     flushed_where: AtomicI64,
     /// Set at shutdown; appends then fail with [`StoreError::Closed`].
     closed: AtomicBool,
-}
-
-/// The wall-clock time in ms since the epoch: store timestamps, and the one
-/// clock of the store and the broker. 0 if the clock is before 1970 (or past
-/// the year 292 million), rather than a wrapped value.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_millis()).ok())
-        .unwrap_or(0)
 }
 
 impl CommitLog {
@@ -312,7 +301,7 @@ impl CommitLog {
             current,
         } = &mut *state;
         let file = self.writable_file(current, total)?;
-        let store_timestamp = now_ms();
+        let store_timestamp = mq::protocol::time::now_ms();
         let wrote_offset = (file.base() + file.wrote_position() as u64) as i64;
         let mut placed = Vec::with_capacity(messages.len());
         for (m, &(start, len)) in messages.iter().zip(&encoded.records) {

@@ -49,9 +49,9 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use mq::protocol::properties::java_string_hash;
 
-use super::commit_log::now_ms;
 use super::error::{Result, StoreError};
 use super::mapped_file::{InPlace, MappedFile};
+use mq::protocol::time::{now_ms, DateTime};
 
 /// Bytes of the file header.
 const HEADER_SIZE: usize = 40;
@@ -68,9 +68,6 @@ const BEGIN_PHY_OFFSET_AT: usize = 16;
 const END_PHY_OFFSET_AT: usize = 24;
 const HASH_SLOT_COUNT_AT: usize = 32;
 const INDEX_COUNT_AT: usize = 36;
-/// Milliseconds per day, for the file-name calendar arithmetic.
-const MS_PER_DAY: i64 = 86_400_000;
-
 /// Lossless widening; mq only builds for targets where `usize` is >= 32 bits.
 fn to_usize(v: u32) -> usize {
     usize::try_from(v).expect("usize is at least 32 bits")
@@ -84,32 +81,6 @@ fn key_hash(topic: &str, key: &str) -> i32 {
         .unwrap_or(0)
 }
 
-/// Year, month (1..=12) and day (1..=31) of a day count since 1970-01-01
-/// (Howard Hinnant's `civil_from_days`, proleptic Gregorian).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// The inverse of [`civil_from_days`].
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if month > 2 { month - 3 } else { month + 9 };
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// The file name for a creation time in ms since the epoch:
 /// `yyyyMMddHHmmssSSS`.
 ///
@@ -119,11 +90,11 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 /// would load a newer file before an older one. UTC also needs no time-zone
 /// database. Nothing reads meaning from the name beyond its order.
 pub fn index_file_name(ms: i64) -> String {
-    let (year, month, day) = civil_from_days(ms.div_euclid(MS_PER_DAY));
-    let in_day = ms.rem_euclid(MS_PER_DAY);
-    let (hour, minute) = (in_day / 3_600_000, in_day / 60_000 % 60);
-    let (second, milli) = (in_day / 1000 % 60, in_day % 1000);
-    format!("{year:04}{month:02}{day:02}{hour:02}{minute:02}{second:02}{milli:03}")
+    let t = DateTime::from_ms(ms);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}{:03}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second, t.milli
+    )
 }
 
 /// Parses a name made by [`index_file_name`] back into ms since the epoch;
@@ -133,23 +104,16 @@ fn parse_index_file_name(name: &str) -> Option<i64> {
         return None;
     }
     let field = |range: std::ops::Range<usize>| name.get(range)?.parse::<i64>().ok();
-    let (year, month, day) = (field(0..4)?, field(4..6)?, field(6..8)?);
-    let (hour, minute, second, milli) = (
-        field(8..10)?,
-        field(10..12)?,
-        field(12..14)?,
-        field(14..17)?,
-    );
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return None;
+    DateTime {
+        year: field(0..4)?,
+        month: field(4..6)?,
+        day: field(6..8)?,
+        hour: field(8..10)?,
+        minute: field(10..12)?,
+        second: field(12..14)?,
+        milli: field(14..17)?,
     }
-    let days = days_from_civil(year, month, day);
-    Some(days * MS_PER_DAY + ((hour * 60 + minute) * 60 + second) * 1000 + milli)
+    .to_ms()
 }
 
 /// Whether `name` has the shape of an index file name (17 digits).

@@ -225,9 +225,7 @@ pub fn unique_id(client_ip: &str) -> String {
         }
         s
     });
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now = crate::protocol::time::now_ms().unsigned_abs();
     // Milliseconds since the start of the (30-day-ish) month; Java uses the
     // calendar month, which only matters for decoding the time back.
     let since_month = (now % (31 * 24 * 3600 * 1000)) as u32;

@@ -71,16 +71,6 @@ macro_rules! json_body {
     };
 }
 
-/// Milliseconds since the Unix epoch: Java's `System.currentTimeMillis()`,
-/// the initializer of `DataVersion.timestamp` and `SubscriptionData.subVersion`.
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_millis()).ok())
-        .unwrap_or(0)
-}
-
 // ---------------------------------------------------------------------------
 // Lenient field readers for client-sent bodies (§10)
 
@@ -359,7 +349,7 @@ impl Default for DataVersion {
     fn default() -> Self {
         DataVersion {
             counter: 0,
-            timestamp: now_millis(),
+            timestamp: super::time::now_ms(),
         }
     }
 }
@@ -669,7 +659,7 @@ impl Default for SubscriptionData {
             code_set: BTreeSet::new(),
             expression_type: expression_type_tag(),
             sub_string: String::new(),
-            sub_version: now_millis(),
+            sub_version: super::time::now_ms(),
             tags_set: BTreeSet::new(),
             topic: String::new(),
         }

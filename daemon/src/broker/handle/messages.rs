@@ -44,7 +44,7 @@ pub(crate) fn query_message(broker: &Broker, req: &RemotingCommand) -> Reply {
         ok_body(req, body)
     };
     QueryMessageResponseHeader {
-        index_last_update_timestamp: crate::store::commit_log::now_ms(),
+        index_last_update_timestamp: mq::protocol::time::now_ms(),
         index_last_update_phyoffset: max_phys.max(min),
     }
     .encode(&mut resp.ext_fields);

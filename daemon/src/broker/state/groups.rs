@@ -71,7 +71,7 @@ impl GroupManager {
             let mut table = self.table.write().expect("groups poisoned");
             table.0.insert(config.group_name.clone(), config);
             table.1.counter += 1;
-            table.1.timestamp = crate::store::commit_log::now_ms();
+            table.1.timestamp = mq::protocol::time::now_ms();
         }
         self.persist()
     }

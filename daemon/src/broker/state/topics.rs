@@ -244,7 +244,7 @@ impl TopicManager {
 
 fn bump(version: &mut DataVersion) {
     version.counter += 1;
-    version.timestamp = crate::store::commit_log::now_ms();
+    version.timestamp = mq::protocol::time::now_ms();
 }
 
 #[cfg(test)]

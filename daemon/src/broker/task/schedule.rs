@@ -42,7 +42,7 @@ async fn deliver_level(broker: &Arc<Broker>, level: i32) {
         .schedule
         .get(level)
         .max(broker.store.min_offset(SCHEDULE_TOPIC, queue_id));
-    let now = crate::store::commit_log::now_ms();
+    let now = mq::protocol::time::now_ms();
     loop {
         let entries = broker
             .store

@@ -66,7 +66,7 @@ async fn check_once(broker: &Arc<Broker>, config: &TransactionConfig) {
         .query(CHECK_GROUP, HALF_TOPIC, 0)
         .unwrap_or(0)
         .max(broker.store.min_offset(HALF_TOPIC, 0));
-    let now = crate::store::commit_log::now_ms();
+    let now = mq::protocol::time::now_ms();
     // Only what is in the queue now: copies put back below are checked next round.
     let end = broker.store.max_offset(HALF_TOPIC, 0);
     'scan: while offset < end {
