@@ -7,6 +7,13 @@
 //! - [`remoting`]: the TCP server speaking RocketMQ's remoting protocol.
 //! - [`store`]: the message store (CommitLog, ConsumeQueue, IndexFile, recovery).
 
+//!
+//! Locks: every `std::sync` lock is taken with
+//! `.unwrap_or_else(PoisonError::into_inner)`. A handler that panics costs its
+//! one request (the server catches it); if it held a lock, the poison must not
+//! turn every later request that takes the lock into a panic too. Tables are
+//! changed in single statements, so a lock a panic left behind holds whole data.
+
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod broker;

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_net::{TcpListener, TcpStream};
@@ -127,7 +127,7 @@ impl Connection {
         let (tx, rx) = bounded(1);
         self.pending
             .lock()
-            .expect("pending lock poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(opaque, tx);
         let answer = if self.send(&cmd).await {
             smol::future::or(async { rx.recv().await.ok() }, async {
@@ -140,7 +140,7 @@ impl Connection {
         };
         self.pending
             .lock()
-            .expect("pending lock poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(&opaque);
         answer
     }
@@ -154,7 +154,7 @@ impl Connection {
     pub fn client_info(&self) -> (String, i32) {
         self.client_info
             .lock()
-            .expect("client info poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
@@ -162,7 +162,7 @@ impl Connection {
         let waiter = self
             .pending
             .lock()
-            .expect("pending lock poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(&response.opaque);
         match waiter {
             // The waiter may have timed out; nothing to do then.
@@ -601,7 +601,10 @@ async fn read_loop<H: RequestHandler>(
             conn.complete(request);
             continue;
         }
-        *conn.client_info.lock().expect("client info poisoned") =
+        *conn
+            .client_info
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
             (request.language.name().to_owned(), request.version);
         let permit = permits.acquire_arc().await;
         let token = shutdown.track();

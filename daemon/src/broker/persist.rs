@@ -6,7 +6,7 @@
 //! to its `.bak`.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::store::checkpoint::write_atomically;
 use crate::store::StoreError;
@@ -78,13 +78,19 @@ impl ConfigFile {
     /// Takes a snapshot with `snapshot` and writes it atomically, one save at a
     /// time, keeping the previous content as `.bak`.
     pub fn save_with(&self, snapshot: impl FnOnce() -> Vec<u8>) -> Result<(), StoreError> {
-        let _one_at_a_time = self.save_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _one_at_a_time = self
+            .save_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         self.write(&snapshot())
     }
 
     /// Writes `bytes` atomically, keeping the previous content as `.bak`.
     pub fn save(&self, bytes: &[u8]) -> Result<(), StoreError> {
-        let _one_at_a_time = self.save_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _one_at_a_time = self
+            .save_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         self.write(bytes)
     }
 

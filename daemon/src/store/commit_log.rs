@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use mq::protocol::message::{
@@ -164,19 +164,19 @@ impl CommitLog {
     pub fn files(&self) -> Vec<Arc<MappedFile>> {
         self.files
             .read()
-            .expect("commit log file list poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
     /// Offset of the first byte still stored.
     pub fn min_offset(&self) -> i64 {
-        let files = self.files.read().expect("commit log file list poisoned");
+        let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
         files.first().map_or(0, |f| f.base() as i64)
     }
 
     /// Offset just past the last written byte.
     pub fn max_offset(&self) -> i64 {
-        let files = self.files.read().expect("commit log file list poisoned");
+        let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
         files
             .last()
             .map_or(0, |f| (f.base() + f.wrote_position() as u64) as i64)
@@ -195,7 +195,7 @@ impl CommitLog {
     /// The segment holding `offset`, if it is still stored.
     pub fn file_for(&self, offset: i64) -> Option<Arc<MappedFile>> {
         let offset = u64::try_from(offset).ok()?;
-        let files = self.files.read().expect("commit log file list poisoned");
+        let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
         let first = files.first()?.base();
         let index = usize::try_from(offset.checked_sub(first)? / self.file_size as u64).ok()?;
         files.get(index).cloned()
@@ -292,7 +292,7 @@ impl CommitLog {
     pub fn append(&self, messages: &[PutMessage<'_>]) -> Result<AppendResult> {
         let mut encoded = self.encode(messages)?;
         let total = encoded.bytes.len();
-        let mut state = self.append.lock().expect("append lock poisoned");
+        let mut state = self.append.lock().unwrap_or_else(PoisonError::into_inner);
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
@@ -382,7 +382,7 @@ impl CommitLog {
             .expect("a segment new to the log has no writer yet");
         self.files
             .write()
-            .expect("commit log file list poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .push(next);
         self.allocator.request(next_base + self.file_size as u64);
         Ok(current.insert(appender))
@@ -392,7 +392,7 @@ impl CommitLog {
     pub fn set_queue_offsets(&self, offsets: HashMap<String, HashMap<i32, i64>>) {
         self.append
             .lock()
-            .expect("append lock poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .queue_offsets = offsets;
     }
 
@@ -400,7 +400,7 @@ impl CommitLog {
     pub fn remove_topic(&self, topic: &str) {
         self.append
             .lock()
-            .expect("append lock poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .queue_offsets
             .remove(topic);
     }
@@ -438,8 +438,8 @@ impl CommitLog {
     /// in the last one left. Logs what it deletes. Recovery calls it once it has
     /// let go of every segment's appender.
     pub fn truncate_to(&self, end: i64) -> Result<()> {
-        let mut files = self.files.write().expect("commit log file list poisoned");
-        let mut state = self.append.lock().expect("append lock poisoned");
+        let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.append.lock().unwrap_or_else(PoisonError::into_inner);
         state.current = None;
         while let Some(last) = files.last() {
             if last.base() as i64 <= end {
@@ -473,7 +473,7 @@ impl CommitLog {
         let mut deleted = 0;
         while deleted < max {
             let candidate = {
-                let files = self.files.read().expect("commit log file list poisoned");
+                let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
                 if files.len() <= 1 {
                     break;
                 }
@@ -496,7 +496,7 @@ impl CommitLog {
                 }
             );
             {
-                let mut files = self.files.write().expect("commit log file list poisoned");
+                let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
                 if files.first().map(|f| f.base()) == Some(candidate.base()) {
                     files.remove(0);
                 }
@@ -511,7 +511,7 @@ impl CommitLog {
     /// in the background now, so that the first roll-over after opening does not
     /// wait for file creation either.
     pub fn prepare_next_segment(&self) {
-        let state = self.append.lock().expect("append lock poisoned");
+        let state = self.append.lock().unwrap_or_else(PoisonError::into_inner);
         let next = state
             .current
             .as_ref()
@@ -522,7 +522,7 @@ impl CommitLog {
 
     /// Refuses further appends (shutdown) and waits for the one in progress.
     pub fn close(&self) {
-        let _state = self.append.lock().expect("append lock poisoned");
+        let _state = self.append.lock().unwrap_or_else(PoisonError::into_inner);
         self.closed.store(true, Ordering::Release);
         self.allocator.stop();
     }
@@ -634,13 +634,16 @@ impl Allocator {
     }
 
     fn run(&self) {
-        let mut slot = self.slot.lock().expect("allocator lock poisoned");
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if slot.stop {
                 return;
             }
             let Some(base) = slot.requested.take() else {
-                slot = self.changed.wait(slot).expect("allocator lock poisoned");
+                slot = self
+                    .changed
+                    .wait(slot)
+                    .unwrap_or_else(PoisonError::into_inner);
                 continue;
             };
             slot.busy = true;
@@ -652,7 +655,7 @@ impl Allocator {
                 log::warn!("pre-creating commit log segment {base}: {e}");
             }
             self.disk.refresh();
-            slot = self.slot.lock().expect("allocator lock poisoned");
+            slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
             slot.busy = false;
             // A segment made for a base nobody took (after a stop) is removed below.
             slot.ready = Some((base, made));
@@ -662,7 +665,7 @@ impl Allocator {
 
     /// Asks for the segment at `base` to be created in the background.
     fn request(&self, base: u64) {
-        let mut slot = self.slot.lock().expect("allocator lock poisoned");
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
         if matches!(&slot.ready, Some((b, Ok(_))) if *b == base) || slot.stop {
             return;
         }
@@ -674,7 +677,7 @@ impl Allocator {
     /// otherwise created now. A failed background creation is retried here once,
     /// so a full disk that has since been cleaned does not stick.
     fn take(&self, base: u64) -> Result<Arc<MappedFile>> {
-        let mut slot = self.slot.lock().expect("allocator lock poisoned");
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             match slot.ready.take() {
                 Some((b, Ok(file))) if b == base => return Ok(file),
@@ -685,7 +688,10 @@ impl Allocator {
                 Some(_) | None => {}
             }
             if slot.busy || slot.requested == Some(base) && !slot.stop {
-                slot = self.changed.wait(slot).expect("allocator lock poisoned");
+                slot = self
+                    .changed
+                    .wait(slot)
+                    .unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
             break;
@@ -707,7 +713,7 @@ impl Allocator {
     }
 
     fn stop(&self) {
-        let mut slot = self.slot.lock().expect("allocator lock poisoned");
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
         slot.stop = true;
         // The pre-created segment stays on disk: it is empty, and the next start
         // reuses it as the next segment.

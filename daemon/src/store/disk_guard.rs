@@ -23,7 +23,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use super::error::{Result, StoreError};
 
@@ -107,7 +107,7 @@ impl DiskGuard {
         if !self.full.load(Ordering::Acquire) {
             return Ok(());
         }
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match &state.refusal {
             Some(why) => Err(self.full_error(&state.reading, why)),
             // Cleared between the two reads: accept.
@@ -122,7 +122,10 @@ impl DiskGuard {
 
     /// The last reading.
     pub fn reading(&self) -> DiskReading {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).reading
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .reading
     }
 
     /// Reads the disk and decides again whether appends are accepted, logging
@@ -135,7 +138,7 @@ impl DiskGuard {
                 return;
             }
         };
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let short_of = self.short_of.load(Ordering::Acquire);
         let refusal = refusal(&reading, self.limit_percent, self.reserve_bytes, short_of);
         if refusal.is_none() && short_of != 0 {
@@ -167,7 +170,7 @@ impl DiskGuard {
     pub fn out_of_space(&self, needed: u64) -> StoreError {
         self.short_of.fetch_max(needed.max(1), Ordering::AcqRel);
         self.refresh();
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let why = state.refusal.clone().unwrap_or_else(|| {
             // The disk emptied in between; the next append tries again.
             format!("a {} store file did not fit", human_bytes(needed))

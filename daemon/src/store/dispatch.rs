@@ -4,7 +4,7 @@
 //! truth; everything here can be rebuilt by dispatching again, which recovery does.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use mq::protocol::message::{self, sys_flag, Record, StoredMessage, BLANK_MARKER_LEN};
@@ -89,12 +89,15 @@ impl Dispatcher {
             .name("mq-dispatch".into())
             .spawn(move || worker.run())
             .expect("spawn dispatch thread");
-        *self.thread.lock().expect("dispatch thread handle poisoned") = Some(handle);
+        *self.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
     }
 
     /// Installs the listener told of every dispatched message.
     pub fn set_listener(&self, listener: Option<ArrivalListener>) {
-        *self.listener.write().expect("listener lock poisoned") = listener;
+        *self
+            .listener
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = listener;
     }
 
     /// The next CommitLog offset to dispatch: everything before it is in the
@@ -112,7 +115,7 @@ impl Dispatcher {
     pub fn wait_dispatched(&self, offset: i64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let (lock, cond) = &self.progress;
-        let mut guard = lock.lock().expect("progress lock poisoned");
+        let mut guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
         while self.dispatched_offset() < offset {
             let now = Instant::now();
             if now >= deadline {
@@ -120,7 +123,7 @@ impl Dispatcher {
             }
             guard = cond
                 .wait_timeout(guard, (deadline - now).min(Duration::from_millis(50)))
-                .expect("progress lock poisoned")
+                .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
         true
@@ -226,7 +229,7 @@ impl Dispatcher {
             let listener = self
                 .listener
                 .read()
-                .expect("listener lock poisoned")
+                .unwrap_or_else(PoisonError::into_inner)
                 .clone();
             if let Some(listener) = listener {
                 listener(&Arrival {
@@ -304,7 +307,11 @@ impl Dispatcher {
                 }
             }
             if self.dispatched_offset() != before {
-                let _guard = self.progress.0.lock().expect("progress lock poisoned");
+                let _guard = self
+                    .progress
+                    .0
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 self.progress.1.notify_all();
             }
             if stopping {
@@ -324,7 +331,7 @@ impl Dispatcher {
         let handle = self
             .thread
             .lock()
-            .expect("dispatch thread handle poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(handle) = handle {
             if handle.join().is_err() {

@@ -7,7 +7,7 @@
 //! request it covers, so one flush serves every waiter of that moment.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use smol::channel::{bounded, Sender};
@@ -69,7 +69,10 @@ impl FlushService {
             .name("mq-flush".into())
             .spawn(move || worker.run())
             .expect("spawn flush thread");
-        *service.thread.lock().expect("flush thread handle poisoned") = Some(handle);
+        *service
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(handle);
         service
     }
 
@@ -94,7 +97,7 @@ impl FlushService {
         }
         let (done, result) = bounded(1);
         {
-            let mut requests = self.requests.lock().expect("flush requests poisoned");
+            let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
             if self.stop.load(Ordering::Acquire) {
                 return Err(StoreError::Closed);
             }
@@ -129,7 +132,7 @@ impl FlushService {
         // long the last flush took.
         let mut expected = 0usize;
         let mut last_flush = Duration::ZERO;
-        let mut requests = self.requests.lock().expect("flush requests poisoned");
+        let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if self.stop.load(Ordering::Acquire) {
                 break;
@@ -149,7 +152,7 @@ impl FlushService {
                     requests = self
                         .wake
                         .wait_timeout(requests, deadline - now)
-                        .expect("flush requests poisoned")
+                        .unwrap_or_else(PoisonError::into_inner)
                         .0;
                 }
             }
@@ -162,7 +165,7 @@ impl FlushService {
                 let (guard, _) = self
                     .wake
                     .wait_timeout(requests, wait)
-                    .expect("flush requests poisoned");
+                    .unwrap_or_else(PoisonError::into_inner);
                 requests = guard;
                 if !requests.is_empty() || self.stop.load(Ordering::Acquire) {
                     continue;
@@ -185,7 +188,7 @@ impl FlushService {
             let started = Instant::now();
             let outcome = self.flush_now();
             last_flush = started.elapsed();
-            requests = self.requests.lock().expect("flush requests poisoned");
+            requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
             expected = pending.len() + requests.len();
             let flushed = self.log.flushed_offset();
             for req in pending {
@@ -225,14 +228,14 @@ impl FlushService {
     /// Stops the thread after a last flush; waiting appends are answered.
     pub fn stop(&self) {
         {
-            let _guard = self.requests.lock().expect("flush requests poisoned");
+            let _guard = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
             self.stop.store(true, Ordering::Release);
             self.wake.notify_all();
         }
         let handle = self
             .thread
             .lock()
-            .expect("flush thread handle poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(handle) = handle {
             if handle.join().is_err() {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -604,7 +604,7 @@ impl MessageStore {
             .housekeeping
             .thread
             .lock()
-            .expect("housekeeping handle poisoned") = Some(handle);
+            .unwrap_or_else(PoisonError::into_inner) = Some(handle);
     }
 
     /// Flushes ConsumeQueues and IndexFiles, then records in the checkpoint how
@@ -642,7 +642,7 @@ impl MessageStore {
                 .housekeeping
                 .stop
                 .lock()
-                .expect("housekeeping lock poisoned");
+                .unwrap_or_else(PoisonError::into_inner);
             *stop = true;
             self.housekeeping.wake.notify_all();
         }
@@ -650,7 +650,7 @@ impl MessageStore {
             .housekeeping
             .thread
             .lock()
-            .expect("housekeeping handle poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .take()
         {
             // The thread holds only a Weak; joining cannot deadlock on our Arc.
@@ -671,7 +671,10 @@ impl MessageStore {
         let abort = self.config.root.join("abort");
         std::fs::remove_file(&abort).map_err(|e| StoreError::io("remove", &abort, e))?;
         sync_dir(&self.config.root)?;
-        self.lock.lock().expect("store lock poisoned").take();
+        self.lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         log::info!(
             "store {} closed at commit log offset {end}",
             self.config.root.display()
@@ -743,12 +746,12 @@ fn housekeeping_loop(store: std::sync::Weak<MessageStore>) {
                 .housekeeping
                 .stop
                 .lock()
-                .expect("housekeeping lock poisoned");
+                .unwrap_or_else(PoisonError::into_inner);
             let (stop, _) = s
                 .housekeeping
                 .wake
                 .wait_timeout_while(stop, tick, |stop| !*stop)
-                .expect("housekeeping lock poisoned");
+                .unwrap_or_else(PoisonError::into_inner);
             if *stop {
                 return;
             }

@@ -4,7 +4,7 @@
 //! broker can send NOTIFY_CONSUMER_IDS_CHANGED to the group.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use mq::protocol::body::{
@@ -54,7 +54,10 @@ impl ClientManager {
     /// Records a consumer's heartbeat. Returns true when the group's members
     /// or subscriptions changed (the group should be notified).
     pub(crate) fn register_consumer(&self, channel: ClientChannel, data: &ConsumerData) -> bool {
-        let mut consumers = self.consumers.write().expect("consumers poisoned");
+        let mut consumers = self
+            .consumers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         let group = consumers
             .entry(data.group_name.clone())
             .or_insert_with(|| ConsumerGroupInfo {
@@ -105,7 +108,10 @@ impl ClientManager {
 
     /// Records a producer's heartbeat.
     pub(crate) fn register_producer(&self, group: &str, channel: ClientChannel) {
-        let mut producers = self.producers.write().expect("producers poisoned");
+        let mut producers = self
+            .producers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         producers
             .entry(group.to_owned())
             .or_default()
@@ -114,7 +120,10 @@ impl ClientManager {
 
     /// Removes a consumer (UNREGISTER_CLIENT). Returns true when it was a member.
     pub(crate) fn unregister_consumer(&self, group: &str, conn_id: u64) -> bool {
-        let mut consumers = self.consumers.write().expect("consumers poisoned");
+        let mut consumers = self
+            .consumers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         let Some(info) = consumers.get_mut(group) else {
             return false;
         };
@@ -127,7 +136,10 @@ impl ClientManager {
 
     /// Removes a producer.
     pub(crate) fn unregister_producer(&self, group: &str, conn_id: u64) {
-        let mut producers = self.producers.write().expect("producers poisoned");
+        let mut producers = self
+            .producers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(channels) = producers.get_mut(group) {
             channels.remove(&conn_id);
             if channels.is_empty() {
@@ -140,7 +152,10 @@ impl ClientManager {
     /// that lost a member.
     pub(crate) fn remove_connection(&self, conn_id: u64) -> Vec<String> {
         let changed = {
-            let mut consumers = self.consumers.write().expect("consumers poisoned");
+            let mut consumers = self
+                .consumers
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
             let changed: Vec<String> = consumers
                 .iter_mut()
                 .filter_map(|(name, info)| info.channels.remove(&conn_id).map(|_| name.clone()))
@@ -148,7 +163,10 @@ impl ClientManager {
             consumers.retain(|_, info| !info.channels.is_empty());
             changed
         };
-        let mut producers = self.producers.write().expect("producers poisoned");
+        let mut producers = self
+            .producers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         for channels in producers.values_mut() {
             channels.remove(&conn_id);
         }
@@ -163,7 +181,10 @@ impl ClientManager {
         let stale =
             |c: &ClientChannel| c.conn.is_closed() || now.duration_since(c.last_update) > max_idle;
         let changed = {
-            let mut consumers = self.consumers.write().expect("consumers poisoned");
+            let mut consumers = self
+                .consumers
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
             let mut changed = Vec::new();
             for (name, info) in consumers.iter_mut() {
                 let before = info.channels.len();
@@ -181,7 +202,10 @@ impl ClientManager {
             consumers.retain(|_, info| !info.channels.is_empty());
             changed
         };
-        let mut producers = self.producers.write().expect("producers poisoned");
+        let mut producers = self
+            .producers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         for channels in producers.values_mut() {
             channels.retain(|_, c| !stale(c));
         }
@@ -191,7 +215,10 @@ impl ClientManager {
 
     /// Client ids of a consumer group.
     pub(crate) fn consumer_ids(&self, group: &str) -> Vec<String> {
-        let consumers = self.consumers.read().expect("consumers poisoned");
+        let consumers = self
+            .consumers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut ids: Vec<String> = consumers
             .get(group)
             .map(|info| {
@@ -208,7 +235,10 @@ impl ClientManager {
 
     /// The connections of a consumer group's members.
     pub(crate) fn consumer_connections(&self, group: &str) -> Vec<Arc<Connection>> {
-        let consumers = self.consumers.read().expect("consumers poisoned");
+        let consumers = self
+            .consumers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         consumers
             .get(group)
             .map(|info| info.channels.values().map(|c| c.conn.clone()).collect())
@@ -217,7 +247,10 @@ impl ClientManager {
 
     /// A group's subscription to `topic`.
     pub(crate) fn subscription(&self, group: &str, topic: &str) -> Option<SubscriptionData> {
-        let consumers = self.consumers.read().expect("consumers poisoned");
+        let consumers = self
+            .consumers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         consumers
             .get(group)
             .and_then(|info| info.subscriptions.get(topic).cloned())
@@ -225,7 +258,10 @@ impl ClientManager {
 
     /// Groups that subscribe to `topic`.
     pub(crate) fn groups_of_topic(&self, topic: &str) -> Vec<String> {
-        let consumers = self.consumers.read().expect("consumers poisoned");
+        let consumers = self
+            .consumers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         consumers
             .iter()
             .filter(|(_, info)| info.subscriptions.contains_key(topic))
@@ -235,7 +271,10 @@ impl ClientManager {
 
     /// Connections of a producer group (transaction check-back).
     pub(crate) fn producer_connections(&self, group: &str) -> Vec<Arc<Connection>> {
-        let producers = self.producers.read().expect("producers poisoned");
+        let producers = self
+            .producers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         producers
             .get(group)
             .map(|c| c.values().map(|c| c.conn.clone()).collect())
@@ -244,7 +283,10 @@ impl ClientManager {
 
     /// GET_CONSUMER_CONNECTION_LIST's body, if the group is online.
     pub(crate) fn consumer_connection(&self, group: &str) -> Option<ConsumerConnection> {
-        let consumers = self.consumers.read().expect("consumers poisoned");
+        let consumers = self
+            .consumers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         let info = consumers.get(group)?;
         Some(ConsumerConnection {
             connection_set: info.channels.values().map(connection_body).collect(),
@@ -257,7 +299,10 @@ impl ClientManager {
 
     /// GET_PRODUCER_CONNECTION_LIST's body.
     pub(crate) fn producer_connection(&self, group: &str) -> ProducerConnection {
-        let producers = self.producers.read().expect("producers poisoned");
+        let producers = self
+            .producers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         ProducerConnection {
             connection_set: producers
                 .get(group)

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +49,7 @@ impl ScheduleOffsets {
     pub(crate) fn get(&self, level: i32) -> i64 {
         self.table
             .lock()
-            .expect("delay offsets poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(&level)
             .copied()
             .unwrap_or(0)
@@ -59,7 +59,7 @@ impl ScheduleOffsets {
     pub(crate) fn set(&self, level: i32, offset: i64) {
         self.table
             .lock()
-            .expect("delay offsets poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(level, offset);
         self.dirty.store(true, Ordering::Release);
     }
@@ -67,7 +67,11 @@ impl ScheduleOffsets {
     /// GET_ALL_DELAY_OFFSET's body.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let offsets = DelayOffsets {
-            offset_table: self.table.lock().expect("delay offsets poisoned").clone(),
+            offset_table: self
+                .table
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         };
         mq::protocol::fastjson::to_vec(&offsets).expect("integers always serialise")
     }

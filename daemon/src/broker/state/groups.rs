@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{PoisonError, RwLock};
 
 use mq::protocol::body::{DataVersion, SubscriptionGroupConfig, SubscriptionGroupWrapper};
 
@@ -59,7 +59,7 @@ impl GroupManager {
     pub(crate) fn get(&self, group: &str) -> Option<SubscriptionGroupConfig> {
         self.table
             .read()
-            .expect("groups poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .0
             .get(group)
             .cloned()
@@ -68,7 +68,7 @@ impl GroupManager {
     /// Creates or replaces a group and persists.
     pub(crate) fn put(&self, config: SubscriptionGroupConfig) -> Result<(), StoreError> {
         {
-            let mut table = self.table.write().expect("groups poisoned");
+            let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
             table.0.insert(config.group_name.clone(), config);
             table.1.counter += 1;
             table.1.timestamp = mq::protocol::time::now_ms();
@@ -81,7 +81,7 @@ impl GroupManager {
         let existed = self
             .table
             .write()
-            .expect("groups poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .0
             .remove(group)
             .is_some();
@@ -93,7 +93,7 @@ impl GroupManager {
 
     /// Every group, as GET_ALL_SUBSCRIPTIONGROUP_CONFIG returns it.
     pub(crate) fn snapshot(&self) -> SubscriptionGroupWrapper {
-        let table = self.table.read().expect("groups poisoned");
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         SubscriptionGroupWrapper {
             subscription_group_table: table.0.clone(),
             data_version: table.1,

@@ -4,7 +4,7 @@
 //! suspend timeout runs out, whichever comes first.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use smol::channel::{Receiver, Sender};
@@ -49,7 +49,7 @@ impl PullHolds {
     pub(crate) fn hold(&self, topic: &str, queue_id: i32, pull: HeldPull) {
         self.held
             .lock()
-            .expect("holds poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .entry((topic.to_owned(), queue_id))
             .or_default()
             .push(pull);
@@ -59,10 +59,15 @@ impl PullHolds {
     /// Cheap: records the queue and wakes the waker task if anyone waits on it.
     pub(crate) fn notify_arrival(&self, topic: &str, queue_id: i32, max_offset: i64) {
         let key = (topic.to_owned(), queue_id);
-        if !self.held.lock().expect("holds poisoned").contains_key(&key) {
+        if !self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&key)
+        {
             return;
         }
-        let mut arrived = self.arrived.lock().expect("arrivals poisoned");
+        let mut arrived = self.arrived.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = arrived.entry(key).or_insert(max_offset);
         *entry = (*entry).max(max_offset);
         drop(arrived);
@@ -97,9 +102,9 @@ impl PullHolds {
         current_max: impl Fn(&str, i32) -> i64,
     ) -> Vec<(HeldPull, bool)> {
         let arrived: HashMap<(String, i32), i64> =
-            std::mem::take(&mut *self.arrived.lock().expect("arrivals poisoned"));
+            std::mem::take(&mut *self.arrived.lock().unwrap_or_else(PoisonError::into_inner));
         let mut ready = Vec::new();
-        let mut held = self.held.lock().expect("holds poisoned");
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         let mut emptied = HashSet::new();
         for (key, pulls) in held.iter_mut() {
             let max = arrived
@@ -131,7 +136,7 @@ impl PullHolds {
 
     /// Takes every parked pull (shutdown answers them all).
     pub(crate) fn take_all(&self) -> Vec<HeldPull> {
-        let mut held = self.held.lock().expect("holds poisoned");
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         held.drain().flat_map(|(_, pulls)| pulls).collect()
     }
 
@@ -139,7 +144,7 @@ impl PullHolds {
     pub(crate) fn len(&self) -> usize {
         self.held
             .lock()
-            .expect("holds poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .values()
             .map(Vec::len)
             .sum()

@@ -3,7 +3,7 @@
 //! when not renewed for [`LOCK_MAX_LIVE`].
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mq::protocol::body::MessageQueue;
@@ -29,7 +29,7 @@ impl LockManager {
         queues: &BTreeSet<MessageQueue>,
     ) -> BTreeSet<MessageQueue> {
         let now = Instant::now();
-        let mut table = self.table.lock().expect("locks poisoned");
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         let locks = table.entry(group.to_owned()).or_default();
         let mut granted = BTreeSet::new();
         for mq in queues {
@@ -50,7 +50,7 @@ impl LockManager {
 
     /// Releases the queues `client` holds among `queues`.
     pub(crate) fn unlock(&self, group: &str, client: &str, queues: &BTreeSet<MessageQueue>) {
-        let mut table = self.table.lock().expect("locks poisoned");
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(locks) = table.get_mut(group) {
             for mq in queues {
                 if locks.get(mq).is_some_and(|(owner, _)| owner == client) {
@@ -63,7 +63,7 @@ impl LockManager {
     /// Drops expired locks.
     pub(crate) fn remove_expired(&self) {
         let now = Instant::now();
-        let mut table = self.table.lock().expect("locks poisoned");
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         for locks in table.values_mut() {
             locks.retain(|_, (_, at)| now.duration_since(*at) < LOCK_MAX_LIVE);
         }

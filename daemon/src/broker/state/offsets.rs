@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::RwLock;
+use std::sync::{PoisonError, RwLock};
 
 use mq::protocol::body::ConsumerOffsetSerializeWrapper;
 
@@ -43,7 +43,7 @@ impl OffsetManager {
 
     /// Stores the offset of `group` on `topic`/`queue_id`.
     pub(crate) fn commit(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
-        let mut table = self.table.write().expect("offsets poisoned");
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
         table
             .entry(key(topic, group))
             .or_default()
@@ -53,7 +53,7 @@ impl OffsetManager {
 
     /// The committed offset, if any.
     pub(crate) fn query(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
-        let table = self.table.read().expect("offsets poisoned");
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         table
             .get(&key(topic, group))
             .and_then(|q| q.get(&queue_id))
@@ -62,7 +62,7 @@ impl OffsetManager {
 
     /// The groups with offsets on `topic`.
     pub(crate) fn groups_of_topic(&self, topic: &str) -> Vec<String> {
-        let table = self.table.read().expect("offsets poisoned");
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         table
             .keys()
             .filter_map(|k| k.split_once('@'))
@@ -73,7 +73,7 @@ impl OffsetManager {
 
     /// The topics a group has offsets on.
     pub(crate) fn topics_of_group(&self, group: &str) -> Vec<String> {
-        let table = self.table.read().expect("offsets poisoned");
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         table
             .keys()
             .filter_map(|k| k.split_once('@'))
@@ -85,7 +85,7 @@ impl OffsetManager {
     /// Forgets every offset on `topic`.
     pub(crate) fn remove_topic(&self, topic: &str) {
         let prefix = format!("{topic}@");
-        let mut table = self.table.write().expect("offsets poisoned");
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
         table.retain(|k, _| !k.starts_with(&prefix));
         self.dirty.store(true, Ordering::Release);
     }
@@ -93,7 +93,7 @@ impl OffsetManager {
     /// Forgets every offset of `group`.
     pub(crate) fn remove_group(&self, group: &str) {
         let suffix = format!("@{group}");
-        let mut table = self.table.write().expect("offsets poisoned");
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
         table.retain(|k, _| !k.ends_with(&suffix));
         self.dirty.store(true, Ordering::Release);
     }
@@ -101,7 +101,11 @@ impl OffsetManager {
     /// The whole table, as GET_ALL_CONSUMER_OFFSET returns it.
     pub(crate) fn snapshot(&self) -> ConsumerOffsetSerializeWrapper {
         ConsumerOffsetSerializeWrapper {
-            offset_table: self.table.read().expect("offsets poisoned").clone(),
+            offset_table: self
+                .table
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{PoisonError, RwLock};
 
 use thiserror::Error;
 
@@ -139,7 +139,7 @@ impl TopicManager {
     pub(crate) fn get(&self, topic: &str) -> Option<TopicConfig> {
         self.table
             .read()
-            .expect("topics poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .0
             .get(topic)
             .cloned()
@@ -147,7 +147,7 @@ impl TopicManager {
 
     /// Every topic.
     pub(crate) fn all(&self) -> TopicConfigSerializeWrapper {
-        let table = self.table.read().expect("topics poisoned");
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         TopicConfigSerializeWrapper {
             topic_config_table: table.0.clone(),
             data_version: table.1,
@@ -156,13 +156,13 @@ impl TopicManager {
 
     /// The current data version.
     pub(crate) fn data_version(&self) -> DataVersion {
-        self.table.read().expect("topics poisoned").1
+        self.table.read().unwrap_or_else(PoisonError::into_inner).1
     }
 
     /// Creates or replaces a topic, bumps the data version and persists.
     pub(crate) fn put(&self, config: TopicConfig) -> Result<(), StoreError> {
         {
-            let mut table = self.table.write().expect("topics poisoned");
+            let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
             table.0.insert(config.topic_name.clone(), config);
             bump(&mut table.1);
         }
@@ -172,7 +172,7 @@ impl TopicManager {
     /// Deletes a topic. Returns whether it existed.
     pub(crate) fn delete(&self, topic: &str) -> Result<bool, StoreError> {
         let existed = {
-            let mut table = self.table.write().expect("topics poisoned");
+            let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
             let existed = table.0.remove(topic).is_some();
             if existed {
                 bump(&mut table.1);

@@ -3,7 +3,7 @@
 //! start ([`task::transaction_check`](crate::broker::task::transaction_check)).
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 /// Half queue offsets that have an op record, learnt from the op queue.
 #[derive(Default)]
@@ -16,7 +16,7 @@ impl TransactionState {
     pub(crate) fn is_resolved(&self, half_offset: i64) -> bool {
         self.resolved
             .lock()
-            .expect("tx state poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .contains(&half_offset)
     }
 
@@ -24,7 +24,7 @@ impl TransactionState {
     pub(crate) fn resolve(&self, half_offset: i64) {
         self.resolved
             .lock()
-            .expect("tx state poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(half_offset);
     }
 }

@@ -3,7 +3,7 @@
 //! shutdown. NameServers never talk to each other, so each gets its own.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use smol::channel::{bounded, Receiver, Sender};
@@ -45,7 +45,12 @@ impl Registrar {
     }
 
     async fn client(&self, addr: &str) -> Option<Arc<RemotingClient>> {
-        if let Some(client) = self.clients.lock().expect("clients poisoned").get(addr) {
+        if let Some(client) = self
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(addr)
+        {
             if !client.is_closed() {
                 return Some(client.clone());
             }
@@ -54,7 +59,7 @@ impl Registrar {
             Ok(client) => {
                 self.clients
                     .lock()
-                    .expect("clients poisoned")
+                    .unwrap_or_else(PoisonError::into_inner)
                     .insert(addr.to_owned(), client.clone());
                 Some(client)
             }
