@@ -49,6 +49,32 @@ pub struct PutMessage<'a> {
     pub properties: &'a str,
 }
 
+impl<'a> PutMessage<'a> {
+    /// A stored message stored again (a delayed message reaching its topic, a
+    /// retry, a committed or re-checked half message): its flags, times, hosts,
+    /// retry count, transaction offset and body, under `topic`, `queue_id` and
+    /// `properties`. Callers change the fields that differ.
+    pub fn again(
+        msg: &StoredMessage<'a>,
+        topic: &'a str,
+        queue_id: i32,
+        properties: &'a str,
+    ) -> Self {
+        PutMessage {
+            topic,
+            queue_id,
+            flag: msg.flag,
+            sys_flag: msg.sys_flag,
+            born_timestamp: msg.born_timestamp,
+            born_host: msg.born_host,
+            reconsume_times: msg.reconsume_times,
+            prepared_transaction_offset: msg.prepared_transaction_offset,
+            body: msg.body,
+            properties,
+        }
+    }
+}
+
 /// Where an append landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendResult {

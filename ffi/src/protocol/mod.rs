@@ -7,6 +7,7 @@
 //! - [`fastjson`]: reading and writing fastjson's non-standard JSON (bare and object map keys).
 //! - [`message`]: the stored-message record (CommitLog layout, PULL bodies).
 //! - [`properties`]: the message properties string and Java's string hash.
+//! - [`topics`]: topic names with a meaning (TBW102, retry and dead-letter topics).
 //! - [`time`]: milliseconds since the epoch, and their UTC calendar date.
 
 pub mod body;
@@ -17,3 +18,4 @@ pub mod message;
 pub mod properties;
 pub mod remoting;
 pub mod time;
+pub mod topics;

@@ -22,6 +22,10 @@ pub mod keys {
     pub const REAL_TOPIC: &str = "REAL_TOPIC";
     /// Original queue of a delayed or half message.
     pub const REAL_QID: &str = "REAL_QID";
+    /// The topic a message sent back for a retry came from.
+    pub const RETRY_TOPIC: &str = "RETRY_TOPIC";
+    /// The message id of the message a retry copies.
+    pub const ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
 }
 
 /// Separates the words of the KEYS property.

@@ -19,9 +19,9 @@ use mq::protocol::remoting::RemotingCommand;
 use super::{group_topic, ok, ok_body, Reply};
 use crate::broker::error::BrokerError;
 use crate::broker::state::clients::ClientChannel;
-use crate::broker::state::topics::RETRY_GROUP_TOPIC_PREFIX;
 use crate::broker::Broker;
 use crate::remoting::Connection;
+use mq::protocol::topics::retry_topic;
 
 /// HEART_BEAT: records the client's producer and consumer groups. A consumer
 /// group that changed (a member or a subscription) is told so.
@@ -47,7 +47,7 @@ pub(crate) fn heart_beat(broker: &Broker, conn: &Arc<Connection>, req: &Remoting
         // it only gets no retry topic, and its pulls are refused.
         if let Some(group) = group.filter(|_| consumer.message_model == MessageModel::Clustering) {
             // Clustering consumers need their retry topic routed before they rebalance.
-            let retry = format!("{RETRY_GROUP_TOPIC_PREFIX}{}", consumer.group_name);
+            let retry = retry_topic(&consumer.group_name);
             group_topic(broker, &retry, group.retry_queue_nums.max(1))?;
         }
         if broker.clients.register_consumer(channel(), consumer) {

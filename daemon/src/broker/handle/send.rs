@@ -15,7 +15,7 @@ use crate::broker::config::BrokerRole;
 use crate::broker::delay::divert_delayed;
 use crate::broker::error::{Access, BrokerError};
 use crate::broker::state::topics::{
-    perm, validate_topic, AUTO_CREATE_TOPIC_KEY, DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX,
+    perm, validate_topic, AUTO_CREATE_TOPIC_KEY, RETRY_GROUP_TOPIC_PREFIX,
 };
 use crate::broker::{transaction, Broker};
 use crate::remoting::Connection;
@@ -114,7 +114,7 @@ pub(crate) async fn send_message(
             .max_reconsume_times
             .unwrap_or(DEFAULT_MAX_RECONSUME_TIMES);
         if reconsume_times >= max {
-            topic = format!("{DLQ_GROUP_TOPIC_PREFIX}{group}");
+            topic = mq::protocol::topics::dlq_topic(group);
             queue_id = 0;
             group_topic(broker, &topic, 1)?;
         }

@@ -10,14 +10,10 @@ use mq::protocol::remoting::RemotingCommand;
 use super::{ok, Reply};
 use crate::broker::delay::divert_delayed;
 use crate::broker::error::BrokerError;
-use crate::broker::state::topics::{perm, DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX};
+use crate::broker::state::topics::perm;
 use crate::broker::Broker;
 use crate::store::PutMessage;
-
-/// Property naming a retried message's original topic.
-const RETRY_TOPIC: &str = "RETRY_TOPIC";
-/// Property naming a retried message's original id.
-const ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
+use mq::protocol::topics::{dlq_topic, retry_topic};
 
 /// CONSUMER_SEND_MSG_BACK: the retry topic with a delay level (the consumer's,
 /// or 3 + the times it was retried), or the dead-letter topic.
@@ -36,12 +32,9 @@ pub(crate) async fn consumer_send_msg_back(broker: &Broker, req: &RemotingComman
     let max = h.max_reconsume_times.unwrap_or(group.retry_max_times);
     let to_dlq = msg.reconsume_times >= max || h.delay_level < 0;
     let (topic, queues) = if to_dlq {
-        (format!("{DLQ_GROUP_TOPIC_PREFIX}{}", h.group), 1)
+        (dlq_topic(&h.group), 1)
     } else {
-        (
-            format!("{RETRY_GROUP_TOPIC_PREFIX}{}", h.group),
-            group.retry_queue_nums.max(1),
-        )
+        (retry_topic(&h.group), group.retry_queue_nums.max(1))
     };
     let (_, created) =
         broker
@@ -54,16 +47,16 @@ pub(crate) async fn consumer_send_msg_back(broker: &Broker, req: &RemotingComman
         .filter(|(n, _)| *n != keys::DELAY)
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
         .collect();
-    if !props.iter().any(|(n, _)| n == RETRY_TOPIC) {
-        props.push((RETRY_TOPIC.into(), msg.topic.to_owned()));
+    if !props.iter().any(|(n, _)| n == keys::RETRY_TOPIC) {
+        props.push((keys::RETRY_TOPIC.into(), msg.topic.to_owned()));
     }
     let origin = h
         .origin_msg_id
         .clone()
         .or_else(|| properties::get(msg.properties, keys::UNIQ_KEY).map(str::to_owned))
         .unwrap_or_else(|| offset_msg_id(&msg.store_host, msg.physical_offset));
-    if !props.iter().any(|(n, _)| n == ORIGIN_MESSAGE_ID) {
-        props.push((ORIGIN_MESSAGE_ID.into(), origin));
+    if !props.iter().any(|(n, _)| n == keys::ORIGIN_MESSAGE_ID) {
+        props.push((keys::ORIGIN_MESSAGE_ID.into(), origin));
     }
     if !to_dlq {
         let level = if h.delay_level == 0 {
@@ -82,16 +75,9 @@ pub(crate) async fn consumer_send_msg_back(broker: &Broker, req: &RemotingComman
     let (store_topic, store_queue, store_props) = divert_delayed(broker, &topic, queue_id, &props)
         .unwrap_or((topic.clone(), queue_id, props));
     let put = PutMessage {
-        topic: &store_topic,
-        queue_id: store_queue,
-        flag: msg.flag,
-        sys_flag: msg.sys_flag,
-        born_timestamp: msg.born_timestamp,
-        born_host: msg.born_host,
         reconsume_times: msg.reconsume_times + 1,
         prepared_transaction_offset: 0,
-        body: msg.body,
-        properties: &store_props,
+        ..PutMessage::again(&msg, &store_topic, store_queue, &store_props)
     };
     // Any store failure is SYSTEM_ERROR here, a full disk included (unlike a
     // send): the client then sends the message to the retry topic itself.

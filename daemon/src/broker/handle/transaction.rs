@@ -68,16 +68,9 @@ pub(crate) async fn end_transaction(broker: &Broker, req: &RemotingCommand) -> R
         put_props(&mut p, PREPARED_QUEUE_OFFSET, half.queue_offset.to_string());
         let props = encode_props(&p);
         let put = PutMessage {
-            topic: &real_topic,
-            queue_id: real_qid,
-            flag: half.flag,
             sys_flag: (half.sys_flag & !sys_flag::TRANSACTION_MASK) | sys_flag::TRANSACTION_COMMIT,
-            born_timestamp: half.born_timestamp,
-            born_host: half.born_host,
-            reconsume_times: half.reconsume_times,
             prepared_transaction_offset: half.physical_offset,
-            body: half.body,
-            properties: &props,
+            ..PutMessage::again(&half, &real_topic, real_qid, &props)
         };
         broker
             .store

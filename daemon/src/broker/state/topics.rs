@@ -13,16 +13,12 @@ use crate::broker::error::BrokerError;
 use crate::broker::persist::ConfigFile;
 use crate::store::StoreError;
 
-/// The template topic clients name when sending to a topic that does not exist.
-pub(crate) const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
+pub(crate) use mq::protocol::topics::{AUTO_CREATE_TOPIC_KEY, RETRY_GROUP_TOPIC_PREFIX};
+
 /// A topic RocketMQ brokers keep for self tests.
 pub(crate) const SELF_TEST_TOPIC: &str = "SELF_TEST_TOPIC";
 /// Where consumers' offset-moved events go.
 pub(crate) const OFFSET_MOVED_EVENT: &str = "OFFSET_MOVED_EVENT";
-/// Prefix of retry topics (`%RETRY%<group>`).
-pub(crate) const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
-/// Prefix of dead-letter topics (`%DLQ%<group>`).
-pub(crate) const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
 
 /// Permission bits (RocketMQ `PermName`).
 pub(crate) mod perm {

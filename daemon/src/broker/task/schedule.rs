@@ -69,18 +69,7 @@ async fn deliver_level(broker: &Arc<Broker>, level: i32) {
                                 .map(|(n, v)| format!("{n}\u{1}{v}"))
                                 .collect::<Vec<_>>()
                                 .join("\u{2}");
-                            let put = PutMessage {
-                                topic: &topic,
-                                queue_id,
-                                flag: msg.flag,
-                                sys_flag: msg.sys_flag,
-                                born_timestamp: msg.born_timestamp,
-                                born_host: msg.born_host,
-                                reconsume_times: msg.reconsume_times,
-                                prepared_transaction_offset: msg.prepared_transaction_offset,
-                                body: msg.body,
-                                properties: &props,
-                            };
+                            let put = PutMessage::again(&msg, &topic, queue_id, &props);
                             if let Err(e) = broker.store.put(&[put], false).await {
                                 // Try again next round rather than lose it. A
                                 // full disk was logged once by the store.

@@ -123,16 +123,8 @@ async fn check_once(broker: &Arc<Broker>, config: &TransactionConfig) {
 /// A copy of the half message, for queue 0 of `topic`, with `properties`.
 fn copy_of<'a>(half: &StoredMessage<'a>, topic: &'a str, properties: &'a str) -> PutMessage<'a> {
     PutMessage {
-        topic,
-        queue_id: 0,
-        flag: half.flag,
-        sys_flag: half.sys_flag,
-        born_timestamp: half.born_timestamp,
-        born_host: half.born_host,
-        reconsume_times: half.reconsume_times,
         prepared_transaction_offset: 0,
-        body: half.body,
-        properties,
+        ..PutMessage::again(half, topic, 0, properties)
     }
 }
 
