@@ -3,13 +3,13 @@
 //! hands messages to a [`Listener`].
 //!
 //! - Concurrent mode: up to `consume_threads` listener calls at once, batches
-//!   of up to `consume_batch_max_size`. A [`ConsumeStatus::Later`] (or a panic
-//!   in the listener) sends the message back (CONSUMER_SEND_MSG_BACK, the
-//!   broker re-delivers it through `%RETRY%<group>` after a delay); if that
-//!   fails the message is re-sent to the retry topic directly, and if that
-//!   fails too it is consumed again locally after 5 s. A queue's committed
-//!   offset is its smallest message still in process, so nothing unprocessed
-//!   is ever skipped.
+//!   of up to `consume_batch_max_size`, taken in the order they were pulled.
+//!   A [`ConsumeStatus::Later`] (or a panic in the listener) sends the
+//!   message back (CONSUMER_SEND_MSG_BACK, the broker re-delivers it through
+//!   `%RETRY%<group>` after a delay); if that fails the message is re-sent to
+//!   the retry topic directly, and if that fails too it is consumed again
+//!   locally after 5 s. A queue's committed offset is its smallest message
+//!   still in process, so nothing unprocessed is ever skipped.
 //! - Orderly mode: assigned queues are locked at the broker (renewed every
 //!   20 s, released on removal and shutdown) and only locked queues are pulled
 //!   and consumed; one queue's messages go to the listener one batch at a time
@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use smol::channel::{bounded, Receiver, Sender};
+use smol::channel::{bounded, unbounded, Receiver, Sender};
 use smol::lock::Semaphore;
 
 use crate::protocol::body::{
@@ -279,6 +279,14 @@ impl ProcessQueue {
     }
 }
 
+/// Concurrent mode: a batch of one queue waiting for a listener call (Java's
+/// ConsumeRequest).
+struct ConsumeRequest {
+    mq: MessageQueue,
+    pq: Arc<ProcessQueue>,
+    msgs: Vec<MessageExt>,
+}
+
 // ---------------------------------------------------------------------------
 // The consumer.
 
@@ -292,6 +300,14 @@ struct Inner {
     queues: Mutex<HashMap<MessageQueue, Arc<ProcessQueue>>>,
     /// One permit per listener call in flight; shutdown takes them all.
     permits: Arc<Semaphore>,
+    /// Concurrent mode: batches waiting for a listener call, taken in arrival
+    /// order by `consume_threads` workers, so the oldest message of a queue
+    /// is consumed first and its committed offset keeps up (a task per batch
+    /// racing for a permit let late batches overtake early ones for as long
+    /// as new ones kept coming). Unbounded: each queue stops pulling at its
+    /// flow-control thresholds, which bounds what can wait here, and a full
+    /// channel would only add a second, coarser limit.
+    requests: (Sender<ConsumeRequest>, Receiver<ConsumeRequest>),
     /// Signalled to rebalance now (NOTIFY_CONSUMER_IDS_CHANGED).
     rebalance_now: (Sender<()>, Receiver<()>),
     /// Offsets a broker told us to reset to (RESET_CONSUMER_CLIENT_OFFSET),
@@ -403,6 +419,7 @@ impl PushConsumer {
             subscriptions: subs,
             queues: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(config.consume_threads)),
+            requests: unbounded(),
             rebalance_now: bounded(1),
             pending_resets: Mutex::new(Vec::new()),
             balanced: AtomicBool::new(false),
@@ -418,9 +435,17 @@ impl PushConsumer {
             smol::spawn(persist_loop(weak.clone())),
         ];
         if inner.needs_locks() {
-            tasks.push(smol::spawn(lock_loop(weak)));
+            tasks.push(smol::spawn(lock_loop(weak.clone())));
         }
         inner.tasks.lock().expect("tasks poisoned").extend(tasks);
+        if !inner.config.orderly {
+            for _ in 0..inner.config.consume_threads {
+                // Detached: a worker ends when the request channel closes
+                // (shutdown, drop); cancelling one inside the listener would
+                // free its permit while the call still runs.
+                smol::spawn(consume_worker(weak.clone(), inner.requests.1.clone())).detach();
+            }
+        }
         Ok(PushConsumer { inner })
     }
 
@@ -458,6 +483,9 @@ impl PushConsumer {
         for (_, pq) in &queues {
             pq.stop_pulling();
         }
+        // Workers still drain what is queued, each batch skipped under its
+        // permit, then end.
+        inner.requests.0.close();
         // Every listener call holds a permit and checks `closed` after
         // taking it: once all permits are here, none runs or will run.
         let deadline = Instant::now() + SHUTDOWN_WAIT;
@@ -514,6 +542,7 @@ impl Drop for PushConsumer {
         // Without shutdown, at least stop pulling; nothing new is consumed.
         if !self.inner.closed.swap(true, Ordering::AcqRel) {
             self.inner.tasks.lock().expect("tasks poisoned").clear();
+            self.inner.requests.0.close();
             for pq in self.inner.queues.lock().expect("queues poisoned").values() {
                 pq.dropped.store(true, Ordering::Release);
                 pq.stop_pulling();
@@ -880,35 +909,42 @@ impl Inner {
     }
 }
 
-/// Concurrent mode: consumes `msgs` of `mq`; messages that could not be sent
-/// back stay in the process queue (so the offset cannot pass them) and are
-/// consumed again here after a while.
-async fn consume_concurrently(
-    weak: Weak<Inner>,
-    mq: MessageQueue,
-    pq: Arc<ProcessQueue>,
-    mut msgs: Vec<MessageExt>,
-) {
-    loop {
-        msgs = consume_once(&weak, &mq, &pq, msgs).await;
-        if msgs.is_empty() {
-            return;
+/// Concurrent mode: one of `consume_threads` tasks taking batches in arrival
+/// order. Messages that could not be sent back stay in their process queue
+/// (so the offset cannot pass them) and are queued again after a while.
+async fn consume_worker(weak: Weak<Inner>, requests: Receiver<ConsumeRequest>) {
+    while let Ok(request) = requests.recv().await {
+        let Some(inner) = weak.upgrade() else { return };
+        let ConsumeRequest { mq, pq, msgs } = request;
+        let failed = consume_once(&inner, &mq, &pq, msgs).await;
+        if failed.is_empty() {
+            continue;
         }
-        smol::Timer::after(LOCAL_RETRY_DELAY).await;
+        let again = inner.requests.0.clone();
+        // Detached: it ends after the delay; a closed channel drops the batch
+        // (nothing is consumed after shutdown).
+        smol::spawn(async move {
+            smol::Timer::after(LOCAL_RETRY_DELAY).await;
+            let _ = again
+                .send(ConsumeRequest {
+                    mq,
+                    pq,
+                    msgs: failed,
+                })
+                .await;
+        })
+        .detach();
     }
 }
 
 /// One listener call for `msgs`, then the offset; returns the messages to
 /// consume again locally.
 async fn consume_once(
-    weak: &Weak<Inner>,
+    inner: &Inner,
     mq: &MessageQueue,
     pq: &Arc<ProcessQueue>,
     msgs: Vec<MessageExt>,
 ) -> Vec<MessageExt> {
-    let Some(inner) = weak.upgrade() else {
-        return Vec::new();
-    };
     let permits = inner.permits.clone();
     let _permit = permits.acquire_arc().await;
     // Checked under the permit: shutdown takes every permit after closing.
@@ -1105,15 +1141,12 @@ async fn pull_loop(weak: Weak<Inner>, mq: MessageQueue, pq: Arc<ProcessQueue>) {
                 pq.put(&msgs);
                 if !inner.config.orderly {
                     for chunk in msgs.chunks(inner.config.consume_batch_max_size) {
-                        // Detached: each call ends by itself (shutdown waits
-                        // for the permits they hold).
-                        smol::spawn(consume_concurrently(
-                            weak.clone(),
-                            mq.clone(),
-                            pq.clone(),
-                            chunk.to_vec(),
-                        ))
-                        .detach();
+                        // Fails only once closed, when nothing is consumed anymore.
+                        let _ = inner.requests.0.try_send(ConsumeRequest {
+                            mq: mq.clone(),
+                            pq: pq.clone(),
+                            msgs: chunk.to_vec(),
+                        });
                     }
                 }
             }
