@@ -9,7 +9,9 @@
 //!   `%RETRY%<group>` after a delay); if that fails the message is re-sent to
 //!   the retry topic directly, and if that fails too it is consumed again
 //!   locally after 5 s. A queue's committed offset is its smallest message
-//!   still in process, so nothing unprocessed is ever skipped.
+//!   still in process, so nothing unprocessed is ever skipped; a queue is not
+//!   pulled while its newest message is more than `consume_concurrently_max_span`
+//!   offsets past that one, so the offset never falls far behind.
 //! - Orderly mode: assigned queues are locked at the broker (renewed every
 //!   20 s, released on removal and shutdown) and only locked queues are pulled
 //!   and consumed; one queue's messages go to the listener one batch at a time
@@ -90,6 +92,12 @@ pub struct PushConsumerConfig {
     pub pull_threshold_for_queue: usize,
     /// Stop pulling a queue while this many body bytes are cached (100 MiB).
     pub pull_threshold_size_for_queue: usize,
+    /// Concurrent mode: stop pulling a queue while the newest message pulled
+    /// is more than this many offsets past its oldest message still in
+    /// process (2000). The committed offset is that oldest message, so this
+    /// bounds how far a slow message holds it behind what was consumed, and
+    /// with it what a rebalance delivers again.
+    pub consume_concurrently_max_span: usize,
     /// Deliveries after which a message goes to the dead-letter queue (16).
     pub max_reconsume_times: i32,
     /// Directory of the broadcasting offsets file (default `$HOME/.rocketmq_offsets`).
@@ -109,6 +117,7 @@ impl PushConsumerConfig {
             pull_batch_size: 32,
             pull_threshold_for_queue: 1000,
             pull_threshold_size_for_queue: 100 * 1024 * 1024,
+            consume_concurrently_max_span: 2000,
             max_reconsume_times: 16,
             offset_dir: None,
         }
@@ -238,6 +247,18 @@ impl ProcessQueue {
     fn cached(&self) -> (usize, usize) {
         let s = self.lock_state();
         (s.msgs.len() + s.consuming.len(), s.bytes)
+    }
+
+    /// How far consumption has run past the oldest message still in
+    /// process: offsets from it to the newest ever cached; 0 when nothing is
+    /// cached. Java's getMaxSpan stops at the newest message still cached, so
+    /// once the messages after a slow one are done its queue is pulled on as
+    /// if nothing held it; this does not forget them.
+    fn span(&self) -> usize {
+        let s = self.lock_state();
+        s.msgs.keys().next().map_or(0, |first| {
+            usize::try_from(s.max_offset - first).unwrap_or(usize::MAX)
+        })
     }
 
     fn lock_is_fresh(&self) -> bool {
@@ -383,9 +404,11 @@ impl PushConsumer {
         if config.consume_threads == 0
             || config.consume_batch_max_size == 0
             || config.pull_batch_size < 1
+            || config.consume_concurrently_max_span == 0
         {
             return Err(ClientError::InvalidArgument(
-                "consume_threads, consume_batch_max_size and pull_batch_size must be at least 1"
+                "consume_threads, consume_batch_max_size, pull_batch_size and \
+                 consume_concurrently_max_span must be at least 1"
                     .into(),
             ));
         }
@@ -1074,8 +1097,11 @@ async fn pull_loop(weak: Weak<Inner>, mq: MessageQueue, pq: Arc<ProcessQueue>) {
             return;
         }
         let (count, bytes) = pq.cached();
+        let span_too_wide =
+            !inner.config.orderly && pq.span() > inner.config.consume_concurrently_max_span;
         if count > inner.config.pull_threshold_for_queue
             || bytes > inner.config.pull_threshold_size_for_queue
+            || span_too_wide
         {
             drop(inner);
             smol::Timer::after(PULL_DELAY_WHEN_FULL).await;
@@ -1276,6 +1302,23 @@ mod tests {
         assert_eq!(pq.remove(&[3]), 5);
         assert_eq!(pq.remove(&[5]), 6);
         assert_eq!(pq.cached(), (0, 0));
+    }
+
+    #[test]
+    fn span_reaches_from_the_oldest_in_process_to_the_newest_cached() {
+        let pq = ProcessQueue::new(0, false);
+        assert_eq!(pq.span(), 0);
+        pq.put(&[msg(10)]);
+        assert_eq!(pq.span(), 0);
+        pq.put(&[msg(11), msg(2500)]);
+        assert_eq!(pq.span(), 2490);
+        // Everything after 10 is done, 10 still in process: the span stays.
+        pq.remove(&[11, 2500]);
+        assert_eq!(pq.span(), 2490);
+        pq.remove(&[10]);
+        assert_eq!(pq.span(), 0);
+        pq.put(&[msg(2501)]);
+        assert_eq!(pq.span(), 0);
     }
 
     #[test]
