@@ -144,15 +144,21 @@ impl Shared {
         })
     }
 
-    /// Whether a worker may do one more operation.
+    /// Whether a worker may do one more operation. The last one of `--count`
+    /// stops the run: workers that have nothing left to claim would otherwise
+    /// wait for work that never comes.
     fn claim(&self) -> bool {
         if self.stop.load(Ordering::Relaxed) {
             return false;
         }
-        match self.count {
-            Some(n) => self.claimed.fetch_add(1, Ordering::Relaxed) < n,
-            None => true,
+        let Some(n) = self.count else {
+            return true;
+        };
+        let claimed = self.claimed.fetch_add(1, Ordering::Relaxed) + 1;
+        if claimed >= n {
+            self.stop.store(true, Ordering::Relaxed);
         }
+        claimed <= n
     }
 
     fn error(&self, e: &ClientError) {
@@ -461,5 +467,24 @@ async fn consume_worker(
                 smol::Timer::after(POLL_SLICE).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_claim_of_a_count_stops_the_run() {
+        let shared = Shared::new(Some(2));
+        assert!(shared.claim());
+        assert!(!shared.stop.load(Ordering::Relaxed));
+        assert!(shared.claim());
+        assert!(
+            shared.stop.load(Ordering::Relaxed),
+            "nothing is left to wait for"
+        );
+        assert!(!shared.claim());
+        assert!(Shared::new(None).claim());
     }
 }
