@@ -661,7 +661,8 @@ fn query_by_key_offset_id_and_unique_id() {
     assert_one_error_line(&out, 1, "no-such-key");
 }
 
-/// `bench <what> tps=… mb_per_s=… avg_ms=… p50_ms=… p99_ms=… max_ms=… errors=…`
+/// `bench <what> tps=… mb_per_s=… avg_ms=… p50_ms=… p99_ms=… max_ms=… errors=…`,
+/// and `duplicates=…` when consuming.
 fn summary(out: &Out, what: &str) -> Vec<(String, f64)> {
     let prefix = format!("bench {what} ");
     let line = out
@@ -682,11 +683,13 @@ fn summary(out: &Out, what: &str) -> Vec<(String, f64)> {
         })
         .collect();
     let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        names,
-        ["tps", "mb_per_s", "avg_ms", "p50_ms", "p99_ms", "max_ms", "errors"],
-        "{line}"
-    );
+    let mut expected = vec![
+        "tps", "mb_per_s", "avg_ms", "p50_ms", "p99_ms", "max_ms", "errors",
+    ];
+    if what == "consume" {
+        expected.push("duplicates");
+    }
+    assert_eq!(names, expected, "{line}");
     fields
 }
 
