@@ -970,3 +970,73 @@ fn four_push_consumers_share_a_backlog_as_members_come_go_and_crash() {
         ],
     );
 }
+
+#[test]
+fn a_slow_message_holds_its_queue_back_no_further_than_the_max_span() {
+    let daemon = start();
+    let i = instance(&daemon);
+    wait_until(20, "the broker to register", || {
+        smol::block_on(i.fetch_route("TBW102")).is_ok()
+    });
+    let topic = "PushSpan";
+    let mut config = ProducerConfig::new("it_span_producer");
+    config.default_topic_queue_nums = 1;
+    let p = Producer::start(i.clone(), config).unwrap();
+    let n = 1000;
+    produce(&p, topic, "m", n, None);
+    wait_for_route(&i, topic);
+
+    // The listener holds the queue's first message until released.
+    let released = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let highest = Arc::new(AtomicUsize::new(0));
+    let (seen, record) = recording();
+    let listener: mq::client::Listener = {
+        let (released, highest) = (released.clone(), highest.clone());
+        Arc::new(move |msgs: &[MessageExt]| {
+            if msgs.iter().any(|m| m.queue_offset == 0) {
+                let (lock, cv) = &*released;
+                let mut go = lock.lock().unwrap();
+                while !*go {
+                    go = cv.wait(go).unwrap();
+                }
+            }
+            for m in msgs {
+                let offset = usize::try_from(m.queue_offset).unwrap();
+                highest.fetch_max(offset, Ordering::SeqCst);
+            }
+            record(msgs)
+        })
+    };
+    let mut config = PushConsumerConfig::new("push_span");
+    config.consume_from = ConsumeFrom::FirstOffset;
+    config.consume_concurrently_max_span = 100;
+    let c = PushConsumer::start(
+        i.clone(),
+        config.clone(),
+        vec![(topic.into(), "*".into())],
+        listener,
+    )
+    .unwrap();
+    // With offset 0 in process, a pull is made only while the cached
+    // messages span at most 100 offsets: nothing past 100 + one pull arrives.
+    let limit =
+        config.consume_concurrently_max_span + usize::try_from(config.pull_batch_size).unwrap();
+    wait_until(20, "the messages after the slow one", || {
+        highest.load(Ordering::SeqCst) >= config.consume_concurrently_max_span
+    });
+    let watch_until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < watch_until {
+        let h = highest.load(Ordering::SeqCst);
+        assert!(
+            h <= limit,
+            "offset {h} arrived while offset 0 was in process"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    *released.0.lock().unwrap() = true;
+    released.1.notify_all();
+    wait_until(20, "every message", || distinct_bodies(&seen).len() == n);
+    c.shutdown_blocking();
+    assert_eq!(seen.lock().unwrap().len(), n, "each once");
+    i.shutdown();
+}
