@@ -676,3 +676,367 @@ fn a_broker_reset_moves_an_online_lite_consumer_back() {
     smol::block_on(c.shutdown());
     i.shutdown();
 }
+
+// ---------------------------------------------------------------------------
+// A push consumer group over a backlog of several CommitLog segments, with
+// members joining, leaving and crashing while the backlog lasts.
+
+/// Queues of the backlog topic.
+const BACKLOG_QUEUES: usize = 8;
+
+/// A daemon whose 1 MiB CommitLog segments and 600-entry ConsumeQueue files
+/// make a backlog of tens of thousands of small messages span many of both.
+fn backlog_daemon() -> Daemon {
+    start_with(&[
+        "--mappedFileSizeCommitLog",
+        "1048576",
+        "--mappedFileSizeConsumeQueue",
+        "12000",
+    ])
+}
+
+/// Sends `n` messages of 200 bytes to `topic` (created with eight queues) in
+/// batches, and checks that they fill several CommitLog segments.
+fn produce_backlog(daemon: &Daemon, i: &Arc<ClientInstance>, topic: &str, n: usize) {
+    wait_until(20, "the broker to register", || {
+        smol::block_on(i.fetch_route("TBW102")).is_ok()
+    });
+    let mut config = ProducerConfig::new("it_backlog_producer");
+    config.default_topic_queue_nums = i32::try_from(BACKLOG_QUEUES).unwrap();
+    let p = Producer::start(i.clone(), config).unwrap();
+    let mut next = 0;
+    while next < n {
+        let end = (next + 50).min(n);
+        let batch: Vec<Message> = (next..end)
+            .map(|k| Message::new(topic, format!("{k:0>200}")))
+            .collect();
+        smol::block_on(p.send_batch(&batch)).unwrap();
+        next = end;
+    }
+    smol::block_on(p.shutdown());
+    wait_for_route(i, topic);
+    let segments = std::fs::read_dir(daemon.data_dir().join("store/commitlog"))
+        .unwrap()
+        .count();
+    assert!(
+        segments >= 4,
+        "the backlog fills only {segments} segment(s)"
+    );
+}
+
+/// What the group's listeners received, and how far the test lets them go.
+#[derive(Default)]
+struct Progress {
+    /// Deliveries of each (queue id, queue offset).
+    deliveries: BTreeMap<(i32, i64), usize>,
+    /// Listener calls wait while this many distinct messages have arrived.
+    allowed: usize,
+}
+
+/// Paces a group: listener calls block once the allowance is used up, so the
+/// test changes the group's membership while a known backlog is left and
+/// while nobody consumes (what a member consumed is then fixed while its
+/// queues move).
+#[derive(Default)]
+struct Pace {
+    progress: Mutex<Progress>,
+    changed: std::sync::Condvar,
+}
+
+impl Pace {
+    fn distinct(&self) -> usize {
+        self.progress.lock().unwrap().deliveries.len()
+    }
+
+    fn allow(&self, allowed: usize) {
+        self.progress.lock().unwrap().allowed = allowed;
+        self.changed.notify_all();
+    }
+
+    /// A member's listener; once `leaving` is set its calls no longer wait
+    /// (so that the member can stop).
+    fn listener(self: &Arc<Self>, leaving: Arc<AtomicBool>) -> mq::client::Listener {
+        let pace = self.clone();
+        Arc::new(move |msgs: &[MessageExt]| {
+            let mut p = pace.progress.lock().unwrap();
+            while p.deliveries.len() >= p.allowed && !leaving.load(Ordering::SeqCst) {
+                p = pace.changed.wait(p).unwrap();
+            }
+            for m in msgs {
+                *p.deliveries
+                    .entry((m.queue_id, m.queue_offset))
+                    .or_default() += 1;
+            }
+            ConsumeStatus::Success
+        })
+    }
+}
+
+/// A membership change, applied once the group consumed its share of the backlog.
+enum Step {
+    /// A new member starts.
+    Join(&'static str),
+    /// A member shuts down cleanly (commits, unregisters).
+    Leave(&'static str),
+    /// A member vanishes: its connections close without a commit or an
+    /// unregistration, as when its process dies.
+    Crash(&'static str),
+}
+
+struct Member {
+    name: &'static str,
+    instance: Arc<ClientInstance>,
+    consumer: PushConsumer,
+    leaving: Arc<AtomicBool>,
+}
+
+/// Member settings that keep flow control busy (few messages cached per
+/// queue) and the bound on duplicates tight.
+fn paced_config(group: &str) -> PushConsumerConfig {
+    let mut config = PushConsumerConfig::new(group);
+    config.consume_from = ConsumeFrom::FirstOffset;
+    config.consume_threads = 8;
+    config.pull_threshold_for_queue = 100;
+    config
+}
+
+/// Runs `steps` over a backlog of `n` messages, one step after each equal
+/// share of it (the first step before any), and checks that every message was
+/// consumed, that no queue was left behind, and that the duplicates stay
+/// within what the moved queues' committed offsets explain.
+fn group_consumes_backlog(name: &str, n: usize, steps: &[Step]) {
+    let daemon = backlog_daemon();
+    let i = instance(&daemon);
+    let topic = format!("{name}Backlog");
+    let group = format!("{name}_group");
+    produce_backlog(&daemon, &i, &topic, n);
+    let config = paced_config(&group);
+    // Each pull commits the queue's oldest message not yet consumed, and a
+    // member pulls again once it caches no more than the threshold: what it
+    // consumed past its last commit is at most what it cached then plus that
+    // pull, listener calls in flight included. The new owner of a queue starts
+    // no lower than that commit, so no more than this many of its messages
+    // arrive twice per move.
+    let per_move = config.pull_threshold_for_queue
+        + usize::try_from(config.pull_batch_size).unwrap()
+        + config.consume_threads * config.consume_batch_max_size;
+
+    let pace = Arc::new(Pace::default());
+    let mut members: Vec<Member> = Vec::new();
+    let mut owners: BTreeMap<i32, &'static str> = BTreeMap::new();
+    // Times each queue changed hands.
+    let mut moves: BTreeMap<i32, usize> = BTreeMap::new();
+    let started = Instant::now();
+    for (k, step) in steps.iter().enumerate() {
+        let allowed = n * k / steps.len();
+        wait_until(60, "the group to consume its share", || {
+            pace.distinct() >= allowed
+        });
+        match *step {
+            Step::Join(who) => {
+                let instance = named_instance(&daemon, &format!("{name}-{who}"));
+                let leaving = Arc::new(AtomicBool::new(false));
+                let consumer = PushConsumer::start(
+                    instance.clone(),
+                    config.clone(),
+                    vec![(topic.clone(), "*".into())],
+                    pace.listener(leaving.clone()),
+                )
+                .unwrap();
+                members.push(Member {
+                    name: who,
+                    instance,
+                    consumer,
+                    leaving,
+                });
+            }
+            Step::Leave(who) | Step::Crash(who) => {
+                let at = members.iter().position(|m| m.name == who).unwrap();
+                let m = members.remove(at);
+                m.leaving.store(true, Ordering::SeqCst);
+                pace.changed.notify_all();
+                if matches!(step, Step::Leave(_)) {
+                    m.consumer.shutdown_blocking();
+                    m.instance.shutdown();
+                } else {
+                    m.instance.shutdown();
+                    drop(m.consumer);
+                }
+            }
+        }
+        // Settled: every queue read by exactly one member, as many each as
+        // AllocateMessageQueueAveragely gives.
+        let mut now: BTreeMap<i32, &'static str> = BTreeMap::new();
+        wait_until(20, "the group to settle", || {
+            now.clear();
+            let mut sizes = Vec::new();
+            for m in &members {
+                let mine: Vec<i32> = m
+                    .consumer
+                    .assignment()
+                    .iter()
+                    .filter(|q| q.topic == topic)
+                    .map(|q| q.queue_id)
+                    .collect();
+                sizes.push(mine.len());
+                for q in mine {
+                    now.insert(q, m.name);
+                }
+            }
+            let fair = BACKLOG_QUEUES / members.len();
+            now.len() == BACKLOG_QUEUES
+                && sizes.iter().sum::<usize>() == BACKLOG_QUEUES
+                && sizes.iter().all(|s| *s == fair || *s == fair + 1)
+        });
+        for (q, who) in &now {
+            if owners.get(q).is_some_and(|was| was != who) {
+                *moves.entry(*q).or_default() += 1;
+            }
+        }
+        owners = now;
+        pace.allow(n * (k + 1) / steps.len());
+    }
+    pace.allow(usize::MAX);
+    wait_until(60, "every message", || pace.distinct() >= n);
+    let elapsed = started.elapsed();
+    for m in members {
+        m.consumer.shutdown_blocking();
+        m.instance.shutdown();
+    }
+
+    let progress = pace.progress.lock().unwrap();
+    assert_eq!(progress.deliveries.len(), n);
+    let mut report = Vec::new();
+    for q in 0..i32::try_from(BACKLOG_QUEUES).unwrap() {
+        let mq = MessageQueue::new(topic.as_str(), "broker-a", q);
+        let end = smol::block_on(mq::client::rebalance::max_offset(&i, &mq)).unwrap();
+        let queue: Vec<usize> = progress
+            .deliveries
+            .range((q, 0)..(q, i64::MAX))
+            .map(|(_, d)| *d)
+            .collect();
+        assert_eq!(
+            i64::try_from(queue.len()).unwrap(),
+            end,
+            "queue {q} was left behind"
+        );
+        let duplicates: usize = queue.iter().map(|d| d - 1).sum();
+        let moved = moves.get(&q).copied().unwrap_or(0);
+        report.push(format!("q{q}: {duplicates} in {moved} move(s)"));
+        assert!(
+            duplicates <= moved * per_move,
+            "queue {q}: {duplicates} duplicates in {moved} move(s) of at most {per_move}"
+        );
+    }
+    eprintln!(
+        "{name}: {n} messages in {elapsed:?}; duplicates (at most {per_move} a move): {}",
+        report.join(", ")
+    );
+    i.shutdown();
+}
+
+#[test]
+fn one_push_consumer_reads_a_multi_segment_backlog_exactly_once() {
+    group_consumes_backlog("One", 20_000, &[Step::Join("a")]);
+}
+
+#[test]
+fn two_push_consumers_share_a_backlog_as_members_come_and_go() {
+    group_consumes_backlog(
+        "Two",
+        24_000,
+        &[
+            Step::Join("a"),
+            Step::Join("b"),
+            Step::Leave("a"),
+            Step::Join("c"),
+        ],
+    );
+}
+
+#[test]
+fn four_push_consumers_share_a_backlog_as_members_come_go_and_crash() {
+    group_consumes_backlog(
+        "Four",
+        32_000,
+        &[
+            Step::Join("a"),
+            Step::Join("b"),
+            Step::Join("c"),
+            Step::Join("d"),
+            Step::Leave("b"),
+            Step::Crash("c"),
+            Step::Join("e"),
+        ],
+    );
+}
+
+#[test]
+fn a_slow_message_holds_its_queue_back_no_further_than_the_max_span() {
+    let daemon = start();
+    let i = instance(&daemon);
+    wait_until(20, "the broker to register", || {
+        smol::block_on(i.fetch_route("TBW102")).is_ok()
+    });
+    let topic = "PushSpan";
+    let mut config = ProducerConfig::new("it_span_producer");
+    config.default_topic_queue_nums = 1;
+    let p = Producer::start(i.clone(), config).unwrap();
+    let n = 1000;
+    produce(&p, topic, "m", n, None);
+    wait_for_route(&i, topic);
+
+    // The listener holds the queue's first message until released.
+    let released = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let highest = Arc::new(AtomicUsize::new(0));
+    let (seen, record) = recording();
+    let listener: mq::client::Listener = {
+        let (released, highest) = (released.clone(), highest.clone());
+        Arc::new(move |msgs: &[MessageExt]| {
+            if msgs.iter().any(|m| m.queue_offset == 0) {
+                let (lock, cv) = &*released;
+                let mut go = lock.lock().unwrap();
+                while !*go {
+                    go = cv.wait(go).unwrap();
+                }
+            }
+            for m in msgs {
+                let offset = usize::try_from(m.queue_offset).unwrap();
+                highest.fetch_max(offset, Ordering::SeqCst);
+            }
+            record(msgs)
+        })
+    };
+    let mut config = PushConsumerConfig::new("push_span");
+    config.consume_from = ConsumeFrom::FirstOffset;
+    config.consume_concurrently_max_span = 100;
+    let c = PushConsumer::start(
+        i.clone(),
+        config.clone(),
+        vec![(topic.into(), "*".into())],
+        listener,
+    )
+    .unwrap();
+    // With offset 0 in process, a pull is made only while the cached
+    // messages span at most 100 offsets: nothing past 100 + one pull arrives.
+    let limit =
+        config.consume_concurrently_max_span + usize::try_from(config.pull_batch_size).unwrap();
+    wait_until(20, "the messages after the slow one", || {
+        highest.load(Ordering::SeqCst) >= config.consume_concurrently_max_span
+    });
+    let watch_until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < watch_until {
+        let h = highest.load(Ordering::SeqCst);
+        assert!(
+            h <= limit,
+            "offset {h} arrived while offset 0 was in process"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    *released.0.lock().unwrap() = true;
+    released.1.notify_all();
+    wait_until(20, "every message", || distinct_bodies(&seen).len() == n);
+    c.shutdown_blocking();
+    assert_eq!(seen.lock().unwrap().len(), n, "each once");
+    i.shutdown();
+}

@@ -19,12 +19,17 @@ use client_support::{free_port, start_with, Daemon};
 
 fn start() -> Daemon {
     // Smaller files than the shared default: these tests make many daemons.
-    let daemon = start_with(&[
+    start_ready(&[
         "--mappedFileSizeCommitLog",
         "16777216",
         "--mappedFileSizeConsumeQueue",
         "120000",
-    ]);
+    ])
+}
+
+/// A daemon with `extra` broker settings, once its broker has registered.
+fn start_ready(extra: &[&str]) -> Daemon {
+    let daemon = start_with(extra);
     // Ready when the broker has registered: TBW102 then has a route.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -655,7 +660,8 @@ fn query_by_key_offset_id_and_unique_id() {
     assert_one_error_line(&out, 1, "no-such-key");
 }
 
-/// `bench <what> tps=… mb_per_s=… avg_ms=… p50_ms=… p99_ms=… max_ms=… errors=…`
+/// `bench <what> tps=… mb_per_s=… avg_ms=… p50_ms=… p99_ms=… max_ms=… errors=…`,
+/// and `duplicates=…` when consuming.
 fn summary(out: &Out, what: &str) -> Vec<(String, f64)> {
     let prefix = format!("bench {what} ");
     let line = out
@@ -676,11 +682,13 @@ fn summary(out: &Out, what: &str) -> Vec<(String, f64)> {
         })
         .collect();
     let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        names,
-        ["tps", "mb_per_s", "avg_ms", "p50_ms", "p99_ms", "max_ms", "errors"],
-        "{line}"
-    );
+    let mut expected = vec![
+        "tps", "mb_per_s", "avg_ms", "p50_ms", "p99_ms", "max_ms", "errors",
+    ];
+    if what == "consume" {
+        expected.push("duplicates");
+    }
+    assert_eq!(names, expected, "{line}");
     fields
 }
 
@@ -756,4 +764,69 @@ fn bench_produce_and_consume_print_summaries() {
     assert!(field(&s, "tps") > 0.0);
     assert!(field(&s, "avg_ms") >= 0.0);
     assert_eq!(field(&s, "errors"), 0.0);
+}
+
+#[test]
+fn bench_consume_count_ends_once_that_many_messages_arrived() {
+    // 1 MiB segments: the backlog spans several.
+    let d = start_ready(&[
+        "--mappedFileSizeCommitLog",
+        "1048576",
+        "--mappedFileSizeConsumeQueue",
+        "12000",
+    ]);
+    let topic = "MqctlBacklog";
+    d.create_topic(topic, "8");
+    let sent = "20000";
+    let out = d
+        .run(&[
+            "bench",
+            "produce",
+            "-t",
+            topic,
+            "--count",
+            sent,
+            "--threads",
+            "8",
+            "--size",
+            "100",
+        ])
+        .ok();
+    assert_eq!(field(&summary(&out, "produce"), "errors"), 0.0);
+    let segments = std::fs::read_dir(d.data_dir().join("store/commitlog"))
+        .unwrap()
+        .count();
+    assert!(segments >= 3, "the backlog fills {segments} segment(s)");
+    // Exactly as many as there are: the last one must end the run, whichever
+    // consumer gets it, with the others still waiting for more.
+    for threads in ["1", "2", "4"] {
+        let started = Instant::now();
+        let out = d
+            .run(&[
+                "bench",
+                "consume",
+                "-t",
+                topic,
+                "--from",
+                "first",
+                "--count",
+                sent,
+                "--threads",
+                threads,
+                "--format",
+                "json",
+            ])
+            .ok();
+        let lines = out.json_lines();
+        let last = lines.last().unwrap_or_else(|| panic!("no output: {out:?}"));
+        assert_eq!(last["summary"], true, "{threads} consumer(s): {out:?}");
+        assert_eq!(last["messages"], 20000, "{threads} consumer(s): {last}");
+        assert_eq!(last["errors"], 0, "{threads} consumer(s): {last}");
+        assert!(last["duplicates"].is_u64(), "{last}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{threads} consumer(s) took {:?}",
+            started.elapsed()
+        );
+    }
 }

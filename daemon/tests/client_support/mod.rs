@@ -16,7 +16,7 @@ use mq::protocol::remoting::RemotingCommand;
 /// A running `mqd standalone`, stopped with SIGTERM on drop.
 pub struct Daemon {
     child: Child,
-    _dir: TempDir,
+    dir: TempDir,
     /// The NameServer address.
     pub namesrv: String,
 }
@@ -32,6 +32,13 @@ impl Drop for Daemon {
             nix::sys::signal::Signal::SIGTERM,
         );
         let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    /// The daemon's `--data` directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 }
 
@@ -100,7 +107,7 @@ pub fn start_with(extra: &[&str]) -> Daemon {
     }
     Daemon {
         child,
-        _dir: dir,
+        dir,
         namesrv: format!("127.0.0.1:{ns}"),
     }
 }

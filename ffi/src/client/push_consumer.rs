@@ -3,13 +3,15 @@
 //! hands messages to a [`Listener`].
 //!
 //! - Concurrent mode: up to `consume_threads` listener calls at once, batches
-//!   of up to `consume_batch_max_size`. A [`ConsumeStatus::Later`] (or a panic
-//!   in the listener) sends the message back (CONSUMER_SEND_MSG_BACK, the
-//!   broker re-delivers it through `%RETRY%<group>` after a delay); if that
-//!   fails the message is re-sent to the retry topic directly, and if that
-//!   fails too it is consumed again locally after 5 s. A queue's committed
-//!   offset is its smallest message still in process, so nothing unprocessed
-//!   is ever skipped.
+//!   of up to `consume_batch_max_size`, taken in the order they were pulled.
+//!   A [`ConsumeStatus::Later`] (or a panic in the listener) sends the
+//!   message back (CONSUMER_SEND_MSG_BACK, the broker re-delivers it through
+//!   `%RETRY%<group>` after a delay); if that fails the message is re-sent to
+//!   the retry topic directly, and if that fails too it is consumed again
+//!   locally after 5 s. A queue's committed offset is its smallest message
+//!   still in process, so nothing unprocessed is ever skipped; a queue is not
+//!   pulled while its newest message is more than `consume_concurrently_max_span`
+//!   offsets past that one, so the offset never falls far behind.
 //! - Orderly mode: assigned queues are locked at the broker (renewed every
 //!   20 s, released on removal and shutdown) and only locked queues are pulled
 //!   and consumed; one queue's messages go to the listener one batch at a time
@@ -28,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use smol::channel::{bounded, Receiver, Sender};
+use smol::channel::{bounded, unbounded, Receiver, Sender};
 use smol::lock::Semaphore;
 
 use crate::protocol::body::{
@@ -90,6 +92,12 @@ pub struct PushConsumerConfig {
     pub pull_threshold_for_queue: usize,
     /// Stop pulling a queue while this many body bytes are cached (100 MiB).
     pub pull_threshold_size_for_queue: usize,
+    /// Concurrent mode: stop pulling a queue while the newest message pulled
+    /// is more than this many offsets past its oldest message still in
+    /// process (2000). The committed offset is that oldest message, so this
+    /// bounds how far a slow message holds it behind what was consumed, and
+    /// with it what a rebalance delivers again.
+    pub consume_concurrently_max_span: usize,
     /// Deliveries after which a message goes to the dead-letter queue (16).
     pub max_reconsume_times: i32,
     /// Directory of the broadcasting offsets file (default `$HOME/.rocketmq_offsets`).
@@ -109,6 +117,7 @@ impl PushConsumerConfig {
             pull_batch_size: 32,
             pull_threshold_for_queue: 1000,
             pull_threshold_size_for_queue: 100 * 1024 * 1024,
+            consume_concurrently_max_span: 2000,
             max_reconsume_times: 16,
             offset_dir: None,
         }
@@ -240,6 +249,18 @@ impl ProcessQueue {
         (s.msgs.len() + s.consuming.len(), s.bytes)
     }
 
+    /// How far consumption has run past the oldest message still in
+    /// process: offsets from it to the newest ever cached; 0 when nothing is
+    /// cached. Java's getMaxSpan stops at the newest message still cached, so
+    /// once the messages after a slow one are done its queue is pulled on as
+    /// if nothing held it; this does not forget them.
+    fn span(&self) -> usize {
+        let s = self.lock_state();
+        s.msgs.keys().next().map_or(0, |first| {
+            usize::try_from(s.max_offset - first).unwrap_or(usize::MAX)
+        })
+    }
+
     fn lock_is_fresh(&self) -> bool {
         let s = self.lock_state();
         s.locked && s.last_lock.elapsed() < LOCK_MAX_LIVE
@@ -279,6 +300,14 @@ impl ProcessQueue {
     }
 }
 
+/// Concurrent mode: a batch of one queue waiting for a listener call (Java's
+/// ConsumeRequest).
+struct ConsumeRequest {
+    mq: MessageQueue,
+    pq: Arc<ProcessQueue>,
+    msgs: Vec<MessageExt>,
+}
+
 // ---------------------------------------------------------------------------
 // The consumer.
 
@@ -292,6 +321,14 @@ struct Inner {
     queues: Mutex<HashMap<MessageQueue, Arc<ProcessQueue>>>,
     /// One permit per listener call in flight; shutdown takes them all.
     permits: Arc<Semaphore>,
+    /// Concurrent mode: batches waiting for a listener call, taken in arrival
+    /// order by `consume_threads` workers, so the oldest message of a queue
+    /// is consumed first and its committed offset keeps up (a task per batch
+    /// racing for a permit let late batches overtake early ones for as long
+    /// as new ones kept coming). Unbounded: each queue stops pulling at its
+    /// flow-control thresholds, which bounds what can wait here, and a full
+    /// channel would only add a second, coarser limit.
+    requests: (Sender<ConsumeRequest>, Receiver<ConsumeRequest>),
     /// Signalled to rebalance now (NOTIFY_CONSUMER_IDS_CHANGED).
     rebalance_now: (Sender<()>, Receiver<()>),
     /// Offsets a broker told us to reset to (RESET_CONSUMER_CLIENT_OFFSET),
@@ -367,9 +404,11 @@ impl PushConsumer {
         if config.consume_threads == 0
             || config.consume_batch_max_size == 0
             || config.pull_batch_size < 1
+            || config.consume_concurrently_max_span == 0
         {
             return Err(ClientError::InvalidArgument(
-                "consume_threads, consume_batch_max_size and pull_batch_size must be at least 1"
+                "consume_threads, consume_batch_max_size, pull_batch_size and \
+                 consume_concurrently_max_span must be at least 1"
                     .into(),
             ));
         }
@@ -403,6 +442,7 @@ impl PushConsumer {
             subscriptions: subs,
             queues: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(config.consume_threads)),
+            requests: unbounded(),
             rebalance_now: bounded(1),
             pending_resets: Mutex::new(Vec::new()),
             balanced: AtomicBool::new(false),
@@ -418,9 +458,17 @@ impl PushConsumer {
             smol::spawn(persist_loop(weak.clone())),
         ];
         if inner.needs_locks() {
-            tasks.push(smol::spawn(lock_loop(weak)));
+            tasks.push(smol::spawn(lock_loop(weak.clone())));
         }
         inner.tasks.lock().expect("tasks poisoned").extend(tasks);
+        if !inner.config.orderly {
+            for _ in 0..inner.config.consume_threads {
+                // Detached: a worker ends when the request channel closes
+                // (shutdown, drop); cancelling one inside the listener would
+                // free its permit while the call still runs.
+                smol::spawn(consume_worker(weak.clone(), inner.requests.1.clone())).detach();
+            }
+        }
         Ok(PushConsumer { inner })
     }
 
@@ -458,6 +506,9 @@ impl PushConsumer {
         for (_, pq) in &queues {
             pq.stop_pulling();
         }
+        // Workers still drain what is queued, each batch skipped under its
+        // permit, then end.
+        inner.requests.0.close();
         // Every listener call holds a permit and checks `closed` after
         // taking it: once all permits are here, none runs or will run.
         let deadline = Instant::now() + SHUTDOWN_WAIT;
@@ -514,6 +565,7 @@ impl Drop for PushConsumer {
         // Without shutdown, at least stop pulling; nothing new is consumed.
         if !self.inner.closed.swap(true, Ordering::AcqRel) {
             self.inner.tasks.lock().expect("tasks poisoned").clear();
+            self.inner.requests.0.close();
             for pq in self.inner.queues.lock().expect("queues poisoned").values() {
                 pq.dropped.store(true, Ordering::Release);
                 pq.stop_pulling();
@@ -880,35 +932,42 @@ impl Inner {
     }
 }
 
-/// Concurrent mode: consumes `msgs` of `mq`; messages that could not be sent
-/// back stay in the process queue (so the offset cannot pass them) and are
-/// consumed again here after a while.
-async fn consume_concurrently(
-    weak: Weak<Inner>,
-    mq: MessageQueue,
-    pq: Arc<ProcessQueue>,
-    mut msgs: Vec<MessageExt>,
-) {
-    loop {
-        msgs = consume_once(&weak, &mq, &pq, msgs).await;
-        if msgs.is_empty() {
-            return;
+/// Concurrent mode: one of `consume_threads` tasks taking batches in arrival
+/// order. Messages that could not be sent back stay in their process queue
+/// (so the offset cannot pass them) and are queued again after a while.
+async fn consume_worker(weak: Weak<Inner>, requests: Receiver<ConsumeRequest>) {
+    while let Ok(request) = requests.recv().await {
+        let Some(inner) = weak.upgrade() else { return };
+        let ConsumeRequest { mq, pq, msgs } = request;
+        let failed = consume_once(&inner, &mq, &pq, msgs).await;
+        if failed.is_empty() {
+            continue;
         }
-        smol::Timer::after(LOCAL_RETRY_DELAY).await;
+        let again = inner.requests.0.clone();
+        // Detached: it ends after the delay; a closed channel drops the batch
+        // (nothing is consumed after shutdown).
+        smol::spawn(async move {
+            smol::Timer::after(LOCAL_RETRY_DELAY).await;
+            let _ = again
+                .send(ConsumeRequest {
+                    mq,
+                    pq,
+                    msgs: failed,
+                })
+                .await;
+        })
+        .detach();
     }
 }
 
 /// One listener call for `msgs`, then the offset; returns the messages to
 /// consume again locally.
 async fn consume_once(
-    weak: &Weak<Inner>,
+    inner: &Inner,
     mq: &MessageQueue,
     pq: &Arc<ProcessQueue>,
     msgs: Vec<MessageExt>,
 ) -> Vec<MessageExt> {
-    let Some(inner) = weak.upgrade() else {
-        return Vec::new();
-    };
     let permits = inner.permits.clone();
     let _permit = permits.acquire_arc().await;
     // Checked under the permit: shutdown takes every permit after closing.
@@ -1038,8 +1097,11 @@ async fn pull_loop(weak: Weak<Inner>, mq: MessageQueue, pq: Arc<ProcessQueue>) {
             return;
         }
         let (count, bytes) = pq.cached();
+        let span_too_wide =
+            !inner.config.orderly && pq.span() > inner.config.consume_concurrently_max_span;
         if count > inner.config.pull_threshold_for_queue
             || bytes > inner.config.pull_threshold_size_for_queue
+            || span_too_wide
         {
             drop(inner);
             smol::Timer::after(PULL_DELAY_WHEN_FULL).await;
@@ -1105,15 +1167,12 @@ async fn pull_loop(weak: Weak<Inner>, mq: MessageQueue, pq: Arc<ProcessQueue>) {
                 pq.put(&msgs);
                 if !inner.config.orderly {
                     for chunk in msgs.chunks(inner.config.consume_batch_max_size) {
-                        // Detached: each call ends by itself (shutdown waits
-                        // for the permits they hold).
-                        smol::spawn(consume_concurrently(
-                            weak.clone(),
-                            mq.clone(),
-                            pq.clone(),
-                            chunk.to_vec(),
-                        ))
-                        .detach();
+                        // Fails only once closed, when nothing is consumed anymore.
+                        let _ = inner.requests.0.try_send(ConsumeRequest {
+                            mq: mq.clone(),
+                            pq: pq.clone(),
+                            msgs: chunk.to_vec(),
+                        });
                     }
                 }
             }
@@ -1243,6 +1302,23 @@ mod tests {
         assert_eq!(pq.remove(&[3]), 5);
         assert_eq!(pq.remove(&[5]), 6);
         assert_eq!(pq.cached(), (0, 0));
+    }
+
+    #[test]
+    fn span_reaches_from_the_oldest_in_process_to_the_newest_cached() {
+        let pq = ProcessQueue::new(0, false);
+        assert_eq!(pq.span(), 0);
+        pq.put(&[msg(10)]);
+        assert_eq!(pq.span(), 0);
+        pq.put(&[msg(11), msg(2500)]);
+        assert_eq!(pq.span(), 2490);
+        // Everything after 10 is done, 10 still in process: the span stays.
+        pq.remove(&[11, 2500]);
+        assert_eq!(pq.span(), 2490);
+        pq.remove(&[10]);
+        assert_eq!(pq.span(), 0);
+        pq.put(&[msg(2501)]);
+        assert_eq!(pq.span(), 0);
     }
 
     #[test]

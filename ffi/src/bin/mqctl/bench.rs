@@ -1,14 +1,19 @@
 //! `mqctl bench produce|consume`: load with many senders (or consumers) in
 //! flight, a line of throughput and latency every second and one summary line
-//! at the end. Latencies go into a fixed-size [`Histogram`].
+//! at the end. Latencies go into a fixed-size [`Histogram`]. A consume
+//! benchmark counts each message once: what a rebalance delivers again is
+//! reported as `duplicates` and does not count towards `--count`.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 use mq::client::pull_consumer::{PullConsumer, PullConsumerConfig};
-use mq::client::{ClientConfig, ClientError, ClientInstance, Message, Producer, ProducerConfig};
+use mq::client::{
+    ClientConfig, ClientError, ClientInstance, Message, MessageExt, Producer, ProducerConfig,
+};
 
 use crate::admin::Ctx;
 use crate::consume::{generated_group, StartAt};
@@ -89,7 +94,7 @@ pub struct BenchProduceCmd {
     name = "consume",
     example = "{command_name} --topic BenchmarkTest --duration 30",
     example = "{command_name} --topic BenchmarkTest --from first --count 100000 --threads 4",
-    note = "Prints a line every second and then `bench consume tps=… mb_per_s=… avg_ms=… p50_ms=… p99_ms=… max_ms=… errors=…`. Latency is end to end: from the message's born timestamp (the producer's clock, ms resolution) to its arrival. Without --duration or --count it runs 10 s."
+    note = "Prints a line every second and then `bench consume tps=… mb_per_s=… avg_ms=… p50_ms=… p99_ms=… max_ms=… errors=… duplicates=…`. Each message counts once, in every figure and against --count; `duplicates` are messages that arrived again (after a rebalance, consumers of a group may re-read what was not committed yet). Latency is end to end: from the message's born timestamp (the producer's clock, ms resolution) to its first arrival. Without --duration or --count it runs 10 s."
 )]
 pub struct BenchConsumeCmd {
     /// topic (default BenchmarkTest)
@@ -110,12 +115,55 @@ pub struct BenchConsumeCmd {
     /// stop after SECONDS
     #[argh(option)]
     duration: Option<f64>,
-    /// stop after N messages
+    /// stop once N distinct messages have arrived
     #[argh(option, short = 'c')]
     count: Option<u64>,
     /// output format: text (default) or json (one object per line)
     #[argh(option, default = "Format::Text")]
     format: Format,
+}
+
+/// The offsets seen of one queue, as disjoint ranges `start -> end`
+/// (exclusive). A queue is read mostly in order, so a run of any length
+/// keeps a handful of ranges.
+#[derive(Default)]
+struct OffsetRanges(BTreeMap<i64, i64>);
+
+impl OffsetRanges {
+    /// Adds `offset`; false if it was seen before.
+    fn insert(&mut self, offset: i64) -> bool {
+        let mut start = offset;
+        if let Some((&s, &e)) = self.0.range(..=offset).next_back() {
+            if offset < e {
+                return false;
+            }
+            if offset == e {
+                start = s;
+            }
+        }
+        let mut end = offset + 1;
+        if let Some(next_end) = self.0.remove(&end) {
+            end = next_end;
+        }
+        self.0.insert(start, end);
+        true
+    }
+}
+
+/// Which messages a consume benchmark has received, by queue.
+#[derive(Default)]
+struct Arrivals(Mutex<HashMap<(String, String, i32), OffsetRanges>>);
+
+impl Arrivals {
+    /// Whether `m` arrives for the first time (and records it).
+    fn first(&self, m: &MessageExt) -> bool {
+        self.0
+            .lock()
+            .expect("arrivals poisoned")
+            .entry((m.topic.clone(), m.broker_name.clone(), m.queue_id))
+            .or_default()
+            .insert(m.queue_offset)
+    }
 }
 
 /// What the workers share with the reporter.
@@ -129,10 +177,36 @@ struct Shared {
     /// Operations claimed so far, against `--count`.
     claimed: AtomicU64,
     count: Option<u64>,
+    /// Consume: what arrived, to tell a message from its redelivery.
+    arrivals: Arrivals,
+    /// Consume: messages that arrived again.
+    duplicates: AtomicU64,
+    /// Whether this is a consume run (which reports duplicates).
+    consuming: bool,
+}
+
+/// The counters a line reports besides latencies.
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    bytes: u64,
+    errors: u64,
+    /// Consume runs only.
+    duplicates: Option<u64>,
+}
+
+impl Counts {
+    /// What was counted since `prev`.
+    fn since(self, prev: Counts) -> Counts {
+        Counts {
+            bytes: self.bytes - prev.bytes,
+            errors: self.errors - prev.errors,
+            duplicates: self.duplicates.map(|d| d - prev.duplicates.unwrap_or(0)),
+        }
+    }
 }
 
 impl Shared {
-    fn new(count: Option<u64>) -> Arc<Self> {
+    fn new(count: Option<u64>, consuming: bool) -> Arc<Self> {
         Arc::new(Shared {
             latency: Histogram::new(),
             bytes: AtomicU64::new(0),
@@ -141,18 +215,37 @@ impl Shared {
             stop: AtomicBool::new(false),
             claimed: AtomicU64::new(0),
             count,
+            arrivals: Arrivals::default(),
+            duplicates: AtomicU64::new(0),
+            consuming,
         })
     }
 
-    /// Whether a worker may do one more operation.
+    fn counts(&self) -> Counts {
+        Counts {
+            bytes: self.bytes.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            duplicates: self
+                .consuming
+                .then(|| self.duplicates.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Whether a worker may do one more operation. The last one of `--count`
+    /// stops the run: workers that have nothing left to claim would otherwise
+    /// wait for work that never comes.
     fn claim(&self) -> bool {
         if self.stop.load(Ordering::Relaxed) {
             return false;
         }
-        match self.count {
-            Some(n) => self.claimed.fetch_add(1, Ordering::Relaxed) < n,
-            None => true,
+        let Some(n) = self.count else {
+            return true;
+        };
+        let claimed = self.claimed.fetch_add(1, Ordering::Relaxed) + 1;
+        if claimed >= n {
+            self.stop.store(true, Ordering::Relaxed);
         }
+        claimed <= n
     }
 
     fn error(&self, e: &ClientError) {
@@ -191,8 +284,7 @@ async fn report(
 ) -> Outcome<u64> {
     let started = Instant::now();
     let mut prev = shared.latency.snapshot();
-    let mut prev_bytes = 0;
-    let mut prev_errors = 0;
+    let mut prev_counts = Counts::default();
     let mut tick = started;
     let mut second = 0u64;
     loop {
@@ -218,32 +310,21 @@ async fn report(
         second += 1;
         let now = shared.latency.snapshot();
         let interval = now.since(&prev);
-        let bytes = shared.bytes.load(Ordering::Relaxed);
-        let errors = shared.errors.load(Ordering::Relaxed);
+        let counts = shared.counts();
         print_line(
             format,
             Some(second),
             what,
             &interval,
             1.0,
-            bytes - prev_bytes,
-            errors - prev_errors,
+            counts.since(prev_counts),
         )?;
         prev = now;
-        prev_bytes = bytes;
-        prev_errors = errors;
+        prev_counts = counts;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let all = shared.latency.snapshot();
-    print_line(
-        format,
-        None,
-        what,
-        &all,
-        elapsed,
-        shared.bytes.load(Ordering::Relaxed),
-        shared.errors.load(Ordering::Relaxed),
-    )?;
+    print_line(format, None, what, &all, elapsed, shared.counts())?;
     if let Some(e) = shared
         .first_error
         .lock()
@@ -262,9 +343,13 @@ fn print_line(
     what: &str,
     s: &Snapshot,
     seconds: f64,
-    bytes: u64,
-    errors: u64,
+    counts: Counts,
 ) -> Outcome {
+    let Counts {
+        bytes,
+        errors,
+        duplicates,
+    } = counts;
     let seconds = seconds.max(1e-9);
     let tps = s.total as f64 / seconds;
     let mbps = bytes as f64 / (1024.0 * 1024.0) / seconds;
@@ -274,8 +359,9 @@ fn print_line(
                 Some(n) => format!("[{n:>4}s]"),
                 None => format!("bench {what}"),
             };
+            let dups = duplicates.map_or_else(String::new, |d| format!(" duplicates={d}"));
             line(format_args!(
-                "{head} tps={tps:.1} mb_per_s={mbps:.3} avg_ms={} p50_ms={} p99_ms={} max_ms={} errors={errors}",
+                "{head} tps={tps:.1} mb_per_s={mbps:.3} avg_ms={} p50_ms={} p99_ms={} max_ms={} errors={errors}{dups}",
                 ms(s.mean()),
                 ms(s.quantile(0.5) as f64),
                 ms(s.quantile(0.99) as f64),
@@ -294,6 +380,9 @@ fn print_line(
                 "errors": errors,
                 "messages": s.total,
             });
+            if let Some(d) = duplicates {
+                v["duplicates"] = d.into();
+            }
             match second {
                 Some(n) => v["second"] = n.into(),
                 None => {
@@ -322,7 +411,7 @@ impl BenchProduceCmd {
         let run_for = run_length(self.duration, self.count)?;
         let producer = Producer::start(ctx.instance.clone(), ProducerConfig::new(&self.group))?;
         producer.queues_for(&self.topic).await?;
-        let shared = Shared::new(self.count);
+        let shared = Shared::new(self.count, false);
         let template = Message::new(self.topic.clone(), generated_body(self.size));
         let (done_tx, done_rx) = smol::channel::bounded::<()>(1);
         let workers: Vec<smol::Task<()>> = (0..self.threads)
@@ -401,7 +490,7 @@ impl BenchConsumeCmd {
             .group
             .clone()
             .unwrap_or_else(|| generated_group("mqctl_bench"));
-        let shared = Shared::new(self.count);
+        let shared = Shared::new(self.count, true);
         let mut consumers = Vec::new();
         for i in 0..self.threads {
             // One client per consumer: the group's rebalance tells clients apart
@@ -446,6 +535,13 @@ async fn consume_worker(
             Ok(batch) => {
                 let now = now_ms();
                 for m in batch {
+                    if shared.stop.load(Ordering::Relaxed) {
+                        break 'run;
+                    }
+                    if !shared.arrivals.first(&m) {
+                        shared.duplicates.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     if !shared.claim() {
                         break 'run;
                     }
@@ -461,5 +557,43 @@ async fn consume_worker(
                 smol::Timer::after(POLL_SLICE).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_ranges_tell_new_offsets_from_repeats() {
+        let mut r = OffsetRanges::default();
+        assert!(r.insert(5));
+        assert!(r.insert(7));
+        assert!(!r.insert(5));
+        assert!(r.insert(6), "fills the gap");
+        assert_eq!(r.0.iter().collect::<Vec<_>>(), [(&5, &8)], "merged");
+        assert!(r.insert(4));
+        assert!(r.insert(8));
+        assert_eq!(r.0.iter().collect::<Vec<_>>(), [(&4, &9)]);
+        for o in 4..9 {
+            assert!(!r.insert(o));
+        }
+        assert!(r.insert(0));
+        assert!(!r.insert(0));
+        assert_eq!(r.0.len(), 2);
+    }
+
+    #[test]
+    fn the_last_claim_of_a_count_stops_the_run() {
+        let shared = Shared::new(Some(2), false);
+        assert!(shared.claim());
+        assert!(!shared.stop.load(Ordering::Relaxed));
+        assert!(shared.claim());
+        assert!(
+            shared.stop.load(Ordering::Relaxed),
+            "nothing is left to wait for"
+        );
+        assert!(!shared.claim());
+        assert!(Shared::new(None, true).claim());
     }
 }
