@@ -8,7 +8,7 @@
 //! and idle clients would otherwise win that race against the store. So the
 //! soft limit is split: [`reserve`] is kept back for the process itself, the
 //! rest is shared equally by the listeners of the process, and a listener at
-//! its share closes new connections at once (see [`crate::remoting::serve`]).
+//! its share closes new connections at once (see [`crate::server::serve`]).
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 

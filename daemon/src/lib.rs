@@ -3,8 +3,10 @@
 //! - [`broker`]: the Broker (send, pull with long polling, offsets, admin).
 //! - [`descriptors`]: the file descriptor budget shared by connections and the store.
 //! - [`namesrv`]: the NameServer (route table, broker liveness).
+//! - [`peer`]: connections the daemon opens to other servers (NameServers).
 //! - [`properties_file`]: Java's `.properties` format, read as UTF-8 (`broker.conf`).
-//! - [`remoting`]: the TCP server speaking RocketMQ's remoting protocol.
+//! - [`server`]: the TCP server speaking RocketMQ's remoting protocol.
+//! - [`shutdown`]: the one shutdown signal every listener and loop waits on.
 //! - [`store`]: the message store (CommitLog, ConsumeQueue, IndexFile, recovery).
 
 //!
@@ -19,6 +21,8 @@
 pub mod broker;
 pub mod descriptors;
 pub mod namesrv;
+pub mod peer;
 pub mod properties_file;
-pub mod remoting;
+pub mod server;
+pub mod shutdown;
 pub mod store;

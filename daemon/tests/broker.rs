@@ -13,18 +13,18 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use mq::client::remoting::RemotingClient;
-use mq::protocol::body::{
+use mq::connection::RemotingClient;
+use mq_protocol::body::{
     ConsumeStats, ConsumeType, ConsumerConnection, ConsumerOffsetSerializeWrapper, DataVersion,
     GroupList, KvTable, LockBatchResponseBody, MessageModel, MessageQueue, ProducerConnection,
     ResetOffsetBody, SubscriptionGroupConfig, SubscriptionGroupWrapper,
     TopicConfigSerializeWrapper, TopicList, TopicRouteData, TopicStatsTable,
 };
-use mq::protocol::codes::{request as req, response as resp};
-use mq::protocol::headers::pull_sys_flag;
-use mq::protocol::message::{decode_offset_msg_id, encode_batch_item, BatchItem};
-use mq::protocol::properties;
-use mq::protocol::remoting::{LanguageCode, RemotingCommand, SerializeType, CURRENT_VERSION};
+use mq_protocol::codes::{request as req, response as resp};
+use mq_protocol::frame::{LanguageCode, RemotingCommand, SerializeType, CURRENT_VERSION};
+use mq_protocol::headers::pull_sys_flag;
+use mq_protocol::message::{decode_offset_msg_id, encode_batch_item, BatchItem};
+use mq_protocol::properties;
 
 use broker_support::*;
 
@@ -1500,7 +1500,7 @@ fn delayed_messages_arrive_after_their_delay_not_before() {
                 let r = call_ok(c, request(req::GET_ALL_DELAY_OFFSET, ser, &[])).await;
                 let text = std::str::from_utf8(&r.body).expect("utf-8").to_owned();
                 let parsed: DelayOffsets =
-                    mq::protocol::fastjson::from_str(&text).expect("delay offsets body");
+                    mq_protocol::fastjson::from_str(&text).expect("delay offsets body");
                 (parsed.offset_table.get(&1).copied().unwrap_or(0) >= 2).then_some(parsed)
             })
             .await;
@@ -1782,7 +1782,7 @@ fn broker_and_topic_statistics_are_reported() {
 
             let r = call_ok(c, request(req::GET_ALL_DELAY_OFFSET, ser, &[])).await;
             let text = String::from_utf8(r.body.clone()).expect("utf-8");
-            mq::protocol::fastjson::from_str::<DelayOffsets>(&text).expect("delay offsets");
+            mq_protocol::fastjson::from_str::<DelayOffsets>(&text).expect("delay offsets");
 
             let r = call_ok(
                 c,

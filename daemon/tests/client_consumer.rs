@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mq::client::{
+use mq::{
     ClientConfig, ClientInstance, ConsumeFrom, ConsumeStatus, Message, MessageExt, Producer,
     ProducerConfig, PullConsumer, PullConsumerConfig, PushConsumer, PushConsumerConfig,
 };
-use mq::protocol::body::{MessageModel, MessageQueue};
+use mq_protocol::body::{MessageModel, MessageQueue};
 
 use client_support::{start, start_with, Daemon, TempDir};
 
@@ -87,10 +87,10 @@ fn poll_bodies(consumer: &PullConsumer, n: usize, secs: u64) -> Vec<MessageExt> 
 /// A listener that records every message (topic, body, reconsume times).
 type Seen = Arc<Mutex<Vec<MessageExt>>>;
 
-fn recording() -> (Seen, mq::client::Listener) {
+fn recording() -> (Seen, mq::Listener) {
     let seen: Seen = Arc::default();
     let s = seen.clone();
-    let listener: mq::client::Listener = Arc::new(move |msgs: &[MessageExt]| {
+    let listener: mq::Listener = Arc::new(move |msgs: &[MessageExt]| {
         s.lock().unwrap().extend(msgs.iter().cloned());
         ConsumeStatus::Success
     });
@@ -318,7 +318,7 @@ fn later_redelivers_through_the_retry_topic() {
     wait_for_route(&i, topic);
     let seen: Seen = Arc::default();
     let s = seen.clone();
-    let listener: mq::client::Listener = Arc::new(move |msgs: &[MessageExt]| {
+    let listener: mq::Listener = Arc::new(move |msgs: &[MessageExt]| {
         s.lock().unwrap().extend(msgs.iter().cloned());
         if msgs.iter().any(|m| m.reconsume_times == 0) {
             ConsumeStatus::Later
@@ -385,7 +385,7 @@ fn push_orderly_delivers_a_queue_in_order() {
         overlaps.clone(),
         failed_once.clone(),
     );
-    let listener: mq::client::Listener = Arc::new(move |msgs: &[MessageExt]| {
+    let listener: mq::Listener = Arc::new(move |msgs: &[MessageExt]| {
         if b.swap(true, Ordering::SeqCst) {
             o.fetch_add(1, Ordering::SeqCst);
         }
@@ -509,7 +509,7 @@ fn no_listener_call_after_shutdown_returns() {
     let done = Arc::new(AtomicBool::new(false));
     let late = Arc::new(AtomicUsize::new(0));
     let (c_, d_, l_) = (calls.clone(), done.clone(), late.clone());
-    let listener: mq::client::Listener = Arc::new(move |_msgs: &[MessageExt]| {
+    let listener: mq::Listener = Arc::new(move |_msgs: &[MessageExt]| {
         if d_.load(Ordering::SeqCst) {
             l_.fetch_add(1, Ordering::SeqCst);
         }
@@ -627,8 +627,8 @@ fn a_broker_reset_moves_an_online_push_consumer_back() {
     // What `mqadmin resetOffsetByTime` sends: the broker computes the offsets
     // and pushes RESET_CONSUMER_CLIENT_OFFSET to the online consumers.
     let addr = i.master_addr("broker-a").unwrap();
-    let mut cmd = mq::protocol::remoting::RemotingCommand::request(
-        mq::protocol::codes::request::INVOKE_BROKER_TO_RESET_OFFSET,
+    let mut cmd = mq_protocol::frame::RemotingCommand::request(
+        mq_protocol::codes::request::INVOKE_BROKER_TO_RESET_OFFSET,
     );
     cmd.put("topic", topic)
         .put("group", "push_reset")
@@ -659,8 +659,8 @@ fn a_broker_reset_moves_an_online_lite_consumer_back() {
     // The heartbeat tells the broker who is online; then it pushes the reset.
     smol::block_on(i.send_heartbeat_to_all_brokers());
     let addr = i.master_addr("broker-a").unwrap();
-    let mut cmd = mq::protocol::remoting::RemotingCommand::request(
-        mq::protocol::codes::request::INVOKE_BROKER_TO_RESET_OFFSET,
+    let mut cmd = mq_protocol::frame::RemotingCommand::request(
+        mq_protocol::codes::request::INVOKE_BROKER_TO_RESET_OFFSET,
     );
     cmd.put("topic", topic)
         .put("group", "lite_reset")
@@ -755,7 +755,7 @@ impl Pace {
 
     /// A member's listener; once `leaving` is set its calls no longer wait
     /// (so that the member can stop).
-    fn listener(self: &Arc<Self>, leaving: Arc<AtomicBool>) -> mq::client::Listener {
+    fn listener(self: &Arc<Self>, leaving: Arc<AtomicBool>) -> mq::Listener {
         let pace = self.clone();
         Arc::new(move |msgs: &[MessageExt]| {
             let mut p = pace.progress.lock().unwrap();
@@ -909,7 +909,7 @@ fn group_consumes_backlog(name: &str, n: usize, steps: &[Step]) {
     let mut report = Vec::new();
     for q in 0..i32::try_from(BACKLOG_QUEUES).unwrap() {
         let mq = MessageQueue::new(topic.as_str(), "broker-a", q);
-        let end = smol::block_on(mq::client::rebalance::max_offset(&i, &mq)).unwrap();
+        let end = smol::block_on(mq::rebalance::max_offset(&i, &mq)).unwrap();
         let queue: Vec<usize> = progress
             .deliveries
             .range((q, 0)..(q, i64::MAX))
@@ -990,7 +990,7 @@ fn a_slow_message_holds_its_queue_back_no_further_than_the_max_span() {
     let released = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
     let highest = Arc::new(AtomicUsize::new(0));
     let (seen, record) = recording();
-    let listener: mq::client::Listener = {
+    let listener: mq::Listener = {
         let (released, highest) = (released.clone(), highest.clone());
         Arc::new(move |msgs: &[MessageExt]| {
             if msgs.iter().any(|m| m.queue_offset == 0) {

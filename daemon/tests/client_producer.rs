@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use client_support::{free_port, pull_all, start};
-use mq::client::{ClientConfig, ClientInstance, Message, Producer, ProducerConfig, SendStatus};
+use mq::{ClientConfig, ClientInstance, Message, Producer, ProducerConfig, SendStatus};
 
 #[test]
 fn rust_producer_sends_in_every_mode() {
@@ -80,7 +80,7 @@ fn rust_producer_sends_in_every_mode() {
 
     let all = pull_all(&instance, topic, 71);
     assert_eq!(all.len(), 71, "every message arrives once");
-    let by_body: BTreeMap<String, &mq::client::MessageExt> = all
+    let by_body: BTreeMap<String, &mq::MessageExt> = all
         .iter()
         .map(|m| (String::from_utf8(m.body.clone()).unwrap(), m))
         .collect();

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client_support::{pull_all, start_with};
-use mq::client::{
+use mq::{
     ClientConfig, ClientInstance, Message, MessageExt, ProducerConfig, SendResult,
     TransactionListener, TransactionProducer, TransactionState,
 };
-use mq::protocol::codes::{request, response};
-use mq::protocol::remoting::RemotingCommand;
+use mq_protocol::codes::{request, response};
+use mq_protocol::frame::RemotingCommand;
 
 struct Listener {
     checks: AtomicUsize,

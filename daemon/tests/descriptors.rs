@@ -9,10 +9,10 @@ mod broker_support;
 
 use std::time::Instant;
 
-use mq::client::remoting::RemotingClient;
-use mq::protocol::body::ConsumerOffsetSerializeWrapper;
-use mq::protocol::codes::{request as req, response as resp};
-use mq::protocol::remoting::SerializeType;
+use mq::connection::RemotingClient;
+use mq_protocol::body::ConsumerOffsetSerializeWrapper;
+use mq_protocol::codes::{request as req, response as resp};
+use mq_protocol::frame::SerializeType;
 use smol::io::AsyncWriteExt;
 
 use broker_support::*;
@@ -36,7 +36,7 @@ fn listener_limit(log: &str, addr: &str) -> usize {
 }
 
 /// GET_MAX_OFFSET of `topic`'s queue 0, a cheap request every broker answers.
-fn max_offset_request(topic: &str) -> mq::protocol::remoting::RemotingCommand {
+fn max_offset_request(topic: &str) -> mq_protocol::frame::RemotingCommand {
     request(
         req::GET_MAX_OFFSET,
         SerializeType::Json,

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mq::client::remoting::RemotingClient;
-use mq::protocol::codes::{request as req, response as resp};
-use mq::protocol::remoting::SerializeType;
+use mq::connection::RemotingClient;
+use mq_protocol::codes::{request as req, response as resp};
+use mq_protocol::frame::SerializeType;
 
 use broker_support::*;
 

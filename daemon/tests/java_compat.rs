@@ -739,7 +739,7 @@ fn java_client_against_separate_namesrv_and_broker() {
 /// Messages in the suite's format (`<topic>|<i>|payload`, property `idx`, key
 /// `key-<i>`, tag TagA/B/C by `i % 3`), sent by the Rust producer: every fifth
 /// body is padded past 4 KiB so that it travels compressed.
-fn rust_messages(topic: &str, count: u32) -> Vec<mq::client::Message> {
+fn rust_messages(topic: &str, count: u32) -> Vec<mq::Message> {
     const TAGS: [&str; 3] = ["TagA", "TagB", "TagC"];
     (0..count)
         .map(|i| {
@@ -747,7 +747,7 @@ fn rust_messages(topic: &str, count: u32) -> Vec<mq::client::Message> {
             if i % 5 == 0 {
                 body.push_str(&".".repeat(6000));
             }
-            mq::client::Message::new(topic, body)
+            mq::Message::new(topic, body)
                 .with_tags(TAGS[(i % 3) as usize])
                 .with_keys([format!("key-{i}")])
                 .with_property("idx", i.to_string())
@@ -764,11 +764,10 @@ fn rust_and_java_clients_read_each_other() {
     // Rust producer -> Java consumer: sync, batched and async sends, compressed
     // bodies among them.
     let rust_topic = cluster.name("interop_from_rust");
-    let instance =
-        mq::client::ClientInstance::start(mq::client::ClientConfig::new(&cluster.namesrv)).unwrap();
-    let producer = mq::client::Producer::start(
+    let instance = mq::ClientInstance::start(mq::ClientConfig::new(&cluster.namesrv)).unwrap();
+    let producer = mq::Producer::start(
         instance.clone(),
-        mq::client::ProducerConfig::new(cluster.name("interop_rust_p")),
+        mq::ProducerConfig::new(cluster.name("interop_rust_p")),
     )
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -861,18 +860,18 @@ fn rust_and_java_clients_read_each_other() {
 /// Reads every message of `topic` with the Rust pull consumer (from the first
 /// offset, in a group of its own).
 fn read_with_rust(
-    instance: &std::sync::Arc<mq::client::ClientInstance>,
+    instance: &std::sync::Arc<mq::ClientInstance>,
     topic: &str,
     expect: usize,
-) -> Vec<mq::client::MessageExt> {
-    use mq::client::{ConsumeFrom, PullConsumer, PullConsumerConfig};
+) -> Vec<mq::MessageExt> {
+    use mq::{ConsumeFrom, PullConsumer, PullConsumerConfig};
     let mut config = PullConsumerConfig::new(format!("{topic}_rust_reader"));
     config.consume_from = ConsumeFrom::FirstOffset;
     let consumer = PullConsumer::start(instance.clone(), config).unwrap();
     smol::block_on(async {
         consumer.subscribe(topic, "*").await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut all: Vec<mq::client::MessageExt> = Vec::new();
+        let mut all: Vec<mq::MessageExt> = Vec::new();
         while all.len() < expect && Instant::now() < deadline {
             all.extend(consumer.poll(Duration::from_secs(1)).await.unwrap());
         }

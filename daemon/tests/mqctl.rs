@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use mq::protocol::time::now_ms;
+use mq_protocol::time::now_ms;
 use serde_json::Value;
 
 use client_support::{free_port, start_with, Daemon};

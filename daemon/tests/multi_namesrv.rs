@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use client_support::{free_broker_port, free_port, TempDir};
-use mq::client::{ClientConfig, ClientInstance, Message, Producer, ProducerConfig};
+use mq::{ClientConfig, ClientInstance, Message, Producer, ProducerConfig};
 
 struct Proc(Child);
 

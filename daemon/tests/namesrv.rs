@@ -13,19 +13,19 @@ use async_net::TcpStream;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::Executor;
 
-use mq::client::remoting::RemotingClient;
-use mq::protocol::body::{
+use mq::connection::RemotingClient;
+use mq_daemon::namesrv::{self, NamesrvConfig};
+use mq_daemon::shutdown::{Shutdown, ShutdownTrigger};
+use mq_protocol::body::{
     ClusterInfo, DataVersion, KvTable, RegisterBrokerBody, TopicConfig,
     TopicConfigSerializeWrapper, TopicList, TopicRouteData,
 };
-use mq::protocol::codes::{request as req, response as resp};
-use mq::protocol::headers::{
+use mq_protocol::codes::{request as req, response as resp};
+use mq_protocol::frame::{frame_length, RemotingCommand, SerializeType, DEFAULT_MAX_FRAME};
+use mq_protocol::headers::{
     BrokerIdentityRequestHeader, CommandHeader, GetKvConfigResponseHeader,
     QueryDataVersionResponseHeader, RegisterBrokerRequestHeader, RegisterBrokerResponseHeader,
 };
-use mq::protocol::remoting::{frame_length, RemotingCommand, SerializeType, DEFAULT_MAX_FRAME};
-use mq_daemon::namesrv::{self, NamesrvConfig};
-use mq_daemon::remoting::{Shutdown, ShutdownTrigger};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const BOTH: [SerializeType; 2] = [SerializeType::Json, SerializeType::RocketMq];

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{decode, message, read_queue, small_config, TempDir};
-use mq::protocol::properties::java_string_hash;
 use mq_daemon::store::{Durability, FlushDiskType, GetStatus, MessageStore, StoreError};
+use mq_protocol::properties::java_string_hash;
 
 const WAIT: Duration = Duration::from_secs(10);
 

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mq::protocol::remoting::{RemotingCommand, DEFAULT_MAX_FRAME};
+use mq_protocol::frame::{RemotingCommand, DEFAULT_MAX_FRAME};
 
 /// Encodes `cmd` and decodes it again; the result must equal `cmd`.
 fn round_trip(cmd: &RemotingCommand) {
@@ -21,7 +21,7 @@ fn round_trip(cmd: &RemotingCommand) {
     let mut expected = cmd.clone();
     // The binary header writes an empty remark as length 0, read back as none
     // (as Java does), and keeps only the i16 range of `version`.
-    if expected.serialize_type == mq::protocol::remoting::SerializeType::RocketMq {
+    if expected.serialize_type == mq_protocol::frame::SerializeType::RocketMq {
         if expected.remark.as_deref() == Some("") {
             expected.remark = None;
         }

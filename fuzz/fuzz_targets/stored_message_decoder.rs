@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mq::protocol::message::{
+use mq_protocol::message::{
     decode_batch, decode_offset_msg_id, decode_record, decode_records, offset_msg_id, Record,
 };
 

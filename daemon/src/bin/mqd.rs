@@ -16,7 +16,7 @@ use smol::Executor;
 use mq_daemon::broker::{Broker, BrokerConfig};
 use mq_daemon::descriptors;
 use mq_daemon::namesrv::{self, NamesrvConfig};
-use mq_daemon::remoting::Shutdown;
+use mq_daemon::shutdown::Shutdown;
 
 /// Every request allocates (header maps, JSON, bodies) on worker threads
 /// that free each other's memory; glibc's malloc spent about a quarter of
@@ -400,7 +400,7 @@ fn init_logger() {
     use std::io::Write;
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format(|out, record| {
-            let now = mq::protocol::time::DateTime::from_ms(mq::protocol::time::now_ms());
+            let now = mq_protocol::time::DateTime::from_ms(mq_protocol::time::now_ms());
             writeln!(
                 out,
                 "[{} {:<5} {}] {}",

@@ -115,7 +115,7 @@ impl Default for BrokerConfig {
             region_id: "DefaultRegion".into(),
             trace_on: true,
             flush_consumer_offset_interval: Duration::from_secs(5),
-            max_frame: mq::protocol::remoting::DEFAULT_MAX_FRAME,
+            max_frame: mq_protocol::frame::DEFAULT_MAX_FRAME,
             max_connections: None,
             transaction: super::transaction::TransactionConfig::default(),
             store: StoreConfig::new(home.join("store")),

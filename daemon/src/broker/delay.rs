@@ -5,7 +5,7 @@
 //! here; the schedule loop ([`task::schedule`](super::task::schedule)) stores
 //! them again in their real topic once due.
 
-use mq::protocol::properties::{self, keys};
+use mq_protocol::properties::{self, keys};
 
 use super::Broker;
 use crate::store::dispatch::SCHEDULE_TOPIC;

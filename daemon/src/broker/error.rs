@@ -13,10 +13,10 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use mq::protocol::body::BodyError;
-use mq::protocol::codes::response;
-use mq::protocol::headers::HeaderError;
-use mq::protocol::message::DecodeError;
+use mq_protocol::body::BodyError;
+use mq_protocol::codes::response;
+use mq_protocol::headers::HeaderError;
+use mq_protocol::message::DecodeError;
 
 use super::state::topics::InvalidTopic;
 use crate::store::StoreError;

@@ -30,13 +30,14 @@ use std::time::Instant;
 
 use smol::Executor;
 
-use mq::protocol::codes::request;
-use mq::protocol::remoting::RemotingCommand;
+use mq_protocol::codes::request;
+use mq_protocol::frame::RemotingCommand;
 
 pub use config::BrokerConfig;
 pub use error::BrokerError;
 
-use crate::remoting::{serve, BoxFuture, Connection, RequestHandler, ServerLimits, Shutdown};
+use crate::server::{serve, BoxFuture, Connection, RequestHandler, ServerLimits};
+use crate::shutdown::Shutdown;
 use crate::store::MessageStore;
 use state::{
     clients::ClientManager, delay_offsets::ScheduleOffsets, groups::GroupManager, hold::PullHolds,
@@ -140,7 +141,7 @@ impl Broker {
             shutdown: shutdown.clone(),
             stopping: AtomicBool::new(false),
             started: Instant::now(),
-            boot_timestamp: mq::protocol::time::now_ms(),
+            boot_timestamp: mq_protocol::time::now_ms(),
             put_count: AtomicI64::new(0),
             get_count: AtomicI64::new(0),
         });

@@ -18,8 +18,8 @@
 
 use std::time::Duration;
 
-use mq::protocol::message::{sys_flag, StoredMessage};
-use mq::protocol::properties::{self, keys};
+use mq_protocol::message::{sys_flag, StoredMessage};
+use mq_protocol::properties::{self, keys};
 
 use super::error::BrokerError;
 use super::state::topics::perm;
@@ -126,7 +126,7 @@ pub(crate) async fn write_op(broker: &Broker, half_offset: i64) -> Result<(), Br
         queue_id: 0,
         flag: 0,
         sys_flag: 0,
-        born_timestamp: mq::protocol::time::now_ms(),
+        born_timestamp: mq_protocol::time::now_ms(),
         born_host: broker.store.config().store_host,
         reconsume_times: 0,
         prepared_transaction_offset: 0,

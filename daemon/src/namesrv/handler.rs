@@ -15,22 +15,22 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-use mq::protocol::body::{DataVersion, RegisterBrokerBody, TopicConfigSerializeWrapper};
-use mq::protocol::codes::{request as req, response as resp};
-use mq::protocol::fastjson;
-use mq::protocol::headers::{
+use mq_protocol::body::{DataVersion, RegisterBrokerBody, TopicConfigSerializeWrapper};
+use mq_protocol::codes::{request as req, response as resp};
+use mq_protocol::fastjson;
+use mq_protocol::frame::RemotingCommand;
+use mq_protocol::headers::{
     AddWritePermResponseHeader, BrokerIdentityRequestHeader, BrokerNameRequestHeader,
     CommandHeader, GetKvConfigResponseHeader, GetRouteInfoRequestHeader,
     GetTopicsByClusterRequestHeader, HeaderError, KvConfigRequestHeader,
     QueryDataVersionResponseHeader, RegisterBrokerRequestHeader, RegisterBrokerResponseHeader,
     TopicRequestHeader, WipeWritePermResponseHeader,
 };
-use mq::protocol::remoting::RemotingCommand;
 
 use super::config::{ConfigError, NamesrvConfig};
 use super::kv::{KvConfig, ORDER_TOPIC_CONFIG};
 use super::route::{BrokerRegistration, RouteTable};
-use crate::remoting::{error_response, BoxFuture, Connection, RequestHandler};
+use crate::server::{error_response, BoxFuture, Connection, RequestHandler};
 
 /// Ordinal of `MQVersion.Version.V3_0_11`: REGISTER_BROKER requests from this
 /// version on carry a `RegisterBrokerBody` (topics plus filter servers), older
@@ -501,7 +501,7 @@ impl RequestHandler for NamesrvHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mq::protocol::body::{TopicConfig, TopicRouteData};
+    use mq_protocol::body::{TopicConfig, TopicRouteData};
 
     fn register_request(version: i32, name: &str, id: i64, addr: &str) -> RemotingCommand {
         let mut cmd = RemotingCommand::request(req::REGISTER_BROKER);

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use mq::protocol::body::KvTable;
+use mq_protocol::body::KvTable;
 
 /// Namespace of ordered-topic configuration (`NamesrvUtil.NAMESPACE_ORDER_TOPIC_CONFIG`):
 /// topic → `brokerName:queueNum;…`. Sent to every registering broker and, with

@@ -26,7 +26,8 @@ use smol::Executor;
 
 pub use config::NamesrvConfig;
 
-use crate::remoting::{serve, ServerLimits, Shutdown};
+use crate::server::{serve, ServerLimits};
+use crate::shutdown::Shutdown;
 use handler::NamesrvHandler;
 
 /// The shortest scan interval honoured, so a zero in a test configuration

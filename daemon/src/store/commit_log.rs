@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
-use mq::protocol::message::{
+use mq_protocol::message::{
     self, sys_flag, Record, StoredMessage, BLANK_MAGIC, BLANK_MARKER_LEN, PHYSICAL_OFFSET_POS,
     QUEUE_OFFSET_POS,
 };
@@ -327,7 +327,7 @@ impl CommitLog {
             current,
         } = &mut *state;
         let file = self.writable_file(current, total)?;
-        let store_timestamp = mq::protocol::time::now_ms();
+        let store_timestamp = mq_protocol::time::now_ms();
         let wrote_offset = (file.base() + file.wrote_position() as u64) as i64;
         let mut placed = Vec::with_capacity(messages.len());
         for (m, &(start, len)) in messages.iter().zip(&encoded.records) {

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use mq::protocol::message::{self, sys_flag, Record, StoredMessage, BLANK_MARKER_LEN};
-use mq::protocol::properties::{self, keys, KEY_SEPARATOR};
+use mq_protocol::message::{self, sys_flag, Record, StoredMessage, BLANK_MARKER_LEN};
+use mq_protocol::properties::{self, keys, KEY_SEPARATOR};
 
 use super::commit_log::CommitLog;
 use super::consume_queue::{ConsumeQueues, CqEntry};

@@ -44,7 +44,7 @@ pub enum StoreError {
     },
     /// The message cannot be put into the stored layout.
     #[error("message cannot be encoded: {0}")]
-    Encode(#[from] mq::protocol::message::EncodeError),
+    Encode(#[from] mq_protocol::message::EncodeError),
     /// A batch that holds no message.
     #[error("empty batch")]
     EmptyBatch,

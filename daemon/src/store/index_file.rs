@@ -47,11 +47,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use mq::protocol::properties::java_string_hash;
+use mq_protocol::properties::java_string_hash;
 
 use super::error::{Result, StoreError};
 use super::mapped_file::{InPlace, MappedFile};
-use mq::protocol::time::{now_ms, DateTime};
+use mq_protocol::time::{now_ms, DateTime};
 
 /// Bytes of the file header.
 const HEADER_SIZE: usize = 40;

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use mq::protocol::message::{Record, StoredMessage};
-use mq::protocol::properties::{self, keys, KEY_SEPARATOR};
+use mq_protocol::message::{Record, StoredMessage};
+use mq_protocol::properties::{self, keys, KEY_SEPARATOR};
 
 use super::checkpoint::{sync_dir, Checkpoint, CheckpointFile};
 use super::commit_log::{AppendResult, CommitLog, PutMessage, RecordBytes};
@@ -514,7 +514,7 @@ impl MessageStore {
             let Some(record) = self.log.read_record(phys) else {
                 continue;
             };
-            let matches = match mq::protocol::message::decode_record(&record, false) {
+            let matches = match mq_protocol::message::decode_record(&record, false) {
                 Ok(Record::Message(msg, _)) => msg.topic == topic && has_key(&msg, key),
                 _ => false,
             };

@@ -12,7 +12,7 @@
 //! segment's [`Appender`], which it holds while nothing else runs, and only
 //! then publishes the segments up to the valid end.
 
-use mq::protocol::message::{self, Record, BLANK_MARKER_LEN};
+use mq_protocol::message::{self, Record, BLANK_MARKER_LEN};
 
 use super::commit_log::CommitLog;
 use super::error::Result;

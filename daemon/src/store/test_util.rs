@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use mq::protocol::message::StoredMessage;
+use mq_protocol::message::StoredMessage;
 
 use super::commit_log::{blank_marker, PutMessage};
 use super::mapped_file::offset_file_name;

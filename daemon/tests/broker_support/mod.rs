@@ -17,15 +17,15 @@ use smol::channel::{Receiver, Sender};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::Executor;
 
-use mq::client::remoting::{RemotingClient, RequestHandler};
-use mq::protocol::codes::{request as req, response as resp};
-use mq::protocol::message::{decode_offset_msg_id, decode_records, StoredMessage};
-use mq::protocol::properties;
-use mq::protocol::remoting::{
+use mq::connection::{RemotingClient, RequestHandler};
+use mq_daemon::broker::{Broker, BrokerConfig, BrokerError};
+use mq_daemon::shutdown::{Shutdown, ShutdownTrigger};
+use mq_protocol::codes::{request as req, response as resp};
+use mq_protocol::frame::{
     frame_length, LanguageCode, RemotingCommand, SerializeType, DEFAULT_MAX_FRAME,
 };
-use mq_daemon::broker::{Broker, BrokerConfig, BrokerError};
-use mq_daemon::remoting::{Shutdown, ShutdownTrigger};
+use mq_protocol::message::{decode_offset_msg_id, decode_records, StoredMessage};
+use mq_protocol::properties;
 
 /// How long one request may take.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -64,7 +64,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub use mq::protocol::time::now_ms;
+pub use mq_protocol::time::now_ms;
 
 /// A NameServer and a Broker running in this process on a two-thread
 /// executor, with small store files in a temporary directory; stopped cleanly
@@ -186,7 +186,7 @@ fn settle(addr: &str) {
                 request(req::GET_ALL_TOPIC_CONFIG, SerializeType::Json, &[]),
             )
             .await;
-            mq::protocol::body::TopicConfigSerializeWrapper::decode(&r.body)
+            mq_protocol::body::TopicConfigSerializeWrapper::decode(&r.body)
                 .expect("topic config wrapper")
                 .data_version
         };
@@ -594,7 +594,7 @@ pub async fn consumer_ids(client: &RemotingClient, group: &str) -> Option<Vec<St
     if response.code != resp::SUCCESS {
         return None;
     }
-    let mut ids = mq::protocol::body::GetConsumerListByGroupResponseBody::decode(&response.body)
+    let mut ids = mq_protocol::body::GetConsumerListByGroupResponseBody::decode(&response.body)
         .expect("consumer list body")
         .consumer_id_list;
     ids.sort();

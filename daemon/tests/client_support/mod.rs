@@ -7,11 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mq::client::message::decode_messages;
-use mq::client::{ClientInstance, MessageExt};
-use mq::protocol::codes::{request, response};
-use mq::protocol::headers::{CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader};
-use mq::protocol::remoting::RemotingCommand;
+use mq::message::decode_messages;
+use mq::{ClientInstance, MessageExt};
+use mq_protocol::codes::{request, response};
+use mq_protocol::frame::RemotingCommand;
+use mq_protocol::headers::{CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader};
 
 /// A running `mqd standalone`, stopped with SIGTERM on drop.
 pub struct Daemon {

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use mq::protocol::message::{decode_record, Record, StoredMessage};
 use mq_daemon::store::{MessageStore, PutMessage, StoreConfig};
+use mq_protocol::message::{decode_record, Record, StoredMessage};
 
 #[path = "../tempdir/mod.rs"]
 mod tempdir;

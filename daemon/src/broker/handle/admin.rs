@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use mq::protocol::body::KvTable;
-use mq::protocol::remoting::RemotingCommand;
+use mq_protocol::body::KvTable;
+use mq_protocol::frame::RemotingCommand;
 
 use super::{ok, ok_body, Reply};
 use crate::broker::Broker;
@@ -43,7 +43,7 @@ fn runtime_info(broker: &Broker) -> KvTable {
     put("brokerVersionDesc", "V4_9_7".into());
     put(
         "brokerVersion",
-        mq::protocol::remoting::CURRENT_VERSION.to_string(),
+        mq_protocol::frame::CURRENT_VERSION.to_string(),
     );
     put("bootTimestamp", broker.boot_timestamp.to_string());
     put("runtime", format!("{:?}", broker.started.elapsed()));

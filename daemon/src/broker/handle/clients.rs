@@ -6,22 +6,22 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use mq::protocol::body::{
+use mq_protocol::body::{
     CheckClientRequestBody, GetConsumerListByGroupResponseBody, HeartbeatData, MessageModel,
     EXPRESSION_TYPE_TAG,
 };
-use mq::protocol::headers::{
+use mq_protocol::frame::RemotingCommand;
+use mq_protocol::headers::{
     CommandHeader, ConsumerGroupRequestHeader, ProducerGroupRequestHeader,
     UnregisterClientRequestHeader,
 };
-use mq::protocol::remoting::RemotingCommand;
 
 use super::{group_topic, ok, ok_body, Reply};
 use crate::broker::error::BrokerError;
 use crate::broker::state::clients::ClientChannel;
 use crate::broker::Broker;
-use crate::remoting::Connection;
-use mq::protocol::topics::retry_topic;
+use crate::server::Connection;
+use mq_protocol::topics::retry_topic;
 
 /// HEART_BEAT: records the client's producer and consumer groups. A consumer
 /// group that changed (a member or a subscription) is told so.

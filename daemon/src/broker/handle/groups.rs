@@ -2,9 +2,9 @@
 //! UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, GET_ALL_SUBSCRIPTIONGROUP_CONFIG (also
 //! what a slave copies) and DELETE_SUBSCRIPTIONGROUP.
 
-use mq::protocol::body::SubscriptionGroupConfig;
-use mq::protocol::headers::{CommandHeader, DeleteSubscriptionGroupRequestHeader};
-use mq::protocol::remoting::RemotingCommand;
+use mq_protocol::body::SubscriptionGroupConfig;
+use mq_protocol::frame::RemotingCommand;
+use mq_protocol::headers::{CommandHeader, DeleteSubscriptionGroupRequestHeader};
 
 use super::{ok, ok_body, Reply};
 use crate::broker::error::BrokerError;

@@ -1,8 +1,8 @@
 //! Queue locks of orderly consumers: LOCK_BATCH_MQ and UNLOCK_BATCH_MQ. The
 //! lock table is [`state::locks`](crate::broker::state::locks).
 
-use mq::protocol::body::{LockBatchRequestBody, LockBatchResponseBody, UnlockBatchRequestBody};
-use mq::protocol::remoting::RemotingCommand;
+use mq_protocol::body::{LockBatchRequestBody, LockBatchResponseBody, UnlockBatchRequestBody};
+use mq_protocol::frame::RemotingCommand;
 
 use super::{ok, ok_body, Reply};
 use crate::broker::error::BrokerError;

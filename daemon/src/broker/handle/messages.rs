@@ -2,17 +2,17 @@
 //! key, through the IndexFile), VIEW_MESSAGE_BY_ID (by commit log offset, the
 //! offset message id) and QUERY_CONSUME_QUEUE (a queue's raw entries).
 
-use mq::protocol::codes::response;
-use mq::protocol::headers::{
+use mq_protocol::codes::response;
+use mq_protocol::frame::RemotingCommand;
+use mq_protocol::headers::{
     CommandHeader, QueryConsumeQueueRequestHeader, QueryMessageRequestHeader,
     QueryMessageResponseHeader, ViewMessageRequestHeader,
 };
-use mq::protocol::remoting::RemotingCommand;
 
 use super::{ok_body, Reply};
 use crate::broker::error::BrokerError;
 use crate::broker::Broker;
-use crate::remoting::error_response;
+use crate::server::error_response;
 
 /// QUERY_MESSAGE: the stored messages with a key (or a unique key) in a time
 /// range, concatenated as a PULL body.
@@ -44,7 +44,7 @@ pub(crate) fn query_message(broker: &Broker, req: &RemotingCommand) -> Reply {
         ok_body(req, body)
     };
     QueryMessageResponseHeader {
-        index_last_update_timestamp: mq::protocol::time::now_ms(),
+        index_last_update_timestamp: mq_protocol::time::now_ms(),
         index_last_update_phyoffset: max_phys.max(min),
     }
     .encode(&mut resp.ext_fields);

@@ -30,15 +30,15 @@ pub(crate) mod send_back;
 pub(crate) mod topics;
 pub(crate) mod transaction;
 
-use mq::protocol::body::{MessageQueue, TopicConfig};
-use mq::protocol::codes::response;
-use mq::protocol::headers::CommandHeader;
-use mq::protocol::remoting::RemotingCommand;
+use mq_protocol::body::{MessageQueue, TopicConfig};
+use mq_protocol::codes::response;
+use mq_protocol::frame::RemotingCommand;
+use mq_protocol::headers::CommandHeader;
 
 use super::error::BrokerError;
 use super::state::topics::perm;
 use super::Broker;
-use crate::remoting::error_response;
+use crate::server::error_response;
 use crate::store::StoreError;
 
 /// What a handler answers.

@@ -7,19 +7,19 @@
 
 use std::collections::BTreeMap;
 
-use mq::protocol::body::{ConsumeStats, OffsetWrapper, ResetOffsetBody};
-use mq::protocol::codes::{request, response};
-use mq::protocol::headers::{
+use mq_protocol::body::{ConsumeStats, OffsetWrapper, ResetOffsetBody};
+use mq_protocol::codes::{request, response};
+use mq_protocol::frame::RemotingCommand;
+use mq_protocol::headers::{
     CommandHeader, EarliestMsgStoretimeResponseHeader, GetConsumeStatsRequestHeader,
     OffsetResponseHeader, QueryConsumerOffsetRequestHeader, ResetOffsetRequestHeader,
     SearchOffsetRequestHeader, TopicQueueRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
-use mq::protocol::remoting::RemotingCommand;
 
 use super::{ok, ok_body, ok_header, queue_of, Reply};
 use crate::broker::error::BrokerError;
 use crate::broker::Broker;
-use crate::remoting::error_response;
+use crate::server::error_response;
 
 /// QUERY_CONSUMER_OFFSET: the group's committed offset on a queue.
 pub(crate) fn query_consumer_offset(broker: &Broker, req: &RemotingCommand) -> Reply {

@@ -8,12 +8,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mq::protocol::body::SubscriptionData;
-use mq::protocol::codes::response;
-use mq::protocol::headers::{
+use mq_protocol::body::SubscriptionData;
+use mq_protocol::codes::response;
+use mq_protocol::frame::RemotingCommand;
+use mq_protocol::headers::{
     pull_sys_flag, CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader,
 };
-use mq::protocol::remoting::RemotingCommand;
 
 use super::{respond, Reply};
 use crate::broker::config::BrokerRole;
@@ -21,7 +21,7 @@ use crate::broker::error::{Access, BrokerError};
 use crate::broker::state::hold::HeldPull;
 use crate::broker::state::topics::perm;
 use crate::broker::Broker;
-use crate::remoting::Connection;
+use crate::server::Connection;
 use crate::store::GetStatus;
 
 /// Most messages one pull returns (RocketMQ: maxTransferCountOnMessageInMemory).

@@ -4,11 +4,11 @@
 
 use std::sync::atomic::Ordering;
 
-use mq::protocol::codes::{request, response};
-use mq::protocol::headers::{CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader};
-use mq::protocol::message::{decode_batch, offset_msg_id, sys_flag};
-use mq::protocol::properties::{self, keys};
-use mq::protocol::remoting::RemotingCommand;
+use mq_protocol::codes::{request, response};
+use mq_protocol::frame::RemotingCommand;
+use mq_protocol::headers::{CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader};
+use mq_protocol::message::{decode_batch, offset_msg_id, sys_flag};
+use mq_protocol::properties::{self, keys};
 
 use super::{group_topic, Reply};
 use crate::broker::config::BrokerRole;
@@ -18,7 +18,7 @@ use crate::broker::state::topics::{
     perm, validate_topic, AUTO_CREATE_TOPIC_KEY, RETRY_GROUP_TOPIC_PREFIX,
 };
 use crate::broker::{transaction, Broker};
-use crate::remoting::Connection;
+use crate::server::Connection;
 use crate::store::{Durability, PutMessage};
 
 /// The property a 4.9 broker adds to every message: its cluster's name.
@@ -114,7 +114,7 @@ pub(crate) async fn send_message(
             .max_reconsume_times
             .unwrap_or(DEFAULT_MAX_RECONSUME_TIMES);
         if reconsume_times >= max {
-            topic = mq::protocol::topics::dlq_topic(group);
+            topic = mq_protocol::topics::dlq_topic(group);
             queue_id = 0;
             group_topic(broker, &topic, 1)?;
         }

@@ -2,10 +2,10 @@
 //! it again in the group's retry topic, delayed, or in its dead-letter topic
 //! once it was retried too often.
 
-use mq::protocol::headers::{CommandHeader, ConsumerSendMsgBackRequestHeader};
-use mq::protocol::message::{decode_record, offset_msg_id, Record};
-use mq::protocol::properties::{self, keys};
-use mq::protocol::remoting::RemotingCommand;
+use mq_protocol::frame::RemotingCommand;
+use mq_protocol::headers::{CommandHeader, ConsumerSendMsgBackRequestHeader};
+use mq_protocol::message::{decode_record, offset_msg_id, Record};
+use mq_protocol::properties::{self, keys};
 
 use super::{ok, Reply};
 use crate::broker::delay::divert_delayed;
@@ -13,7 +13,7 @@ use crate::broker::error::BrokerError;
 use crate::broker::state::topics::perm;
 use crate::broker::Broker;
 use crate::store::PutMessage;
-use mq::protocol::topics::{dlq_topic, retry_topic};
+use mq_protocol::topics::{dlq_topic, retry_topic};
 
 /// CONSUMER_SEND_MSG_BACK: the retry topic with a delay level (the consumer's,
 /// or 3 + the times it was retried), or the dead-letter topic.

@@ -5,11 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mq::protocol::body::{
+use mq_protocol::body::{
     GroupList, TopicConfig, TopicFilterType, TopicList, TopicOffset, TopicStatsTable,
 };
-use mq::protocol::headers::{CommandHeader, CreateTopicRequestHeader, TopicRequestHeader};
-use mq::protocol::remoting::RemotingCommand;
+use mq_protocol::frame::RemotingCommand;
+use mq_protocol::headers::{CommandHeader, CreateTopicRequestHeader, TopicRequestHeader};
 
 use super::{ok, ok_body, queue_of, Reply};
 use crate::broker::error::BrokerError;

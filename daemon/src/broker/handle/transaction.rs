@@ -2,10 +2,10 @@
 //! half message and op record format is in
 //! [`transaction`](crate::broker::transaction).
 
-use mq::protocol::headers::{CommandHeader, EndTransactionRequestHeader};
-use mq::protocol::message::{decode_record, sys_flag, Record};
-use mq::protocol::properties::{self, keys};
-use mq::protocol::remoting::RemotingCommand;
+use mq_protocol::frame::RemotingCommand;
+use mq_protocol::headers::{CommandHeader, EndTransactionRequestHeader};
+use mq_protocol::message::{decode_record, sys_flag, Record};
+use mq_protocol::properties::{self, keys};
 
 use super::{ok, Reply};
 use crate::broker::error::BrokerError;

@@ -7,12 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use mq::protocol::body::{
+use mq_protocol::body::{
     self, ConsumeFromWhere, ConsumeType, ConsumerConnection, ConsumerData, MessageModel,
     ProducerConnection, SubscriptionData,
 };
 
-use crate::remoting::Connection;
+use crate::server::Connection;
 
 /// One client on one connection.
 #[derive(Clone)]

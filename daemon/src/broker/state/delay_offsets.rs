@@ -33,7 +33,7 @@ impl ScheduleOffsets {
         let table = file
             .load(|b| {
                 let text = std::str::from_utf8(b).map_err(|e| e.to_string())?;
-                mq::protocol::fastjson::from_str::<DelayOffsets>(text).map_err(|e| e.to_string())
+                mq_protocol::fastjson::from_str::<DelayOffsets>(text).map_err(|e| e.to_string())
             })
             .map_err(BrokerError::LoadTable)?
             .map(|d| d.offset_table)
@@ -73,7 +73,7 @@ impl ScheduleOffsets {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
         };
-        mq::protocol::fastjson::to_vec(&offsets).expect("integers always serialise")
+        mq_protocol::fastjson::to_vec(&offsets).expect("integers always serialise")
     }
 
     /// Writes the file if anything changed.

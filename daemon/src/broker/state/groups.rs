@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{PoisonError, RwLock};
 
-use mq::protocol::body::{DataVersion, SubscriptionGroupConfig, SubscriptionGroupWrapper};
+use mq_protocol::body::{DataVersion, SubscriptionGroupConfig, SubscriptionGroupWrapper};
 
 use crate::broker::error::BrokerError;
 use crate::broker::persist::ConfigFile;
@@ -71,7 +71,7 @@ impl GroupManager {
             let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
             table.0.insert(config.group_name.clone(), config);
             table.1.counter += 1;
-            table.1.timestamp = mq::protocol::time::now_ms();
+            table.1.timestamp = mq_protocol::time::now_ms();
         }
         self.persist()
     }
@@ -102,7 +102,7 @@ impl GroupManager {
 
     fn persist(&self) -> Result<(), StoreError> {
         self.file.save_with(|| {
-            mq::protocol::fastjson::to_string_pretty(&self.snapshot())
+            mq_protocol::fastjson::to_string_pretty(&self.snapshot())
                 .expect("group configs always serialise")
                 .into_bytes()
         })

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use smol::channel::{Receiver, Sender};
 
-use mq::protocol::remoting::RemotingCommand;
+use mq_protocol::frame::RemotingCommand;
 
-use crate::remoting::Connection;
+use crate::server::Connection;
 
 /// A parked pull.
 pub(crate) struct HeldPull {

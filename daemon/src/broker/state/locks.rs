@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use mq::protocol::body::MessageQueue;
+use mq_protocol::body::MessageQueue;
 
 /// How long a queue lock lives without renewal (RocketMQ: 60 s).
 const LOCK_MAX_LIVE: Duration = Duration::from_secs(60);

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{PoisonError, RwLock};
 
-use mq::protocol::body::ConsumerOffsetSerializeWrapper;
+use mq_protocol::body::ConsumerOffsetSerializeWrapper;
 
 use crate::broker::error::BrokerError;
 use crate::broker::persist::ConfigFile;

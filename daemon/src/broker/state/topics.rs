@@ -7,13 +7,13 @@ use std::sync::{PoisonError, RwLock};
 
 use thiserror::Error;
 
-use mq::protocol::body::{DataVersion, TopicConfig, TopicConfigSerializeWrapper};
+use mq_protocol::body::{DataVersion, TopicConfig, TopicConfigSerializeWrapper};
 
 use crate::broker::error::BrokerError;
 use crate::broker::persist::ConfigFile;
 use crate::store::StoreError;
 
-pub(crate) use mq::protocol::topics::{AUTO_CREATE_TOPIC_KEY, RETRY_GROUP_TOPIC_PREFIX};
+pub(crate) use mq_protocol::topics::{AUTO_CREATE_TOPIC_KEY, RETRY_GROUP_TOPIC_PREFIX};
 
 /// A topic RocketMQ brokers keep for self tests.
 pub(crate) const SELF_TEST_TOPIC: &str = "SELF_TEST_TOPIC";
@@ -231,7 +231,7 @@ impl TopicManager {
     /// Writes `config/topics.json`.
     pub(crate) fn persist(&self) -> Result<(), StoreError> {
         self.file.save_with(|| {
-            mq::protocol::fastjson::to_string_pretty(&self.all())
+            mq_protocol::fastjson::to_string_pretty(&self.all())
                 .expect("topic configs always serialise")
                 .into_bytes()
         })
@@ -240,7 +240,7 @@ impl TopicManager {
 
 fn bump(version: &mut DataVersion) {
     version.counter += 1;
-    version.timestamp = mq::protocol::time::now_ms();
+    version.timestamp = mq_protocol::time::now_ms();
 }
 
 #[cfg(test)]

@@ -2,29 +2,27 @@
 //! (30 s), and at once when a topic is created or deleted; UNREGISTER_BROKER at
 //! shutdown. NameServers never talk to each other, so each gets its own.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use smol::channel::{bounded, Receiver, Sender};
 
-use mq::client::remoting::RemotingClient;
-use mq::protocol::body::{RegisterBrokerBody, TopicConfigSerializeWrapper};
-use mq::protocol::codes::{request, response};
-use mq::protocol::headers::{
+use mq_protocol::body::{RegisterBrokerBody, TopicConfigSerializeWrapper};
+use mq_protocol::codes::{request, response};
+use mq_protocol::frame::RemotingCommand;
+use mq_protocol::headers::{
     BrokerIdentityRequestHeader, CommandHeader, RegisterBrokerRequestHeader,
 };
-use mq::protocol::remoting::RemotingCommand;
 
 use crate::broker::Broker;
+use crate::peer::PeerConnection;
 
 /// How long one registration may take (RocketMQ: registerBrokerTimeoutMills).
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// Connections to the NameServers and the "register now" signal.
 pub(crate) struct Registrar {
-    addrs: Vec<String>,
-    clients: Mutex<HashMap<String, Arc<RemotingClient>>>,
+    namesrvs: Vec<PeerConnection>,
     wake: (Sender<()>, Receiver<()>),
 }
 
@@ -32,8 +30,10 @@ impl Registrar {
     /// A registrar for these NameServer addresses.
     pub(crate) fn new(addrs: Vec<String>) -> Self {
         Registrar {
-            addrs,
-            clients: Mutex::new(HashMap::new()),
+            namesrvs: addrs
+                .into_iter()
+                .map(|addr| PeerConnection::new(addr, Duration::from_secs(3)))
+                .collect(),
             wake: bounded(1),
         }
     }
@@ -42,32 +42,6 @@ impl Registrar {
     pub(crate) fn wake(&self) {
         // A pending wake-up covers this one.
         let _ = self.wake.0.try_send(());
-    }
-
-    async fn client(&self, addr: &str) -> Option<Arc<RemotingClient>> {
-        if let Some(client) = self
-            .clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(addr)
-        {
-            if !client.is_closed() {
-                return Some(client.clone());
-            }
-        }
-        match RemotingClient::connect(addr, Duration::from_secs(3), None).await {
-            Ok(client) => {
-                self.clients
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(addr.to_owned(), client.clone());
-                Some(client)
-            }
-            Err(e) => {
-                log::warn!("cannot reach NameServer {addr}: {e}");
-                None
-            }
-        }
     }
 }
 
@@ -102,14 +76,12 @@ pub(crate) async fn register_all(broker: &Arc<Broker>) -> usize {
         body_crc32: Some((crc32fast::hash(&body) & 0x7FFF_FFFF) as i32),
     };
     let mut accepted = 0;
-    for addr in &broker.registrar.addrs {
-        let Some(client) = broker.registrar.client(addr).await else {
-            continue;
-        };
+    for namesrv in &broker.registrar.namesrvs {
+        let addr = namesrv.addr();
         let mut cmd = RemotingCommand::request(request::REGISTER_BROKER);
         header.encode(&mut cmd.ext_fields);
         cmd.body = body.clone();
-        match client.invoke(cmd, REGISTER_TIMEOUT).await {
+        match namesrv.invoke(cmd, REGISTER_TIMEOUT).await {
             Ok(resp) if resp.code == response::SUCCESS => accepted += 1,
             Ok(resp) => log::warn!(
                 "NameServer {addr} refused registration: code {} {}",
@@ -124,7 +96,7 @@ pub(crate) async fn register_all(broker: &Arc<Broker>) -> usize {
 
 /// Registers now and then every period, and whenever woken, until shutdown.
 pub(crate) async fn register_loop(broker: Arc<Broker>) {
-    if broker.registrar.addrs.is_empty() {
+    if broker.registrar.namesrvs.is_empty() {
         log::warn!("no namesrvAddr configured: clients will not find this broker");
         return;
     }
@@ -132,7 +104,7 @@ pub(crate) async fn register_loop(broker: Arc<Broker>) {
         let n = register_all(&broker).await;
         log::debug!(
             "registered with {n} of {} NameServers",
-            broker.registrar.addrs.len()
+            broker.registrar.namesrvs.len()
         );
         let period = broker.config().register_name_server_period;
         let woken_or_due = smol::future::or(
@@ -160,14 +132,11 @@ pub(crate) async fn unregister_all(broker: &Arc<Broker>) {
         cluster_name: config.cluster_name.clone(),
         broker_id: config.broker_id,
     };
-    for addr in &broker.registrar.addrs {
-        let Some(client) = broker.registrar.client(addr).await else {
-            continue;
-        };
+    for namesrv in &broker.registrar.namesrvs {
         let mut cmd = RemotingCommand::request(request::UNREGISTER_BROKER);
         header.encode(&mut cmd.ext_fields);
-        if let Err(e) = client.invoke(cmd, Duration::from_secs(3)).await {
-            log::warn!("unregistering from NameServer {addr}: {e}");
+        if let Err(e) = namesrv.invoke(cmd, Duration::from_secs(3)).await {
+            log::warn!("unregistering from NameServer {}: {e}", namesrv.addr());
         }
     }
 }

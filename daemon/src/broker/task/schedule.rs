@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mq::protocol::message::{decode_record, Record};
-use mq::protocol::properties::{self, keys};
+use mq_protocol::message::{decode_record, Record};
+use mq_protocol::properties::{self, keys};
 
 use crate::broker::Broker;
 use crate::store::dispatch::SCHEDULE_TOPIC;
@@ -42,7 +42,7 @@ async fn deliver_level(broker: &Arc<Broker>, level: i32) {
         .schedule
         .get(level)
         .max(broker.store.min_offset(SCHEDULE_TOPIC, queue_id));
-    let now = mq::protocol::time::now_ms();
+    let now = mq_protocol::time::now_ms();
     loop {
         let entries = broker
             .store

@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use mq::protocol::codes::request;
-use mq::protocol::message::{decode_record, offset_msg_id, Record, StoredMessage};
-use mq::protocol::properties::{self, keys};
-use mq::protocol::remoting::RemotingCommand;
+use mq_protocol::codes::request;
+use mq_protocol::frame::RemotingCommand;
+use mq_protocol::message::{decode_record, offset_msg_id, Record, StoredMessage};
+use mq_protocol::properties::{self, keys};
 
 use crate::broker::state::topics::perm;
 use crate::broker::transaction::{
@@ -66,7 +66,7 @@ async fn check_once(broker: &Arc<Broker>, config: &TransactionConfig) {
         .query(CHECK_GROUP, HALF_TOPIC, 0)
         .unwrap_or(0)
         .max(broker.store.min_offset(HALF_TOPIC, 0));
-    let now = mq::protocol::time::now_ms();
+    let now = mq_protocol::time::now_ms();
     // Only what is in the queue now: copies put back below are checked next round.
     let end = broker.store.max_offset(HALF_TOPIC, 0);
     'scan: while offset < end {

@@ -1,0 +1,207 @@
+//! The transactional producer (RocketMQ's TransactionMQProducer): a half message
+//! is stored invisible to consumers, the local transaction runs, and the outcome
+//! commits or rolls it back; when the outcome never arrives, the broker asks
+//! (CHECK_TRANSACTION_STATE) and the listener's check answers.
+
+use std::sync::{Arc, Weak};
+
+use mq_protocol::codes::request;
+use mq_protocol::frame::{LanguageCode, RemotingCommand};
+use mq_protocol::headers::{CommandHeader, EndTransactionRequestHeader};
+use mq_protocol::message::{decode_offset_msg_id, sys_flag};
+
+use super::error::{ClientError, Result};
+use super::instance::{ClientInstance, Member};
+use super::message::{decode_messages, Message, MessageExt};
+use super::producer::{Producer, ProducerConfig, SendResult, SendStatus};
+
+/// The outcome of a local transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionState {
+    /// Deliver the message.
+    Commit,
+    /// Drop the message.
+    Rollback,
+    /// Not known yet; the broker will ask again later.
+    Unknown,
+}
+
+impl TransactionState {
+    fn sys_flag(self) -> i32 {
+        match self {
+            TransactionState::Commit => sys_flag::TRANSACTION_COMMIT,
+            TransactionState::Rollback => sys_flag::TRANSACTION_ROLLBACK,
+            TransactionState::Unknown => sys_flag::TRANSACTION_NOT_TYPE,
+        }
+    }
+}
+
+/// The application's side of a transaction.
+pub trait TransactionListener: Send + Sync + 'static {
+    /// Runs the local transaction after the half message is stored.
+    fn execute_local(&self, msg: &Message, result: &SendResult) -> TransactionState;
+    /// Answers the broker's check of a half message whose outcome never arrived.
+    fn check_local(&self, msg: &MessageExt) -> TransactionState;
+}
+
+/// A producer that sends messages in transactions.
+pub struct TransactionProducer {
+    producer: Producer,
+    listener: Arc<dyn TransactionListener>,
+    /// Keeps the check-back member registered with the instance.
+    _checker: Arc<Checker>,
+}
+
+/// Answers CHECK_TRANSACTION_STATE for one producer group.
+struct Checker {
+    group: String,
+    instance: Weak<ClientInstance>,
+    listener: Arc<dyn TransactionListener>,
+}
+
+impl Member for Checker {
+    fn on_server_request(
+        &self,
+        broker: &str,
+        request: &RemotingCommand,
+    ) -> Option<RemotingCommand> {
+        if request.code != request::CHECK_TRANSACTION_STATE {
+            return None;
+        }
+        let msgs = decode_messages(&request.body, "").ok()?;
+        let msg = msgs.into_iter().next()?;
+        if msg.properties.get("PGROUP") != Some(&self.group) {
+            return None;
+        }
+        let instance = self.instance.upgrade()?;
+        let listener = self.listener.clone();
+        let group = self.group.clone();
+        let broker = broker.to_owned();
+        let header = request.clone();
+        // The check is the application's code and may block: off the read loop.
+        smol::spawn(async move {
+            let check_msg = msg.clone();
+            let state = smol::unblock(move || listener.check_local(&check_msg)).await;
+            let parse = |k: &str| {
+                header
+                    .get(k)
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(0)
+            };
+            let end = EndTransactionRequestHeader {
+                producer_group: group,
+                tran_state_table_offset: parse("tranStateTableOffset"),
+                commit_log_offset: parse("commitLogOffset"),
+                commit_or_rollback: state.sys_flag(),
+                from_transaction_check: Some(true),
+                msg_id: header.get("msgId").unwrap_or(&msg.msg_id).to_owned(),
+                transaction_id: header.get("transactionId").map(str::to_owned),
+            };
+            let mut cmd = RemotingCommand::request(request::END_TRANSACTION);
+            cmd.language = LanguageCode::Rust;
+            end.encode(&mut cmd.ext_fields);
+            if let Err(e) = instance.invoke_oneway(&broker, cmd).await {
+                log::warn!("answering a transaction check from {broker}: {e}");
+            }
+        })
+        .detach();
+        // CHECK_TRANSACTION_STATE is one-way: nothing to answer here.
+        None
+    }
+}
+
+impl TransactionProducer {
+    /// Starts a transactional producer for `config.group` with `listener`.
+    pub fn start(
+        instance: Arc<ClientInstance>,
+        config: ProducerConfig,
+        listener: Arc<dyn TransactionListener>,
+    ) -> Result<Self> {
+        let checker = Arc::new(Checker {
+            group: config.group.clone(),
+            instance: Arc::downgrade(&instance),
+            listener: listener.clone(),
+        });
+        let member: Arc<dyn Member> = checker.clone();
+        instance.register(Arc::downgrade(&member));
+        let producer = Producer::start(instance, config)?;
+        Ok(TransactionProducer {
+            producer,
+            listener,
+            _checker: checker,
+        })
+    }
+
+    /// Sends `msg` as a half message, runs the local transaction, and commits or
+    /// rolls back by its outcome. Returns the send result and the outcome.
+    pub async fn send_in_transaction(
+        &self,
+        msg: &Message,
+    ) -> Result<(SendResult, TransactionState)> {
+        if msg.properties.contains_key("DELAY") {
+            return Err(ClientError::InvalidArgument(
+                "transactional messages cannot be delayed".into(),
+            ));
+        }
+        let mut half = msg.clone();
+        half.properties.insert("TRAN_MSG".into(), "true".into());
+        half.properties
+            .insert("PGROUP".into(), self.producer.config().group.clone());
+        let queues = self.producer.queues_for(&msg.topic).await?;
+        let mq = self.producer.select(&queues, None);
+        let result = self
+            .producer
+            .send_to_with_flag(
+                &half,
+                &mq,
+                self.producer.config().send_timeout,
+                sys_flag::TRANSACTION_PREPARED,
+            )
+            .await?;
+        let state = if result.status == SendStatus::SendOk {
+            let listener = self.listener.clone();
+            let (m, r) = (half.clone(), result.clone());
+            smol::unblock(move || listener.execute_local(&m, &r)).await
+        } else {
+            TransactionState::Rollback
+        };
+        self.end(&result, state).await?;
+        Ok((result, state))
+    }
+
+    async fn end(&self, result: &SendResult, state: TransactionState) -> Result<()> {
+        let instance = self.producer.instance();
+        let addr = instance
+            .master_addr(&result.queue.broker_name)
+            .ok_or_else(|| ClientError::NoBrokerAddress(result.queue.broker_name.clone()))?;
+        let (_, commit_log_offset) = decode_offset_msg_id(&result.offset_msg_id)
+            .ok_or_else(|| ClientError::decode("offset message id", &result.offset_msg_id))?;
+        let header = EndTransactionRequestHeader {
+            producer_group: self.producer.config().group.clone(),
+            tran_state_table_offset: result.queue_offset,
+            commit_log_offset,
+            commit_or_rollback: state.sys_flag(),
+            from_transaction_check: Some(false),
+            msg_id: result.msg_id.clone(),
+            transaction_id: result
+                .transaction_id
+                .clone()
+                .or_else(|| Some(result.msg_id.clone())),
+        };
+        let mut cmd = RemotingCommand::request(request::END_TRANSACTION);
+        cmd.language = LanguageCode::Rust;
+        header.encode(&mut cmd.ext_fields);
+        // One-way, as the Java client sends it.
+        instance.invoke_oneway(&addr, cmd).await
+    }
+
+    /// The underlying producer (for ordinary sends in the same group).
+    pub fn producer(&self) -> &Producer {
+        &self.producer
+    }
+
+    /// Stops the producer.
+    pub async fn shutdown(&self) {
+        self.producer.shutdown().await;
+    }
+}

@@ -1,0 +1,599 @@
+//! `mqctl bench produce|consume`: load with many senders (or consumers) in
+//! flight, a line of throughput and latency every second and one summary line
+//! at the end. Latencies go into a fixed-size [`Histogram`]. A consume
+//! benchmark counts each message once: what a rebalance delivers again is
+//! reported as `duplicates` and does not count towards `--count`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use argh::FromArgs;
+use mq::pull_consumer::{PullConsumer, PullConsumerConfig};
+use mq::{
+    ClientConfig, ClientError, ClientInstance, Message, MessageExt, Producer, ProducerConfig,
+};
+
+use crate::admin::Ctx;
+use crate::consume::{generated_group, StartAt};
+use crate::histogram::{Histogram, Snapshot};
+use crate::output::{failed, json_line, line, now_ms, usage, warn, Format, Mode, Outcome};
+use crate::produce::{generated_body, mode_name};
+
+/// Run length when neither --duration nor --count is given.
+const DEFAULT_SECONDS: f64 = 10.0;
+/// Longest wait of one consumer poll, so that stops are noticed.
+const POLL_SLICE: Duration = Duration::from_millis(200);
+
+/// benchmark producing or consuming
+#[derive(FromArgs)]
+#[argh(subcommand, name = "bench")]
+pub struct BenchCmd {
+    #[argh(subcommand)]
+    cmd: BenchSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum BenchSub {
+    Produce(BenchProduceCmd),
+    Consume(BenchConsumeCmd),
+}
+
+impl BenchCmd {
+    /// Runs the benchmark.
+    pub async fn run(&self, ctx: &Ctx) -> Outcome {
+        match &self.cmd {
+            BenchSub::Produce(c) => c.run(ctx).await,
+            BenchSub::Consume(c) => c.run(ctx).await,
+        }
+    }
+}
+
+/// send as fast as possible and report throughput and send latency
+#[derive(FromArgs)]
+#[argh(
+    subcommand,
+    name = "produce",
+    example = "{command_name} --topic BenchmarkTest --duration 30",
+    example = "{command_name} --topic BenchmarkTest --count 100000 --size 4096 --threads 64 --mode async",
+    note = "Prints a line every second and then `bench produce tps=… mb_per_s=… avg_ms=… p50_ms=… p99_ms=… max_ms=… errors=…`. Latency is from the send call to the broker's answer (to the write, in oneway mode). Without --duration or --count it runs 10 s. Exits 1 only when no send succeeded."
+)]
+pub struct BenchProduceCmd {
+    /// topic (default BenchmarkTest)
+    #[argh(option, short = 't', default = "String::from(\"BenchmarkTest\")")]
+    topic: String,
+    /// body size in bytes (default 1024)
+    #[argh(option, default = "1024")]
+    size: usize,
+    /// sends in flight at once (default 16)
+    #[argh(option, default = "16")]
+    threads: usize,
+    /// stop after SECONDS
+    #[argh(option)]
+    duration: Option<f64>,
+    /// stop after N messages
+    #[argh(option, short = 'c')]
+    count: Option<u64>,
+    /// send mode: sync (default), async or oneway
+    #[argh(option, default = "Mode::Sync")]
+    mode: Mode,
+    /// producer group (default mqctl_bench_producer)
+    #[argh(option, default = "String::from(\"mqctl_bench_producer\")")]
+    group: String,
+    /// output format: text (default) or json (one object per line)
+    #[argh(option, default = "Format::Text")]
+    format: Format,
+}
+
+/// consume as fast as possible and report throughput and end-to-end latency
+#[derive(FromArgs)]
+#[argh(
+    subcommand,
+    name = "consume",
+    example = "{command_name} --topic BenchmarkTest --duration 30",
+    example = "{command_name} --topic BenchmarkTest --from first --count 100000 --threads 4",
+    note = "Prints a line every second and then `bench consume tps=… mb_per_s=… avg_ms=… p50_ms=… p99_ms=… max_ms=… errors=… duplicates=…`. Each message counts once, in every figure and against --count; `duplicates` are messages that arrived again (after a rebalance, consumers of a group may re-read what was not committed yet). Latency is end to end: from the message's born timestamp (the producer's clock, ms resolution) to its first arrival. Without --duration or --count it runs 10 s."
+)]
+pub struct BenchConsumeCmd {
+    /// topic (default BenchmarkTest)
+    #[argh(option, short = 't', default = "String::from(\"BenchmarkTest\")")]
+    topic: String,
+    /// consumer group (default: a new group named mqctl_bench_PID_TIME)
+    #[argh(option, short = 'g')]
+    group: Option<String>,
+    /// consumers in the group, each with its own connections (default 1)
+    #[argh(option, default = "1")]
+    threads: usize,
+    /// where a group without offsets starts: first, last (default) or a store time in ms
+    #[argh(
+        option,
+        default = "StartAt(mq::pull_consumer::ConsumeFrom::LastOffset)"
+    )]
+    from: StartAt,
+    /// stop after SECONDS
+    #[argh(option)]
+    duration: Option<f64>,
+    /// stop once N distinct messages have arrived
+    #[argh(option, short = 'c')]
+    count: Option<u64>,
+    /// output format: text (default) or json (one object per line)
+    #[argh(option, default = "Format::Text")]
+    format: Format,
+}
+
+/// The offsets seen of one queue, as disjoint ranges `start -> end`
+/// (exclusive). A queue is read mostly in order, so a run of any length
+/// keeps a handful of ranges.
+#[derive(Default)]
+struct OffsetRanges(BTreeMap<i64, i64>);
+
+impl OffsetRanges {
+    /// Adds `offset`; false if it was seen before.
+    fn insert(&mut self, offset: i64) -> bool {
+        let mut start = offset;
+        if let Some((&s, &e)) = self.0.range(..=offset).next_back() {
+            if offset < e {
+                return false;
+            }
+            if offset == e {
+                start = s;
+            }
+        }
+        let mut end = offset + 1;
+        if let Some(next_end) = self.0.remove(&end) {
+            end = next_end;
+        }
+        self.0.insert(start, end);
+        true
+    }
+}
+
+/// Which messages a consume benchmark has received, by queue.
+#[derive(Default)]
+struct Arrivals(Mutex<HashMap<(String, String, i32), OffsetRanges>>);
+
+impl Arrivals {
+    /// Whether `m` arrives for the first time (and records it).
+    fn first(&self, m: &MessageExt) -> bool {
+        self.0
+            .lock()
+            .expect("arrivals poisoned")
+            .entry((m.topic.clone(), m.broker_name.clone(), m.queue_id))
+            .or_default()
+            .insert(m.queue_offset)
+    }
+}
+
+/// What the workers share with the reporter.
+struct Shared {
+    latency: Histogram,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+    first_error: Mutex<Option<String>>,
+    /// Set when the run is over; workers finish their current operation.
+    stop: AtomicBool,
+    /// Operations claimed so far, against `--count`.
+    claimed: AtomicU64,
+    count: Option<u64>,
+    /// Consume: what arrived, to tell a message from its redelivery.
+    arrivals: Arrivals,
+    /// Consume: messages that arrived again.
+    duplicates: AtomicU64,
+    /// Whether this is a consume run (which reports duplicates).
+    consuming: bool,
+}
+
+/// The counters a line reports besides latencies.
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    bytes: u64,
+    errors: u64,
+    /// Consume runs only.
+    duplicates: Option<u64>,
+}
+
+impl Counts {
+    /// What was counted since `prev`.
+    fn since(self, prev: Counts) -> Counts {
+        Counts {
+            bytes: self.bytes - prev.bytes,
+            errors: self.errors - prev.errors,
+            duplicates: self.duplicates.map(|d| d - prev.duplicates.unwrap_or(0)),
+        }
+    }
+}
+
+impl Shared {
+    fn new(count: Option<u64>, consuming: bool) -> Arc<Self> {
+        Arc::new(Shared {
+            latency: Histogram::new(),
+            bytes: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+            stop: AtomicBool::new(false),
+            claimed: AtomicU64::new(0),
+            count,
+            arrivals: Arrivals::default(),
+            duplicates: AtomicU64::new(0),
+            consuming,
+        })
+    }
+
+    fn counts(&self) -> Counts {
+        Counts {
+            bytes: self.bytes.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            duplicates: self
+                .consuming
+                .then(|| self.duplicates.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Whether a worker may do one more operation. The last one of `--count`
+    /// stops the run: workers that have nothing left to claim would otherwise
+    /// wait for work that never comes.
+    fn claim(&self) -> bool {
+        if self.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Some(n) = self.count else {
+            return true;
+        };
+        let claimed = self.claimed.fetch_add(1, Ordering::Relaxed) + 1;
+        if claimed >= n {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+        claimed <= n
+    }
+
+    fn error(&self, e: &ClientError) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_error.lock().expect("first error poisoned");
+        if first.is_none() {
+            *first = Some(e.to_string());
+        }
+    }
+}
+
+/// `--duration` and `--count` checked, with the default run length.
+fn run_length(duration: Option<f64>, count: Option<u64>) -> Outcome<Option<Duration>> {
+    if count == Some(0) {
+        return Err(usage("--count must be at least 1"));
+    }
+    match (duration, count) {
+        (None, None) => Ok(Some(Duration::from_secs_f64(DEFAULT_SECONDS))),
+        (None, Some(_)) => Ok(None),
+        (Some(d), _) if d.is_finite() && d > 0.0 && d < 1e9 => Ok(Some(Duration::from_secs_f64(d))),
+        (Some(_), _) => Err(usage("--duration must be a positive number of seconds")),
+    }
+}
+
+fn ms(us: f64) -> String {
+    format!("{:.3}", us / 1000.0)
+}
+
+/// Reports every second until every worker is done, then the summary line.
+async fn report(
+    what: &str,
+    format: Format,
+    shared: &Shared,
+    done: smol::channel::Receiver<()>,
+    run_for: Option<Duration>,
+) -> Outcome<u64> {
+    let started = Instant::now();
+    let mut prev = shared.latency.snapshot();
+    let mut prev_counts = Counts::default();
+    let mut tick = started;
+    let mut second = 0u64;
+    loop {
+        tick += Duration::from_secs(1);
+        let wake = match run_for {
+            Some(d) => tick.min(started + d),
+            None => tick,
+        };
+        let finished = smol::future::or(async { done.recv().await.is_err() }, async {
+            smol::Timer::at(wake).await;
+            false
+        })
+        .await;
+        if finished {
+            break;
+        }
+        if run_for.is_some_and(|d| started.elapsed() >= d) {
+            shared.stop.store(true, Ordering::Relaxed);
+            // Let operations in flight finish; they count.
+            while done.recv().await.is_ok() {}
+            break;
+        }
+        second += 1;
+        let now = shared.latency.snapshot();
+        let interval = now.since(&prev);
+        let counts = shared.counts();
+        print_line(
+            format,
+            Some(second),
+            what,
+            &interval,
+            1.0,
+            counts.since(prev_counts),
+        )?;
+        prev = now;
+        prev_counts = counts;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let all = shared.latency.snapshot();
+    print_line(format, None, what, &all, elapsed, shared.counts())?;
+    if let Some(e) = shared
+        .first_error
+        .lock()
+        .expect("first error poisoned")
+        .as_ref()
+    {
+        warn(format!("first error: {e}"));
+    }
+    Ok(all.total)
+}
+
+/// One per-second line (`second` set) or the summary line.
+fn print_line(
+    format: Format,
+    second: Option<u64>,
+    what: &str,
+    s: &Snapshot,
+    seconds: f64,
+    counts: Counts,
+) -> Outcome {
+    let Counts {
+        bytes,
+        errors,
+        duplicates,
+    } = counts;
+    let seconds = seconds.max(1e-9);
+    let tps = s.total as f64 / seconds;
+    let mbps = bytes as f64 / (1024.0 * 1024.0) / seconds;
+    match format {
+        Format::Text => {
+            let head = match second {
+                Some(n) => format!("[{n:>4}s]"),
+                None => format!("bench {what}"),
+            };
+            let dups = duplicates.map_or_else(String::new, |d| format!(" duplicates={d}"));
+            line(format_args!(
+                "{head} tps={tps:.1} mb_per_s={mbps:.3} avg_ms={} p50_ms={} p99_ms={} max_ms={} errors={errors}{dups}",
+                ms(s.mean()),
+                ms(s.quantile(0.5) as f64),
+                ms(s.quantile(0.99) as f64),
+                ms(s.max() as f64),
+            ))
+        }
+        Format::Json => {
+            let mut v = serde_json::json!({
+                "bench": what,
+                "tps": tps,
+                "mb_per_s": mbps,
+                "avg_ms": s.mean() / 1000.0,
+                "p50_ms": s.quantile(0.5) as f64 / 1000.0,
+                "p99_ms": s.quantile(0.99) as f64 / 1000.0,
+                "max_ms": s.max() as f64 / 1000.0,
+                "errors": errors,
+                "messages": s.total,
+            });
+            if let Some(d) = duplicates {
+                v["duplicates"] = d.into();
+            }
+            match second {
+                Some(n) => v["second"] = n.into(),
+                None => {
+                    v["summary"] = true.into();
+                    v["seconds"] = seconds.into();
+                }
+            }
+            json_line(&v)
+        }
+    }
+}
+
+fn check_threads(threads: usize) -> Outcome {
+    if !(1..=10_000).contains(&threads) {
+        return Err(usage("--threads must be 1..10000"));
+    }
+    Ok(())
+}
+
+impl BenchProduceCmd {
+    async fn run(&self, ctx: &Ctx) -> Outcome {
+        check_threads(self.threads)?;
+        if self.size == 0 || self.size > 4 * 1024 * 1024 {
+            return Err(usage("--size must be 1..4194304 bytes"));
+        }
+        let run_for = run_length(self.duration, self.count)?;
+        let producer = Producer::start(ctx.instance.clone(), ProducerConfig::new(&self.group))?;
+        producer.queues_for(&self.topic).await?;
+        let shared = Shared::new(self.count, false);
+        let template = Message::new(self.topic.clone(), generated_body(self.size));
+        let (done_tx, done_rx) = smol::channel::bounded::<()>(1);
+        let workers: Vec<smol::Task<()>> = (0..self.threads)
+            .map(|_| {
+                let (producer, shared, template, done) = (
+                    producer.clone(),
+                    shared.clone(),
+                    template.clone(),
+                    done_tx.clone(),
+                );
+                smol::spawn(produce_worker(producer, shared, template, self.mode, done))
+            })
+            .collect();
+        drop(done_tx);
+        let sent = report("produce", self.format, &shared, done_rx, run_for).await;
+        for w in workers {
+            w.await;
+        }
+        if self.mode == Mode::Oneway {
+            // Make sure queued one-way frames reach the broker before exiting.
+            ctx.instance.send_heartbeat_to_all_brokers().await;
+        }
+        producer.shutdown().await;
+        if sent? == 0 {
+            return Err(failed(format!(
+                "no message was sent ({} mode)",
+                mode_name(self.mode)
+            )));
+        }
+        Ok(())
+    }
+}
+
+async fn produce_worker(
+    producer: Producer,
+    shared: Arc<Shared>,
+    template: Message,
+    mode: Mode,
+    _done: smol::channel::Sender<()>,
+) {
+    let size = template.body.len() as u64;
+    while shared.claim() {
+        let msg = template.clone();
+        let started = Instant::now();
+        let outcome = match mode {
+            Mode::Sync => producer.send(&msg).await.map(|_| ()),
+            Mode::Oneway => producer.send_oneway(&msg).await,
+            Mode::Async => {
+                let (tx, rx) = smol::channel::bounded(1);
+                producer.send_async(msg, move |r| {
+                    // The worker waits on the other end.
+                    let _ = tx.try_send(r.map(|_| ()));
+                });
+                rx.recv().await.unwrap_or(Err(ClientError::Closed))
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                shared.latency.record(started.elapsed().as_micros() as u64);
+                shared.bytes.fetch_add(size, Ordering::Relaxed);
+            }
+            Err(e) => shared.error(&e),
+        }
+    }
+}
+
+impl BenchConsumeCmd {
+    async fn run(&self, ctx: &Ctx) -> Outcome {
+        check_threads(self.threads)?;
+        if self.threads > 256 {
+            return Err(usage("--threads must be 1..256 for consume"));
+        }
+        let run_for = run_length(self.duration, self.count)?;
+        ctx.instance.fetch_route(&self.topic).await?;
+        let group = self
+            .group
+            .clone()
+            .unwrap_or_else(|| generated_group("mqctl_bench"));
+        let shared = Shared::new(self.count, true);
+        let mut consumers = Vec::new();
+        for i in 0..self.threads {
+            // One client per consumer: the group's rebalance tells clients apart
+            // by client id.
+            let mut config = ClientConfig::new(&ctx.namesrv);
+            config.instance_name = format!("{}-{i}", config.instance_name);
+            let instance = ClientInstance::start(config)?;
+            let mut cc = PullConsumerConfig::new(group.clone());
+            cc.consume_from = self.from.0;
+            let consumer = PullConsumer::start(instance.clone(), cc)?;
+            consumer.subscribe(&self.topic, "*").await?;
+            consumers.push((instance, Arc::new(consumer)));
+        }
+        let (done_tx, done_rx) = smol::channel::bounded::<()>(1);
+        let workers: Vec<smol::Task<()>> = consumers
+            .iter()
+            .map(|(_, c)| smol::spawn(consume_worker(c.clone(), shared.clone(), done_tx.clone())))
+            .collect();
+        drop(done_tx);
+        let received = report("consume", self.format, &shared, done_rx, run_for).await;
+        for w in workers {
+            w.await;
+        }
+        for (instance, consumer) in &consumers {
+            consumer.shutdown().await;
+            instance.shutdown();
+        }
+        if received? == 0 {
+            warn("no message received");
+        }
+        Ok(())
+    }
+}
+
+async fn consume_worker(
+    consumer: Arc<PullConsumer>,
+    shared: Arc<Shared>,
+    _done: smol::channel::Sender<()>,
+) {
+    'run: while !shared.stop.load(Ordering::Relaxed) {
+        match consumer.poll(POLL_SLICE).await {
+            Ok(batch) => {
+                let now = now_ms();
+                for m in batch {
+                    if shared.stop.load(Ordering::Relaxed) {
+                        break 'run;
+                    }
+                    if !shared.arrivals.first(&m) {
+                        shared.duplicates.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    if !shared.claim() {
+                        break 'run;
+                    }
+                    let latency_ms = (now - m.born_timestamp).max(0) as u64;
+                    shared.latency.record(latency_ms * 1000);
+                    shared
+                        .bytes
+                        .fetch_add(m.body.len() as u64, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                shared.error(&e);
+                smol::Timer::after(POLL_SLICE).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_ranges_tell_new_offsets_from_repeats() {
+        let mut r = OffsetRanges::default();
+        assert!(r.insert(5));
+        assert!(r.insert(7));
+        assert!(!r.insert(5));
+        assert!(r.insert(6), "fills the gap");
+        assert_eq!(r.0.iter().collect::<Vec<_>>(), [(&5, &8)], "merged");
+        assert!(r.insert(4));
+        assert!(r.insert(8));
+        assert_eq!(r.0.iter().collect::<Vec<_>>(), [(&4, &9)]);
+        for o in 4..9 {
+            assert!(!r.insert(o));
+        }
+        assert!(r.insert(0));
+        assert!(!r.insert(0));
+        assert_eq!(r.0.len(), 2);
+    }
+
+    #[test]
+    fn the_last_claim_of_a_count_stops_the_run() {
+        let shared = Shared::new(Some(2), false);
+        assert!(shared.claim());
+        assert!(!shared.stop.load(Ordering::Relaxed));
+        assert!(shared.claim());
+        assert!(
+            shared.stop.load(Ordering::Relaxed),
+            "nothing is left to wait for"
+        );
+        assert!(!shared.claim());
+        assert!(Shared::new(None, true).claim());
+    }
+}

@@ -1,0 +1,116 @@
+//! `mqctl cluster`: every broker of every cluster (GET_BROKER_CLUSTER_INFO),
+//! with version and today's put/get totals from each broker's runtime info,
+//! like mqadmin's clusterList.
+
+use argh::FromArgs;
+use mq_protocol::body::KvTable;
+use mq_protocol::codes::request;
+
+use crate::admin::{self, bare_command, call, Ctx};
+use crate::output::{failed, json_line, warn, Format, Outcome, Table};
+
+/// list the brokers of every cluster with their version and message totals
+#[derive(FromArgs)]
+#[argh(
+    subcommand,
+    name = "cluster",
+    example = "{command_name}",
+    example = "{command_name} --cluster DefaultCluster --format json",
+    note = "Exits 1 (after printing the table) when a broker does not answer."
+)]
+pub struct ClusterCmd {
+    /// only this cluster
+    #[argh(option, short = 'c')]
+    cluster: Option<String>,
+    /// output format: text (default) or json (one object per broker a line)
+    #[argh(option, default = "Format::Text")]
+    format: Format,
+}
+
+impl ClusterCmd {
+    /// Lists the brokers.
+    pub async fn run(&self, ctx: &Ctx) -> Outcome {
+        let info = admin::cluster_info(ctx).await?;
+        if let Some(c) = &self.cluster {
+            // Only for its error on an unknown cluster.
+            admin::cluster_masters(&info, Some(c))?;
+        }
+        let mut table = Table::new(&[
+            "CLUSTER",
+            "BROKER",
+            "ID",
+            "ADDRESS",
+            "VERSION",
+            "PUT TODAY",
+            "GET TODAY",
+        ]);
+        let mut unreachable = 0;
+        for (cluster, names) in &info.cluster_addr_table {
+            if self.cluster.as_ref().is_some_and(|c| c != cluster) {
+                continue;
+            }
+            for name in names {
+                let Some(broker) = info.broker_addr_table.get(name) else {
+                    continue;
+                };
+                for (id, addr) in &broker.broker_addrs {
+                    let what = format!("get runtime info of {name} ({addr})");
+                    let runtime = match call(
+                        ctx,
+                        addr,
+                        bare_command(request::GET_BROKER_RUNTIME_INFO),
+                        &what,
+                    )
+                    .await
+                    .and_then(|resp| {
+                        KvTable::decode(&resp.body)
+                            .map_err(|e| failed(format!("{what}: bad answer: {e}")))
+                    }) {
+                        Ok(kv) => Some(kv.table),
+                        Err(e) => {
+                            unreachable += 1;
+                            if let crate::output::Failure::Failed(msg) = &e {
+                                warn(msg);
+                            }
+                            None
+                        }
+                    };
+                    let get = |k: &str| {
+                        runtime
+                            .as_ref()
+                            .and_then(|t| t.get(k).cloned())
+                            .unwrap_or_else(|| "-".into())
+                    };
+                    match self.format {
+                        Format::Text => table.row(vec![
+                            cluster.clone(),
+                            name.clone(),
+                            id.to_string(),
+                            addr.clone(),
+                            get("brokerVersionDesc"),
+                            get("msgPutTotalTodayNow"),
+                            get("msgGetTotalTodayNow"),
+                        ]),
+                        Format::Json => json_line(&serde_json::json!({
+                            "cluster": cluster,
+                            "brokerName": name,
+                            "brokerId": id,
+                            "addr": addr,
+                            "online": runtime.is_some(),
+                            "version": runtime.as_ref().and_then(|t| t.get("brokerVersionDesc")),
+                            "msgPutTotalTodayNow": runtime.as_ref().and_then(|t| t.get("msgPutTotalTodayNow")).and_then(|v| v.parse::<i64>().ok()),
+                            "msgGetTotalTodayNow": runtime.as_ref().and_then(|t| t.get("msgGetTotalTodayNow")).and_then(|v| v.parse::<i64>().ok()),
+                        }))?,
+                    }
+                }
+            }
+        }
+        if self.format == Format::Text {
+            table.print()?;
+        }
+        if unreachable > 0 {
+            return Err(failed(format!("{unreachable} broker(s) did not answer")));
+        }
+        Ok(())
+    }
+}

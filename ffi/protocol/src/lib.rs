@@ -1,0 +1,25 @@
+//! mq-protocol: RocketMQ's wire and record formats, as pure functions over
+//! bytes with every length checked; the one codec the daemon and the client
+//! share.
+//!
+//! - [`frame`]: the frame and the `RemotingCommand` (both header serializations).
+//! - [`codes`]: request and response codes.
+//! - [`headers`]: typed custom headers of each request and response.
+//! - [`body`]: the JSON bodies of remoting commands (routes, heartbeats, offsets…).
+//! - [`fastjson`]: reading and writing fastjson's non-standard JSON (bare and object map keys).
+//! - [`message`]: the stored-message record (CommitLog layout, PULL bodies).
+//! - [`properties`]: the message properties string and Java's string hash.
+//! - [`topics`]: topic names with a meaning (TBW102, retry and dead-letter topics).
+//! - [`time`]: milliseconds since the epoch, and their UTC calendar date.
+
+#![warn(missing_docs)]
+
+pub mod body;
+pub mod codes;
+pub mod fastjson;
+pub mod frame;
+pub mod headers;
+pub mod message;
+pub mod properties;
+pub mod time;
+pub mod topics;
