@@ -8,9 +8,9 @@
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
+use async_lock::Mutex;
 use async_net::TcpStream;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smol::lock::Mutex;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use thiserror::Error;
 
 use mq_protocol::frame::{frame_length, RemotingCommand, DEFAULT_MAX_FRAME};
@@ -105,8 +105,8 @@ impl PeerConnection {
                 }
             }
         };
-        let result = smol::future::or(exchange, async {
-            smol::Timer::after(timeout).await;
+        let result = futures_lite::future::or(exchange, async {
+            async_io::Timer::after(timeout).await;
             Err(PeerError::Timeout {
                 code: cmd.code,
                 addr: self.addr.clone(),
@@ -123,8 +123,8 @@ impl PeerConnection {
 
     async fn connect(&self) -> Result<TcpStream, PeerError> {
         let stream = TcpStream::connect(self.addr.as_str()).await;
-        let stream = smol::future::or(async { stream }, async {
-            smol::Timer::after(self.connect_timeout).await;
+        let stream = futures_lite::future::or(async { stream }, async {
+            async_io::Timer::after(self.connect_timeout).await;
             Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "connect timed out",
@@ -160,10 +160,10 @@ mod tests {
 
     #[test]
     fn answers_come_back_and_a_vanished_peer_is_an_error_not_a_hang() {
-        smol::block_on(async {
+        async_io::block_on(async {
             let listener = async_net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap().to_string();
-            let server = smol::spawn(async move {
+            let server = async move {
                 // First connection: answer one request, then hang up mid-way.
                 let (mut stream, _) = listener.accept().await.unwrap();
                 let request = read_command(&mut stream).await.unwrap();
@@ -176,16 +176,18 @@ mod tests {
                 let request = read_command(&mut stream).await.unwrap();
                 let answer = RemotingCommand::response_to(&request, 0, None);
                 stream.write_all(&answer.encode().unwrap()).await.unwrap();
-            });
-            let peer = PeerConnection::new(addr, Duration::from_secs(1));
-            let timeout = Duration::from_secs(2);
-            let first = peer.invoke(RemotingCommand::request(105), timeout).await;
-            assert_eq!(first.unwrap().code, 0);
-            let lost = peer.invoke(RemotingCommand::request(105), timeout).await;
-            assert!(matches!(lost, Err(PeerError::Io { .. })), "{lost:?}");
-            let again = peer.invoke(RemotingCommand::request(105), timeout).await;
-            assert_eq!(again.unwrap().code, 0, "reconnected");
-            server.await;
+            };
+            let client = async {
+                let peer = PeerConnection::new(addr, Duration::from_secs(1));
+                let timeout = Duration::from_secs(2);
+                let first = peer.invoke(RemotingCommand::request(105), timeout).await;
+                assert_eq!(first.unwrap().code, 0);
+                let lost = peer.invoke(RemotingCommand::request(105), timeout).await;
+                assert!(matches!(lost, Err(PeerError::Io { .. })), "{lost:?}");
+                let again = peer.invoke(RemotingCommand::request(105), timeout).await;
+                assert_eq!(again.unwrap().code, 0, "reconnected");
+            };
+            futures_lite::future::zip(server, client).await;
         });
     }
 }

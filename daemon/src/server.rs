@@ -24,11 +24,11 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use async_channel::{bounded, Receiver, Sender};
+use async_executor::Executor;
+use async_lock::Semaphore;
 use async_net::{TcpListener, TcpStream};
-use smol::channel::{bounded, Receiver, Sender};
-use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smol::lock::Semaphore;
-use smol::Executor;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use mq_protocol::codes::response;
 
@@ -132,8 +132,8 @@ impl Connection {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(opaque, tx);
         let answer = if self.send(&cmd).await {
-            smol::future::or(async { rx.recv().await.ok() }, async {
-                smol::Timer::after(timeout).await;
+            futures_lite::future::or(async { rx.recv().await.ok() }, async {
+                async_io::Timer::after(timeout).await;
                 None
             })
             .await
@@ -336,9 +336,9 @@ pub async fn serve<H: RequestHandler>(
             .into_iter()
             .flatten()
             .min();
-        let wake = smol::future::or(
+        let wake = futures_lite::future::or(
             async { Wake::Accepted(listener.accept().await) },
-            smol::future::or(
+            futures_lite::future::or(
                 async {
                     shutdown.wait().await;
                     Wake::Shutdown
@@ -346,10 +346,10 @@ pub async fn serve<H: RequestHandler>(
                 async {
                     match report_at {
                         Some(at) => {
-                            smol::Timer::at(at).await;
+                            async_io::Timer::at(at).await;
                             Wake::ReportDue
                         }
-                        None => smol::future::pending().await,
+                        None => futures_lite::future::pending().await,
                     }
                 },
             ),
@@ -379,7 +379,7 @@ pub async fn serve<H: RequestHandler>(
                     warn_failed(failures, &e);
                 }
                 last_accept_error = e.to_string();
-                smol::Timer::after(ACCEPT_BACKOFF).await;
+                async_io::Timer::after(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
@@ -479,13 +479,13 @@ async fn read_loop<H: RequestHandler>(
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_in_flight));
     loop {
-        let next = smol::future::or(
+        let next = futures_lite::future::or(
             async { Some(read_frame(&mut stream, &conn, &limits).await) },
             async {
                 let idle = async {
-                    smol::Timer::after(limits.idle_timeout).await;
+                    async_io::Timer::after(limits.idle_timeout).await;
                 };
-                smol::future::or(shutdown.wait(), idle).await;
+                futures_lite::future::or(shutdown.wait(), idle).await;
                 None
             },
         )
@@ -521,7 +521,7 @@ async fn read_loop<H: RequestHandler>(
             let code = request.code;
             let handled = std::panic::AssertUnwindSafe(handler2.handle(conn2.clone(), request));
             // A bug in a handler must cost one request, not the process.
-            let answer = match smol::future::FutureExt::catch_unwind(handled).await {
+            let answer = match futures_lite::future::FutureExt::catch_unwind(handled).await {
                 Ok(answer) => answer,
                 Err(panic) => {
                     let what = panic
@@ -775,8 +775,8 @@ mod tests {
     /// Whether the server closes `stream` within half a second.
     async fn closed_by_server(stream: &mut TcpStream) -> bool {
         let mut byte = [0u8; 1];
-        let read = smol::future::or(async { Some(stream.read(&mut byte).await) }, async {
-            smol::Timer::after(Duration::from_millis(500)).await;
+        let read = futures_lite::future::or(async { Some(stream.read(&mut byte).await) }, async {
+            async_io::Timer::after(Duration::from_millis(500)).await;
             None
         })
         .await;
@@ -787,7 +787,7 @@ mod tests {
     fn closes_connections_beyond_the_limit_and_admits_again_after_one_leaves() {
         let ex = Arc::new(Executor::new());
         let (shutdown, mut trigger) = Shutdown::new();
-        smol::block_on(ex.run(async {
+        async_io::block_on(ex.run(async {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = listener.local_addr().expect("address");
             let limits = ServerLimits {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use smol::channel::{bounded, Receiver, Sender};
+use async_channel::{bounded, Receiver, Sender};
 
 /// Tells every loop of a server to stop, and lets the stopper wait for the
 /// requests in flight to finish.
@@ -15,7 +15,7 @@ pub struct Shutdown {
     signal: Receiver<()>,
     /// Upgraded into a token per in-flight request; when all tokens and the
     /// trigger's sender are gone, the trigger's `done` ends.
-    in_flight: smol::channel::WeakSender<()>,
+    in_flight: async_channel::WeakSender<()>,
 }
 
 /// The side that triggers a [`Shutdown`].
@@ -52,7 +52,7 @@ impl Shutdown {
     /// Waits for `wake` to finish; `true` if shutdown began first (the loops of
     /// the servers use this between rounds).
     pub async fn wait_or<F: std::future::Future>(&self, wake: F) -> bool {
-        smol::future::or(
+        futures_lite::future::or(
             async {
                 self.wait().await;
                 true
@@ -67,7 +67,7 @@ impl Shutdown {
 
     /// Sleeps for `period`; `true` if shutdown began first.
     pub async fn sleep(&self, period: Duration) -> bool {
-        self.wait_or(smol::Timer::after(period)).await
+        self.wait_or(async_io::Timer::after(period)).await
     }
 
     /// Whether shutdown has begun.
@@ -93,13 +93,13 @@ impl ShutdownTrigger {
         self.trigger();
         self.in_flight.take();
         let done = self.done.clone();
-        smol::future::or(
+        futures_lite::future::or(
             async move {
                 // Ends when every in-flight token is dropped.
                 let _ = done.recv().await;
             },
             async {
-                smol::Timer::after(timeout).await;
+                async_io::Timer::after(timeout).await;
                 log::warn!("requests still in flight after {timeout:?}; stopping anyway");
             },
         )

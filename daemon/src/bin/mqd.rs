@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use argh::FromArgs;
+use async_executor::Executor;
 use nix::sys::signal::{SigSet, Signal};
-use smol::Executor;
 
 use mq_daemon::broker::{Broker, BrokerConfig};
 use mq_daemon::descriptors;
@@ -256,19 +256,19 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .max(2);
-    let (stop_workers, workers_stop) = smol::channel::bounded::<()>(1);
+    let (stop_workers, workers_stop) = async_channel::bounded::<()>(1);
     let workers: Vec<_> = (0..threads)
         .map(|i| {
             let ex = ex.clone();
             let stop = workers_stop.clone();
             std::thread::Builder::new()
                 .name(format!("mqd-worker-{i}"))
-                .spawn(move || smol::block_on(ex.run(stop.recv())))
+                .spawn(move || async_io::block_on(ex.run(stop.recv())))
                 .expect("spawn worker thread")
         })
         .collect();
 
-    let result = smol::block_on(ex.run(async {
+    let result = async_io::block_on(ex.run(async {
         let mut namesrv_addr = None;
         let mut broker: Option<Arc<Broker>> = None;
         // Each listener's connection limit, to check them against the
@@ -344,7 +344,7 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
         Ok(sig) => log::warn!("{sig:?} received: shutting down"),
         Err(e) => log::error!("waiting for signals: {e}; shutting down"),
     }
-    let outcome = smol::block_on(ex.run(async {
+    let outcome = async_io::block_on(ex.run(async {
         if let Some(broker) = &broker {
             broker.begin_shutdown().await;
         }

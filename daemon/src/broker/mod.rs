@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use smol::Executor;
+use async_executor::Executor;
 
 use mq_protocol::codes::request;
 use mq_protocol::frame::RemotingCommand;
@@ -95,7 +95,7 @@ impl Broker {
         let root = config.store.root.clone();
         let store_config = config.store.clone();
         // Opening runs recovery, which reads files: keep it off the executor.
-        let store = smol::unblock(move || MessageStore::open(store_config))
+        let store = blocking::unblock(move || MessageStore::open(store_config))
             .await
             .map_err(|source| BrokerError::OpenStore {
                 path: root.clone(),
@@ -235,7 +235,7 @@ impl Broker {
             failures.push(("delay offsets", e));
         }
         let store = self.store.clone();
-        if let Err(e) = smol::unblock(move || store.close()).await {
+        if let Err(e) = blocking::unblock(move || store.close()).await {
             failures.push(("store", e));
         }
         if failures.is_empty() {

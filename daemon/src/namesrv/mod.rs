@@ -21,8 +21,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_executor::Executor;
 use async_net::TcpListener;
-use smol::Executor;
 
 pub use config::NamesrvConfig;
 
@@ -81,9 +81,9 @@ pub async fn start_with(
 async fn scan_loop(handler: Arc<NamesrvHandler>, shutdown: Shutdown) {
     loop {
         let interval = handler.scan_interval().max(MIN_SCAN_INTERVAL);
-        let stopped = smol::future::or(
+        let stopped = futures_lite::future::or(
             async {
-                smol::Timer::after(interval).await;
+                async_io::Timer::after(interval).await;
                 false
             },
             async {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use smol::channel::{bounded, Sender};
+use async_channel::{bounded, Sender};
 
 use super::commit_log::CommitLog;
 use super::config::FlushDiskType;
@@ -105,8 +105,8 @@ impl FlushService {
         }
         self.wake.notify_one();
         let timeout = self.timeout;
-        let outcome = smol::future::or(async { Some(result.recv().await) }, async {
-            smol::Timer::after(timeout).await;
+        let outcome = futures_lite::future::or(async { Some(result.recv().await) }, async {
+            async_io::Timer::after(timeout).await;
             None
         })
         .await;

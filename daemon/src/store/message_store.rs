@@ -313,7 +313,7 @@ impl MessageStore {
 
     /// [`put`](Self::put) for callers without an executor.
     pub fn put_blocking(&self, messages: &[PutMessage<'_>], wait_store: bool) -> Result<Stored> {
-        smol::block_on(self.put(messages, wait_store))
+        async_io::block_on(self.put(messages, wait_store))
     }
 
     /// Reads up to `max_count` messages (and about `max_bytes`) of a queue from

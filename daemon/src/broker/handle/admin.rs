@@ -28,7 +28,7 @@ pub(crate) fn get_broker_config(broker: &Broker, req: &RemotingCommand) -> Reply
 /// DELETE_EXPIRED_COMMITLOG: deletes the expired commit log segments now.
 pub(crate) async fn delete_expired_commitlog(broker: &Broker, req: &RemotingCommand) -> Reply {
     let store = broker.store.clone();
-    let n = smol::unblock(move || store.delete_expired_now()).await?;
+    let n = blocking::unblock(move || store.delete_expired_now()).await?;
     log::info!("deleted {n} expired commit log segments on request");
     Ok(ok(req))
 }

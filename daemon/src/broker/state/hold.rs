@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use smol::channel::{Receiver, Sender};
+use async_channel::{Receiver, Sender};
 
 use mq_protocol::frame::RemotingCommand;
 
@@ -41,7 +41,7 @@ impl PullHolds {
         PullHolds {
             held: Mutex::default(),
             arrived: Mutex::default(),
-            wake: Some(smol::channel::bounded(1)),
+            wake: Some(async_channel::bounded(1)),
         }
     }
 
@@ -80,12 +80,12 @@ impl PullHolds {
     /// Waits until an arrival is notified or `timeout` passes.
     pub(crate) async fn wait(&self, timeout: Duration) {
         if let Some((_, rx)) = &self.wake {
-            smol::future::or(
+            futures_lite::future::or(
                 async {
                     let _ = rx.recv().await;
                 },
                 async {
-                    smol::Timer::after(timeout).await;
+                    async_io::Timer::after(timeout).await;
                 },
             )
             .await;

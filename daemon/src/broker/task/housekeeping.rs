@@ -26,7 +26,7 @@ pub(crate) async fn housekeeping_loop(broker: Arc<Broker>) {
             return;
         }
         let b = broker.clone();
-        if let Err(e) = smol::unblock(move || b.offsets.persist()).await {
+        if let Err(e) = blocking::unblock(move || b.offsets.persist()).await {
             log::error!("persisting consumer offsets: {e}");
         }
         if last_scan.elapsed() >= EXPIRY_SCAN {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use smol::channel::{bounded, Receiver, Sender};
+use async_channel::{bounded, Receiver, Sender};
 
 use mq_protocol::body::{RegisterBrokerBody, TopicConfigSerializeWrapper};
 use mq_protocol::codes::{request, response};
@@ -107,13 +107,13 @@ pub(crate) async fn register_loop(broker: Arc<Broker>) {
             broker.registrar.namesrvs.len()
         );
         let period = broker.config().register_name_server_period;
-        let woken_or_due = smol::future::or(
+        let woken_or_due = futures_lite::future::or(
             async {
                 // A wake-up or the period, whichever comes first.
                 let _ = broker.registrar.wake.1.recv().await;
             },
             async {
-                smol::Timer::after(period).await;
+                async_io::Timer::after(period).await;
             },
         );
         let stop = broker.shutdown.wait_or(woken_or_due).await;
