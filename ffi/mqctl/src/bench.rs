@@ -10,15 +10,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
+use async_executor::{Executor, Task};
 use mq::pull_consumer::{PullConsumer, PullConsumerConfig};
 use mq::{
     ClientConfig, ClientError, ClientInstance, Message, MessageExt, Producer, ProducerConfig,
 };
 
 use crate::admin::Ctx;
+use crate::console::Console;
 use crate::consume::{generated_group, StartAt};
 use crate::histogram::{Histogram, Snapshot};
-use crate::output::{failed, json_line, line, now_ms, usage, warn, Format, Mode, Outcome};
+use crate::output::{failed, now_ms, usage, Format, Mode, Outcome};
 use crate::produce::{generated_body, mode_name};
 
 /// Run length when neither --duration nor --count is given.
@@ -43,7 +45,7 @@ enum BenchSub {
 
 impl BenchCmd {
     /// Runs the benchmark.
-    pub async fn run(&self, ctx: &Ctx) -> Outcome {
+    pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         match &self.cmd {
             BenchSub::Produce(c) => c.run(ctx).await,
             BenchSub::Consume(c) => c.run(ctx).await,
@@ -276,10 +278,11 @@ fn ms(us: f64) -> String {
 
 /// Reports every second until every worker is done, then the summary line.
 async fn report(
+    console: &Console,
     what: &str,
     format: Format,
     shared: &Shared,
-    done: smol::channel::Receiver<()>,
+    done: async_channel::Receiver<()>,
     run_for: Option<Duration>,
 ) -> Outcome<u64> {
     let started = Instant::now();
@@ -293,8 +296,8 @@ async fn report(
             Some(d) => tick.min(started + d),
             None => tick,
         };
-        let finished = smol::future::or(async { done.recv().await.is_err() }, async {
-            smol::Timer::at(wake).await;
+        let finished = futures_lite::future::or(async { done.recv().await.is_err() }, async {
+            async_io::Timer::at(wake).await;
             false
         })
         .await;
@@ -312,6 +315,7 @@ async fn report(
         let interval = now.since(&prev);
         let counts = shared.counts();
         print_line(
+            console,
             format,
             Some(second),
             what,
@@ -324,20 +328,21 @@ async fn report(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let all = shared.latency.snapshot();
-    print_line(format, None, what, &all, elapsed, shared.counts())?;
+    print_line(console, format, None, what, &all, elapsed, shared.counts())?;
     if let Some(e) = shared
         .first_error
         .lock()
         .expect("first error poisoned")
         .as_ref()
     {
-        warn(format!("first error: {e}"));
+        console.warn(format!("first error: {e}"));
     }
     Ok(all.total)
 }
 
 /// One per-second line (`second` set) or the summary line.
 fn print_line(
+    console: &Console,
     format: Format,
     second: Option<u64>,
     what: &str,
@@ -360,7 +365,7 @@ fn print_line(
                 None => format!("bench {what}"),
             };
             let dups = duplicates.map_or_else(String::new, |d| format!(" duplicates={d}"));
-            line(format_args!(
+            console.line(format_args!(
                 "{head} tps={tps:.1} mb_per_s={mbps:.3} avg_ms={} p50_ms={} p99_ms={} max_ms={} errors={errors}{dups}",
                 ms(s.mean()),
                 ms(s.quantile(0.5) as f64),
@@ -390,8 +395,15 @@ fn print_line(
                     v["seconds"] = seconds.into();
                 }
             }
-            json_line(&v)
+            console.json_line(&v)
         }
+    }
+}
+
+/// Waits for every worker to finish.
+async fn join_all(workers: Vec<Task<()>>) {
+    for w in workers {
+        w.await;
     }
 }
 
@@ -403,7 +415,7 @@ fn check_threads(threads: usize) -> Outcome {
 }
 
 impl BenchProduceCmd {
-    async fn run(&self, ctx: &Ctx) -> Outcome {
+    async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         check_threads(self.threads)?;
         if self.size == 0 || self.size > 4 * 1024 * 1024 {
             return Err(usage("--size must be 1..4194304 bytes"));
@@ -413,8 +425,10 @@ impl BenchProduceCmd {
         producer.queues_for(&self.topic).await?;
         let shared = Shared::new(self.count, false);
         let template = Message::new(self.topic.clone(), generated_body(self.size));
-        let (done_tx, done_rx) = smol::channel::bounded::<()>(1);
-        let workers: Vec<smol::Task<()>> = (0..self.threads)
+        let (done_tx, done_rx) = async_channel::bounded::<()>(1);
+        // The workers run on this executor, polled while the report runs.
+        let ex = Executor::new();
+        let workers: Vec<Task<()>> = (0..self.threads)
             .map(|_| {
                 let (producer, shared, template, done) = (
                     producer.clone(),
@@ -422,14 +436,21 @@ impl BenchProduceCmd {
                     template.clone(),
                     done_tx.clone(),
                 );
-                smol::spawn(produce_worker(producer, shared, template, self.mode, done))
+                ex.spawn(produce_worker(producer, shared, template, self.mode, done))
             })
             .collect();
         drop(done_tx);
-        let sent = report("produce", self.format, &shared, done_rx, run_for).await;
-        for w in workers {
-            w.await;
-        }
+        let sent = ex
+            .run(report(
+                ctx.console,
+                "produce",
+                self.format,
+                &shared,
+                done_rx,
+                run_for,
+            ))
+            .await;
+        ex.run(join_all(workers)).await;
         if self.mode == Mode::Oneway {
             // Make sure queued one-way frames reach the broker before exiting.
             ctx.instance.send_heartbeat_to_all_brokers().await;
@@ -450,7 +471,7 @@ async fn produce_worker(
     shared: Arc<Shared>,
     template: Message,
     mode: Mode,
-    _done: smol::channel::Sender<()>,
+    _done: async_channel::Sender<()>,
 ) {
     let size = template.body.len() as u64;
     while shared.claim() {
@@ -460,7 +481,7 @@ async fn produce_worker(
             Mode::Sync => producer.send(&msg).await.map(|_| ()),
             Mode::Oneway => producer.send_oneway(&msg).await,
             Mode::Async => {
-                let (tx, rx) = smol::channel::bounded(1);
+                let (tx, rx) = async_channel::bounded(1);
                 producer.send_async(msg, move |r| {
                     // The worker waits on the other end.
                     let _ = tx.try_send(r.map(|_| ()));
@@ -479,7 +500,7 @@ async fn produce_worker(
 }
 
 impl BenchConsumeCmd {
-    async fn run(&self, ctx: &Ctx) -> Outcome {
+    async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         check_threads(self.threads)?;
         if self.threads > 256 {
             return Err(usage("--threads must be 1..256 for consume"));
@@ -504,22 +525,31 @@ impl BenchConsumeCmd {
             consumer.subscribe(&self.topic, "*").await?;
             consumers.push((instance, Arc::new(consumer)));
         }
-        let (done_tx, done_rx) = smol::channel::bounded::<()>(1);
-        let workers: Vec<smol::Task<()>> = consumers
+        let (done_tx, done_rx) = async_channel::bounded::<()>(1);
+        // The workers run on this executor, polled while the report runs.
+        let ex = Executor::new();
+        let workers: Vec<Task<()>> = consumers
             .iter()
-            .map(|(_, c)| smol::spawn(consume_worker(c.clone(), shared.clone(), done_tx.clone())))
+            .map(|(_, c)| ex.spawn(consume_worker(c.clone(), shared.clone(), done_tx.clone())))
             .collect();
         drop(done_tx);
-        let received = report("consume", self.format, &shared, done_rx, run_for).await;
-        for w in workers {
-            w.await;
-        }
+        let received = ex
+            .run(report(
+                ctx.console,
+                "consume",
+                self.format,
+                &shared,
+                done_rx,
+                run_for,
+            ))
+            .await;
+        ex.run(join_all(workers)).await;
         for (instance, consumer) in &consumers {
             consumer.shutdown().await;
             instance.shutdown();
         }
         if received? == 0 {
-            warn("no message received");
+            ctx.console.warn("no message received");
         }
         Ok(())
     }
@@ -528,7 +558,7 @@ impl BenchConsumeCmd {
 async fn consume_worker(
     consumer: Arc<PullConsumer>,
     shared: Arc<Shared>,
-    _done: smol::channel::Sender<()>,
+    _done: async_channel::Sender<()>,
 ) {
     'run: while !shared.stop.load(Ordering::Relaxed) {
         match consumer.poll(POLL_SLICE).await {
@@ -554,7 +584,7 @@ async fn consume_worker(
             }
             Err(e) => {
                 shared.error(&e);
-                smol::Timer::after(POLL_SLICE).await;
+                async_io::Timer::after(POLL_SLICE).await;
             }
         }
     }
