@@ -34,9 +34,7 @@ pub const BOTH: [SerializeType; 2] = [SerializeType::Json, SerializeType::Rocket
 /// The broker name the test brokers run under (the default).
 pub const BROKER_NAME: &str = "broker-a";
 
-#[path = "../tempdir/mod.rs"]
-mod tempdir;
-pub use tempdir::TempDir;
+pub use super::tempdir::TempDir;
 
 /// A port P such that P - 2 (the VIP port) and P + 1 (HA) were free as well.
 /// Another process may take them before the broker binds; callers retry.

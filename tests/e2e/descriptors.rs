@@ -5,7 +5,6 @@
 //! interval rather than one per refused connection, and a client is served
 //! again once the flood leaves.
 
-mod broker_support;
 
 use std::time::Instant;
 
@@ -15,7 +14,7 @@ use mq_protocol::codes::{request as req, response as resp};
 use mq_protocol::frame::SerializeType;
 use smol::io::AsyncWriteExt;
 
-use broker_support::*;
+use crate::support::broker::*;
 
 /// The soft and hard RLIMIT_NOFILE mqd runs under.
 const NOFILE: u64 = 256;

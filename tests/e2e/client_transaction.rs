@@ -2,13 +2,12 @@
 //! `mqd`: commit, rollback, and an unknown outcome resolved by the broker's
 //! check-back.
 
-mod client_support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use client_support::{pull_all, start_with};
+use crate::support::client::{pull_all, start_with};
 use mq::{
     ClientConfig, ClientInstance, Message, MessageExt, ProducerConfig, SendResult,
     TransactionListener, TransactionProducer, TransactionState,

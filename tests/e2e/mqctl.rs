@@ -1,7 +1,6 @@
 //! `mqctl` end to end: every verb run as a process against a real
 //! `mqd standalone`, checking what it prints and how it exits.
 
-mod client_support;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 use mq_protocol::time::now_ms;
 use serde_json::Value;
 
-use client_support::{free_port, start_with, Daemon};
+use crate::support::client::{free_port, start_with, Daemon};
 
 // ---------------------------------------------------------------------------
 // The daemon (as in client_producer.rs, with small files)

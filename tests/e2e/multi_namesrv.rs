@@ -1,12 +1,11 @@
 //! Several NameServers side by side: a broker registers with each, they never
 //! talk to each other, and a client fails over from a dead one to a live one.
 
-mod client_support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use client_support::{free_broker_port, free_port, TempDir};
+use crate::support::client::{free_broker_port, free_port, TempDir};
 use mq::{ClientConfig, ClientInstance, Message, Producer, ProducerConfig};
 
 struct Proc(Child);

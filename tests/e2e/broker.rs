@@ -6,7 +6,6 @@
 //! Every request code the broker serves is exercised in both header
 //! serializations; every response must come back in the request's.
 
-mod broker_support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -26,7 +25,7 @@ use mq_protocol::headers::pull_sys_flag;
 use mq_protocol::message::{decode_offset_msg_id, encode_batch_item, BatchItem};
 use mq_protocol::properties;
 
-use broker_support::*;
+use crate::support::broker::*;
 
 use smol::io::AsyncWriteExt;
 

@@ -8,7 +8,6 @@
 //! Mounting a tmpfs needs root (or CAP_SYS_ADMIN); without it these tests fail
 //! saying so.
 
-mod broker_support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -19,7 +18,7 @@ use mq::connection::RemotingClient;
 use mq_protocol::codes::{request as req, response as resp};
 use mq_protocol::frame::SerializeType;
 
-use broker_support::*;
+use crate::support::broker::*;
 
 /// Size of the small file system.
 const FS_MIB: u64 = 64;

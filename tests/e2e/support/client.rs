@@ -21,9 +21,7 @@ pub struct Daemon {
     pub namesrv: String,
 }
 
-#[path = "../tempdir/mod.rs"]
-mod tempdir;
-pub use tempdir::TempDir;
+pub use super::tempdir::TempDir;
 
 impl Drop for Daemon {
     fn drop(&mut self) {

@@ -2,7 +2,6 @@
 //! (subscribe, assign, seek, commit, rebalance), the push consumer
 //! (concurrent, orderly, retry, broadcasting, shutdown, take-over).
 
-mod client_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,7 +14,7 @@ use mq::{
 };
 use mq_protocol::body::{MessageModel, MessageQueue};
 
-use client_support::{start, start_with, Daemon, TempDir};
+use crate::support::client::{start, start_with, Daemon, TempDir};
 
 /// Polls `check` until it holds or `secs` pass.
 fn wait_until(secs: u64, what: &str, mut check: impl FnMut() -> bool) {

@@ -1,13 +1,12 @@
 //! The Rust producer against a real `mqd standalone`: every send mode, batches,
 //! ordered sends, compression; read back with raw PULL_MESSAGE requests.
 
-mod client_support;
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use client_support::{free_port, pull_all, start};
+use crate::support::client::{free_port, pull_all, start};
 use mq::{ClientConfig, ClientInstance, Message, Producer, ProducerConfig, SendStatus};
 
 #[test]

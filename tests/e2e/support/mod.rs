@@ -1,0 +1,5 @@
+//! What the end-to-end tests share.
+
+pub mod broker;
+pub mod client;
+pub mod tempdir;
