@@ -5,6 +5,7 @@
 //! reported as `duplicates` and does not count towards `--count`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -400,11 +401,43 @@ fn print_line(
     }
 }
 
-/// Waits for every worker to finish.
-async fn join_all(workers: Vec<Task<()>>) {
-    for w in workers {
-        w.await;
-    }
+/// Runs `workers` side by side on an executor of this run, polled while the
+/// report runs, until every one has finished; returns the report's count.
+async fn run_workers<F>(
+    console: &Console,
+    what: &str,
+    format: Format,
+    shared: &Shared,
+    workers: impl IntoIterator<Item = F>,
+    run_for: Option<Duration>,
+) -> Outcome<u64>
+where
+    F: Future<Output = ()> + Send,
+{
+    // Closed when the last worker is done.
+    let (done_tx, done_rx) = async_channel::bounded::<()>(1);
+    let ex = Executor::new();
+    let tasks: Vec<Task<()>> = workers
+        .into_iter()
+        .map(|worker| {
+            let done = done_tx.clone();
+            ex.spawn(async move {
+                worker.await;
+                drop(done);
+            })
+        })
+        .collect();
+    drop(done_tx);
+    let counted = ex
+        .run(report(console, what, format, shared, done_rx, run_for))
+        .await;
+    ex.run(async {
+        for task in tasks {
+            task.await;
+        }
+    })
+    .await;
+    counted
 }
 
 fn check_threads(threads: usize) -> Outcome {
@@ -425,32 +458,23 @@ impl BenchProduceCmd {
         producer.queues_for(&self.topic).await?;
         let shared = Shared::new(self.count, false);
         let template = Message::new(self.topic.clone(), generated_body(self.size));
-        let (done_tx, done_rx) = async_channel::bounded::<()>(1);
-        // The workers run on this executor, polled while the report runs.
-        let ex = Executor::new();
-        let workers: Vec<Task<()>> = (0..self.threads)
-            .map(|_| {
-                let (producer, shared, template, done) = (
-                    producer.clone(),
-                    shared.clone(),
-                    template.clone(),
-                    done_tx.clone(),
-                );
-                ex.spawn(produce_worker(producer, shared, template, self.mode, done))
-            })
-            .collect();
-        drop(done_tx);
-        let sent = ex
-            .run(report(
-                ctx.console,
-                "produce",
-                self.format,
-                &shared,
-                done_rx,
-                run_for,
-            ))
-            .await;
-        ex.run(join_all(workers)).await;
+        let workers = (0..self.threads).map(|_| {
+            produce_worker(
+                producer.clone(),
+                shared.clone(),
+                template.clone(),
+                self.mode,
+            )
+        });
+        let sent = run_workers(
+            ctx.console,
+            "produce",
+            self.format,
+            &shared,
+            workers,
+            run_for,
+        )
+        .await;
         if self.mode == Mode::Oneway {
             // Make sure queued one-way frames reach the broker before exiting.
             ctx.instance.send_heartbeat_to_all_brokers().await;
@@ -466,13 +490,7 @@ impl BenchProduceCmd {
     }
 }
 
-async fn produce_worker(
-    producer: Producer,
-    shared: Arc<Shared>,
-    template: Message,
-    mode: Mode,
-    _done: async_channel::Sender<()>,
-) {
+async fn produce_worker(producer: Producer, shared: Arc<Shared>, template: Message, mode: Mode) {
     let size = template.body.len() as u64;
     while shared.claim() {
         let msg = template.clone();
@@ -525,25 +543,18 @@ impl BenchConsumeCmd {
             consumer.subscribe(&self.topic, "*").await?;
             consumers.push((instance, Arc::new(consumer)));
         }
-        let (done_tx, done_rx) = async_channel::bounded::<()>(1);
-        // The workers run on this executor, polled while the report runs.
-        let ex = Executor::new();
-        let workers: Vec<Task<()>> = consumers
+        let workers = consumers
             .iter()
-            .map(|(_, c)| ex.spawn(consume_worker(c.clone(), shared.clone(), done_tx.clone())))
-            .collect();
-        drop(done_tx);
-        let received = ex
-            .run(report(
-                ctx.console,
-                "consume",
-                self.format,
-                &shared,
-                done_rx,
-                run_for,
-            ))
-            .await;
-        ex.run(join_all(workers)).await;
+            .map(|(_, c)| consume_worker(c.clone(), shared.clone()));
+        let received = run_workers(
+            ctx.console,
+            "consume",
+            self.format,
+            &shared,
+            workers,
+            run_for,
+        )
+        .await;
         for (instance, consumer) in &consumers {
             consumer.shutdown().await;
             instance.shutdown();
@@ -555,11 +566,7 @@ impl BenchConsumeCmd {
     }
 }
 
-async fn consume_worker(
-    consumer: Arc<PullConsumer>,
-    shared: Arc<Shared>,
-    _done: async_channel::Sender<()>,
-) {
+async fn consume_worker(consumer: Arc<PullConsumer>, shared: Arc<Shared>) {
     'run: while !shared.stop.load(Ordering::Relaxed) {
         match consumer.poll(POLL_SLICE).await {
             Ok(batch) => {
