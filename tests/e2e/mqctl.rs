@@ -1,7 +1,6 @@
 //! `mqctl` end to end: every verb run as a process against a real
 //! `mqd standalone`, checking what it prints and how it exits.
 
-
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -11,12 +10,12 @@ use std::time::{Duration, Instant};
 use mq_protocol::time::now_ms;
 use serde_json::Value;
 
-use crate::support::client::{free_port, start_with, Daemon};
+use crate::support::*;
 
 // ---------------------------------------------------------------------------
 // The daemon (as in client_producer.rs, with small files)
 
-fn start() -> Daemon {
+fn start() -> Standalone {
     // Smaller files than the shared default: these tests make many daemons.
     start_ready(&[
         "--mappedFileSizeCommitLog",
@@ -27,8 +26,8 @@ fn start() -> Daemon {
 }
 
 /// A daemon with `extra` broker settings, once its broker has registered.
-fn start_ready(extra: &[&str]) -> Daemon {
-    let daemon = start_with(extra);
+fn start_ready(extra: &[&str]) -> Standalone {
+    let daemon = Standalone::start_with(extra);
     // Ready when the broker has registered: TBW102 then has a route.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -142,7 +141,7 @@ fn mqctl(namesrv: Option<&str>, args: &[&str], stdin: &[u8]) -> Out {
     }
 }
 
-impl Daemon {
+impl Standalone {
     fn run(&self, args: &[&str]) -> Out {
         mqctl(Some(&self.namesrv), args, b"")
     }
