@@ -11,9 +11,11 @@
 //! - [`requests`]: the broker's requests as Java clients send them.
 //! - [`frames`]: raw frames on plain TCP, for peers that misbehave.
 //! - [`client`]: helpers for tests that use mq's Rust client.
+//! - [`cli`]: mqctl run in this process, its output captured.
 //! - [`tasks`]: a test's own futures side by side.
 
 pub mod broker;
+pub mod cli;
 pub mod client;
 pub mod frames;
 pub mod mqd;
@@ -25,6 +27,7 @@ pub mod tempdir;
 pub mod threads;
 
 pub use broker::*;
+pub use cli::*;
 pub use client::*;
 pub use frames::*;
 pub use mqd::*;
