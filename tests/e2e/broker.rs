@@ -2559,6 +2559,8 @@ fn lenient_json_headers_from_other_clients_are_accepted() {
             assert_eq!(r.code, resp::SUCCESS, "{header}: {:?}", r.remark);
             assert!(r.get("msgId").is_some());
         }
+        // The ConsumeQueue is written behind the acknowledgement.
+        wait_max_offset(c, "Lenient", 0, 3).await;
         // A pull and offset requests with numeric fields.
         let pull = r#"{"code":11,"extFields":{"consumerGroup":"LG","topic":"Lenient","queueId":0,"queueOffset":0,"maxMsgNums":32,"sysFlag":4,"commitOffset":0,"suspendTimeoutMillis":0,"subscription":"TagA || TagB","subVersion":0},"flag":0,"language":"PYTHON","opaque":10,"version":0}"#;
         s.write_all(&json_frame(pull, b"")).await.expect("write");
