@@ -6,6 +6,7 @@
 //! Run one area with `cargo test -p mq-daemon --test e2e <module>::`.
 
 mod broker;
+mod broker_conf;
 mod client_consumer;
 mod client_producer;
 mod client_transaction;

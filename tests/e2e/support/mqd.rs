@@ -335,7 +335,7 @@ impl Standalone {
         .args(extra)
         .start();
         let namesrv = local(ns_port).to_string();
-        async_io::block_on(registered(&namesrv));
+        async_io::block_on(wait_registered(&namesrv));
         Standalone {
             _mqd: mqd,
             namesrv,
@@ -349,9 +349,9 @@ impl Standalone {
     }
 }
 
-/// Waits until the NameServer at `namesrv` has a route for TBW102: a broker
-/// has registered.
-async fn registered(namesrv: &str) {
+/// Waits (up to 20 s) until the NameServer at `namesrv` has a route for
+/// TBW102: a broker has registered.
+pub async fn wait_registered(namesrv: &str) {
     let client = RemotingClient::connect(namesrv, TIMEOUT, None)
         .await
         .unwrap_or_else(|e| panic!("connect to {namesrv}: {e}"));
