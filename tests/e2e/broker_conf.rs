@@ -13,7 +13,7 @@ const NAME: &str = "café-東京";
 
 /// Checks the name in the cluster info the NameServer at `namesrv` answers,
 /// in both serializations, and in what `mqctl cluster` prints.
-fn assert_name_everywhere(namesrv: &str, broker_port: u16) {
+fn assert_name_everywhere(namesrv: &str, broker_addr: &str) {
     async_io::block_on(async {
         let client = connect(namesrv).await;
         for ser in BOTH {
@@ -28,7 +28,7 @@ fn assert_name_everywhere(namesrv: &str, broker_port: u16) {
             );
             assert_eq!(
                 info.broker_addr_table[NAME].broker_addrs.get(&0),
-                Some(&local(broker_port).to_string())
+                Some(&broker_addr.to_owned())
             );
             assert!(
                 info.cluster_addr_table["DefaultCluster"].contains(NAME),
@@ -44,7 +44,7 @@ fn assert_name_everywhere(namesrv: &str, broker_port: u16) {
         .unwrap_or_else(|| panic!("{out:?}"));
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cells[1], NAME, "{row}");
-    assert_eq!(cells[3], local(broker_port).to_string(), "{row}");
+    assert_eq!(cells[3], broker_addr, "{row}");
     let out = mqctl(Some(namesrv), &["cluster", "--format", "json"], b"").ok();
     let brokers = out.json_lines();
     assert_eq!(brokers.len(), 1, "{out:?}");
@@ -56,30 +56,16 @@ fn assert_name_everywhere(namesrv: &str, broker_port: u16) {
 fn a_raw_utf8_broker_name_is_the_same_in_mqctl_and_the_nameserver() {
     let dir = TempDir::new("utf8-name");
     let conf = dir.path().join("broker.conf");
-    let settings: String = SMALL_STORE
-        .iter()
-        .map(|(k, v)| format!("{k}={v}\n"))
-        .collect();
-    std::fs::write(&conf, format!("brokerName={NAME}\n{settings}")).expect("write broker.conf");
+    std::fs::write(&conf, format!("brokerName={NAME}\n")).expect("write broker.conf");
     assert!(
         std::fs::read(&conf)
-            .unwrap()
+            .expect("read broker.conf")
             .windows(3)
             .any(|w| w == "東".as_bytes()),
         "written as raw UTF-8"
     );
-    let (ns_port, port) = (free_port(), free_broker_port());
-    let _mqd = MqdCommand::standalone(
-        &dir.path().join("data"),
-        ns_port,
-        port,
-        &dir.path().join("mqd.log"),
-    )
-    .args(["-c", conf.to_str().expect("a UTF-8 path")])
-    .start();
-    let namesrv = local(ns_port).to_string();
-    async_io::block_on(wait_registered(&namesrv));
-    assert_name_everywhere(&namesrv, port);
+    let daemon = Standalone::start_with(&["-c", conf.to_str().expect("a UTF-8 path")]);
+    assert_name_everywhere(&daemon.namesrv, &daemon.broker_addr);
 }
 
 #[test]
@@ -121,5 +107,5 @@ fn an_escaped_broker_name_is_the_same_in_mqctl_and_the_nameserver() {
     .ready_at(local(port))
     .start();
     async_io::block_on(wait_registered(&namesrv));
-    assert_name_everywhere(&namesrv, port);
+    assert_name_everywhere(&namesrv, &local(port).to_string());
 }

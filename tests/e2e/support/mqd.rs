@@ -305,6 +305,8 @@ pub struct Standalone {
     _mqd: Mqd,
     /// The NameServer address.
     pub namesrv: String,
+    /// The broker's main address.
+    pub broker_addr: String,
     dir: TempDir,
 }
 
@@ -339,6 +341,7 @@ impl Standalone {
         Standalone {
             _mqd: mqd,
             namesrv,
+            broker_addr: local(port).to_string(),
             dir,
         }
     }
