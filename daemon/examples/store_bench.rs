@@ -141,13 +141,13 @@ fn run_case(case: &Case, dir: &Path) -> (u64, Duration) {
     } else {
         // Concurrent appenders are tasks on a small executor, as the broker's
         // connections will be.
-        let ex = Arc::new(smol::Executor::new());
-        let (stop, shutdown) = smol::channel::unbounded::<()>();
+        let ex = Arc::new(async_executor::Executor::new());
+        let (stop, shutdown) = async_channel::unbounded::<()>();
         let threads: Vec<_> = (0..2)
             .map(|_| {
                 let ex = ex.clone();
                 let shutdown = shutdown.clone();
-                std::thread::spawn(move || smol::block_on(ex.run(shutdown.recv())))
+                std::thread::spawn(move || async_io::block_on(ex.run(shutdown.recv())))
             })
             .collect();
         let tasks: Vec<_> = (0..case.appenders)
@@ -166,7 +166,7 @@ fn run_case(case: &Case, dir: &Path) -> (u64, Duration) {
                 })
             })
             .collect();
-        let bytes = smol::block_on(async {
+        let bytes = async_io::block_on(async {
             let mut total = 0;
             for t in tasks {
                 total += t.await;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use mq_daemon::store::{MessageStore, PutMessage, StoreConfig};
 use mq_protocol::message::{decode_record, Record, StoredMessage};
 
-#[path = "../tempdir/mod.rs"]
+// The one TempDir of every integration test lives with the end-to-end support.
+#[path = "../../../tests/e2e/support/tempdir.rs"]
 mod tempdir;
 pub use tempdir::TempDir;
 

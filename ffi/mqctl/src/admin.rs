@@ -11,17 +11,21 @@ use mq_protocol::codes::{request, response};
 use mq_protocol::frame::{LanguageCode, RemotingCommand};
 use mq_protocol::headers::{CommandHeader, ConsumerGroupRequestHeader};
 
+use crate::console::Console;
 use crate::output::{failed, Failure, Outcome};
 
-/// What every verb gets: the NameServer list and the client built on it.
-pub struct Ctx {
+/// What every verb gets: the NameServer list, the client built on it and the
+/// streams to print on.
+pub struct Ctx<'a> {
     /// `--namesrv` as given (`;`-separated), for verbs that build more clients.
     pub namesrv: String,
     /// The client all requests go through.
     pub instance: Arc<ClientInstance>,
+    /// Where results and diagnostics go.
+    pub console: &'a Console,
 }
 
-impl Ctx {
+impl Ctx<'_> {
     /// Timeout of one admin request.
     pub fn timeout(&self) -> Duration {
         self.instance.config().request_timeout
@@ -55,7 +59,7 @@ pub fn refused(what: &str, addr: &str, resp: &RemotingCommand) -> Failure {
 
 /// Sends `cmd` to the broker at `addr`; any answer but SUCCESS is a failure.
 pub async fn call(
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     addr: &str,
     cmd: RemotingCommand,
     what: &str,
@@ -69,7 +73,7 @@ pub async fn call(
 
 /// Sends `cmd` to the broker at `addr` and returns its answer, whatever the code.
 pub async fn call_any(
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     addr: &str,
     cmd: RemotingCommand,
     timeout: Duration,
@@ -83,7 +87,11 @@ pub async fn call_any(
 
 /// Sends `cmd` to a NameServer (the next one when one fails); any answer but
 /// SUCCESS is a failure.
-pub async fn call_namesrv(ctx: &Ctx, cmd: RemotingCommand, what: &str) -> Outcome<RemotingCommand> {
+pub async fn call_namesrv(
+    ctx: &Ctx<'_>,
+    cmd: RemotingCommand,
+    what: &str,
+) -> Outcome<RemotingCommand> {
     let resp = ctx
         .instance
         .invoke_namesrv(cmd)
@@ -96,7 +104,7 @@ pub async fn call_namesrv(ctx: &Ctx, cmd: RemotingCommand, what: &str) -> Outcom
 }
 
 /// GET_BROKER_CLUSTER_INFO.
-pub async fn cluster_info(ctx: &Ctx) -> Outcome<ClusterInfo> {
+pub async fn cluster_info(ctx: &Ctx<'_>) -> Outcome<ClusterInfo> {
     let what = "get cluster info";
     let resp = call_namesrv(ctx, bare_command(request::GET_BROKER_CLUSTER_INFO), what).await?;
     ClusterInfo::decode(&resp.body).map_err(|e| failed(format!("{what}: bad answer: {e}")))
@@ -146,7 +154,7 @@ pub fn cluster_masters(info: &ClusterInfo, cluster: Option<&str>) -> Outcome<Vec
 }
 
 /// A topic's route from the NameServer, with a clear error when it has none.
-pub async fn route(ctx: &Ctx, topic: &str) -> Outcome<TopicRouteData> {
+pub async fn route(ctx: &Ctx<'_>, topic: &str) -> Outcome<TopicRouteData> {
     match ctx.instance.fetch_route(topic).await {
         Ok(route) => Ok(route),
         Err(ClientError::NoRoute(_)) => Err(failed(format!(
@@ -156,8 +164,9 @@ pub async fn route(ctx: &Ctx, topic: &str) -> Outcome<TopicRouteData> {
     }
 }
 
-/// The masters serving a topic, with each one's readable queue count.
-pub fn route_masters(route: &TopicRouteData) -> Vec<(Master, i32)> {
+/// The masters serving a topic, with each one's readable queue count; a
+/// broker without a master online is skipped with a warning on `console`.
+pub fn route_masters(console: &Console, route: &TopicRouteData) -> Vec<(Master, i32)> {
     let mut out: Vec<(Master, i32)> = route
         .queue_datas
         .iter()
@@ -167,7 +176,7 @@ pub fn route_masters(route: &TopicRouteData) -> Vec<(Master, i32)> {
                 .iter()
                 .find(|b| b.broker_name == qd.broker_name)?;
             let Some(addr) = broker.broker_addrs.get(&0) else {
-                crate::output::warn(format!(
+                console.warn(format!(
                     "broker {} has no master online; skipped",
                     qd.broker_name
                 ));
@@ -189,7 +198,7 @@ pub fn route_masters(route: &TopicRouteData) -> Vec<(Master, i32)> {
 /// The client ids of the group's consumers online at `addr` (none when the
 /// broker answers CONSUMER_NOT_ONLINE).
 pub async fn consumers_online(
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     addr: &str,
     group: &str,
 ) -> Outcome<Option<mq_protocol::body::ConsumerConnection>> {

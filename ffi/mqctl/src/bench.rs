@@ -5,20 +5,23 @@
 //! reported as `duplicates` and does not count towards `--count`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
+use async_executor::{Executor, Task};
 use mq::pull_consumer::{PullConsumer, PullConsumerConfig};
 use mq::{
     ClientConfig, ClientError, ClientInstance, Message, MessageExt, Producer, ProducerConfig,
 };
 
 use crate::admin::Ctx;
+use crate::console::Console;
 use crate::consume::{generated_group, StartAt};
 use crate::histogram::{Histogram, Snapshot};
-use crate::output::{failed, json_line, line, now_ms, usage, warn, Format, Mode, Outcome};
+use crate::output::{failed, now_ms, usage, Format, Mode, Outcome};
 use crate::produce::{generated_body, mode_name};
 
 /// Run length when neither --duration nor --count is given.
@@ -43,7 +46,7 @@ enum BenchSub {
 
 impl BenchCmd {
     /// Runs the benchmark.
-    pub async fn run(&self, ctx: &Ctx) -> Outcome {
+    pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         match &self.cmd {
             BenchSub::Produce(c) => c.run(ctx).await,
             BenchSub::Consume(c) => c.run(ctx).await,
@@ -276,10 +279,11 @@ fn ms(us: f64) -> String {
 
 /// Reports every second until every worker is done, then the summary line.
 async fn report(
+    console: &Console,
     what: &str,
     format: Format,
     shared: &Shared,
-    done: smol::channel::Receiver<()>,
+    done: async_channel::Receiver<()>,
     run_for: Option<Duration>,
 ) -> Outcome<u64> {
     let started = Instant::now();
@@ -293,8 +297,8 @@ async fn report(
             Some(d) => tick.min(started + d),
             None => tick,
         };
-        let finished = smol::future::or(async { done.recv().await.is_err() }, async {
-            smol::Timer::at(wake).await;
+        let finished = futures_lite::future::or(async { done.recv().await.is_err() }, async {
+            async_io::Timer::at(wake).await;
             false
         })
         .await;
@@ -312,6 +316,7 @@ async fn report(
         let interval = now.since(&prev);
         let counts = shared.counts();
         print_line(
+            console,
             format,
             Some(second),
             what,
@@ -324,20 +329,21 @@ async fn report(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let all = shared.latency.snapshot();
-    print_line(format, None, what, &all, elapsed, shared.counts())?;
+    print_line(console, format, None, what, &all, elapsed, shared.counts())?;
     if let Some(e) = shared
         .first_error
         .lock()
         .expect("first error poisoned")
         .as_ref()
     {
-        warn(format!("first error: {e}"));
+        console.warn(format!("first error: {e}"));
     }
     Ok(all.total)
 }
 
 /// One per-second line (`second` set) or the summary line.
 fn print_line(
+    console: &Console,
     format: Format,
     second: Option<u64>,
     what: &str,
@@ -360,7 +366,7 @@ fn print_line(
                 None => format!("bench {what}"),
             };
             let dups = duplicates.map_or_else(String::new, |d| format!(" duplicates={d}"));
-            line(format_args!(
+            console.line(format_args!(
                 "{head} tps={tps:.1} mb_per_s={mbps:.3} avg_ms={} p50_ms={} p99_ms={} max_ms={} errors={errors}{dups}",
                 ms(s.mean()),
                 ms(s.quantile(0.5) as f64),
@@ -390,9 +396,48 @@ fn print_line(
                     v["seconds"] = seconds.into();
                 }
             }
-            json_line(&v)
+            console.json_line(&v)
         }
     }
+}
+
+/// Runs `workers` side by side on an executor of this run, polled while the
+/// report runs, until every one has finished; returns the report's count.
+async fn run_workers<F>(
+    console: &Console,
+    what: &str,
+    format: Format,
+    shared: &Shared,
+    workers: impl IntoIterator<Item = F>,
+    run_for: Option<Duration>,
+) -> Outcome<u64>
+where
+    F: Future<Output = ()> + Send,
+{
+    // Closed when the last worker is done.
+    let (done_tx, done_rx) = async_channel::bounded::<()>(1);
+    let ex = Executor::new();
+    let tasks: Vec<Task<()>> = workers
+        .into_iter()
+        .map(|worker| {
+            let done = done_tx.clone();
+            ex.spawn(async move {
+                worker.await;
+                drop(done);
+            })
+        })
+        .collect();
+    drop(done_tx);
+    let counted = ex
+        .run(report(console, what, format, shared, done_rx, run_for))
+        .await;
+    ex.run(async {
+        for task in tasks {
+            task.await;
+        }
+    })
+    .await;
+    counted
 }
 
 fn check_threads(threads: usize) -> Outcome {
@@ -403,7 +448,7 @@ fn check_threads(threads: usize) -> Outcome {
 }
 
 impl BenchProduceCmd {
-    async fn run(&self, ctx: &Ctx) -> Outcome {
+    async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         check_threads(self.threads)?;
         if self.size == 0 || self.size > 4 * 1024 * 1024 {
             return Err(usage("--size must be 1..4194304 bytes"));
@@ -413,23 +458,23 @@ impl BenchProduceCmd {
         producer.queues_for(&self.topic).await?;
         let shared = Shared::new(self.count, false);
         let template = Message::new(self.topic.clone(), generated_body(self.size));
-        let (done_tx, done_rx) = smol::channel::bounded::<()>(1);
-        let workers: Vec<smol::Task<()>> = (0..self.threads)
-            .map(|_| {
-                let (producer, shared, template, done) = (
-                    producer.clone(),
-                    shared.clone(),
-                    template.clone(),
-                    done_tx.clone(),
-                );
-                smol::spawn(produce_worker(producer, shared, template, self.mode, done))
-            })
-            .collect();
-        drop(done_tx);
-        let sent = report("produce", self.format, &shared, done_rx, run_for).await;
-        for w in workers {
-            w.await;
-        }
+        let workers = (0..self.threads).map(|_| {
+            produce_worker(
+                producer.clone(),
+                shared.clone(),
+                template.clone(),
+                self.mode,
+            )
+        });
+        let sent = run_workers(
+            ctx.console,
+            "produce",
+            self.format,
+            &shared,
+            workers,
+            run_for,
+        )
+        .await;
         if self.mode == Mode::Oneway {
             // Make sure queued one-way frames reach the broker before exiting.
             ctx.instance.send_heartbeat_to_all_brokers().await;
@@ -445,13 +490,7 @@ impl BenchProduceCmd {
     }
 }
 
-async fn produce_worker(
-    producer: Producer,
-    shared: Arc<Shared>,
-    template: Message,
-    mode: Mode,
-    _done: smol::channel::Sender<()>,
-) {
+async fn produce_worker(producer: Producer, shared: Arc<Shared>, template: Message, mode: Mode) {
     let size = template.body.len() as u64;
     while shared.claim() {
         let msg = template.clone();
@@ -460,7 +499,7 @@ async fn produce_worker(
             Mode::Sync => producer.send(&msg).await.map(|_| ()),
             Mode::Oneway => producer.send_oneway(&msg).await,
             Mode::Async => {
-                let (tx, rx) = smol::channel::bounded(1);
+                let (tx, rx) = async_channel::bounded(1);
                 producer.send_async(msg, move |r| {
                     // The worker waits on the other end.
                     let _ = tx.try_send(r.map(|_| ()));
@@ -479,7 +518,7 @@ async fn produce_worker(
 }
 
 impl BenchConsumeCmd {
-    async fn run(&self, ctx: &Ctx) -> Outcome {
+    async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         check_threads(self.threads)?;
         if self.threads > 256 {
             return Err(usage("--threads must be 1..256 for consume"));
@@ -504,32 +543,30 @@ impl BenchConsumeCmd {
             consumer.subscribe(&self.topic, "*").await?;
             consumers.push((instance, Arc::new(consumer)));
         }
-        let (done_tx, done_rx) = smol::channel::bounded::<()>(1);
-        let workers: Vec<smol::Task<()>> = consumers
+        let workers = consumers
             .iter()
-            .map(|(_, c)| smol::spawn(consume_worker(c.clone(), shared.clone(), done_tx.clone())))
-            .collect();
-        drop(done_tx);
-        let received = report("consume", self.format, &shared, done_rx, run_for).await;
-        for w in workers {
-            w.await;
-        }
+            .map(|(_, c)| consume_worker(c.clone(), shared.clone()));
+        let received = run_workers(
+            ctx.console,
+            "consume",
+            self.format,
+            &shared,
+            workers,
+            run_for,
+        )
+        .await;
         for (instance, consumer) in &consumers {
             consumer.shutdown().await;
             instance.shutdown();
         }
         if received? == 0 {
-            warn("no message received");
+            ctx.console.warn("no message received");
         }
         Ok(())
     }
 }
 
-async fn consume_worker(
-    consumer: Arc<PullConsumer>,
-    shared: Arc<Shared>,
-    _done: smol::channel::Sender<()>,
-) {
+async fn consume_worker(consumer: Arc<PullConsumer>, shared: Arc<Shared>) {
     'run: while !shared.stop.load(Ordering::Relaxed) {
         match consumer.poll(POLL_SLICE).await {
             Ok(batch) => {
@@ -554,7 +591,7 @@ async fn consume_worker(
             }
             Err(e) => {
                 shared.error(&e);
-                smol::Timer::after(POLL_SLICE).await;
+                async_io::Timer::after(POLL_SLICE).await;
             }
         }
     }

@@ -7,7 +7,7 @@ use mq_protocol::body::KvTable;
 use mq_protocol::codes::request;
 
 use crate::admin::{self, bare_command, call, Ctx};
-use crate::output::{failed, json_line, warn, Format, Outcome, Table};
+use crate::output::{failed, Format, Outcome, Table};
 
 /// list the brokers of every cluster with their version and message totals
 #[derive(FromArgs)]
@@ -29,7 +29,7 @@ pub struct ClusterCmd {
 
 impl ClusterCmd {
     /// Lists the brokers.
-    pub async fn run(&self, ctx: &Ctx) -> Outcome {
+    pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         let info = admin::cluster_info(ctx).await?;
         if let Some(c) = &self.cluster {
             // Only for its error on an unknown cluster.
@@ -70,7 +70,7 @@ impl ClusterCmd {
                         Err(e) => {
                             unreachable += 1;
                             if let crate::output::Failure::Failed(msg) = &e {
-                                warn(msg);
+                                ctx.console.warn(msg);
                             }
                             None
                         }
@@ -91,7 +91,7 @@ impl ClusterCmd {
                             get("msgPutTotalTodayNow"),
                             get("msgGetTotalTodayNow"),
                         ]),
-                        Format::Json => json_line(&serde_json::json!({
+                        Format::Json => ctx.console.json_line(&serde_json::json!({
                             "cluster": cluster,
                             "brokerName": name,
                             "brokerId": id,
@@ -106,7 +106,7 @@ impl ClusterCmd {
             }
         }
         if self.format == Format::Text {
-            table.print()?;
+            table.print(ctx.console)?;
         }
         if unreachable > 0 {
             return Err(failed(format!("{unreachable} broker(s) did not answer")));

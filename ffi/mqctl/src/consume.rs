@@ -2,7 +2,6 @@
 //! them, one a line (text or JSON); with `--count N` it stops after N and
 //! commits exactly up to the last message printed.
 
-use std::io::IsTerminal;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -12,10 +11,8 @@ use mq::MessageExt;
 use mq_protocol::body::{MessageModel, MessageQueue};
 
 use crate::admin::Ctx;
-use crate::output::{
-    failed, json_line, line, message_json, message_line, now_ms, usage, warn, Format, Outcome,
-    Progress,
-};
+use crate::console::Console;
+use crate::output::{failed, message_json, message_line, now_ms, usage, Format, Outcome, Progress};
 
 /// Longest wait of one poll, so that deadlines are checked.
 const POLL_SLICE: Duration = Duration::from_millis(500);
@@ -93,7 +90,7 @@ pub fn deadline(timeout: Option<f64>) -> Outcome<Option<Instant>> {
 
 impl ConsumeCmd {
     /// Receives and prints.
-    pub async fn run(&self, ctx: &Ctx) -> Outcome {
+    pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         if self.topic.is_empty() {
             return Err(usage("--topic must not be empty"));
         }
@@ -120,14 +117,19 @@ impl ConsumeCmd {
         // Make a missing topic or an unreachable NameServer one clear error.
         ctx.instance.fetch_route(&self.topic).await?;
         let consumer = PullConsumer::start(ctx.instance.clone(), config)?;
-        let outcome = self.receive(&consumer, deadline).await;
+        let outcome = self.receive(ctx.console, &consumer, deadline).await;
         consumer.shutdown().await;
         outcome
     }
 
-    async fn receive(&self, consumer: &PullConsumer, deadline: Option<Instant>) -> Outcome {
+    async fn receive(
+        &self,
+        console: &Console,
+        consumer: &PullConsumer,
+        deadline: Option<Instant>,
+    ) -> Outcome {
         consumer.subscribe(&self.topic, &self.tag).await?;
-        let mut progress = Progress::new(!std::io::stdout().is_terminal());
+        let mut progress = Progress::new(console, !console.terminals().stdout);
         let mut received = 0u64;
         loop {
             if self.count.is_some_and(|n| received >= n) {
@@ -154,15 +156,15 @@ impl ConsumeCmd {
                 .count
                 .map_or(batch.len(), |n| batch.len().min((n - received) as usize));
             for m in &batch[..wanted] {
-                if let Err(e) = self.print(m) {
+                if let Err(e) = self.print(console, m) {
                     // Whoever reads stopped: leave this one for the next run.
-                    rewind(consumer, m).await;
+                    rewind(console, consumer, m).await;
                     return Err(e);
                 }
                 received += 1;
             }
             if let Some(first_unprinted) = batch.get(wanted) {
-                rewind(consumer, first_unprinted).await;
+                rewind(console, consumer, first_unprinted).await;
             }
             let count = self.count;
             progress.update(|| match count {
@@ -172,20 +174,20 @@ impl ConsumeCmd {
         }
     }
 
-    fn print(&self, m: &MessageExt) -> Outcome {
+    fn print(&self, console: &Console, m: &MessageExt) -> Outcome {
         match self.format {
-            Format::Text => line(message_line(m)),
-            Format::Json => json_line(&message_json(m)),
+            Format::Text => console.line(message_line(m)),
+            Format::Json => console.json_line(&message_json(m)),
         }
     }
 }
 
 /// Moves the queue of a message polled but not printed back to it, so that
 /// the commit at shutdown leaves it for the next consumer.
-async fn rewind(consumer: &PullConsumer, m: &MessageExt) {
+async fn rewind(console: &Console, consumer: &PullConsumer, m: &MessageExt) {
     let mq = MessageQueue::new(m.topic.clone(), m.broker_name.clone(), m.queue_id);
     if let Err(e) = consumer.seek(&mq, m.queue_offset).await {
-        warn(format!(
+        console.warn(format!(
             "cannot leave offset {} of {}:{} uncommitted: {e}",
             m.queue_offset, m.broker_name, m.queue_id
         ));

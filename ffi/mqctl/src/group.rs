@@ -10,7 +10,7 @@ use mq_protocol::codes::request;
 use mq_protocol::headers::GetConsumeStatsRequestHeader;
 
 use crate::admin::{self, call, command, Ctx, Master};
-use crate::output::{failed, format_ms, json_line, line, usage, Format, Outcome, Table};
+use crate::output::{failed, format_ms, usage, Format, Outcome, Table};
 
 /// consumer groups: progress
 #[derive(FromArgs)]
@@ -28,7 +28,7 @@ enum GroupSub {
 
 impl GroupCmd {
     /// Runs the sub-verb.
-    pub async fn run(&self, ctx: &Ctx) -> Outcome {
+    pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         match &self.cmd {
             GroupSub::Progress(c) => c.run(ctx).await,
         }
@@ -57,14 +57,14 @@ pub struct ProgressCmd {
 }
 
 impl ProgressCmd {
-    async fn run(&self, ctx: &Ctx) -> Outcome {
+    async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         if self.group.is_empty() {
             return Err(usage("--group must not be empty"));
         }
         // Brokers that may hold the group's offsets: the topic's masters, or
         // every master (mq's pull consumers have no retry topic to route by).
         let masters: Vec<Master> = match &self.topic {
-            Some(topic) => admin::route_masters(&admin::route(ctx, topic).await?)
+            Some(topic) => admin::route_masters(ctx.console, &admin::route(ctx, topic).await?)
                 .into_iter()
                 .map(|(m, _)| m)
                 .collect(),
@@ -107,7 +107,7 @@ impl ProgressCmd {
             .map(|o| (o.broker_offset - o.consumer_offset).max(0))
             .sum();
         match self.format {
-            Format::Json => json_line(&serde_json::json!({
+            Format::Json => ctx.console.json_line(&serde_json::json!({
                 "group": self.group,
                 "queues": offsets.iter().map(|(q, o)| serde_json::json!({
                     "topic": q.topic,
@@ -149,14 +149,14 @@ impl ProgressCmd {
                         format_ms(o.last_timestamp),
                     ]);
                 }
-                t.print()?;
-                line(format_args!("total diff: {total}"))?;
-                line("")?;
+                t.print(ctx.console)?;
+                ctx.console.line(format_args!("total diff: {total}"))?;
+                ctx.console.line("")?;
                 if clients.is_empty() {
-                    return line("consumers online: 0");
+                    return ctx.console.line("consumers online: 0");
                 }
                 let (ty, mm) = model.map_or(("-", "-"), |(t, m)| (t.as_str(), m.as_str()));
-                line(format_args!(
+                ctx.console.line(format_args!(
                     "consumers online: {} ({ty}, {mm})",
                     clients.len()
                 ))?;
@@ -169,7 +169,7 @@ impl ProgressCmd {
                         conn.version.to_string(),
                     ]);
                 }
-                c.print()
+                c.print(ctx.console)
             }
         }
     }

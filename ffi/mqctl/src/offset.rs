@@ -13,7 +13,7 @@ use mq_protocol::headers::{
 };
 
 use crate::admin::{self, call, call_any, command, refused, Ctx};
-use crate::output::{failed, json_line, usage, warn, Format, Outcome, Table};
+use crate::output::{failed, usage, Format, Outcome, Table};
 
 /// consumer offsets: reset
 #[derive(FromArgs)]
@@ -31,7 +31,7 @@ enum OffsetSub {
 
 impl OffsetCmd {
     /// Runs the sub-verb.
-    pub async fn run(&self, ctx: &Ctx) -> Outcome {
+    pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         match &self.cmd {
             OffsetSub::Reset(c) => c.run(ctx).await,
         }
@@ -63,7 +63,7 @@ pub struct ResetCmd {
 }
 
 impl ResetCmd {
-    async fn run(&self, ctx: &Ctx) -> Outcome {
+    async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         if self.group.is_empty() || self.topic.is_empty() {
             return Err(usage("--group and --topic must not be empty"));
         }
@@ -71,7 +71,7 @@ impl ResetCmd {
             return Err(usage("--timestamp must not be negative"));
         }
         let route = admin::route(ctx, &self.topic).await?;
-        let masters = admin::route_masters(&route);
+        let masters = admin::route_masters(ctx.console, &route);
         let mut online = 0;
         let mut told_consumers = true;
         let mut rows = Vec::new();
@@ -153,7 +153,7 @@ impl ResetCmd {
             }
         }
         match self.format {
-            Format::Json => json_line(&serde_json::json!({
+            Format::Json => ctx.console.json_line(&serde_json::json!({
                 "group": self.group,
                 "topic": self.topic,
                 "timestamp": self.timestamp,
@@ -172,11 +172,11 @@ impl ResetCmd {
                         new.to_string(),
                     ]);
                 }
-                t.print()?;
+                t.print(ctx.console)?;
             }
         }
         if online > 0 && !told_consumers {
-            warn(format!(
+            ctx.console.warn(format!(
                 "{online} consumer(s) of {} are online and may overwrite these offsets with their own \
                  (this broker cannot tell them to reset); stop them and reset again if they do",
                 self.group
@@ -186,7 +186,7 @@ impl ResetCmd {
     }
 
     /// The group's committed offset of a queue, `None` if it has none.
-    async fn committed(&self, ctx: &Ctx, addr: &str, queue_id: i32) -> Outcome<Option<i64>> {
+    async fn committed(&self, ctx: &Ctx<'_>, addr: &str, queue_id: i32) -> Outcome<Option<i64>> {
         let what = format!("query offset of {} on queue {queue_id}", self.group);
         let header = QueryConsumerOffsetRequestHeader {
             consumer_group: self.group.clone(),

@@ -1,14 +1,15 @@
 //! What every verb shares for results and failures: the error that carries the
-//! exit code, `--format` and `--mode`, writing to standard output (a closed pipe
-//! ends the program quietly), messages as text and JSON, times, tables, and
-//! progress on a terminal.
+//! exit code, `--format` and `--mode`, messages as text and JSON, times,
+//! tables, and progress on a terminal. Where the text goes is the
+//! [`Console`]'s business.
 
 use std::fmt::{self, Display, Write as _};
-use std::io::{IsTerminal, Write};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use mq::{ClientError, MessageExt};
+
+use crate::console::Console;
 
 /// Why a verb stopped early; each kind has its exit code.
 #[derive(Debug)]
@@ -92,26 +93,6 @@ impl FromStr for Mode {
             _ => Err("expected sync, async or oneway".into()),
         }
     }
-}
-
-/// Writes one line to standard output.
-pub fn line(text: impl Display) -> Outcome {
-    let mut out = std::io::stdout().lock();
-    match writeln!(out, "{text}") {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Failure::BrokenPipe),
-        Err(e) => Err(failed(format!("cannot write to standard output: {e}"))),
-    }
-}
-
-/// Writes a JSON value as one line to standard output.
-pub fn json_line(value: &serde_json::Value) -> Outcome {
-    line(value)
-}
-
-/// A diagnostic line on standard error.
-pub fn warn(text: impl Display) {
-    eprintln!("mqctl: {text}");
 }
 
 pub use mq_protocol::time::now_ms;
@@ -267,8 +248,8 @@ impl Table {
     }
 
     /// Writes the table to standard output.
-    pub fn print(&self) -> Outcome {
-        line(self)
+    pub fn print(&self, console: &Console) -> Outcome {
+        console.line(self)
     }
 }
 
@@ -305,16 +286,18 @@ impl Display for Table {
 
 /// A one-line progress report on standard error, redrawn at most ten times a
 /// second, shown only when standard error is a terminal.
-pub struct Progress {
+pub struct Progress<'a> {
+    console: &'a Console,
     enabled: bool,
     last: Option<Instant>,
 }
 
-impl Progress {
+impl<'a> Progress<'a> {
     /// A progress line, shown when standard error is a terminal and `wanted`.
-    pub fn new(wanted: bool) -> Self {
+    pub fn new(console: &'a Console, wanted: bool) -> Self {
         Progress {
-            enabled: wanted && std::io::stderr().is_terminal(),
+            console,
+            enabled: wanted && console.terminals().stderr,
             last: None,
         }
     }
@@ -331,24 +314,19 @@ impl Progress {
             return;
         }
         self.last = Some(Instant::now());
-        let mut err = std::io::stderr().lock();
-        // A failed progress write is not worth failing the command for.
-        let _ = write!(err, "\r\x1b[K{}", text());
-        let _ = err.flush();
+        self.console.draw(&format!("\r\x1b[K{}", text()));
     }
 
     /// Erases the line.
     pub fn finish(&mut self) {
         if self.enabled && self.last.is_some() {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[K");
-            let _ = err.flush();
+            self.console.draw("\r\x1b[K");
         }
         self.last = None;
     }
 }
 
-impl Drop for Progress {
+impl Drop for Progress<'_> {
     fn drop(&mut self) {
         self.finish();
     }

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use argh::FromArgs;
+use futures_lite::io::{AsyncBufReadExt, BufReader};
 use mq::message::unique_id;
 use mq::{ClientError, Message, Producer, ProducerConfig, SendResult, SendStatus};
 use mq_protocol::properties::keys;
-use smol::io::AsyncBufReadExt;
 
 use crate::admin::Ctx;
-use crate::output::{failed, json_line, line, usage, warn, Format, Mode, Outcome, Progress};
+use crate::console::Console;
+use crate::output::{failed, usage, Format, Mode, Outcome, Progress};
 
 /// Sends in flight at once in async mode.
 const ASYNC_WINDOW: usize = 128;
@@ -70,8 +71,12 @@ pub struct ProduceCmd {
 /// Where bodies come from.
 enum Bodies {
     Args(std::vec::IntoIter<String>),
-    Stdin(smol::io::BufReader<smol::Unblock<std::io::Stdin>>),
-    Generated { left: u64, body: Vec<u8> },
+    /// Standard input, read on a blocking thread.
+    Stdin(BufReader<blocking::Unblock<Box<dyn std::io::BufRead + Send>>>),
+    Generated {
+        left: u64,
+        body: Vec<u8>,
+    },
 }
 
 impl Bodies {
@@ -127,13 +132,14 @@ pub fn status_name(status: SendStatus) -> &'static str {
 /// Prints outcomes in the order the messages were read, and counts them.
 struct Report<'a> {
     cmd: &'a ProduceCmd,
+    console: &'a Console,
     per_message: bool,
     sent: u64,
     errors: u64,
     /// Async outcomes that came back before an earlier message's.
     early: BTreeMap<u64, Result<SendResult, ClientError>>,
     next: u64,
-    progress: Progress,
+    progress: Progress<'a>,
 }
 
 impl Report<'_> {
@@ -144,7 +150,7 @@ impl Report<'_> {
             return Ok(());
         }
         match self.cmd.format {
-            Format::Text => line(format_args!(
+            Format::Text => self.console.line(format_args!(
                 "msgId={} offsetMsgId={} queue={}:{} offset={} status={}",
                 r.msg_id,
                 r.offset_msg_id,
@@ -153,7 +159,7 @@ impl Report<'_> {
                 r.queue_offset,
                 status_name(r.status)
             )),
-            Format::Json => json_line(&serde_json::json!({
+            Format::Json => self.console.json_line(&serde_json::json!({
                 "index": index,
                 "status": status_name(r.status),
                 "msgId": r.msg_id,
@@ -173,8 +179,10 @@ impl Report<'_> {
             return Ok(());
         }
         match self.cmd.format {
-            Format::Text => line(format_args!("msgId={msg_id} status=ONEWAY")),
-            Format::Json => json_line(&serde_json::json!({
+            Format::Text => self
+                .console
+                .line(format_args!("msgId={msg_id} status=ONEWAY")),
+            Format::Json => self.console.json_line(&serde_json::json!({
                 "index": index, "status": "ONEWAY", "msgId": msg_id,
             })),
         }
@@ -184,9 +192,9 @@ impl Report<'_> {
         self.errors += 1;
         if self.errors <= ERRORS_SHOWN {
             self.progress.finish();
-            warn(format!("message {index}: {e}"));
+            self.console.warn(format!("message {index}: {e}"));
         } else if self.errors == ERRORS_SHOWN + 1 {
-            warn("more failed sends are only counted");
+            self.console.warn("more failed sends are only counted");
         }
     }
 
@@ -221,7 +229,7 @@ impl Report<'_> {
 }
 
 impl ProduceCmd {
-    fn check(&self) -> Outcome<Bodies> {
+    fn check(&self, console: &Console) -> Outcome<Bodies> {
         if self.topic.is_empty() {
             return Err(usage("--topic must not be empty"));
         }
@@ -253,13 +261,14 @@ impl ProduceCmd {
                 Ok(Bodies::Args(self.bodies.clone().into_iter()))
             }
             (None, true) => {
-                use std::io::IsTerminal;
-                if std::io::stdin().is_terminal() {
-                    warn("reading messages from standard input, one a line (end with Ctrl-D)");
+                if console.terminals().stdin {
+                    console
+                        .warn("reading messages from standard input, one a line (end with Ctrl-D)");
                 }
-                Ok(Bodies::Stdin(smol::io::BufReader::new(smol::Unblock::new(
-                    std::io::stdin(),
-                ))))
+                let stdin = console
+                    .take_stdin()
+                    .ok_or_else(|| failed("standard input was already read"))?;
+                Ok(Bodies::Stdin(BufReader::new(blocking::Unblock::new(stdin))))
             }
         }
     }
@@ -282,8 +291,8 @@ impl ProduceCmd {
     }
 
     /// Sends every message.
-    pub async fn run(&self, ctx: &Ctx) -> Outcome {
-        let mut bodies = self.check()?;
+    pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+        let mut bodies = self.check(ctx.console)?;
         let producer = Producer::start(ctx.instance.clone(), ProducerConfig::new(&self.group))?;
         // Fail once, clearly, when the NameServer is unreachable or the topic unroutable.
         producer.queues_for(&self.topic).await?;
@@ -292,19 +301,20 @@ impl ProduceCmd {
         outcome
     }
 
-    async fn send_all(&self, ctx: &Ctx, producer: &Producer, bodies: &mut Bodies) -> Outcome {
+    async fn send_all(&self, ctx: &Ctx<'_>, producer: &Producer, bodies: &mut Bodies) -> Outcome {
         let started = Instant::now();
         let mut report = Report {
             cmd: self,
+            console: ctx.console,
             per_message: !(self.summary || self.count.is_some()),
             sent: 0,
             errors: 0,
             early: BTreeMap::new(),
             next: 0,
-            progress: Progress::new(self.count.is_some() || self.summary),
+            progress: Progress::new(ctx.console, self.count.is_some() || self.summary),
         };
         let client_ip = ctx.instance.config().client_ip.clone();
-        let (done_tx, done_rx) = smol::channel::unbounded();
+        let (done_tx, done_rx) = async_channel::unbounded();
         let mut in_flight = 0usize;
         let mut index = 0u64;
         while let Some(body) = bodies.next().await? {
@@ -366,14 +376,14 @@ impl ProduceCmd {
                 0.0
             };
             match self.format {
-                Format::Text => line(format_args!(
+                Format::Text => ctx.console.line(format_args!(
                     "sent {} messages to {} in {seconds:.3} s ({tps:.1} msg/s, {} mode), {} errors",
                     report.sent,
                     self.topic,
                     mode_name(self.mode),
                     report.errors
                 ))?,
-                Format::Json => json_line(&serde_json::json!({
+                Format::Json => ctx.console.json_line(&serde_json::json!({
                     "topic": self.topic,
                     "mode": mode_name(self.mode),
                     "sent": report.sent,
@@ -383,7 +393,7 @@ impl ProduceCmd {
             }
         }
         if index == 0 {
-            warn("no message to send");
+            ctx.console.warn("no message to send");
         }
         if report.errors > 0 {
             return Err(failed(format!(

@@ -15,8 +15,7 @@ use mq_protocol::message::decode_offset_msg_id;
 
 use crate::admin::{self, call_any, command, refused, Ctx};
 use crate::output::{
-    failed, json_line, line, message_detail, message_json, now_ms, usage, warn, Failure, Format,
-    Outcome,
+    failed, message_detail, message_json, now_ms, usage, Failure, Format, Outcome,
 };
 
 /// Queries read an index and may take longer than other admin requests.
@@ -58,7 +57,7 @@ pub struct QueryCmd {
 
 impl QueryCmd {
     /// Runs the query.
-    pub async fn run(&self, ctx: &Ctx) -> Outcome {
+    pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         let found = match (&self.key, &self.id) {
             (Some(_), Some(_)) => return Err(usage("give --key or --id, not both")),
             (None, None) => return Err(usage("give --key (with --topic) or --id")),
@@ -83,19 +82,19 @@ impl QueryCmd {
         };
         for (i, m) in found.iter().enumerate() {
             match self.format {
-                Format::Json => json_line(&message_json(m))?,
+                Format::Json => ctx.console.json_line(&message_json(m))?,
                 Format::Text => {
                     if i > 0 {
-                        line("")?;
+                        ctx.console.line("")?;
                     }
-                    line(message_detail(m))?;
+                    ctx.console.line(message_detail(m))?;
                 }
             }
         }
         Ok(())
     }
 
-    async fn by_id(&self, ctx: &Ctx, id: &str) -> Outcome<Vec<MessageExt>> {
+    async fn by_id(&self, ctx: &Ctx<'_>, id: &str) -> Outcome<Vec<MessageExt>> {
         let offset_id = offset_msg_id(id);
         // As Java's admin tool: the unique id first (it needs the topic), then
         // the offset id.
@@ -150,7 +149,7 @@ impl QueryCmd {
     /// really carry `key` (the index is a hash table, so others can come back).
     async fn by_key(
         &self,
-        ctx: &Ctx,
+        ctx: &Ctx<'_>,
         topic: &str,
         key: &str,
         unique: bool,
@@ -160,7 +159,7 @@ impl QueryCmd {
         let route = admin::route(ctx, topic).await?;
         let mut out = Vec::new();
         let mut seen = BTreeSet::new();
-        for (m, _) in admin::route_masters(&route) {
+        for (m, _) in admin::route_masters(ctx.console, &route) {
             let header = QueryMessageRequestHeader {
                 topic: topic.to_owned(),
                 key: key.to_owned(),
@@ -177,7 +176,7 @@ impl QueryCmd {
                 Ok(resp) => resp,
                 Err(Failure::Failed(e)) => {
                     // The other masters may still have it.
-                    warn(e);
+                    ctx.console.warn(e);
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -222,7 +221,7 @@ fn offset_msg_id(id: &str) -> Option<(std::net::SocketAddr, i64)> {
 }
 
 /// The broker name registered for `addr`, if the NameServer knows it.
-async fn broker_name_of(ctx: &Ctx, addr: &str) -> Option<String> {
+async fn broker_name_of(ctx: &Ctx<'_>, addr: &str) -> Option<String> {
     let info = admin::cluster_info(ctx).await.ok()?;
     info.broker_addr_table
         .values()

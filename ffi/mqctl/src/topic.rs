@@ -12,9 +12,7 @@ use mq_protocol::headers::{
 };
 
 use crate::admin::{self, call, call_namesrv, cluster_masters, command, Ctx, Master};
-use crate::output::{
-    failed, format_ms, json_line, line, usage, warn, Failure, Format, Outcome, Table,
-};
+use crate::output::{failed, format_ms, usage, Failure, Format, Outcome, Table};
 
 /// The template topic mqadmin names when creating topics.
 const DEFAULT_TOPIC: &str = "TBW102";
@@ -41,7 +39,7 @@ enum TopicSub {
 
 impl TopicCmd {
     /// Runs the sub-verb.
-    pub async fn run(&self, ctx: &Ctx) -> Outcome {
+    pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         match &self.cmd {
             TopicSub::Create(c) => c.run(ctx).await,
             TopicSub::Delete(c) => c.run(ctx).await,
@@ -83,7 +81,7 @@ pub struct CreateCmd {
 }
 
 impl CreateCmd {
-    async fn run(&self, ctx: &Ctx) -> Outcome {
+    async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         check_topic(&self.topic)?;
         if !(1..=1024).contains(&self.queues) {
             return Err(usage("--queues must be 1..1024"));
@@ -118,7 +116,7 @@ impl CreateCmd {
             )
             .await?;
             if self.format == Format::Text {
-                line(format_args!(
+                ctx.console.line(format_args!(
                     "created topic {} on {} ({}): {} queues, perm {}{}",
                     self.topic,
                     m.name,
@@ -134,13 +132,13 @@ impl CreateCmd {
         }
         let routed = self.wait_for_route(ctx, &masters).await;
         if !routed {
-            warn(format!(
+            ctx.console.warn(format!(
                 "the NameServer does not route {} to every broker yet; it will once they register",
                 self.topic
             ));
         }
         if self.format == Format::Json {
-            json_line(&serde_json::json!({
+            ctx.console.json_line(&serde_json::json!({
                 "topic": self.topic,
                 "queues": self.queues,
                 "perm": self.perm,
@@ -154,7 +152,7 @@ impl CreateCmd {
 
     /// As mqadmin does for ordered topics: `brokerName:queues;…` in every
     /// NameServer's ORDER_TOPIC_CONFIG namespace.
-    async fn put_order_conf(&self, ctx: &Ctx, masters: &[Master]) -> Outcome {
+    async fn put_order_conf(&self, ctx: &Ctx<'_>, masters: &[Master]) -> Outcome {
         let conf: Vec<String> = masters
             .iter()
             .map(|m| format!("{}:{}", m.name, self.queues))
@@ -171,7 +169,7 @@ impl CreateCmd {
         Ok(())
     }
 
-    async fn wait_for_route(&self, ctx: &Ctx, masters: &[Master]) -> bool {
+    async fn wait_for_route(&self, ctx: &Ctx<'_>, masters: &[Master]) -> bool {
         let deadline = Instant::now() + ROUTE_WAIT;
         loop {
             if let Ok(route) = ctx.instance.fetch_route(&self.topic).await {
@@ -190,7 +188,7 @@ impl CreateCmd {
             if Instant::now() >= deadline {
                 return false;
             }
-            smol::Timer::after(Duration::from_millis(100)).await;
+            async_io::Timer::after(Duration::from_millis(100)).await;
         }
     }
 }
@@ -215,14 +213,14 @@ pub struct DeleteCmd {
 }
 
 impl DeleteCmd {
-    async fn run(&self, ctx: &Ctx) -> Outcome {
+    async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         check_topic(&self.topic)?;
         let info = admin::cluster_info(ctx).await?;
         let in_cluster = cluster_masters(&info, Some(&self.cluster))?;
         // The masters that have it; without a route, every master of the cluster
         // (a broker may hold a topic the NameServer no longer routes).
         let masters: Vec<Master> = match ctx.instance.fetch_route(&self.topic).await {
-            Ok(route) => admin::route_masters(&route)
+            Ok(route) => admin::route_masters(ctx.console, &route)
                 .into_iter()
                 .map(|(m, _)| m)
                 .filter(|m| in_cluster.contains(m))
@@ -245,7 +243,7 @@ impl DeleteCmd {
             )
             .await?;
             if self.format == Format::Text {
-                line(format_args!(
+                ctx.console.line(format_args!(
                     "deleted topic {} on broker {} ({})",
                     self.topic, m.name, m.addr
                 ))?;
@@ -267,7 +265,7 @@ impl DeleteCmd {
             )
             .await?;
             if self.format == Format::Text {
-                line(format_args!(
+                ctx.console.line(format_args!(
                     "deleted topic {} on NameServer {addr}",
                     self.topic
                 ))?;
@@ -275,7 +273,7 @@ impl DeleteCmd {
             namesrvs.push(addr.clone());
         }
         if self.format == Format::Json {
-            json_line(&serde_json::json!({
+            ctx.console.json_line(&serde_json::json!({
                 "topic": self.topic, "brokers": deleted, "namesrvs": namesrvs,
             }))?;
         }
@@ -301,7 +299,7 @@ pub struct ListCmd {
 }
 
 impl ListCmd {
-    async fn run(&self, ctx: &Ctx) -> Outcome {
+    async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         let cmd = match &self.cluster {
             Some(cluster) => command(
                 request::GET_TOPICS_BY_CLUSTER,
@@ -318,11 +316,13 @@ impl ListCmd {
         match self.format {
             Format::Text => {
                 for topic in &list.topic_list {
-                    line(topic)?;
+                    ctx.console.line(topic)?;
                 }
                 Ok(())
             }
-            Format::Json => json_line(&serde_json::json!({ "topics": list.topic_list })),
+            Format::Json => ctx
+                .console
+                .json_line(&serde_json::json!({ "topics": list.topic_list })),
         }
     }
 }
@@ -344,15 +344,15 @@ pub struct RouteCmd {
 }
 
 impl RouteCmd {
-    async fn run(&self, ctx: &Ctx) -> Outcome {
+    async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         check_topic(&self.topic)?;
         let route = admin::route(ctx, &self.topic).await?;
         if self.format == Format::Json {
             let value = serde_json::to_value(&route)
                 .map_err(|e| failed(format!("cannot encode the route: {e}")))?;
-            return json_line(&value);
+            return ctx.console.json_line(&value);
         }
-        line(format_args!("topic {}", self.topic))?;
+        ctx.console.line(format_args!("topic {}", self.topic))?;
         let mut brokers = Table::new(&["BROKER", "CLUSTER", "ID", "ADDRESS"]);
         let mut datas = route.broker_datas.clone();
         datas.sort_by(|a, b| a.broker_name.cmp(&b.broker_name));
@@ -366,8 +366,8 @@ impl RouteCmd {
                 ]);
             }
         }
-        brokers.print()?;
-        line("")?;
+        brokers.print(ctx.console)?;
+        ctx.console.line("")?;
         let mut queues = Table::new(&["BROKER", "READ", "WRITE", "PERM", "SYSFLAG"]);
         let mut qds = route.queue_datas.clone();
         qds.sort_by(|a, b| a.broker_name.cmp(&b.broker_name));
@@ -380,9 +380,9 @@ impl RouteCmd {
                 q.topic_sys_flag.to_string(),
             ]);
         }
-        queues.print()?;
+        queues.print(ctx.console)?;
         if let Some(conf) = &route.order_topic_conf {
-            line(format_args!("\norder config: {conf}"))?;
+            ctx.console.line(format_args!("\norder config: {conf}"))?;
         }
         Ok(())
     }
@@ -420,11 +420,11 @@ pub struct StatsCmd {
 }
 
 impl StatsCmd {
-    async fn run(&self, ctx: &Ctx) -> Outcome {
+    async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         check_topic(&self.topic)?;
         let route = admin::route(ctx, &self.topic).await?;
         let mut rows = Vec::new();
-        for (m, _) in admin::route_masters(&route) {
+        for (m, _) in admin::route_masters(ctx.console, &route) {
             let header = TopicRequestHeader {
                 topic: self.topic.clone(),
                 cluster_name: None,
@@ -447,7 +447,7 @@ impl StatsCmd {
             .map(|(_, o)| (o.max_offset - o.min_offset).max(0))
             .sum();
         match self.format {
-            Format::Json => json_line(&serde_json::json!({
+            Format::Json => ctx.console.json_line(&serde_json::json!({
                 "topic": self.topic,
                 "queues": rows.iter().map(|(q, o)| serde_json::json!({
                     "brokerName": q.broker_name,
@@ -469,8 +469,8 @@ impl StatsCmd {
                         format_ms(o.last_update_timestamp),
                     ]);
                 }
-                t.print()?;
-                line(format_args!("messages stored: {total}"))
+                t.print(ctx.console)?;
+                ctx.console.line(format_args!("messages stored: {total}"))
             }
         }
     }

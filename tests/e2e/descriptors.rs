@@ -5,17 +5,15 @@
 //! interval rather than one per refused connection, and a client is served
 //! again once the flood leaves.
 
-mod broker_support;
-
 use std::time::Instant;
 
+use futures_lite::io::AsyncWriteExt;
 use mq::connection::RemotingClient;
 use mq_protocol::body::ConsumerOffsetSerializeWrapper;
 use mq_protocol::codes::{request as req, response as resp};
 use mq_protocol::frame::SerializeType;
-use smol::io::AsyncWriteExt;
 
-use broker_support::*;
+use crate::support::*;
 
 /// The soft and hard RLIMIT_NOFILE mqd runs under.
 const NOFILE: u64 = 256;
@@ -51,17 +49,14 @@ fn a_flood_of_connections_leaves_the_store_its_descriptors() {
     let store = data.join("store");
     let log = dir.path().join("mqd.log");
     let ns_port = free_port();
-    let port = free_listen_port();
+    let port = free_broker_port();
     let addr = format!("127.0.0.1:{port}");
-    let mut mqd = Mqd::start_with(
-        &data,
-        ns_port,
-        port,
-        &log,
-        Some(NOFILE),
+    let mut mqd = MqdCommand::standalone(&data, ns_port, port, &log)
+        .args(flags(&SMALL_STORE))
         // Offsets are persisted every 100 ms, so the test sees a write at the limit soon.
-        &["--flushConsumerOffsetInterval", "100"],
-    );
+        .args(["--flushConsumerOffsetInterval", "100"])
+        .nofile(NOFILE)
+        .start();
     let limits =
         std::fs::read_to_string(format!("/proc/{}/limits", mqd.pid())).expect("read mqd's limits");
     let open_files: Vec<&str> = limits
@@ -84,7 +79,7 @@ fn a_flood_of_connections_leaves_the_store_its_descriptors() {
     );
 
     let flood_began = Instant::now();
-    smol::block_on(async {
+    async_io::block_on(async {
         let client = connect(&addr).await;
         let c: &RemotingClient = &client;
 
@@ -98,7 +93,7 @@ fn a_flood_of_connections_leaves_the_store_its_descriptors() {
             .into_iter()
             .enumerate()
             .map(|(i, mut stream)| {
-                smol::spawn(async move {
+                async move {
                     let mut probe = max_offset_request("TBW102");
                     probe.opaque = i as i32;
                     let frame = probe.encode().expect("encode");
@@ -108,12 +103,11 @@ fn a_flood_of_connections_leaves_the_store_its_descriptors() {
                         .await
                         .expect("an answer or a close within the timeout");
                     (stream, answer.is_ok_and(|r| r.code == resp::SUCCESS))
-                })
+                }
             })
             .collect();
         let mut held = Vec::new();
-        for task in asking {
-            let (stream, answered) = task.await;
+        for (stream, answered) in concurrently(asking).await {
             if answered {
                 held.push(stream);
             }

@@ -25,7 +25,7 @@
 //! On failure the daemons' logs are printed and the temporary directory (with the
 //! Java client's logs in `client-logs/`) is kept.
 //!
-//! Run: `cargo test -p mq-daemon --test java_compat -- --nocapture`
+//! Run: `cargo test -p mq-daemon --test e2e java_compat -- --nocapture`
 //!
 //! Environment:
 //! - `MQ_COMPAT_NAMESRV=127.0.0.1:9876`: start no daemon; run the scenarios against
@@ -38,14 +38,12 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use crate::support::*;
 
 /// Messages in the main topic (the issue asks for 10,000).
 const MAIN_COUNT: u32 = 10_000;
@@ -54,10 +52,6 @@ const OFFSETS_BEFORE: u32 = 1_000;
 const OFFSETS_AFTER: u32 = 500;
 /// Per-scenario deadline inside the JVM, seconds.
 const SCENARIO_TIMEOUT_S: u64 = 60;
-/// How long a daemon may take to accept connections.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a daemon may take to exit after SIGTERM.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 // ---- tools and the jar ---------------------------------------------------------
 
@@ -142,213 +136,13 @@ fn exclusive() -> std::sync::MutexGuard<'static, ()> {
     HEAVY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-// ---- ports and directories -----------------------------------------------------
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
-
-fn port_is_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-/// A broker listen port P with P−2 (VIP) and P+1 (HA) free as well.
-fn free_broker_port() -> u16 {
-    for _ in 0..200 {
-        let p = free_port();
-        if p > 1024 && p < 65534 && port_is_free(p - 2) && port_is_free(p + 1) && port_is_free(p) {
-            return p;
-        }
-    }
-    panic!("no free loopback port P with P-2 and P+1 free");
-}
-
-/// A scratch directory: removed when the test passes, kept (and named) when it fails.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "mq-java-compat-{name}-{}-{}",
-            std::process::id(),
-            unique_suffix()
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create scratch dir");
-        Scratch(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("[java-compat] kept {} for inspection", self.0.display());
-        } else {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
+/// A short hex suffix that differs between runs, for topic and group names.
 fn unique_suffix() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos();
     format!("{:x}", (nanos / 1000) % 0xffff_ffff)
-}
-
-// ---- daemons -------------------------------------------------------------------
-
-/// One mqd process; its stdout and stderr go to `log` (appended across restarts).
-/// Dropped: SIGTERM, then SIGKILL after a deadline.
-struct Daemon {
-    name: String,
-    args: Vec<String>,
-    log: PathBuf,
-    child: Option<Child>,
-    /// Addresses that must accept connections before the daemon counts as ready.
-    ready: Vec<SocketAddr>,
-}
-
-impl Daemon {
-    fn start(name: &str, args: Vec<String>, log: PathBuf, ready: Vec<SocketAddr>) -> Self {
-        let mut d = Daemon {
-            name: name.to_string(),
-            args,
-            log,
-            child: None,
-            ready,
-        };
-        d.spawn();
-        d
-    }
-
-    fn spawn(&mut self) {
-        assert!(self.child.is_none());
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_mqd"))
-            .args(&self.args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log fd"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start mqd {}: {e}", self.args.join(" ")));
-        eprintln!(
-            "[java-compat] started {} (pid {}): mqd {}",
-            self.name,
-            child.id(),
-            self.args.join(" ")
-        );
-        self.child = Some(child);
-        self.wait_ready();
-    }
-
-    /// Polls the ready addresses until they all accept, failing early if mqd exits.
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        for addr in self.ready.clone() {
-            loop {
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    break;
-                }
-                if let Some(status) = self
-                    .child
-                    .as_mut()
-                    .and_then(|c| c.try_wait().ok().flatten())
-                {
-                    panic!("{} exited ({status}) before listening on {addr}", self.name);
-                }
-                if Instant::now() > deadline {
-                    panic!(
-                        "{} is not listening on {addr} after {READY_TIMEOUT:?}",
-                        self.name
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-
-    /// SIGTERM and wait; returns the exit status, or None if it had to be killed.
-    fn stop(&mut self) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return None;
-                }
-            }
-        }
-    }
-
-    /// A clean restart: SIGTERM must make mqd exit 0; then the same command again.
-    fn restart(&mut self) {
-        let started = Instant::now();
-        match self.stop() {
-            Some(status) if status.success() => {}
-            Some(status) => panic!("{} exited with {status} on SIGTERM (expected 0)", self.name),
-            None => panic!(
-                "{} did not exit within {STOP_TIMEOUT:?} of SIGTERM",
-                self.name
-            ),
-        }
-        eprintln!(
-            "[java-compat] {} stopped cleanly in {:.1?}",
-            self.name,
-            started.elapsed()
-        );
-        self.spawn();
-        eprintln!(
-            "[java-compat] {} restarted in {:.1?}",
-            self.name,
-            started.elapsed()
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let status = self.stop();
-        if std::thread::panicking() {
-            let text = fs::read_to_string(&self.log).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let from = lines.len().saturating_sub(400);
-            eprintln!(
-                "===== {} log ({}; last {} of {} lines; exit {:?}) =====",
-                self.name,
-                self.log.display(),
-                lines.len() - from,
-                lines.len(),
-                status
-            );
-            for line in &lines[from..] {
-                eprintln!("{line}");
-            }
-            eprintln!("===== end of {} log =====", self.name);
-        }
-    }
 }
 
 // ---- the cluster under test ----------------------------------------------------
@@ -361,11 +155,12 @@ enum Topology {
 struct Cluster {
     namesrv: String,
     // Dropped in reverse order of start: broker first, then the NameServer.
-    daemons: Vec<Daemon>,
+    daemons: Vec<Mqd>,
     /// Index in `daemons` of the process restarted for the offsets check.
     restart_target: Option<usize>,
     external_restart: Option<String>,
-    scratch: Scratch,
+    /// Kept when a test fails, with the daemons' and the Java client's logs.
+    scratch: TempDir,
     jar: PathBuf,
     java: PathBuf,
     suffix: String,
@@ -375,9 +170,9 @@ impl Cluster {
     fn start(name: &str, topology: Topology) -> Cluster {
         let java = require_tool("java");
         let jar = compat_jar();
-        let scratch = Scratch::new(name);
+        let scratch = TempDir::new(&format!("java-compat-{name}")).keep_on_failure();
         let suffix = unique_suffix();
-        fs::create_dir_all(scratch.0.join("client-logs")).expect("client log dir");
+        fs::create_dir_all(scratch.path().join("client-logs")).expect("client log dir");
 
         if let Ok(addr) = std::env::var("MQ_COMPAT_NAMESRV") {
             assert!(
@@ -399,53 +194,39 @@ impl Cluster {
 
         let ns_port = free_port();
         let broker_port = free_broker_port();
-        let namesrv = format!("127.0.0.1:{ns_port}");
-        let ns_addr: SocketAddr = namesrv.parse().unwrap();
-        let broker_addr: SocketAddr = format!("127.0.0.1:{broker_port}").parse().unwrap();
-        let vip_addr: SocketAddr = format!("127.0.0.1:{}", broker_port - 2).parse().unwrap();
-        let data = scratch.0.join("data");
+        let namesrv = local(ns_port).to_string();
+        let dir = scratch.path();
+        let data = dir.join("data");
         let mut daemons = Vec::new();
         let restart_target = match topology {
             Topology::Standalone => {
-                let args = vec![
-                    "standalone".to_string(),
-                    "--data".into(),
-                    data.display().to_string(),
-                    "--namesrv-listen".into(),
-                    namesrv.clone(),
-                    "--listen-port".into(),
-                    broker_port.to_string(),
-                    "--broker-ip".into(),
-                    "127.0.0.1".into(),
-                    // Files sized for a test, not RocketMQ's 1 GiB + 420 MB
-                    // defaults, which each daemon would reserve on disk.
-                    "--mappedFileSizeCommitLog".into(),
-                    "67108864".into(),
-                    "--maxHashSlotNum".into(),
-                    "100000".into(),
-                    "--maxIndexNum".into(),
-                    "400000".into(),
-                ];
-                daemons.push(Daemon::start(
-                    "mqd standalone",
-                    args,
-                    scratch.0.join("standalone.log"),
-                    vec![ns_addr, broker_addr, vip_addr],
-                ));
+                let log = dir.join("standalone.log");
+                daemons.push(
+                    MqdCommand::standalone(&data, ns_port, broker_port, &log)
+                        .args(["--broker-ip", "127.0.0.1"])
+                        // Files sized for a test, not RocketMQ's 1 GiB + 420 MB
+                        // defaults, which each daemon would reserve on disk.
+                        .args(["--mappedFileSizeCommitLog", "67108864"])
+                        .args(["--maxHashSlotNum", "100000", "--maxIndexNum", "400000"])
+                        .start(),
+                );
                 Some(0)
             }
             Topology::Separate => {
-                daemons.push(Daemon::start(
-                    "mqd namesrv",
-                    vec!["namesrv".into(), "--listen".into(), namesrv.clone()],
-                    scratch.0.join("namesrv.log"),
-                    vec![ns_addr],
-                ));
-                let conf = scratch.0.join("broker.conf");
+                daemons.push(
+                    MqdCommand::new(
+                        "mqd namesrv",
+                        &["namesrv", "--listen", &namesrv],
+                        &dir.join("namesrv.log"),
+                    )
+                    .ready_at(local(ns_port))
+                    .start(),
+                );
+                let conf = dir.join("broker.conf");
                 fs::write(
                     &conf,
                     format!(
-                        "# written by daemon/tests/java_compat.rs\n\
+                        "# written by tests/e2e/java_compat.rs\n\
                          brokerClusterName=DefaultCluster\n\
                          brokerName=broker-a\n\
                          brokerId=0\n\
@@ -462,12 +243,17 @@ impl Cluster {
                     ),
                 )
                 .expect("write broker.conf");
-                daemons.push(Daemon::start(
-                    "mqd broker",
-                    vec!["broker".into(), "-c".into(), conf.display().to_string()],
-                    scratch.0.join("broker.log"),
-                    vec![broker_addr, vip_addr],
-                ));
+                let conf = conf.display().to_string();
+                daemons.push(
+                    MqdCommand::new(
+                        "mqd broker",
+                        &["broker", "-c", &conf],
+                        &dir.join("broker.log"),
+                    )
+                    .ready_at(local(broker_port))
+                    .ready_at(local(broker_port - 2))
+                    .start(),
+                );
                 Some(1)
             }
         };
@@ -503,7 +289,7 @@ impl Cluster {
         }
         cmd.arg(format!(
             "-Drocketmq.client.logRoot={}",
-            self.scratch.0.join("client-logs").display()
+            self.scratch.path().join("client-logs").display()
         ))
         .arg("-jar")
         .arg(&self.jar)
@@ -770,11 +556,7 @@ fn rust_and_java_clients_read_each_other() {
         mq::ProducerConfig::new(cluster.name("interop_rust_p")),
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while smol::block_on(instance.fetch_route("TBW102")).is_err() {
-        assert!(Instant::now() < deadline, "broker never registered");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    registered(&instance, 30);
     let messages = rust_messages(&rust_topic, COUNT);
     let (sync, rest) = messages.split_at(100);
     let (batched, asynced) = rest.split_at(100);
@@ -785,7 +567,7 @@ fn rust_and_java_clients_read_each_other() {
         // Batches are never compressed (as in Java): send the padded ones alone.
         let (big, small): (Vec<_>, Vec<_>) =
             chunk.iter().cloned().partition(|m| m.body.len() > 4096);
-        smol::block_on(producer.send_batch(&small)).unwrap();
+        async_io::block_on(producer.send_batch(&small)).unwrap();
         for m in big {
             producer.send_blocking(&m).unwrap();
         }
@@ -853,7 +635,7 @@ fn rust_and_java_clients_read_each_other() {
     );
     // Batched messages are never compressed; the other padded ones are.
     assert!(compressed > 0, "some Java-compressed bodies were read back");
-    smol::block_on(producer.shutdown());
+    async_io::block_on(producer.shutdown());
     instance.shutdown();
 }
 
@@ -868,7 +650,7 @@ fn read_with_rust(
     let mut config = PullConsumerConfig::new(format!("{topic}_rust_reader"));
     config.consume_from = ConsumeFrom::FirstOffset;
     let consumer = PullConsumer::start(instance.clone(), config).unwrap();
-    smol::block_on(async {
+    async_io::block_on(async {
         consumer.subscribe(topic, "*").await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut all: Vec<mq::MessageExt> = Vec::new();

@@ -8,8 +8,6 @@
 //! Mounting a tmpfs needs root (or CAP_SYS_ADMIN); without it these tests fail
 //! saying so.
 
-mod broker_support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +17,7 @@ use mq::connection::RemotingClient;
 use mq_protocol::codes::{request as req, response as resp};
 use mq_protocol::frame::SerializeType;
 
-use broker_support::*;
+use crate::support::*;
 
 /// Size of the small file system.
 const FS_MIB: u64 = 64;
@@ -111,7 +109,7 @@ async fn fill(client: &Arc<RemotingClient>) -> Filled {
     let senders: Vec<_> = (0..16)
         .map(|_| {
             let (client, next) = (client.clone(), next.clone());
-            smol::spawn(async move {
+            async move {
                 let mut acked = Vec::new();
                 loop {
                     let id = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -124,7 +122,7 @@ async fn fill(client: &Arc<RemotingClient>) -> Filled {
                     }
                     acked.push(id);
                 }
-            })
+            }
         })
         .collect();
     let mut filled = Filled {
@@ -132,8 +130,7 @@ async fn fill(client: &Arc<RemotingClient>) -> Filled {
         refusal_code: 0,
         refusal_remark: String::new(),
     };
-    for sender in senders {
-        let (acked, refused) = sender.await;
+    for (acked, refused) in concurrently(senders).await {
         filled.acked.extend(acked);
         if let Some((code, remark)) = refused {
             if filled.refusal_code == 0 {
@@ -225,19 +222,14 @@ fn start_full_broker(extra: &[&str]) -> FullBroker {
     write_filler(&filler, FILLER_MIB);
     let logs = TempDir::new("diskfull-log");
     let data = fs.path().join("mq");
-    let port = free_listen_port();
-    let mut args = SMALL_FILES.to_vec();
-    args.extend_from_slice(extra);
-    let mqd = Mqd::start_with(
-        &data,
-        free_port(),
-        port,
-        &logs.path().join("mqd.log"),
-        None,
-        &args,
-    );
-    let (client, filled) = smol::block_on(async {
-        let client = connect(&mqd.broker_addr).await;
+    let port = free_broker_port();
+    let mqd = MqdCommand::standalone(&data, free_port(), port, &logs.path().join("mqd.log"))
+        .args(flags(&SMALL_STORE))
+        .args(SMALL_FILES)
+        .args(extra)
+        .start();
+    let (client, filled) = async_io::block_on(async {
+        let client = connect(&local(port).to_string()).await;
         create_topic(&client, TOPIC, QUEUES).await;
         let filled = fill(&client).await;
         (client, filled)
@@ -263,7 +255,7 @@ fn a_full_disk_refuses_sends_keeps_every_acknowledged_message_and_recovers() {
         "{}",
         filled.refusal_remark
     );
-    smol::block_on(async {
+    async_io::block_on(async {
         let client: &RemotingClient = &broker.client;
         let missing = |ids: &BTreeSet<usize>| filled.acked.difference(ids).count();
         assert_eq!(missing(&read_ids(client).await), 0, "right after filling");
@@ -271,7 +263,7 @@ fn a_full_disk_refuses_sends_keeps_every_acknowledged_message_and_recovers() {
         // 10 s, each of which sees a full disk. Nothing acknowledged may go.
         let until = Instant::now() + Duration::from_secs(62);
         while Instant::now() < until {
-            smol::Timer::after(Duration::from_secs(10)).await;
+            async_io::Timer::after(Duration::from_secs(10)).await;
             let refused = call(client, send_v2(SerializeType::Json, TOPIC, 0, &body(0), "")).await;
             assert_eq!(
                 refused.code,
@@ -330,7 +322,7 @@ fn forced_cleaning_deletes_unread_messages_only_when_turned_on() {
         "500",
     ]);
     broker.assert_refused_as_full();
-    smol::block_on(async {
+    async_io::block_on(async {
         let client: &RemotingClient = &broker.client;
         // RocketMQ's behaviour: the oldest unexpired segments go.
         eventually("forced cleaning", Duration::from_secs(30), || async {
@@ -371,7 +363,7 @@ fn a_segment_that_does_not_fit_is_refused_as_a_full_disk() {
         filled.acked.len(),
         filled.refusal_remark
     );
-    smol::block_on(async {
+    async_io::block_on(async {
         let client: &RemotingClient = &broker.client;
         let ids = read_ids(client).await;
         assert_eq!(filled.acked.difference(&ids).count(), 0);

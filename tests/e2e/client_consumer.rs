@@ -2,8 +2,6 @@
 //! (subscribe, assign, seek, commit, rebalance), the push consumer
 //! (concurrent, orderly, retry, broadcasting, shutdown, take-over).
 
-mod client_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,7 +13,7 @@ use mq::{
 };
 use mq_protocol::body::{MessageModel, MessageQueue};
 
-use client_support::{start, start_with, Daemon, TempDir};
+use crate::support::*;
 
 /// Polls `check` until it holds or `secs` pass.
 fn wait_until(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
@@ -26,21 +24,18 @@ fn wait_until(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-fn instance(daemon: &Daemon) -> Arc<ClientInstance> {
+fn instance(daemon: &Standalone) -> Arc<ClientInstance> {
     ClientInstance::start(ClientConfig::new(&daemon.namesrv)).unwrap()
 }
 
-fn named_instance(daemon: &Daemon, name: &str) -> Arc<ClientInstance> {
+fn named_instance(daemon: &Standalone, name: &str) -> Arc<ClientInstance> {
     let mut config = ClientConfig::new(&daemon.namesrv);
     config.instance_name = name.to_owned();
     ClientInstance::start(config).unwrap()
 }
 
-/// A producer, once the broker has registered with the NameServer.
+/// A producer.
 fn producer(instance: &Arc<ClientInstance>) -> Producer {
-    wait_until(20, "the broker to register", || {
-        smol::block_on(instance.fetch_route("TBW102")).is_ok()
-    });
     Producer::start(
         instance.clone(),
         ProducerConfig::new("it_consumer_producer"),
@@ -62,7 +57,7 @@ fn produce(producer: &Producer, topic: &str, prefix: &str, n: usize, tag: Option
 
 fn wait_for_route(instance: &Arc<ClientInstance>, topic: &str) {
     wait_until(20, "the topic's route", || {
-        smol::block_on(instance.fetch_route(topic)).is_ok()
+        async_io::block_on(instance.fetch_route(topic)).is_ok()
     });
 }
 
@@ -103,7 +98,7 @@ fn distinct_bodies(seen: &Seen) -> BTreeSet<String> {
 
 #[test]
 fn lite_pull_subscribe_reads_every_message_and_filters_tags() {
-    let daemon = start();
+    let daemon = Standalone::start();
     let i = instance(&daemon);
     let p = producer(&i);
     produce(&p, "LiteAll", "m", 40, None);
@@ -116,18 +111,18 @@ fn lite_pull_subscribe_reads_every_message_and_filters_tags() {
     let mut config = PullConsumerConfig::new("lite_all");
     config.consume_from = ConsumeFrom::FirstOffset;
     let c = PullConsumer::start(i.clone(), config).unwrap();
-    smol::block_on(c.subscribe("LiteAll", "*")).unwrap();
+    async_io::block_on(c.subscribe("LiteAll", "*")).unwrap();
     let got = poll_bodies(&c, 40, 20);
     let bodies: BTreeSet<String> = got.iter().map(body).collect();
     assert_eq!(bodies.len(), 40, "every message: {bodies:?}");
     assert_eq!(got.len(), 40, "each once");
-    assert_eq!(smol::block_on(c.assignment()).len(), 4);
+    assert_eq!(async_io::block_on(c.assignment()).len(), 4);
     assert!(got.iter().all(|m| m.topic == "LiteAll"));
 
     let mut config = PullConsumerConfig::new("lite_tags");
     config.consume_from = ConsumeFrom::FirstOffset;
     let t = PullConsumer::start(i.clone(), config).unwrap();
-    smol::block_on(t.subscribe("LiteTags", "TagA || TagB")).unwrap();
+    async_io::block_on(t.subscribe("LiteTags", "TagA || TagB")).unwrap();
     let got = poll_bodies(&t, 10, 20);
     // Anything else would have come with these batches; look a bit longer.
     let mut got: Vec<String> = got.iter().map(body).collect();
@@ -144,20 +139,20 @@ fn lite_pull_subscribe_reads_every_message_and_filters_tags() {
     want.sort();
     assert_eq!(got, want);
 
-    smol::block_on(c.shutdown());
-    smol::block_on(t.shutdown());
+    async_io::block_on(c.shutdown());
+    async_io::block_on(t.shutdown());
     assert!(c.poll_blocking(Duration::from_millis(10)).is_err());
     i.shutdown();
 }
 
 #[test]
 fn lite_pull_assign_seek_and_seek_to_timestamp() {
-    let daemon = start();
+    let daemon = Standalone::start();
     let i = instance(&daemon);
     let p = producer(&i);
     let topic = "LiteSeek";
     for n in 0..5 {
-        smol::block_on(p.send_ordered(&Message::new(topic, format!("s-{n}")), "k")).unwrap();
+        async_io::block_on(p.send_ordered(&Message::new(topic, format!("s-{n}")), "k")).unwrap();
     }
     std::thread::sleep(Duration::from_millis(30));
     let middle = std::time::SystemTime::now()
@@ -167,8 +162,8 @@ fn lite_pull_assign_seek_and_seek_to_timestamp() {
     std::thread::sleep(Duration::from_millis(30));
     let mut queue = None;
     for n in 5..10 {
-        let r =
-            smol::block_on(p.send_ordered(&Message::new(topic, format!("s-{n}")), "k")).unwrap();
+        let r = async_io::block_on(p.send_ordered(&Message::new(topic, format!("s-{n}")), "k"))
+            .unwrap();
         queue = Some(r.queue);
     }
     let mq = queue.unwrap();
@@ -177,33 +172,39 @@ fn lite_pull_assign_seek_and_seek_to_timestamp() {
     let mut config = PullConsumerConfig::new("lite_seek");
     config.consume_from = ConsumeFrom::FirstOffset;
     let c = PullConsumer::start(i.clone(), config).unwrap();
-    smol::block_on(c.assign(vec![mq.clone()])).unwrap();
-    assert_eq!(smol::block_on(c.assignment()), vec![mq.clone()]);
+    async_io::block_on(c.assign(vec![mq.clone()])).unwrap();
+    assert_eq!(async_io::block_on(c.assignment()), vec![mq.clone()]);
     let got = poll_bodies(&c, 10, 20);
     let offsets: Vec<i64> = got.iter().map(|m| m.queue_offset).collect();
     assert_eq!(offsets, (0..10).collect::<Vec<_>>());
 
-    smol::block_on(c.seek(&mq, 7)).unwrap();
+    async_io::block_on(c.seek(&mq, 7)).unwrap();
     let got = poll_bodies(&c, 3, 10);
     assert_eq!(got.first().map(|m| m.queue_offset), Some(7));
     assert_eq!(got.len(), 3);
 
-    smol::block_on(c.seek_to_timestamp(&mq, middle)).unwrap();
+    async_io::block_on(c.seek_to_timestamp(&mq, middle)).unwrap();
     let got = poll_bodies(&c, 5, 10);
     assert_eq!(got.first().map(body).as_deref(), Some("s-5"));
 
-    assert!(smol::block_on(c.seek(&mq, 1000)).is_err(), "past the end");
+    assert!(
+        async_io::block_on(c.seek(&mq, 1000)).is_err(),
+        "past the end"
+    );
     let other = MessageQueue::new(topic, mq.broker_name.clone(), mq.queue_id + 1);
-    assert!(smol::block_on(c.seek(&other, 0)).is_err(), "not assigned");
+    assert!(
+        async_io::block_on(c.seek(&other, 0)).is_err(),
+        "not assigned"
+    );
     // Assign and subscribe do not mix.
-    assert!(smol::block_on(c.subscribe(topic, "*")).is_err());
-    smol::block_on(c.shutdown());
+    assert!(async_io::block_on(c.subscribe(topic, "*")).is_err());
+    async_io::block_on(c.shutdown());
     i.shutdown();
 }
 
 #[test]
 fn lite_pull_commit_is_where_the_group_resumes() {
-    let daemon = start();
+    let daemon = Standalone::start();
     let i = instance(&daemon);
     let p = producer(&i);
     let topic = "LiteCommit";
@@ -214,10 +215,10 @@ fn lite_pull_commit_is_where_the_group_resumes() {
     config.auto_commit = false;
     config.consume_from = ConsumeFrom::FirstOffset;
     let c = PullConsumer::start(i.clone(), config.clone()).unwrap();
-    smol::block_on(c.subscribe(topic, "*")).unwrap();
+    async_io::block_on(c.subscribe(topic, "*")).unwrap();
     let got = poll_bodies(&c, 20, 20);
     assert_eq!(got.len(), 20);
-    smol::block_on(c.commit()).unwrap();
+    async_io::block_on(c.commit()).unwrap();
     let mut last: BTreeMap<MessageQueue, i64> = BTreeMap::new();
     for m in &got {
         let q = MessageQueue::new(topic, m.broker_name.clone(), m.queue_id);
@@ -226,18 +227,18 @@ fn lite_pull_commit_is_where_the_group_resumes() {
     }
     for (q, next) in &last {
         assert_eq!(
-            smol::block_on(c.committed(q)).unwrap(),
+            async_io::block_on(c.committed(q)).unwrap(),
             Some(*next),
             "{q:?}"
         );
     }
-    smol::block_on(c.shutdown());
+    async_io::block_on(c.shutdown());
 
     // A new consumer of the group starts where the commit left off.
     produce(&p, topic, "new", 5, None);
     let i2 = instance(&daemon);
     let c2 = PullConsumer::start(i2.clone(), config).unwrap();
-    smol::block_on(c2.subscribe(topic, "*")).unwrap();
+    async_io::block_on(c2.subscribe(topic, "*")).unwrap();
     let mut got: Vec<String> = poll_bodies(&c2, 5, 20).iter().map(body).collect();
     got.extend(
         c2.poll_blocking(Duration::from_millis(300))
@@ -247,14 +248,14 @@ fn lite_pull_commit_is_where_the_group_resumes() {
     );
     got.sort();
     assert_eq!(got, (0..5).map(|n| format!("new-{n}")).collect::<Vec<_>>());
-    smol::block_on(c2.shutdown());
+    async_io::block_on(c2.shutdown());
     i.shutdown();
     i2.shutdown();
 }
 
 #[test]
 fn two_lite_consumers_split_the_queues() {
-    let daemon = start();
+    let daemon = Standalone::start();
     let i = instance(&daemon);
     let p = producer(&i);
     let topic = "LiteSplit";
@@ -263,15 +264,15 @@ fn two_lite_consumers_split_the_queues() {
     let (i1, i2) = (instance(&daemon), instance(&daemon));
     let c1 = PullConsumer::start(i1.clone(), PullConsumerConfig::new("lite_split")).unwrap();
     let c2 = PullConsumer::start(i2.clone(), PullConsumerConfig::new("lite_split")).unwrap();
-    smol::block_on(c1.subscribe(topic, "*")).unwrap();
-    smol::block_on(c2.subscribe(topic, "*")).unwrap();
+    async_io::block_on(c1.subscribe(topic, "*")).unwrap();
+    async_io::block_on(c2.subscribe(topic, "*")).unwrap();
     wait_until(10, "the queues to be split", || {
-        let a: BTreeSet<MessageQueue> = smol::block_on(c1.assignment()).into_iter().collect();
-        let b: BTreeSet<MessageQueue> = smol::block_on(c2.assignment()).into_iter().collect();
+        let a: BTreeSet<MessageQueue> = async_io::block_on(c1.assignment()).into_iter().collect();
+        let b: BTreeSet<MessageQueue> = async_io::block_on(c2.assignment()).into_iter().collect();
         a.len() == 2 && b.len() == 2 && a.is_disjoint(&b)
     });
-    smol::block_on(c1.shutdown());
-    smol::block_on(c2.shutdown());
+    async_io::block_on(c1.shutdown());
+    async_io::block_on(c2.shutdown());
     for x in [i, i1, i2] {
         x.shutdown();
     }
@@ -279,7 +280,7 @@ fn two_lite_consumers_split_the_queues() {
 
 #[test]
 fn push_concurrent_receives_every_message() {
-    let daemon = start();
+    let daemon = Standalone::start();
     let i = instance(&daemon);
     let p = producer(&i);
     let topic = "PushAll";
@@ -310,7 +311,7 @@ fn push_concurrent_receives_every_message() {
 #[test]
 fn later_redelivers_through_the_retry_topic() {
     let levels = vec!["1s"; 18].join(" ");
-    let daemon = start_with(&["--messageDelayLevel", &levels]);
+    let daemon = Standalone::start_with(&["--messageDelayLevel", &levels]);
     let i = instance(&daemon);
     let p = producer(&i);
     let topic = "PushRetry";
@@ -363,12 +364,13 @@ fn later_redelivers_through_the_retry_topic() {
 
 #[test]
 fn push_orderly_delivers_a_queue_in_order() {
-    let daemon = start();
+    let daemon = Standalone::start();
     let i = instance(&daemon);
     let p = producer(&i);
     let topic = "PushOrderly";
     for n in 0..30 {
-        smol::block_on(p.send_ordered(&Message::new(topic, format!("{n}")), "one-key")).unwrap();
+        async_io::block_on(p.send_ordered(&Message::new(topic, format!("{n}")), "one-key"))
+            .unwrap();
     }
     wait_for_route(&i, topic);
     let seen: Seen = Arc::default();
@@ -438,7 +440,7 @@ fn push_orderly_delivers_a_queue_in_order() {
 
 #[test]
 fn broadcasting_consumers_each_get_everything_and_keep_offsets_locally() {
-    let daemon = start();
+    let daemon = Standalone::start();
     let i = instance(&daemon);
     let p = producer(&i);
     let topic = "PushBroadcast";
@@ -499,7 +501,7 @@ fn broadcasting_consumers_each_get_everything_and_keep_offsets_locally() {
 
 #[test]
 fn no_listener_call_after_shutdown_returns() {
-    let daemon = start();
+    let daemon = Standalone::start();
     let i = instance(&daemon);
     let p = producer(&i);
     let topic = "PushShutdown";
@@ -547,7 +549,7 @@ fn no_listener_call_after_shutdown_returns() {
 
 #[test]
 fn push_consumers_share_queues_and_one_takes_over() {
-    let daemon = start();
+    let daemon = Standalone::start();
     let i = instance(&daemon);
     let p = producer(&i);
     let topic = "PushShare";
@@ -607,7 +609,7 @@ fn push_consumers_share_queues_and_one_takes_over() {
 
 #[test]
 fn a_broker_reset_moves_an_online_push_consumer_back() {
-    let daemon = start();
+    let daemon = Standalone::start();
     let i = instance(&daemon);
     let p = producer(&i);
     let topic = "PushReset";
@@ -634,7 +636,7 @@ fn a_broker_reset_moves_an_online_push_consumer_back() {
         .put("group", "push_reset")
         .put("timestamp", 0)
         .put("isForce", true);
-    let resp = smol::block_on(i.invoke(&addr, cmd, Duration::from_secs(3))).unwrap();
+    let resp = async_io::block_on(i.invoke(&addr, cmd, Duration::from_secs(3))).unwrap();
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     wait_until(20, "every message again", || {
         seen.lock().unwrap().len() == 40
@@ -645,7 +647,7 @@ fn a_broker_reset_moves_an_online_push_consumer_back() {
 
 #[test]
 fn a_broker_reset_moves_an_online_lite_consumer_back() {
-    let daemon = start();
+    let daemon = Standalone::start();
     let i = instance(&daemon);
     let p = producer(&i);
     let topic = "LiteReset";
@@ -654,10 +656,10 @@ fn a_broker_reset_moves_an_online_lite_consumer_back() {
     let mut config = PullConsumerConfig::new("lite_reset");
     config.consume_from = ConsumeFrom::FirstOffset;
     let c = PullConsumer::start(i.clone(), config).unwrap();
-    smol::block_on(c.subscribe(topic, "*")).unwrap();
+    async_io::block_on(c.subscribe(topic, "*")).unwrap();
     assert_eq!(poll_bodies(&c, 20, 20).len(), 20);
     // The heartbeat tells the broker who is online; then it pushes the reset.
-    smol::block_on(i.send_heartbeat_to_all_brokers());
+    async_io::block_on(i.send_heartbeat_to_all_brokers());
     let addr = i.master_addr("broker-a").unwrap();
     let mut cmd = mq_protocol::frame::RemotingCommand::request(
         mq_protocol::codes::request::INVOKE_BROKER_TO_RESET_OFFSET,
@@ -666,14 +668,14 @@ fn a_broker_reset_moves_an_online_lite_consumer_back() {
         .put("group", "lite_reset")
         .put("timestamp", 0)
         .put("isForce", true);
-    let resp = smol::block_on(i.invoke(&addr, cmd, Duration::from_secs(3))).unwrap();
+    let resp = async_io::block_on(i.invoke(&addr, cmd, Duration::from_secs(3))).unwrap();
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     assert_eq!(
         poll_bodies(&c, 20, 20).len(),
         20,
         "everything again after the reset"
     );
-    smol::block_on(c.shutdown());
+    async_io::block_on(c.shutdown());
     i.shutdown();
 }
 
@@ -686,8 +688,8 @@ const BACKLOG_QUEUES: usize = 8;
 
 /// A daemon whose 1 MiB CommitLog segments and 600-entry ConsumeQueue files
 /// make a backlog of tens of thousands of small messages span many of both.
-fn backlog_daemon() -> Daemon {
-    start_with(&[
+fn backlog_daemon() -> Standalone {
+    Standalone::start_with(&[
         "--mappedFileSizeCommitLog",
         "1048576",
         "--mappedFileSizeConsumeQueue",
@@ -697,10 +699,7 @@ fn backlog_daemon() -> Daemon {
 
 /// Sends `n` messages of 200 bytes to `topic` (created with eight queues) in
 /// batches, and checks that they fill several CommitLog segments.
-fn produce_backlog(daemon: &Daemon, i: &Arc<ClientInstance>, topic: &str, n: usize) {
-    wait_until(20, "the broker to register", || {
-        smol::block_on(i.fetch_route("TBW102")).is_ok()
-    });
+fn produce_backlog(daemon: &Standalone, i: &Arc<ClientInstance>, topic: &str, n: usize) {
     let mut config = ProducerConfig::new("it_backlog_producer");
     config.default_topic_queue_nums = i32::try_from(BACKLOG_QUEUES).unwrap();
     let p = Producer::start(i.clone(), config).unwrap();
@@ -710,10 +709,10 @@ fn produce_backlog(daemon: &Daemon, i: &Arc<ClientInstance>, topic: &str, n: usi
         let batch: Vec<Message> = (next..end)
             .map(|k| Message::new(topic, format!("{k:0>200}")))
             .collect();
-        smol::block_on(p.send_batch(&batch)).unwrap();
+        async_io::block_on(p.send_batch(&batch)).unwrap();
         next = end;
     }
-    smol::block_on(p.shutdown());
+    async_io::block_on(p.shutdown());
     wait_for_route(i, topic);
     let segments = std::fs::read_dir(daemon.data_dir().join("store/commitlog"))
         .unwrap()
@@ -909,7 +908,7 @@ fn group_consumes_backlog(name: &str, n: usize, steps: &[Step]) {
     let mut report = Vec::new();
     for q in 0..i32::try_from(BACKLOG_QUEUES).unwrap() {
         let mq = MessageQueue::new(topic.as_str(), "broker-a", q);
-        let end = smol::block_on(mq::rebalance::max_offset(&i, &mq)).unwrap();
+        let end = async_io::block_on(mq::rebalance::max_offset(&i, &mq)).unwrap();
         let queue: Vec<usize> = progress
             .deliveries
             .range((q, 0)..(q, i64::MAX))
@@ -973,11 +972,8 @@ fn four_push_consumers_share_a_backlog_as_members_come_go_and_crash() {
 
 #[test]
 fn a_slow_message_holds_its_queue_back_no_further_than_the_max_span() {
-    let daemon = start();
+    let daemon = Standalone::start();
     let i = instance(&daemon);
-    wait_until(20, "the broker to register", || {
-        smol::block_on(i.fetch_route("TBW102")).is_ok()
-    });
     let topic = "PushSpan";
     let mut config = ProducerConfig::new("it_span_producer");
     config.default_topic_queue_nums = 1;

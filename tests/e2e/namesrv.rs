@@ -3,15 +3,12 @@
 //! misbehaving peers, with raw frames. Every request code is exercised in both
 //! header serializations, and each response must come back in the request's.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_net::TcpStream;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smol::Executor;
+use futures_lite::io::AsyncWriteExt;
 
 use mq::connection::RemotingClient;
 use mq_daemon::namesrv::{self, NamesrvConfig};
@@ -21,25 +18,24 @@ use mq_protocol::body::{
     TopicConfigSerializeWrapper, TopicList, TopicRouteData,
 };
 use mq_protocol::codes::{request as req, response as resp};
-use mq_protocol::frame::{frame_length, RemotingCommand, SerializeType, DEFAULT_MAX_FRAME};
+use mq_protocol::frame::{RemotingCommand, SerializeType, DEFAULT_MAX_FRAME};
 use mq_protocol::headers::{
     BrokerIdentityRequestHeader, CommandHeader, GetKvConfigResponseHeader,
     QueryDataVersionResponseHeader, RegisterBrokerRequestHeader, RegisterBrokerResponseHeader,
 };
 
-const TIMEOUT: Duration = Duration::from_secs(5);
-const BOTH: [SerializeType; 2] = [SerializeType::Json, SerializeType::RocketMq];
+use crate::support::*;
+
 const CLUSTER: &str = "DefaultCluster";
 const MASTER_A: &str = "10.0.0.1:10911";
 const SLAVE_A: &str = "10.0.0.2:10911";
 
-/// A NameServer running on its own two-thread executor; stopped on drop.
+/// A NameServer running in this process on its own executor; stopped on drop.
 struct Server {
     addr: SocketAddr,
     trigger: ShutdownTrigger,
-    /// Closing it makes the executor threads return.
-    stop: Option<smol::channel::Sender<()>>,
-    threads: Vec<JoinHandle<()>>,
+    /// Stopped after the trigger, when the fields drop.
+    _threads: ServerThreads,
 }
 
 impl Server {
@@ -48,21 +44,10 @@ impl Server {
     }
 
     fn start_with(config: NamesrvConfig) -> Server {
-        let ex = Arc::new(Executor::new());
+        let threads = ServerThreads::start();
         let (shutdown, trigger) = Shutdown::new();
-        let (stop, stopped) = smol::channel::bounded::<()>(1);
-        let threads = (0..2)
-            .map(|_| {
-                let ex = ex.clone();
-                let stopped = stopped.clone();
-                std::thread::spawn(move || {
-                    // Returns when `stop` closes.
-                    let _ = smol::block_on(ex.run(stopped.recv()));
-                })
-            })
-            .collect();
-        let addr = smol::block_on(namesrv::start_with(
-            ex,
+        let addr = async_io::block_on(namesrv::start_with(
+            threads.ex.clone(),
             "127.0.0.1:0".parse().expect("address"),
             shutdown,
             config,
@@ -71,50 +56,27 @@ impl Server {
         Server {
             addr,
             trigger,
-            stop: Some(stop),
-            threads,
+            _threads: threads,
         }
     }
 
     async fn client(&self) -> Arc<RemotingClient> {
-        RemotingClient::connect(&self.addr.to_string(), TIMEOUT, None)
-            .await
-            .expect("connect to the NameServer")
+        connect(&self.addr.to_string()).await
     }
 
     async fn raw(&self) -> TcpStream {
-        TcpStream::connect(self.addr)
-            .await
-            .expect("connect to the NameServer")
+        raw(&self.addr.to_string()).await
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.trigger.trigger();
-        self.stop.take();
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
     }
 }
 
 // ---------------------------------------------------------------------------
 // Requests
-
-fn request(code: i32, st: SerializeType) -> RemotingCommand {
-    let mut cmd = RemotingCommand::request(code);
-    cmd.serialize_type = st;
-    cmd
-}
-
-fn with_fields(code: i32, st: SerializeType, fields: &[(&str, &str)]) -> RemotingCommand {
-    let mut cmd = request(code, st);
-    for (key, value) in fields {
-        cmd.put(key, value);
-    }
-    cmd
-}
 
 /// `(name, perm, queues, topicSysFlag)`.
 type Topic<'a> = (&'a str, i32, i32, i32);
@@ -152,7 +114,7 @@ fn register(
     addr: &str,
     wrapper: TopicConfigSerializeWrapper,
 ) -> RemotingCommand {
-    let mut cmd = request(req::REGISTER_BROKER, st);
+    let mut cmd = request(req::REGISTER_BROKER, st, &[]);
     cmd.body = RegisterBrokerBody {
         filter_server_list: Vec::new(),
         topic_config_serialize_wrapper: wrapper,
@@ -172,7 +134,7 @@ fn register(
 }
 
 fn identity(code: i32, st: SerializeType, name: &str, id: i64, addr: &str) -> RemotingCommand {
-    let mut cmd = request(code, st);
+    let mut cmd = request(code, st, &[]);
     BrokerIdentityRequestHeader {
         broker_name: name.into(),
         broker_addr: addr.into(),
@@ -184,37 +146,9 @@ fn identity(code: i32, st: SerializeType, name: &str, id: i64, addr: &str) -> Re
 }
 
 fn route_request(st: SerializeType, topic: &str, version: i32) -> RemotingCommand {
-    let mut cmd = with_fields(req::GET_ROUTEINFO_BY_TOPIC, st, &[("topic", topic)]);
+    let mut cmd = request(req::GET_ROUTEINFO_BY_TOPIC, st, &[("topic", topic)]);
     cmd.version = version;
     cmd
-}
-
-/// Sends `cmd` and checks the response is in the request's serialization.
-async fn call(client: &RemotingClient, cmd: RemotingCommand) -> RemotingCommand {
-    let st = cmd.serialize_type;
-    let code = cmd.code;
-    let response = client
-        .invoke(cmd, TIMEOUT)
-        .await
-        .unwrap_or_else(|e| panic!("request {code}: {e}"));
-    assert_eq!(
-        response.serialize_type, st,
-        "response to {code} in the request's serialization"
-    );
-    response
-}
-
-/// Like [`call`], and the response must be SUCCESS.
-async fn ok(client: &RemotingClient, cmd: RemotingCommand) -> RemotingCommand {
-    let code = cmd.code;
-    let response = call(client, cmd).await;
-    assert_eq!(
-        response.code,
-        resp::SUCCESS,
-        "request {code}: {:?}",
-        response.remark
-    );
-    response
 }
 
 fn topic_set(list: &TopicList) -> Vec<&str> {
@@ -222,57 +156,16 @@ fn topic_set(list: &TopicList) -> Vec<&str> {
 }
 
 async fn topic_list(client: &RemotingClient, cmd: RemotingCommand) -> TopicList {
-    TopicList::decode(&ok(client, cmd).await.body).expect("TopicList body")
+    TopicList::decode(&call_ok(client, cmd).await.body).expect("TopicList body")
 }
 
 async fn cluster_info(client: &RemotingClient, st: SerializeType) -> ClusterInfo {
     ClusterInfo::decode(
-        &ok(client, request(req::GET_BROKER_CLUSTER_INFO, st))
+        &call_ok(client, request(req::GET_BROKER_CLUSTER_INFO, st, &[]))
             .await
             .body,
     )
     .expect("ClusterInfo body")
-}
-
-/// Polls `check` every 20 ms until it holds, failing after 10 s.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        smol::Timer::after(Duration::from_millis(20)).await;
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Raw frames
-
-async fn write_frame(stream: &mut TcpStream, cmd: &RemotingCommand) {
-    stream
-        .write_all(&cmd.encode().expect("encode"))
-        .await
-        .expect("write frame");
-}
-
-async fn read_frame(stream: &mut TcpStream) -> RemotingCommand {
-    let read = async {
-        let mut len = [0u8; 4];
-        stream.read_exact(&mut len).await.expect("read length");
-        let length = frame_length(&len, DEFAULT_MAX_FRAME)
-            .expect("valid length")
-            .expect("four bytes");
-        let mut frame = vec![0u8; length];
-        stream.read_exact(&mut frame).await.expect("read frame");
-        RemotingCommand::decode_frame_body(&frame).expect("decodable response")
-    };
-    smol::future::or(read, async {
-        smol::Timer::after(TIMEOUT).await;
-        panic!("no response within {TIMEOUT:?}");
-    })
-    .await
 }
 
 /// Sends a route request on a raw stream and checks it is answered: the
@@ -280,8 +173,8 @@ async fn read_frame(stream: &mut TcpStream) -> RemotingCommand {
 async fn still_usable(stream: &mut TcpStream, st: SerializeType) {
     let mut probe = route_request(st, "Probe", 407);
     probe.opaque = 1000;
-    write_frame(stream, &probe).await;
-    let response = read_frame(stream).await;
+    write_cmd(stream, &probe).await;
+    let response = next_frame(stream).await;
     assert_eq!(response.opaque, 1000);
     assert_eq!(response.code, resp::TOPIC_NOT_EXIST);
     assert_eq!(response.serialize_type, st);
@@ -294,10 +187,10 @@ async fn still_usable(stream: &mut TcpStream, st: SerializeType) {
 fn registers_brokers_and_serves_routes() {
     for st in BOTH {
         let server = Server::start();
-        smol::block_on(async {
+        async_io::block_on(async {
             let client = server.client().await;
             let a = topics(1, &[("T", 6, 4, 0), ("TBW102", 7, 8, 0)]);
-            let response = ok(&client, register(st, "broker-a", 0, MASTER_A, a.clone())).await;
+            let response = call_ok(&client, register(st, "broker-a", 0, MASTER_A, a.clone())).await;
             let header =
                 RegisterBrokerResponseHeader::decode(&response.ext_fields).expect("header");
             assert_eq!(
@@ -307,14 +200,14 @@ fn registers_brokers_and_serves_routes() {
             );
             assert!(response.body.is_empty(), "no ORDER_TOPIC_CONFIG yet");
 
-            let response = ok(&client, register(st, "broker-a", 1, SLAVE_A, a)).await;
+            let response = call_ok(&client, register(st, "broker-a", 1, SLAVE_A, a)).await;
             let header =
                 RegisterBrokerResponseHeader::decode(&response.ext_fields).expect("header");
             assert_eq!(header.master_addr.as_deref(), Some(MASTER_A));
             assert_eq!(header.ha_server_addr, Some(format!("{MASTER_A}-ha")));
 
             // Standard JSON for 4.9.4+ clients, fastjson's bare keys before.
-            let standard = ok(&client, route_request(st, "T", 407)).await;
+            let standard = call_ok(&client, route_request(st, "T", 407)).await;
             let text = String::from_utf8(standard.body.clone()).expect("UTF-8");
             assert!(
                 text.contains(r#""brokerAddrs":{"0":"10.0.0.1:10911","1":"10.0.0.2:10911"}"#),
@@ -333,7 +226,7 @@ fn registers_brokers_and_serves_routes() {
             assert_eq!(route.broker_datas[0].cluster, CLUSTER);
             assert_eq!(route.order_topic_conf, None);
 
-            let old = ok(&client, route_request(st, "T", 399)).await;
+            let old = call_ok(&client, route_request(st, "T", 399)).await;
             let text = String::from_utf8(old.body.clone()).expect("UTF-8");
             assert!(
                 text.contains(r#""brokerAddrs":{0:"10.0.0.1:10911",1:"10.0.0.2:10911"}"#),
@@ -342,7 +235,7 @@ fn registers_brokers_and_serves_routes() {
             assert_eq!(TopicRouteData::decode(&old.body).expect("route"), route);
             let mut flagged = route_request(st, "T", 399);
             flagged.put("acceptStandardJsonOnly", "true");
-            let text = String::from_utf8(ok(&client, flagged).await.body).expect("UTF-8");
+            let text = String::from_utf8(call_ok(&client, flagged).await.body).expect("UTF-8");
             assert!(text.contains(r#"{"0":"#), "{text}");
 
             let missing = call(&client, route_request(st, "Nope", 407)).await;
@@ -354,7 +247,7 @@ fn registers_brokers_and_serves_routes() {
             );
             assert!(missing.body.is_empty());
 
-            let info = ok(&client, request(req::GET_BROKER_CLUSTER_INFO, st)).await;
+            let info = call_ok(&client, request(req::GET_BROKER_CLUSTER_INFO, st, &[])).await;
             let text = String::from_utf8(info.body.clone()).expect("UTF-8");
             assert!(
                 text.contains(r#"{0:"10.0.0.1:10911""#),
@@ -369,46 +262,50 @@ fn registers_brokers_and_serves_routes() {
                 1,
                 &[("Unit", 6, 2, 1), ("UnitSub", 6, 2, 2), ("Both", 6, 2, 3)],
             );
-            ok(&client, register(st, "broker-b", 0, "10.0.0.3:10911", b)).await;
+            call_ok(&client, register(st, "broker-b", 0, "10.0.0.3:10911", b)).await;
 
             let all = topic_list(
                 &client,
-                request(req::GET_ALL_TOPIC_LIST_FROM_NAMESERVER, st),
+                request(req::GET_ALL_TOPIC_LIST_FROM_NAMESERVER, st, &[]),
             )
             .await;
             assert_eq!(topic_set(&all), ["Both", "T", "TBW102", "Unit", "UnitSub"]);
-            let by_cluster = with_fields(req::GET_TOPICS_BY_CLUSTER, st, &[("cluster", CLUSTER)]);
+            let by_cluster = request(req::GET_TOPICS_BY_CLUSTER, st, &[("cluster", CLUSTER)]);
             assert_eq!(
                 topic_set(&topic_list(&client, by_cluster).await),
                 topic_set(&all)
             );
-            let unknown = with_fields(req::GET_TOPICS_BY_CLUSTER, st, &[("cluster", "Nope")]);
+            let unknown = request(req::GET_TOPICS_BY_CLUSTER, st, &[("cluster", "Nope")]);
             assert!(topic_list(&client, unknown).await.topic_list.is_empty());
-            let system = topic_list(&client, request(req::GET_SYSTEM_TOPIC_LIST_FROM_NS, st)).await;
+            let system = topic_list(
+                &client,
+                request(req::GET_SYSTEM_TOPIC_LIST_FROM_NS, st, &[]),
+            )
+            .await;
             assert_eq!(
                 topic_set(&system),
                 ["DefaultCluster", "broker-a", "broker-b"]
             );
             assert_eq!(system.broker_addr.as_deref(), Some(MASTER_A));
-            let unit = topic_list(&client, request(req::GET_UNIT_TOPIC_LIST, st)).await;
+            let unit = topic_list(&client, request(req::GET_UNIT_TOPIC_LIST, st, &[])).await;
             assert_eq!(topic_set(&unit), ["Both", "Unit"]);
-            let sub = topic_list(&client, request(req::GET_HAS_UNIT_SUB_TOPIC_LIST, st)).await;
+            let sub = topic_list(&client, request(req::GET_HAS_UNIT_SUB_TOPIC_LIST, st, &[])).await;
             assert_eq!(topic_set(&sub), ["Both", "UnitSub"]);
             let sub_ununit = topic_list(
                 &client,
-                request(req::GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST, st),
+                request(req::GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST, st, &[]),
             )
             .await;
             assert_eq!(topic_set(&sub_ununit), ["UnitSub"]);
 
             // UNREGISTER_BROKER: the slave leaves the route, broker-b takes
             // its topics with it.
-            ok(
+            call_ok(
                 &client,
                 identity(req::UNREGISTER_BROKER, st, "broker-a", 1, SLAVE_A),
             )
             .await;
-            ok(
+            call_ok(
                 &client,
                 identity(req::UNREGISTER_BROKER, st, "broker-b", 0, "10.0.0.3:10911"),
             )
@@ -418,7 +315,7 @@ fn registers_brokers_and_serves_routes() {
             assert!(!info.broker_addr_table.contains_key("broker-b"));
             let all = topic_list(
                 &client,
-                request(req::GET_ALL_TOPIC_LIST_FROM_NAMESERVER, st),
+                request(req::GET_ALL_TOPIC_LIST_FROM_NAMESERVER, st, &[]),
             )
             .await;
             assert_eq!(topic_set(&all), ["T", "TBW102"]);
@@ -430,9 +327,9 @@ fn registers_brokers_and_serves_routes() {
 fn kv_config_namesrv_config_and_order_topic_conf() {
     for st in BOTH {
         let server = Server::start();
-        smol::block_on(async {
+        async_io::block_on(async {
             let client = server.client().await;
-            let put = with_fields(
+            let put = request(
                 req::PUT_KV_CONFIG,
                 st,
                 &[
@@ -441,15 +338,15 @@ fn kv_config_namesrv_config_and_order_topic_conf() {
                     ("value", "broker-a:4"),
                 ],
             );
-            ok(&client, put).await;
+            call_ok(&client, put).await;
             let get = |key: &str| {
-                with_fields(
+                request(
                     req::GET_KV_CONFIG,
                     st,
                     &[("namespace", "ORDER_TOPIC_CONFIG"), ("key", key)],
                 )
             };
-            let response = ok(&client, get("T")).await;
+            let response = call_ok(&client, get("T")).await;
             let header = GetKvConfigResponseHeader::decode(&response.ext_fields).expect("header");
             assert_eq!(header.value.as_deref(), Some("broker-a:4"));
             let missing = call(&client, get("Nope")).await;
@@ -459,9 +356,9 @@ fn kv_config_namesrv_config_and_order_topic_conf() {
                 Some("No config item, Namespace: ORDER_TOPIC_CONFIG Key: Nope")
             );
 
-            let list = ok(
+            let list = call_ok(
                 &client,
-                with_fields(
+                request(
                     req::GET_KVLIST_BY_NAMESPACE,
                     st,
                     &[("namespace", "ORDER_TOPIC_CONFIG")],
@@ -472,7 +369,7 @@ fn kv_config_namesrv_config_and_order_topic_conf() {
             assert_eq!(table.table.get("T").map(String::as_str), Some("broker-a:4"));
             let none = call(
                 &client,
-                with_fields(req::GET_KVLIST_BY_NAMESPACE, st, &[("namespace", "NS")]),
+                request(req::GET_KVLIST_BY_NAMESPACE, st, &[("namespace", "NS")]),
             )
             .await;
             assert_eq!(none.code, resp::QUERY_NOT_FOUND);
@@ -482,7 +379,7 @@ fn kv_config_namesrv_config_and_order_topic_conf() {
             );
 
             // Registering brokers get the ORDER_TOPIC_CONFIG table.
-            let response = ok(
+            let response = call_ok(
                 &client,
                 register(st, "broker-a", 0, MASTER_A, topics(1, &[("T", 6, 4, 0)])),
             )
@@ -490,44 +387,47 @@ fn kv_config_namesrv_config_and_order_topic_conf() {
             assert_eq!(KvTable::decode(&response.body).expect("KvTable"), table);
 
             // orderTopicConf only once orderMessageEnable is on.
-            let route = ok(&client, route_request(st, "T", 407)).await;
+            let route = call_ok(&client, route_request(st, "T", 407)).await;
             assert_eq!(
                 TopicRouteData::decode(&route.body)
                     .expect("route")
                     .order_topic_conf,
                 None
             );
-            let config = ok(&client, request(req::GET_NAMESRV_CONFIG, st)).await;
+            let config = call_ok(&client, request(req::GET_NAMESRV_CONFIG, st, &[])).await;
             let text = String::from_utf8(config.body).expect("UTF-8");
             assert!(text.contains("orderMessageEnable=false\n"), "{text}");
-            let mut update = request(req::UPDATE_NAMESRV_CONFIG, st);
+            let mut update = request(req::UPDATE_NAMESRV_CONFIG, st, &[]);
             update.body = b"orderMessageEnable=true\n".to_vec();
-            ok(&client, update).await;
-            let text =
-                String::from_utf8(ok(&client, request(req::GET_NAMESRV_CONFIG, st)).await.body)
-                    .expect("UTF-8");
+            call_ok(&client, update).await;
+            let text = String::from_utf8(
+                call_ok(&client, request(req::GET_NAMESRV_CONFIG, st, &[]))
+                    .await
+                    .body,
+            )
+            .expect("UTF-8");
             assert!(text.contains("orderMessageEnable=true\n"), "{text}");
-            let route = ok(&client, route_request(st, "T", 407)).await;
+            let route = call_ok(&client, route_request(st, "T", 407)).await;
             let route = TopicRouteData::decode(&route.body).expect("route");
             assert_eq!(route.order_topic_conf.as_deref(), Some("broker-a:4"));
 
-            let mut unknown = request(req::UPDATE_NAMESRV_CONFIG, st);
+            let mut unknown = request(req::UPDATE_NAMESRV_CONFIG, st, &[]);
             unknown.body = b"listenPort=9877\n".to_vec();
             let refused = call(&client, unknown).await;
             assert_eq!(refused.code, resp::SYSTEM_ERROR);
             assert!(refused.remark.expect("remark").contains("listenPort"));
-            let mut path = request(req::UPDATE_NAMESRV_CONFIG, st);
+            let mut path = request(req::UPDATE_NAMESRV_CONFIG, st, &[]);
             path.body = b"kvConfigPath=/tmp/kv.json\n".to_vec();
             assert_eq!(call(&client, path).await.code, resp::NO_PERMISSION);
 
-            let delete = with_fields(
+            let delete = request(
                 req::DELETE_KV_CONFIG,
                 st,
                 &[("namespace", "ORDER_TOPIC_CONFIG"), ("key", "T")],
             );
-            ok(&client, delete).await;
+            call_ok(&client, delete).await;
             assert_eq!(call(&client, get("T")).await.code, resp::QUERY_NOT_FOUND);
-            let route = ok(&client, route_request(st, "T", 407)).await;
+            let route = call_ok(&client, route_request(st, "T", 407)).await;
             assert_eq!(
                 TopicRouteData::decode(&route.body)
                     .expect("route")
@@ -542,10 +442,10 @@ fn kv_config_namesrv_config_and_order_topic_conf() {
 fn data_version_write_perm_and_topic_deletion() {
     for st in BOTH {
         let server = Server::start();
-        smol::block_on(async {
+        async_io::block_on(async {
             let client = server.client().await;
             let wrapper = topics(3, &[("T", 6, 4, 0), ("TBW102", 7, 8, 0)]);
-            ok(
+            call_ok(
                 &client,
                 register(st, "broker-a", 0, MASTER_A, wrapper.clone()),
             )
@@ -556,7 +456,7 @@ fn data_version_write_perm_and_topic_deletion() {
                 cmd.body = version.encode();
                 cmd
             };
-            let same = ok(&client, query(MASTER_A, &wrapper.data_version)).await;
+            let same = call_ok(&client, query(MASTER_A, &wrapper.data_version)).await;
             assert!(
                 !QueryDataVersionResponseHeader::decode(&same.ext_fields)
                     .expect("header")
@@ -570,7 +470,7 @@ fn data_version_write_perm_and_topic_deletion() {
                 counter: 4,
                 ..wrapper.data_version
             };
-            let changed = ok(&client, query(MASTER_A, &newer)).await;
+            let changed = call_ok(&client, query(MASTER_A, &newer)).await;
             assert!(
                 QueryDataVersionResponseHeader::decode(&changed.ext_fields)
                     .expect("header")
@@ -582,7 +482,7 @@ fn data_version_write_perm_and_topic_deletion() {
                     .counter,
                 3
             );
-            let unknown = ok(&client, query("10.9.9.9:1", &newer)).await;
+            let unknown = call_ok(&client, query("10.9.9.9:1", &newer)).await;
             assert!(
                 QueryDataVersionResponseHeader::decode(&unknown.ext_fields)
                     .expect("header")
@@ -590,9 +490,9 @@ fn data_version_write_perm_and_topic_deletion() {
             );
             assert!(unknown.body.is_empty());
 
-            let wipe = ok(
+            let wipe = call_ok(
                 &client,
-                with_fields(
+                request(
                     req::WIPE_WRITE_PERM_OF_BROKER,
                     st,
                     &[("brokerName", "broker-a")],
@@ -601,12 +501,12 @@ fn data_version_write_perm_and_topic_deletion() {
             .await;
             assert_eq!(wipe.get("wipeTopicCount"), Some("2"));
             let route =
-                TopicRouteData::decode(&ok(&client, route_request(st, "T", 407)).await.body)
+                TopicRouteData::decode(&call_ok(&client, route_request(st, "T", 407)).await.body)
                     .expect("route");
             assert_eq!(route.queue_datas[0].perm, 4);
-            let add = ok(
+            let add = call_ok(
                 &client,
-                with_fields(
+                request(
                     req::ADD_WRITE_PERM_OF_BROKER,
                     st,
                     &[("brokerName", "broker-a")],
@@ -615,12 +515,12 @@ fn data_version_write_perm_and_topic_deletion() {
             .await;
             assert_eq!(add.get("addTopicCount"), Some("2"));
             let route =
-                TopicRouteData::decode(&ok(&client, route_request(st, "T", 407)).await.body)
+                TopicRouteData::decode(&call_ok(&client, route_request(st, "T", 407)).await.body)
                     .expect("route");
             assert_eq!(route.queue_datas[0].perm, 6);
-            let none = ok(
+            let none = call_ok(
                 &client,
-                with_fields(
+                request(
                     req::WIPE_WRITE_PERM_OF_BROKER,
                     st,
                     &[("brokerName", "nope")],
@@ -630,29 +530,29 @@ fn data_version_write_perm_and_topic_deletion() {
             assert_eq!(none.get("wipeTopicCount"), Some("0"));
 
             // DELETE_TOPIC_IN_NAMESRV, limited to a cluster or everywhere.
-            let other_cluster = with_fields(
+            let other_cluster = request(
                 req::DELETE_TOPIC_IN_NAMESRV,
                 st,
                 &[("topic", "T"), ("clusterName", "Other")],
             );
-            ok(&client, other_cluster).await;
+            call_ok(&client, other_cluster).await;
             assert_eq!(
                 call(&client, route_request(st, "T", 407)).await.code,
                 resp::SUCCESS
             );
-            let this_cluster = with_fields(
+            let this_cluster = request(
                 req::DELETE_TOPIC_IN_NAMESRV,
                 st,
                 &[("topic", "T"), ("clusterName", CLUSTER)],
             );
-            ok(&client, this_cluster).await;
+            call_ok(&client, this_cluster).await;
             assert_eq!(
                 call(&client, route_request(st, "T", 407)).await.code,
                 resp::TOPIC_NOT_EXIST
             );
-            ok(
+            call_ok(
                 &client,
-                with_fields(req::DELETE_TOPIC_IN_NAMESRV, st, &[("topic", "TBW102")]),
+                request(req::DELETE_TOPIC_IN_NAMESRV, st, &[("topic", "TBW102")]),
             )
             .await;
             assert_eq!(
@@ -672,7 +572,7 @@ fn data_version_write_perm_and_topic_deletion() {
 fn bad_requests_get_error_responses_and_the_connection_stays() {
     for st in BOTH {
         let server = Server::start();
-        smol::block_on(async {
+        async_io::block_on(async {
             let client = server.client().await;
             let good = || register(st, "broker-a", 0, MASTER_A, topics(1, &[("T", 6, 4, 0)]));
 
@@ -681,10 +581,10 @@ fn bad_requests_get_error_responses_and_the_connection_stays() {
             let response = call(&client, missing).await;
             assert_eq!(response.code, resp::SYSTEM_ERROR);
             assert!(response.remark.expect("remark").contains("brokerName"));
-            let response = call(&client, request(req::GET_ROUTEINFO_BY_TOPIC, st)).await;
+            let response = call(&client, request(req::GET_ROUTEINFO_BY_TOPIC, st, &[])).await;
             assert_eq!(response.code, resp::SYSTEM_ERROR);
             assert!(response.remark.expect("remark").contains("topic"));
-            let bad_number = with_fields(
+            let bad_number = request(
                 req::UNREGISTER_BROKER,
                 st,
                 &[
@@ -698,7 +598,7 @@ fn bad_requests_get_error_responses_and_the_connection_stays() {
             assert_eq!(response.code, resp::SYSTEM_ERROR);
             assert!(response.remark.expect("remark").contains("brokerId"));
 
-            let response = call(&client, request(9999, st)).await;
+            let response = call(&client, request(9999, st, &[])).await;
             assert_eq!(response.code, resp::REQUEST_CODE_NOT_SUPPORTED);
             assert_eq!(
                 response.remark.as_deref(),
@@ -751,7 +651,7 @@ fn bad_requests_get_error_responses_and_the_connection_stays() {
 
             // Nothing above registered anything, and the connection still works.
             assert!(cluster_info(&client, st).await.broker_addr_table.is_empty());
-            ok(&client, good()).await;
+            call_ok(&client, good()).await;
             assert!(!client.is_closed());
         });
     }
@@ -761,7 +661,7 @@ fn bad_requests_get_error_responses_and_the_connection_stays() {
 fn an_oversized_frame_is_answered_and_skipped() {
     for st in BOTH {
         let server = Server::start();
-        smol::block_on(async {
+        async_io::block_on(async {
             let mut stream = server.raw().await;
             let mut cmd = route_request(st, "T", 407);
             cmd.opaque = 77;
@@ -782,7 +682,7 @@ fn an_oversized_frame_is_answered_and_skipped() {
                 stream.write_all(&chunk[..n]).await.expect("write body");
                 remaining -= n;
             }
-            let response = read_frame(&mut stream).await;
+            let response = next_frame(&mut stream).await;
             assert_eq!(response.opaque, 77);
             assert_eq!(response.code, resp::SYSTEM_ERROR);
             let remark = response.remark.expect("remark");
@@ -796,7 +696,7 @@ fn an_oversized_frame_is_answered_and_skipped() {
 #[test]
 fn a_malformed_header_is_answered_and_the_connection_stays() {
     let server = Server::start();
-    smol::block_on(async {
+    async_io::block_on(async {
         let mut stream = server.raw().await;
         // A JSON header cut off mid-object.
         let json = br#"{"code":105,"opaque":42,"flag":0,"extFields":{"topic":"#;
@@ -805,7 +705,7 @@ fn a_malformed_header_is_answered_and_the_connection_stays() {
         frame.extend_from_slice(&(json.len() as u32).to_be_bytes());
         frame.extend_from_slice(json);
         stream.write_all(&frame).await.expect("write");
-        let response = read_frame(&mut stream).await;
+        let response = next_frame(&mut stream).await;
         assert_eq!((response.opaque, response.code), (42, resp::SYSTEM_ERROR));
         still_usable(&mut stream, SerializeType::Json).await;
 
@@ -822,7 +722,7 @@ fn a_malformed_header_is_answered_and_the_connection_stays() {
         frame.extend_from_slice(&((1u32 << 24) | binary.len() as u32).to_be_bytes());
         frame.extend_from_slice(&binary);
         stream.write_all(&frame).await.expect("write");
-        let response = read_frame(&mut stream).await;
+        let response = next_frame(&mut stream).await;
         assert_eq!((response.opaque, response.code), (43, resp::SYSTEM_ERROR));
         assert_eq!(response.serialize_type, SerializeType::RocketMq);
         still_usable(&mut stream, SerializeType::RocketMq).await;
@@ -832,7 +732,7 @@ fn a_malformed_header_is_answered_and_the_connection_stays() {
 #[test]
 fn a_header_length_past_the_frame_is_answered() {
     let server = Server::start();
-    smol::block_on(async {
+    async_io::block_on(async {
         let mut stream = server.raw().await;
         let json = br#"{"code":105,"opaque":7,"flag":0}"#;
         let mut frame = Vec::new();
@@ -841,7 +741,7 @@ fn a_header_length_past_the_frame_is_answered() {
         frame.extend_from_slice(&1000u32.to_be_bytes());
         frame.extend_from_slice(json);
         stream.write_all(&frame).await.expect("write");
-        let response = read_frame(&mut stream).await;
+        let response = next_frame(&mut stream).await;
         assert_eq!((response.opaque, response.code), (7, resp::SYSTEM_ERROR));
         assert!(response.remark.expect("remark").contains("1000"));
         still_usable(&mut stream, SerializeType::Json).await;
@@ -851,9 +751,9 @@ fn a_header_length_past_the_frame_is_answered() {
 #[test]
 fn a_peer_leaving_mid_frame_does_not_disturb_others() {
     let server = Server::start();
-    smol::block_on(async {
+    async_io::block_on(async {
         let client = server.client().await;
-        ok(
+        call_ok(
             &client,
             register(
                 SerializeType::Json,
@@ -875,10 +775,10 @@ fn a_peer_leaving_mid_frame_does_not_disturb_others() {
 
         // The established client and a new one are both served.
         for st in BOTH {
-            ok(&client, route_request(st, "T", 407)).await;
+            call_ok(&client, route_request(st, "T", 407)).await;
         }
         let late = server.client().await;
-        ok(&late, route_request(SerializeType::RocketMq, "T", 407)).await;
+        call_ok(&late, route_request(SerializeType::RocketMq, "T", 407)).await;
     });
 }
 
@@ -886,12 +786,12 @@ fn a_peer_leaving_mid_frame_does_not_disturb_others() {
 fn closing_the_registering_connection_removes_its_broker() {
     for st in BOTH {
         let server = Server::start();
-        smol::block_on(async {
+        async_io::block_on(async {
             let observer = server.client().await;
             // One broker registers and leaves cleanly, one leaves mid-frame,
             // one registers one-way (as brokers do after creating a topic).
             let mut clean = server.raw().await;
-            write_frame(
+            write_cmd(
                 &mut clean,
                 &register(
                     st,
@@ -902,9 +802,9 @@ fn closing_the_registering_connection_removes_its_broker() {
                 ),
             )
             .await;
-            assert_eq!(read_frame(&mut clean).await.code, resp::SUCCESS);
+            assert_eq!(next_frame(&mut clean).await.code, resp::SUCCESS);
             let mut abrupt = server.raw().await;
-            write_frame(
+            write_cmd(
                 &mut abrupt,
                 &register(
                     st,
@@ -915,7 +815,7 @@ fn closing_the_registering_connection_removes_its_broker() {
                 ),
             )
             .await;
-            assert_eq!(read_frame(&mut abrupt).await.code, resp::SUCCESS);
+            assert_eq!(next_frame(&mut abrupt).await.code, resp::SUCCESS);
             let mut oneway = register(
                 st,
                 "broker-c",
@@ -925,25 +825,37 @@ fn closing_the_registering_connection_removes_its_broker() {
             );
             oneway.set_oneway();
             let mut silent = server.raw().await;
-            write_frame(&mut silent, &oneway).await;
-            eventually("the one-way registration is visible", || async {
-                call(&observer, route_request(st, "C", 407)).await.code == resp::SUCCESS
-            })
+            write_cmd(&mut silent, &oneway).await;
+            eventually(
+                "the one-way registration is visible",
+                Duration::from_secs(10),
+                || async {
+                    (call(&observer, route_request(st, "C", 407)).await.code == resp::SUCCESS)
+                        .then_some(())
+                },
+            )
             .await;
 
-            let shared =
-                TopicRouteData::decode(&ok(&observer, route_request(st, "Shared", 407)).await.body)
-                    .expect("route");
+            let shared = TopicRouteData::decode(
+                &call_ok(&observer, route_request(st, "Shared", 407))
+                    .await
+                    .body,
+            )
+            .expect("route");
             assert_eq!(shared.queue_datas.len(), 2);
 
             drop(clean);
-            eventually("broker-a is gone", || async {
-                call(&observer, route_request(st, "A", 407)).await.code == resp::TOPIC_NOT_EXIST
+            eventually("broker-a is gone", Duration::from_secs(10), || async {
+                (call(&observer, route_request(st, "A", 407)).await.code == resp::TOPIC_NOT_EXIST)
+                    .then_some(())
             })
             .await;
-            let shared =
-                TopicRouteData::decode(&ok(&observer, route_request(st, "Shared", 407)).await.body)
-                    .expect("route");
+            let shared = TopicRouteData::decode(
+                &call_ok(&observer, route_request(st, "Shared", 407))
+                    .await
+                    .body,
+            )
+            .expect("route");
             assert_eq!(shared.queue_datas.len(), 1);
             assert_eq!(shared.queue_datas[0].broker_name, "broker-b");
 
@@ -953,9 +865,10 @@ fn closing_the_registering_connection_removes_its_broker() {
                 .expect("write length");
             abrupt.write_all(&[1u8; 20]).await.expect("write part");
             drop(abrupt);
-            eventually("broker-b is gone", || async {
-                call(&observer, route_request(st, "Shared", 407)).await.code
-                    == resp::TOPIC_NOT_EXIST
+            eventually("broker-b is gone", Duration::from_secs(10), || async {
+                (call(&observer, route_request(st, "Shared", 407)).await.code
+                    == resp::TOPIC_NOT_EXIST)
+                    .then_some(())
             })
             .await;
             let info = cluster_info(&observer, st).await;
@@ -976,13 +889,13 @@ fn silent_brokers_expire() {
         scan_interval: Duration::from_millis(50),
         ..NamesrvConfig::default()
     });
-    smol::block_on(async {
+    async_io::block_on(async {
         // The connection stays open: only the expiry can remove the broker.
         let broker = server.client().await;
         let observer = server.client().await;
         for st in BOTH {
             let registered = Instant::now();
-            ok(
+            call_ok(
                 &broker,
                 register(st, "broker-a", 0, MASTER_A, topics(1, &[("T", 6, 4, 0)])),
             )
@@ -991,11 +904,12 @@ fn silent_brokers_expire() {
                 .await
                 .broker_addr_table
                 .contains_key("broker-a"));
-            eventually("broker-a expires", || async {
-                cluster_info(&observer, st)
+            eventually("broker-a expires", Duration::from_secs(10), || async {
+                (cluster_info(&observer, st)
                     .await
                     .broker_addr_table
-                    .is_empty()
+                    .is_empty())
+                .then_some(())
             })
             .await;
             assert!(

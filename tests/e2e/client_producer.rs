@@ -1,28 +1,20 @@
 //! The Rust producer against a real `mqd standalone`: every send mode, batches,
 //! ordered sends, compression; read back with raw PULL_MESSAGE requests.
 
-mod client_support;
-
 use std::collections::BTreeMap;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use client_support::{free_port, pull_all, start};
+use crate::support::*;
 use mq::{ClientConfig, ClientInstance, Message, Producer, ProducerConfig, SendStatus};
 
 #[test]
 fn rust_producer_sends_in_every_mode() {
-    let daemon = start();
+    // Started once its broker has registered: the first send finds a route.
+    let daemon = Standalone::start();
     let instance = ClientInstance::start(ClientConfig::new(&daemon.namesrv)).unwrap();
     let producer = Producer::start(instance.clone(), ProducerConfig::new("it_producer")).unwrap();
     let topic = "RustProducerTopic";
-    // The broker registers with the NameServer right after it starts; the
-    // first send may come before that, so wait for TBW102's route.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while smol::block_on(instance.fetch_route("TBW102")).is_err() {
-        assert!(Instant::now() < deadline, "broker never registered");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 
     let mut expected = BTreeMap::new();
     // Sync, with tags and keys.
@@ -56,19 +48,20 @@ fn rust_producer_sends_in_every_mode() {
     }
     // One-way.
     for i in 0..10 {
-        smol::block_on(producer.send_oneway(&Message::new(topic, format!("oneway-{i}")))).unwrap();
+        async_io::block_on(producer.send_oneway(&Message::new(topic, format!("oneway-{i}"))))
+            .unwrap();
     }
     // Batch.
     let batch: Vec<Message> = (0..10)
         .map(|i| Message::new(topic, format!("batch-{i}")))
         .collect();
-    let r = smol::block_on(producer.send_batch(&batch)).unwrap();
+    let r = async_io::block_on(producer.send_batch(&batch)).unwrap();
     assert_eq!(r.msg_id.split(',').count(), 10);
     assert_eq!(r.offset_msg_id.split(',').count(), 10);
     // Ordered: one key, one queue, in order.
     let mut ordered_queue = None;
     for i in 0..10 {
-        let r = smol::block_on(
+        let r = async_io::block_on(
             producer.send_ordered(&Message::new(topic, format!("ordered-{i}")), "order-42"),
         )
         .unwrap();
@@ -98,13 +91,13 @@ fn rust_producer_sends_in_every_mode() {
         "ordered sends keep their order"
     );
 
-    smol::block_on(producer.shutdown());
+    async_io::block_on(producer.shutdown());
     instance.shutdown();
 }
 
 #[test]
 fn producer_errors_are_clear() {
-    let daemon = start();
+    let daemon = Standalone::start();
     let instance = ClientInstance::start(ClientConfig::new(&daemon.namesrv)).unwrap();
     let producer = Producer::start(instance.clone(), ProducerConfig::new("it_producer2")).unwrap();
     let err = producer.send_blocking(&Message::new("T", "")).unwrap_err();

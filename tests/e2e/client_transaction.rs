@@ -2,13 +2,11 @@
 //! `mqd`: commit, rollback, and an unknown outcome resolved by the broker's
 //! check-back.
 
-mod client_support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use client_support::{pull_all, start_with};
+use crate::support::*;
 use mq::{
     ClientConfig, ClientInstance, Message, MessageExt, ProducerConfig, SendResult,
     TransactionListener, TransactionProducer, TransactionState,
@@ -38,18 +36,13 @@ impl TransactionListener for Listener {
 
 #[test]
 fn commit_rollback_and_check_back() {
-    let daemon = start_with(&[
+    let daemon = Standalone::start_with(&[
         "--transactionCheckInterval",
         "300",
         "--transactionTimeOut",
         "500",
     ]);
     let instance = ClientInstance::start(ClientConfig::new(&daemon.namesrv)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while smol::block_on(instance.fetch_route("TBW102")).is_err() {
-        assert!(Instant::now() < deadline, "broker never registered");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let listener = Arc::new(Listener {
         checks: AtomicUsize::new(0),
     });
@@ -60,12 +53,12 @@ fn commit_rollback_and_check_back() {
     )
     .unwrap();
     // The check goes to a producer of the group known from its heartbeat.
-    smol::block_on(instance.send_heartbeat_to_all_brokers());
+    async_io::block_on(instance.send_heartbeat_to_all_brokers());
 
     let topic = "TxTopic";
     for body in ["commit", "rollback", "unknown"] {
         let (result, state) =
-            smol::block_on(producer.send_in_transaction(&Message::new(topic, body))).unwrap();
+            async_io::block_on(producer.send_in_transaction(&Message::new(topic, body))).unwrap();
         assert_eq!(
             result.transaction_id.as_deref(),
             Some(result.msg_id.as_str())
@@ -77,7 +70,7 @@ fn commit_rollback_and_check_back() {
         };
         assert_eq!(state, expected);
     }
-    smol::block_on(instance.send_heartbeat_to_all_brokers());
+    async_io::block_on(instance.send_heartbeat_to_all_brokers());
 
     // The committed one appears at once; the unknown one after the check.
     let got = pull_all(&instance, topic, 2);
@@ -93,7 +86,7 @@ fn commit_rollback_and_check_back() {
         assert!(!m.properties.contains_key("REAL_TOPIC"));
         assert_eq!(m.topic, topic);
     }
-    smol::block_on(producer.shutdown());
+    async_io::block_on(producer.shutdown());
     instance.shutdown();
 }
 
@@ -115,14 +108,14 @@ fn half_queue_max(instance: &Arc<ClientInstance>, broker: &str) -> i64 {
     let mut cmd = RemotingCommand::request(request::GET_MAX_OFFSET);
     cmd.put("topic", "RMQ_SYS_TRANS_HALF_TOPIC");
     cmd.put("queueId", 0);
-    let resp = smol::block_on(instance.invoke(broker, cmd, Duration::from_secs(3))).unwrap();
+    let resp = async_io::block_on(instance.invoke(broker, cmd, Duration::from_secs(3))).unwrap();
     assert_eq!(resp.code, response::SUCCESS, "{:?}", resp.remark);
     resp.get("offset").unwrap().parse().unwrap()
 }
 
 #[test]
 fn a_half_message_is_checked_again_after_its_producers_were_offline() {
-    let daemon = start_with(&[
+    let daemon = Standalone::start_with(&[
         "--transactionCheckInterval",
         "200",
         "--transactionTimeOut",
@@ -132,14 +125,7 @@ fn a_half_message_is_checked_again_after_its_producers_were_offline() {
         "1000",
     ]);
     let instance = ClientInstance::start(ClientConfig::new(&daemon.namesrv)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let route = loop {
-        if let Ok(route) = smol::block_on(instance.fetch_route("TBW102")) {
-            break route;
-        }
-        assert!(Instant::now() < deadline, "broker never registered");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let route = registered(&instance, 20);
     let broker = route.broker_datas[0].broker_addrs[&0].clone();
     let topic = "TxOffline";
     // The first producer has a client (and connection) of its own, closed
@@ -151,8 +137,8 @@ fn a_half_message_is_checked_again_after_its_producers_were_offline() {
         Arc::new(Undecided),
     )
     .unwrap();
-    smol::block_on(producer.send_in_transaction(&Message::new(topic, "unknown"))).unwrap();
-    smol::block_on(producer.shutdown());
+    async_io::block_on(producer.send_in_transaction(&Message::new(topic, "unknown"))).unwrap();
+    async_io::block_on(producer.shutdown());
     gone.shutdown();
 
     // With no producer of the group online, each round still puts the half
@@ -177,12 +163,12 @@ fn a_half_message_is_checked_again_after_its_producers_were_offline() {
     )
     .unwrap();
     // Heartbeats go to the brokers the client knows from its routes.
-    smol::block_on(instance.update_route(topic)).unwrap();
-    smol::block_on(instance.send_heartbeat_to_all_brokers());
+    async_io::block_on(instance.update_route(topic)).unwrap();
+    async_io::block_on(instance.send_heartbeat_to_all_brokers());
     let got = pull_all(&instance, topic, 1);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body, b"unknown");
     assert!(listener.checks.load(Ordering::SeqCst) >= 1);
-    smol::block_on(producer.shutdown());
+    async_io::block_on(producer.shutdown());
     instance.shutdown();
 }

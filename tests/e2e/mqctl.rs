@@ -1,25 +1,19 @@
-//! `mqctl` end to end: every verb run as a process against a real
-//! `mqd standalone`, checking what it prints and how it exits.
+//! `mqctl` end to end: every verb run (in this process, through `mqctl::run`)
+//! against a real `mqd standalone`, checking what it prints and how it exits.
 
-mod client_support;
-
-use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use mq_protocol::time::now_ms;
 use serde_json::Value;
 
-use client_support::{free_port, start_with, Daemon};
+use crate::support::*;
 
 // ---------------------------------------------------------------------------
-// The daemon (as in client_producer.rs, with small files)
+// The daemon and mqctl
 
-fn start() -> Daemon {
-    // Smaller files than the shared default: these tests make many daemons.
-    start_ready(&[
+/// A daemon with smaller files than the shared default: these tests make many.
+fn start() -> Standalone {
+    Standalone::start_with(&[
         "--mappedFileSizeCommitLog",
         "16777216",
         "--mappedFileSizeConsumeQueue",
@@ -27,127 +21,13 @@ fn start() -> Daemon {
     ])
 }
 
-/// A daemon with `extra` broker settings, once its broker has registered.
-fn start_ready(extra: &[&str]) -> Daemon {
-    let daemon = start_with(extra);
-    // Ready when the broker has registered: TBW102 then has a route.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = daemon.run(&["topic", "route", "--topic", "TBW102"]);
-        if out.code == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "broker never registered: {}",
-            out.stderr
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    daemon
-}
-
-// ---------------------------------------------------------------------------
-// Running mqctl
-
-/// The mqctl binary: beside mqd, built once if `cargo test -p mq-daemon` did
-/// not build it.
-fn mqctl_path() -> &'static PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let path = PathBuf::from(env!("CARGO_BIN_EXE_mqd")).with_file_name("mqctl");
-        if !path.exists() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-p", "mq", "--bin", "mqctl"])
-                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-            if path.components().any(|c| c.as_os_str() == "release") {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().expect("run cargo build");
-            assert!(status.success(), "cargo build -p mq --bin mqctl failed");
-        }
-        assert!(path.exists(), "no mqctl at {}", path.display());
-        path
-    })
-}
-
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "mqctl failed: {self:?}");
-        self
-    }
-
-    fn json_lines(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    }
-}
-
-/// Runs mqctl with `args` and `stdin`, killing it after 60 s.
-fn mqctl(namesrv: Option<&str>, args: &[&str], stdin: &[u8]) -> Out {
-    let mut cmd = Command::new(mqctl_path());
-    if let Some(ns) = namesrv {
-        cmd.args(["--namesrv", ns]);
-    }
-    let mut child = cmd
-        .args(args)
-        .env_remove("NAMESRV_ADDR")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start mqctl");
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("mqctl {args:?} did not finish in 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    writer.join().unwrap();
-    Out {
-        code: status.code().unwrap_or(-1),
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
-}
-
-impl Daemon {
+impl Standalone {
+    /// mqctl against this daemon.
     fn run(&self, args: &[&str]) -> Out {
         mqctl(Some(&self.namesrv), args, b"")
     }
 
+    /// mqctl against this daemon, with `stdin` as standard input.
     fn run_stdin(&self, args: &[&str], stdin: &[u8]) -> Out {
         mqctl(Some(&self.namesrv), args, stdin)
     }
@@ -156,16 +36,6 @@ impl Daemon {
         self.run(&["topic", "create", "--topic", topic, "--queues", queues])
             .ok();
     }
-}
-
-/// The one line a failed mqctl writes.
-fn assert_one_error_line(out: &Out, code: i32, contains: &str) {
-    assert_eq!(out.code, code, "{out:?}");
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line on stderr: {out:?}");
-    assert!(lines[0].starts_with("mqctl: "), "{out:?}");
-    assert!(lines[0].contains(contains), "{contains:?} in {out:?}");
-    assert!(out.stdout.is_empty(), "{out:?}");
 }
 
 // ---------------------------------------------------------------------------
@@ -769,7 +639,7 @@ fn bench_produce_and_consume_print_summaries() {
 #[test]
 fn bench_consume_count_ends_once_that_many_messages_arrived() {
     // 1 MiB segments: the backlog spans several.
-    let d = start_ready(&[
+    let d = Standalone::start_with(&[
         "--mappedFileSizeCommitLog",
         "1048576",
         "--mappedFileSizeConsumeQueue",

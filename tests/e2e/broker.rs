@@ -6,8 +6,6 @@
 //! Every request code the broker serves is exercised in both header
 //! serializations; every response must come back in the request's.
 
-mod broker_support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -26,14 +24,14 @@ use mq_protocol::headers::pull_sys_flag;
 use mq_protocol::message::{decode_offset_msg_id, encode_batch_item, BatchItem};
 use mq_protocol::properties;
 
-use broker_support::*;
+use crate::support::*;
 
-use smol::io::AsyncWriteExt;
+use futures_lite::io::AsyncWriteExt;
 
 const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
 
 fn run<F: std::future::Future<Output = ()>>(f: F) {
-    smol::block_on(f)
+    async_io::block_on(f)
 }
 
 /// Busy-waits (1 ms steps) until the wall clock has moved `ms` past now, so
@@ -428,7 +426,7 @@ fn suspended_pull_times_out_with_pull_not_found() {
             p.command(ser)
         };
         let started = Instant::now();
-        let (json, binary) = smol::future::zip(
+        let (json, binary) = futures_lite::future::zip(
             call(c, pull(SerializeType::Json, 0)),
             call(c, pull(SerializeType::RocketMq, 1)),
         )
@@ -485,7 +483,8 @@ fn long_polling_pull_is_answered_as_soon_as_a_message_arrives() {
             at
         };
         let (((r0, t0), (r1, t1)), sent_at) =
-            smol::future::zip(smol::future::zip(waiting, waiting_binary), sender).await;
+            futures_lite::future::zip(futures_lite::future::zip(waiting, waiting_binary), sender)
+                .await;
         for (r, t, body) in [(&r0, t0, "wake-0"), (&r1, t1, "wake-1")] {
             assert_eq!(r.code, resp::SUCCESS, "{:?}", r.remark);
             assert_eq!(bodies(&r.body), [body]);
@@ -545,7 +544,7 @@ fn a_message_for_another_queue_does_not_wake_a_parked_pull() {
         p.sys_flag = pull_sys_flag::SUSPEND;
         p.suspend_ms = 1200;
         let started = Instant::now();
-        let (r, ()) = smol::future::zip(call(c, p.command(SerializeType::Json)), async {
+        let (r, ()) = futures_lite::future::zip(call(c, p.command(SerializeType::Json)), async {
             eventually("the pull to be parked", TIMEOUT, || async move {
                 let info = runtime_info(c).await;
                 (info.get("pullHoldingRequests").map(String::as_str) == Some("1")).then_some(())
@@ -815,7 +814,7 @@ fn oneway_offset_update_gets_no_response_and_is_stored() {
                     break;
                 }
                 assert!(Instant::now() < deadline, "one-way update never stored");
-                smol::Timer::after(Duration::from_millis(20)).await;
+                async_io::Timer::after(Duration::from_millis(20)).await;
             }
         }
         // Other one-way requests: a send (Java's sendOneway), an unknown code,
@@ -1026,7 +1025,7 @@ fn heartbeats_register_consumers_and_members_are_notified_of_changes() {
             r.version, CURRENT_VERSION,
             "clients read it as the broker version"
         );
-        let notify = |events: &smol::channel::Receiver<RemotingCommand>, who: &'static str| {
+        let notify = |events: &async_channel::Receiver<RemotingCommand>, who: &'static str| {
             let events = events.clone();
             async move {
                 let cmd = recv_within(&events, TIMEOUT)
@@ -1640,7 +1639,7 @@ fn concurrent_topic_changes_all_succeed() {
         let mut tasks = Vec::new();
         for (i, client) in clients.iter().enumerate() {
             let client = client.clone();
-            tasks.push(smol::spawn(async move {
+            tasks.push(async move {
                 let mut failures = Vec::new();
                 for round in 0..4 {
                     let topic = format!("Busy{i}x{round}");
@@ -1671,11 +1670,11 @@ fn concurrent_topic_changes_all_succeed() {
                     }
                 }
                 failures
-            }));
+            });
         }
         let mut failures = Vec::new();
-        for t in tasks {
-            failures.extend(t.await);
+        for f in concurrently(tasks).await {
+            failures.extend(f);
         }
         assert!(
             failures.is_empty(),
@@ -2560,6 +2559,8 @@ fn lenient_json_headers_from_other_clients_are_accepted() {
             assert_eq!(r.code, resp::SUCCESS, "{header}: {:?}", r.remark);
             assert!(r.get("msgId").is_some());
         }
+        // The ConsumeQueue is written behind the acknowledgement.
+        wait_max_offset(c, "Lenient", 0, 3).await;
         // A pull and offset requests with numeric fields.
         let pull = r#"{"code":11,"extFields":{"consumerGroup":"LG","topic":"Lenient","queueId":0,"queueOffset":0,"maxMsgNums":32,"sysFlag":4,"commitOffset":0,"suspendTimeoutMillis":0,"subscription":"TagA || TagB","subVersion":0},"flag":0,"language":"PYTHON","opaque":10,"version":0}"#;
         s.write_all(&json_frame(pull, b"")).await.expect("write");
@@ -2717,13 +2718,14 @@ fn offsets_and_topics_survive_a_clean_restart() {
     let data = dir.path().join("data");
     let log = dir.path().join("mqd.log");
     let ns_port = free_port();
-    let port = free_listen_port();
+    let port = free_broker_port();
     let addr = format!("127.0.0.1:{port}");
     let abort = data.join("store").join("abort");
 
-    let mut mqd = Mqd::start(&data, ns_port, port, &log);
+    let command = MqdCommand::standalone(&data, ns_port, port, &log).args(flags(&SMALL_STORE));
+    let mut mqd = command.clone().start();
     assert!(abort.exists(), "a running store has its abort marker");
-    smol::block_on(async {
+    async_io::block_on(async {
         let c = connect(&addr).await;
         let c: &RemotingClient = &c;
         create_topic(c, "Durable", 2).await;
@@ -2790,7 +2792,7 @@ fn offsets_and_topics_survive_a_clean_restart() {
     let parked = {
         let addr = addr.clone();
         std::thread::spawn(move || {
-            smol::block_on(async {
+            async_io::block_on(async {
                 let c = connect(&addr).await;
                 let c: &RemotingClient = &c;
                 let mut p = Pull::new("DurableGroup", "Durable", 0, 0);
@@ -2802,7 +2804,7 @@ fn offsets_and_topics_survive_a_clean_restart() {
             })
         })
     };
-    smol::block_on(async {
+    async_io::block_on(async {
         let c = connect(&addr).await;
         let c: &RemotingClient = &c;
         eventually("the pull to be parked", TIMEOUT, || async move {
@@ -2828,8 +2830,8 @@ fn offsets_and_topics_survive_a_clean_restart() {
     );
     assert!(stopped_at.elapsed() < Duration::from_secs(10));
 
-    let mut again = Mqd::start(&data, ns_port, port, &log);
-    smol::block_on(async {
+    let mut again = command.start();
+    async_io::block_on(async {
         let c = connect(&addr).await;
         let c: &RemotingClient = &c;
         assert_eq!(
