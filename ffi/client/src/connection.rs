@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_net::TcpStream;
@@ -111,7 +111,7 @@ impl RemotingClient {
                     Ok(cmd) if cmd.is_response() => {
                         let waiter = pending
                             .lock()
-                            .expect("pending poisoned")
+                            .unwrap_or_else(PoisonError::into_inner)
                             .remove(&cmd.opaque);
                         if let Some(tx) = waiter {
                             // The caller may have timed out already.
@@ -138,7 +138,10 @@ impl RemotingClient {
             }
             closed.store(true, Ordering::Release);
             // Waiters see their channel close and report Closed.
-            pending.lock().expect("pending poisoned").clear();
+            pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
             out.close();
         })
         .detach();
@@ -167,12 +170,12 @@ impl RemotingClient {
         let (tx, rx) = bounded(1);
         self.pending
             .lock()
-            .expect("pending poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(opaque, tx);
         if self.is_closed() || self.out.send(frame).await.is_err() {
             self.pending
                 .lock()
-                .expect("pending poisoned")
+                .unwrap_or_else(PoisonError::into_inner)
                 .remove(&opaque);
             return Err(RemotingError::Closed(self.addr.clone()));
         }
@@ -183,7 +186,7 @@ impl RemotingClient {
         .await;
         self.pending
             .lock()
-            .expect("pending poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(&opaque);
         match answer {
             Some(Ok(response)) => Ok(response),

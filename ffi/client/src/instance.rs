@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use mq_protocol::body::{ConsumerData, HeartbeatData, ProducerData, TopicRouteData};
@@ -145,7 +145,7 @@ impl ClientInstance {
         instance
             .tasks
             .lock()
-            .expect("tasks poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .extend([routes, heartbeats]);
         Ok(instance)
     }
@@ -156,7 +156,7 @@ impl ClientInstance {
     pub fn get_or_start(config: ClientConfig) -> Result<Arc<Self>> {
         static INSTANCES: OnceLock<Mutex<HashMap<String, Weak<ClientInstance>>>> = OnceLock::new();
         let registry = INSTANCES.get_or_init(Mutex::default);
-        let mut registry = registry.lock().expect("instance registry poisoned");
+        let mut registry = registry.lock().unwrap_or_else(PoisonError::into_inner);
         registry.retain(|_, w| w.upgrade().is_some_and(|i| !i.is_closed()));
         if let Some(existing) = registry.get(&config.client_id()).and_then(Weak::upgrade) {
             return Ok(existing);
@@ -178,11 +178,14 @@ impl ClientInstance {
 
     /// Adds a producer or consumer; it is forgotten when dropped.
     pub fn register(&self, member: Weak<dyn Member>) {
-        self.members.lock().expect("members poisoned").push(member);
+        self.members
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(member);
     }
 
     fn members(&self) -> Vec<Arc<dyn Member>> {
-        let mut members = self.members.lock().expect("members poisoned");
+        let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
         members.retain(|m| m.strong_count() > 0);
         members.iter().filter_map(Weak::upgrade).collect()
     }
@@ -195,7 +198,7 @@ impl ClientInstance {
         if let Some(c) = self
             .connections
             .lock()
-            .expect("connections poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(addr)
         {
             if !c.is_closed() {
@@ -214,7 +217,12 @@ impl ClientInstance {
         // Back off from an address that just refused: each failure doubles the
         // wait (100 ms up to 10 s), so a dead broker costs callers a quick error
         // instead of a connect timeout each.
-        if let Some((until, _)) = self.backoff.lock().expect("backoff poisoned").get(addr) {
+        if let Some((until, _)) = self
+            .backoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(addr)
+        {
             if Instant::now() < *until {
                 return Err(ClientError::Remoting(RemotingError::Connect {
                     addr: addr.to_owned(),
@@ -228,11 +236,14 @@ impl ClientInstance {
         let client =
             match RemotingClient::connect(addr, self.config.request_timeout, Some(handler)).await {
                 Ok(client) => {
-                    self.backoff.lock().expect("backoff poisoned").remove(addr);
+                    self.backoff
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(addr);
                     client
                 }
                 Err(e) => {
-                    let mut backoff = self.backoff.lock().expect("backoff poisoned");
+                    let mut backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
                     let wait = backoff
                         .get(addr)
                         .map_or(Duration::from_millis(100), |(_, w)| {
@@ -242,7 +253,10 @@ impl ClientInstance {
                     return Err(e.into());
                 }
             };
-        let mut connections = self.connections.lock().expect("connections poisoned");
+        let mut connections = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         // Another task may have connected meanwhile; keep one.
         let entry = connections
             .entry(addr.to_owned())
@@ -321,7 +335,12 @@ impl ClientInstance {
 
     /// The topic's route: cached, or fetched (and cached) on first use.
     pub async fn route(self: &Arc<Self>, topic: &str) -> Result<TopicRouteData> {
-        if let Some(route) = self.routes.read().expect("routes poisoned").get(topic) {
+        if let Some(route) = self
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(topic)
+        {
             return Ok(route.clone());
         }
         self.update_route(topic).await
@@ -332,7 +351,7 @@ impl ClientInstance {
         let route = self.fetch_route(topic).await?;
         self.routes
             .write()
-            .expect("routes poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(topic.to_owned(), route.clone());
         Ok(route)
     }
@@ -344,7 +363,7 @@ impl ClientInstance {
 
     /// The address of broker `id` of `broker_name`, from any cached route.
     pub fn broker_addr(&self, broker_name: &str, id: i64) -> Option<String> {
-        let routes = self.routes.read().expect("routes poisoned");
+        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
         routes
             .values()
             .flat_map(|r| r.broker_datas.iter())
@@ -354,7 +373,7 @@ impl ClientInstance {
 
     /// Every broker address (masters and slaves) of every cached route.
     pub fn all_broker_addrs(&self) -> Vec<(String, i64, String)> {
-        let routes = self.routes.read().expect("routes poisoned");
+        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
         let mut out: Vec<(String, i64, String)> = routes
             .values()
             .flat_map(|r| r.broker_datas.iter())
@@ -373,7 +392,7 @@ impl ClientInstance {
         let mut topics: Vec<String> = self
             .routes
             .read()
-            .expect("routes poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .keys()
             .cloned()
             .collect();
@@ -455,11 +474,14 @@ impl ClientInstance {
             return;
         }
         // Dropping a smol Task cancels it.
-        self.tasks.lock().expect("tasks poisoned").clear();
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         for (_, conn) in self
             .connections
             .lock()
-            .expect("connections poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .drain()
         {
             conn.close();

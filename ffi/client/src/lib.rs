@@ -11,6 +11,12 @@
 //! - [`push_consumer`]: the push consumer (listener, concurrent or orderly).
 //! - [`transaction`]: the transactional producer and check-backs.
 //! - [`error`]: the client's error type.
+//!
+//! Locks: every `std::sync` lock is taken with
+//! `.unwrap_or_else(PoisonError::into_inner)`, as in the daemon. A listener or
+//! callback that panics is caught (or ends its own task), so a panic never
+//! leaves a table half-changed; if one held a lock, the poison must not turn
+//! every later send, pull or heartbeat of the process into a panic too.
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use mq_protocol::body::{MessageQueue, ResetOffsetBody};
 use mq_protocol::codes::{request, response};
@@ -89,7 +89,7 @@ impl OffsetStore {
     /// Records `offset` for `mq` in memory; with `increase_only`, an older
     /// offset does not replace a newer one.
     pub(crate) fn update(&self, mq: &MessageQueue, offset: i64, increase_only: bool) {
-        let mut table = self.table().lock().expect("offset table poisoned");
+        let mut table = self.table().lock().unwrap_or_else(PoisonError::into_inner);
         let entry = table.entry(mq.clone()).or_insert(offset);
         if !increase_only || offset > *entry {
             *entry = offset;
@@ -100,7 +100,7 @@ impl OffsetStore {
     pub(crate) fn read_memory(&self, mq: &MessageQueue) -> Option<i64> {
         self.table()
             .lock()
-            .expect("offset table poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(mq)
             .copied()
     }
@@ -128,7 +128,7 @@ impl OffsetStore {
     pub(crate) fn remove(&self, mq: &MessageQueue) {
         self.table()
             .lock()
-            .expect("offset table poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(mq);
     }
 
@@ -136,7 +136,7 @@ impl OffsetStore {
     /// updates, or awaited ones when `wait`; the local store rewrites its file.
     pub(crate) async fn persist_all(&self, mqs: Option<&[MessageQueue]>, wait: bool) -> Result<()> {
         let snapshot: Vec<(MessageQueue, i64)> = {
-            let table = self.table().lock().expect("offset table poisoned");
+            let table = self.table().lock().unwrap_or_else(PoisonError::into_inner);
             match mqs {
                 None => table.iter().map(|(q, o)| (q.clone(), *o)).collect(),
                 Some(mqs) => mqs
@@ -232,7 +232,7 @@ impl LocalOffsetStore {
             offset_table: self
                 .table
                 .lock()
-                .expect("offset table poisoned")
+                .unwrap_or_else(PoisonError::into_inner)
                 .iter()
                 .map(|(q, o)| (q.clone(), *o))
                 .collect::<BTreeMap<_, _>>(),

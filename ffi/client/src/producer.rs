@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mq_protocol::body::{MessageQueue, ProducerData, TopicRouteData};
@@ -115,7 +115,7 @@ impl FaultTable {
             .iter()
             .rposition(|&max| ms >= max)
             .map_or(0, |i| Self::NOT_AVAILABLE[i]);
-        let mut until = self.until.lock().expect("fault table poisoned");
+        let mut until = self.until.lock().unwrap_or_else(PoisonError::into_inner);
         if pause == 0 {
             until.remove(broker);
         } else {
@@ -127,7 +127,7 @@ impl FaultTable {
     }
 
     fn available(&self, broker: &str) -> bool {
-        let until = self.until.lock().expect("fault table poisoned");
+        let until = self.until.lock().unwrap_or_else(PoisonError::into_inner);
         until.get(broker).is_none_or(|t| Instant::now() >= *t)
     }
 }
@@ -151,7 +151,10 @@ impl Member for Inner {
     }
 
     fn topics(&self) -> Vec<String> {
-        self.topics.lock().expect("topics poisoned").clone()
+        self.topics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -214,7 +217,11 @@ impl Producer {
     pub async fn queues_for(&self, topic: &str) -> Result<Vec<MessageQueue>> {
         let i = &self.inner.instance;
         {
-            let mut topics = self.inner.topics.lock().expect("topics poisoned");
+            let mut topics = self
+                .inner
+                .topics
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if !topics.iter().any(|t| t == topic) {
                 topics.push(topic.to_owned());
             }

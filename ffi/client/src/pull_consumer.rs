@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use smol::channel::{bounded, Receiver, Sender};
@@ -356,7 +356,7 @@ impl Member for Inner {
             subscription_data_set: self
                 .subscriptions
                 .lock()
-                .expect("subscriptions poisoned")
+                .unwrap_or_else(PoisonError::into_inner)
                 .values()
                 .cloned()
                 .collect(),
@@ -370,14 +370,14 @@ impl Member for Inner {
         request: &RemotingCommand,
     ) -> Option<RemotingCommand> {
         if is_ids_changed_for(request, &self.config.group)
-            && *self.mode.lock().expect("mode poisoned") == Mode::Subscribe
+            && *self.mode.lock().unwrap_or_else(PoisonError::into_inner) == Mode::Subscribe
         {
             // Full means a rebalance is already due.
             let _ = self.rebalance_now.0.try_send(());
         } else if let Some(table) = reset_offsets_for(request, &self.config.group) {
             self.pending_resets
                 .lock()
-                .expect("resets poisoned")
+                .unwrap_or_else(PoisonError::into_inner)
                 .extend(table);
             let _ = self.rebalance_now.0.try_send(());
         }
@@ -387,7 +387,7 @@ impl Member for Inner {
     fn topics(&self) -> Vec<String> {
         self.subscriptions
             .lock()
-            .expect("subscriptions poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .keys()
             .cloned()
             .collect()
@@ -445,7 +445,7 @@ impl PullConsumer {
         inner
             .tasks
             .lock()
-            .expect("tasks poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .extend([persist, rebalance]);
         Ok(PullConsumer { inner })
     }
@@ -464,7 +464,11 @@ impl PullConsumer {
     }
 
     fn set_mode(&self, mode: Mode) -> Result<()> {
-        let mut current = self.inner.mode.lock().expect("mode poisoned");
+        let mut current = self
+            .inner
+            .mode
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if *current != Mode::None && *current != mode {
             return Err(ClientError::InvalidArgument(
                 "subscribe and assign cannot be mixed on one consumer".into(),
@@ -486,7 +490,7 @@ impl PullConsumer {
         self.inner
             .subscriptions
             .lock()
-            .expect("subscriptions poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(topic.to_owned(), sub);
         let i = &self.inner.instance;
         if let Err(e) = i.update_route(topic).await {
@@ -512,7 +516,7 @@ impl PullConsumer {
                 .inner
                 .subscriptions
                 .lock()
-                .expect("subscriptions poisoned");
+                .unwrap_or_else(PoisonError::into_inner);
             for t in &topics {
                 subs.entry(t.clone())
                     .or_insert_with(|| SubscriptionData::from_expression(t, "*"));
@@ -613,11 +617,15 @@ impl PullConsumer {
         if inner.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        inner.tasks.lock().expect("tasks poisoned").clear();
+        inner
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         let tasks: Vec<smol::Task<()>> = inner
             .state
             .lock()
-            .expect("state poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .queues
             .values_mut()
             .filter_map(|q| q.task.take())
@@ -642,12 +650,16 @@ impl Drop for PullConsumer {
     fn drop(&mut self) {
         // Without shutdown, at least stop the background loops.
         if !self.inner.closed.swap(true, Ordering::AcqRel) {
-            self.inner.tasks.lock().expect("tasks poisoned").clear();
+            self.inner
+                .tasks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
             for q in self
                 .inner
                 .state
                 .lock()
-                .expect("state poisoned")
+                .unwrap_or_else(PoisonError::into_inner)
                 .queues
                 .values_mut()
             {
@@ -661,7 +673,7 @@ impl Inner {
     fn assigned(&self) -> Vec<MessageQueue> {
         self.state
             .lock()
-            .expect("state poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .queues
             .keys()
             .cloned()
@@ -671,7 +683,7 @@ impl Inner {
     fn is_assigned(&self, mq: &MessageQueue) -> bool {
         self.state
             .lock()
-            .expect("state poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .queues
             .contains_key(mq)
     }
@@ -681,7 +693,7 @@ impl Inner {
         let max = usize::try_from(self.config.pull_batch_size)
             .unwrap_or(1)
             .max(1);
-        let mut state = self.state.lock().expect("state poisoned");
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let n = state.queues.len();
         if n == 0 {
             return None;
@@ -719,7 +731,7 @@ impl Inner {
         let queues: Vec<(MessageQueue, i64)> = self
             .state
             .lock()
-            .expect("state poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .queues
             .iter()
             .map(|(k, q)| (k.clone(), q.consumed))
@@ -739,7 +751,10 @@ impl Inner {
     /// the store's memory; the persist loop sends them to the broker.
     fn maybe_auto_commit(&self) {
         let due = {
-            let mut next = self.next_auto_commit.lock().expect("auto commit poisoned");
+            let mut next = self
+                .next_auto_commit
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
             if now >= *next {
                 *next = now + self.config.auto_commit_interval;
@@ -749,7 +764,7 @@ impl Inner {
             }
         };
         if due {
-            let state = self.state.lock().expect("state poisoned");
+            let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             for (mq, q) in &state.queues {
                 if q.consumed >= 0 {
                     self.store.update(mq, q.consumed, false);
@@ -765,7 +780,7 @@ impl Inner {
             return;
         }
         let removed: Vec<(MessageQueue, QueueState)> = {
-            let mut state = self.state.lock().expect("state poisoned");
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             let gone: Vec<MessageQueue> = state
                 .queues
                 .keys()
@@ -815,7 +830,7 @@ impl Inner {
     /// task restarted there. False if the queue is not assigned.
     fn reposition(self: &Arc<Self>, mq: &MessageQueue, offset: i64) -> bool {
         let weak = Arc::downgrade(self);
-        let mut state = self.state.lock().expect("state poisoned");
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(q) = state.queues.get_mut(mq) else {
             return false;
         };
@@ -831,7 +846,12 @@ impl Inner {
 
     /// Applies offsets a broker told us to reset to (RESET_CONSUMER_CLIENT_OFFSET).
     fn apply_resets(self: &Arc<Self>) {
-        let resets = std::mem::take(&mut *self.pending_resets.lock().expect("resets poisoned"));
+        let resets = std::mem::take(
+            &mut *self
+                .pending_resets
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
         for (mq, offset) in resets {
             if self.reposition(&mq, offset) {
                 self.store.update(&mq, offset, false);
@@ -842,13 +862,13 @@ impl Inner {
 
     async fn rebalance(self: &Arc<Self>) {
         self.apply_resets();
-        if *self.mode.lock().expect("mode poisoned") != Mode::Subscribe {
+        if *self.mode.lock().unwrap_or_else(PoisonError::into_inner) != Mode::Subscribe {
             return;
         }
         let topics: Vec<String> = self
             .subscriptions
             .lock()
-            .expect("subscriptions poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .keys()
             .cloned()
             .collect();
@@ -931,7 +951,7 @@ async fn lite_pull_loop(weak: Weak<Inner>, mq: MessageQueue) {
             return;
         }
         let snapshot = {
-            let state = inner.state.lock().expect("state poisoned");
+            let state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
             let Some(q) = state.queues.get(&mq) else {
                 return;
             };
@@ -956,7 +976,7 @@ async fn lite_pull_loop(weak: Weak<Inner>, mq: MessageQueue) {
             {
                 Ok(o) => {
                     offset = o;
-                    let mut state = inner.state.lock().expect("state poisoned");
+                    let mut state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
                     match state.queues.get_mut(&mq) {
                         Some(q) if q.generation == generation => q.next_offset = o,
                         Some(_) => continue,
@@ -974,7 +994,7 @@ async fn lite_pull_loop(weak: Weak<Inner>, mq: MessageQueue) {
         let sub = inner
             .subscriptions
             .lock()
-            .expect("subscriptions poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(&mq.topic)
             .cloned()
             .unwrap_or_else(|| SubscriptionData::from_expression(&mq.topic, "*"));
@@ -1008,7 +1028,7 @@ async fn lite_pull_loop(weak: Weak<Inner>, mq: MessageQueue) {
         };
         let mut moved = false;
         {
-            let mut state = inner.state.lock().expect("state poisoned");
+            let mut state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
             let Some(q) = state.queues.get_mut(&mq) else {
                 return;
             };

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use smol::channel::{bounded, unbounded, Receiver, Sender};
@@ -202,11 +202,16 @@ impl ProcessQueue {
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, PqState> {
-        self.state.lock().expect("process queue poisoned")
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn stop_pulling(&self) {
-        drop(self.pull_task.lock().expect("task poisoned").take());
+        drop(
+            self.pull_task
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 
     fn is_dropped(&self) -> bool {
@@ -365,7 +370,7 @@ impl Member for Inner {
         } else if let Some(table) = reset_offsets_for(request, &self.config.group) {
             self.pending_resets
                 .lock()
-                .expect("resets poisoned")
+                .unwrap_or_else(PoisonError::into_inner)
                 .extend(table);
             let _ = self.rebalance_now.0.try_send(());
         }
@@ -458,7 +463,11 @@ impl PushConsumer {
         if inner.needs_locks() {
             tasks.push(smol::spawn(lock_loop(weak.clone())));
         }
-        inner.tasks.lock().expect("tasks poisoned").extend(tasks);
+        inner
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(tasks);
         if !inner.config.orderly {
             for _ in 0..inner.config.consume_threads {
                 // Detached: a worker ends when the request channel closes
@@ -481,7 +490,7 @@ impl PushConsumer {
             .inner
             .queues
             .lock()
-            .expect("queues poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .keys()
             .cloned()
             .collect();
@@ -497,7 +506,11 @@ impl PushConsumer {
         if inner.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        inner.tasks.lock().expect("tasks poisoned").clear();
+        inner
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         let queues = inner.assigned_queues();
         // Pull loops may go; consume loops may be inside the listener and must
         // not be cancelled (the blocking call would outlive its permit).
@@ -532,7 +545,12 @@ impl PushConsumer {
         }
         for (_, pq) in &queues {
             // No listener call is running now.
-            drop(pq.consume_task.lock().expect("task poisoned").take());
+            drop(
+                pq.consume_task
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take(),
+            );
         }
         let mqs: Vec<MessageQueue> = queues.iter().map(|(q, _)| q.clone()).collect();
         if let Err(e) = inner.store.persist_all(Some(&mqs), true).await {
@@ -562,9 +580,19 @@ impl Drop for PushConsumer {
     fn drop(&mut self) {
         // Without shutdown, at least stop pulling; nothing new is consumed.
         if !self.inner.closed.swap(true, Ordering::AcqRel) {
-            self.inner.tasks.lock().expect("tasks poisoned").clear();
+            self.inner
+                .tasks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
             self.inner.requests.0.close();
-            for pq in self.inner.queues.lock().expect("queues poisoned").values() {
+            for pq in self
+                .inner
+                .queues
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .values()
+            {
                 pq.dropped.store(true, Ordering::Release);
                 pq.stop_pulling();
             }
@@ -587,12 +615,21 @@ impl Inner {
     /// without committing its old offset, the new one is committed, and the
     /// rebalance that follows starts the queue again from it.
     async fn apply_resets(self: &Arc<Self>) {
-        let resets = std::mem::take(&mut *self.pending_resets.lock().expect("resets poisoned"));
+        let resets = std::mem::take(
+            &mut *self
+                .pending_resets
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
         for (mq, offset) in resets {
             if !self.subscriptions.contains_key(&mq.topic) {
                 continue;
             }
-            let pq = self.queues.lock().expect("queues poisoned").remove(&mq);
+            let pq = self
+                .queues
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&mq);
             if let Some(pq) = pq {
                 pq.dropped.store(true, Ordering::Release);
                 pq.stop_pulling();
@@ -649,7 +686,7 @@ impl Inner {
             let unlocked = self
                 .queues
                 .lock()
-                .expect("queues poisoned")
+                .unwrap_or_else(PoisonError::into_inner)
                 .values()
                 .any(|pq| !pq.lock_is_fresh());
             if unlocked {
@@ -657,7 +694,7 @@ impl Inner {
                 balanced &= self
                     .queues
                     .lock()
-                    .expect("queues poisoned")
+                    .unwrap_or_else(PoisonError::into_inner)
                     .values()
                     .all(|pq| pq.lock_is_fresh());
             }
@@ -669,7 +706,7 @@ impl Inner {
     /// be started (retried by the next rebalance).
     async fn apply(self: &Arc<Self>, topic: &str, new: BTreeSet<MessageQueue>) -> bool {
         let (removed, added): (Vec<(MessageQueue, Arc<ProcessQueue>)>, Vec<MessageQueue>) = {
-            let mut queues = self.queues.lock().expect("queues poisoned");
+            let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
             let gone: Vec<MessageQueue> = queues
                 .keys()
                 .filter(|q| q.topic == topic && !new.contains(*q))
@@ -726,15 +763,17 @@ impl Inner {
             };
             log::info!("{}: now consuming {mq:?} from {offset}", self.config.group);
             let pq = Arc::new(ProcessQueue::new(offset, locked.contains(&mq)));
-            let mut queues = self.queues.lock().expect("queues poisoned");
+            let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
             if self.is_closed() || queues.contains_key(&mq) {
                 continue;
             }
             let weak = Arc::downgrade(self);
-            *pq.pull_task.lock().expect("task poisoned") =
+            *pq.pull_task.lock().unwrap_or_else(PoisonError::into_inner) =
                 Some(smol::spawn(pull_loop(weak.clone(), mq.clone(), pq.clone())));
             if self.config.orderly {
-                *pq.consume_task.lock().expect("task poisoned") =
+                *pq.consume_task
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) =
                     Some(smol::spawn(orderly_loop(weak, mq.clone(), pq.clone())));
             }
             queues.insert(mq, pq);
@@ -773,7 +812,7 @@ impl Inner {
     fn assigned_queues(&self) -> Vec<(MessageQueue, Arc<ProcessQueue>)> {
         self.queues
             .lock()
-            .expect("queues poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
@@ -1242,7 +1281,7 @@ async fn persist_loop(weak: Weak<Inner>) {
         let mqs: Vec<MessageQueue> = inner
             .queues
             .lock()
-            .expect("queues poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .keys()
             .cloned()
             .collect();
