@@ -21,7 +21,7 @@ use mq_protocol::headers::{
 };
 
 use super::connection::{RemotingClient, RemotingError, RequestHandler};
-use super::error::{ClientError, Result};
+use super::error::{Cause, ClientError, Result};
 
 /// Settings shared by every producer and consumer of one instance.
 #[derive(Debug, Clone)]
@@ -118,7 +118,10 @@ impl ClientInstance {
     /// [`shutdown`](Self::shutdown).
     pub fn start(config: ClientConfig) -> Result<Arc<Self>> {
         if config.namesrv_addrs.is_empty() {
-            return Err(ClientError::NoNameServer("no address configured".into()));
+            return Err(ClientError::NoNameServer {
+                tried: "no address configured".into(),
+                last: None,
+            });
         }
         let instance = Arc::new(ClientInstance {
             client_id: config.client_id(),
@@ -305,10 +308,10 @@ impl ClientInstance {
                 }
             }
         }
-        Err(last_error.map_or_else(
-            || ClientError::NoNameServer(addrs.join(";")),
-            |e| ClientError::NoNameServer(format!("{}: {e}", addrs.join(";"))),
-        ))
+        Err(ClientError::NoNameServer {
+            tried: addrs.join(";"),
+            last: last_error.map(Cause::from),
+        })
     }
 
     /// Asks a NameServer for a topic's route (not cached).
@@ -326,10 +329,7 @@ impl ClientInstance {
                 TopicRouteData::decode(&resp.body).map_err(|e| ClientError::decode("route data", e))
             }
             response::TOPIC_NOT_EXIST => Err(ClientError::NoRoute(topic.to_owned())),
-            code => Err(ClientError::Broker {
-                code,
-                remark: resp.remark.unwrap_or_default(),
-            }),
+            _ => Err(ClientError::refused(resp)),
         }
     }
 
@@ -551,7 +551,7 @@ mod tests {
     fn no_namesrv_is_a_clear_error() {
         assert!(matches!(
             ClientInstance::start(ClientConfig::new(" ; ")),
-            Err(ClientError::NoNameServer(_))
+            Err(ClientError::NoNameServer { .. })
         ));
     }
 }

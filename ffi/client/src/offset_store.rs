@@ -189,10 +189,7 @@ impl RemoteOffsetStore {
                 Ok((h.offset >= 0).then_some(h.offset))
             }
             response::QUERY_NOT_FOUND => Ok(None),
-            code => Err(ClientError::Broker {
-                code,
-                remark: resp.remark.unwrap_or_default(),
-            }),
+            _ => Err(ClientError::refused(resp)),
         }
     }
 
@@ -217,10 +214,7 @@ impl RemoteOffsetStore {
             .await?;
         match resp.code {
             response::SUCCESS => Ok(()),
-            code => Err(ClientError::Broker {
-                code,
-                remark: resp.remark.unwrap_or_default(),
-            }),
+            _ => Err(ClientError::refused(resp)),
         }
     }
 }
@@ -241,7 +235,10 @@ impl LocalOffsetStore {
         let path = self.path.clone();
         smol::unblock(move || write_atomically(&path, &body))
             .await
-            .map_err(|e| ClientError::InvalidArgument(format!("writing offsets file: {e}")))
+            .map_err(|source| ClientError::Io {
+                what: format!("writing offsets file {}", self.path.display()),
+                source,
+            })
     }
 }
 
@@ -250,11 +247,11 @@ fn load_offsets(path: &Path) -> Result<HashMap<MessageQueue, i64>> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(e) => {
-            return Err(ClientError::InvalidArgument(format!(
-                "reading offsets file {}: {e}",
-                path.display()
-            )))
+        Err(source) => {
+            return Err(ClientError::Io {
+                what: format!("reading offsets file {}", path.display()),
+                source,
+            })
         }
     };
     let body =

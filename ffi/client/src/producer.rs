@@ -518,7 +518,7 @@ impl Producer {
                 Err(e) => return Err(e),
             }
         }
-        Err(last_error.unwrap_or(ClientError::Closed))
+        Err(last_error.expect("every attempt failed, and there was one at least"))
     }
 
     async fn send_batch_to(
@@ -549,7 +549,7 @@ impl Producer {
                 },
                 &mut body,
             )
-            .map_err(|e| ClientError::InvalidArgument(e.to_string()))?;
+            .map_err(ClientError::InvalidMessage)?;
         }
         let header = SendMessageRequestHeader {
             producer_group: self.inner.config.group.clone(),
@@ -619,12 +619,7 @@ fn send_result(resp: RemotingCommand, mq: &MessageQueue, uniq: String) -> Result
         response::FLUSH_DISK_TIMEOUT => SendStatus::FlushDiskTimeout,
         response::FLUSH_SLAVE_TIMEOUT => SendStatus::FlushSlaveTimeout,
         response::SLAVE_NOT_AVAILABLE => SendStatus::SlaveNotAvailable,
-        code => {
-            return Err(ClientError::Broker {
-                code,
-                remark: resp.remark.unwrap_or_default(),
-            })
-        }
+        _ => return Err(ClientError::refused(resp)),
     };
     let header = SendMessageResponseHeader::decode(&resp.ext_fields)
         .map_err(|e| ClientError::decode("send response", e))?;

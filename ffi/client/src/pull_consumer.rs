@@ -185,10 +185,7 @@ pub(crate) async fn pull_message(
             | response::PULL_RETRY_IMMEDIATELY
             | response::PULL_OFFSET_MOVED
     ) {
-        return Err(ClientError::Broker {
-            code: status_code,
-            remark: resp.remark.unwrap_or_default(),
-        });
+        return Err(ClientError::refused(resp));
     }
     let header = PullMessageResponseHeader::decode(&resp.ext_fields)
         .map_err(|e| ClientError::decode("pull response", e))?;
@@ -470,7 +467,7 @@ impl PullConsumer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if *current != Mode::None && *current != mode {
-            return Err(ClientError::InvalidArgument(
+            return Err(ClientError::State(
                 "subscribe and assign cannot be mixed on one consumer".into(),
             ));
         }
@@ -561,7 +558,7 @@ impl PullConsumer {
     pub async fn seek(&self, mq: &MessageQueue, offset: i64) -> Result<()> {
         self.check_open()?;
         if !self.inner.is_assigned(mq) {
-            return Err(ClientError::InvalidArgument(format!(
+            return Err(ClientError::State(format!(
                 "{mq:?} is not assigned to this consumer"
             )));
         }
@@ -578,7 +575,7 @@ impl PullConsumer {
         if self.inner.reposition(mq, offset) {
             Ok(())
         } else {
-            Err(ClientError::InvalidArgument(format!(
+            Err(ClientError::State(format!(
                 "{mq:?} is not assigned to this consumer"
             )))
         }

@@ -899,10 +899,7 @@ impl Inner {
         if resp.code == response::SUCCESS {
             Ok(())
         } else {
-            Err(ClientError::Broker {
-                code: resp.code,
-                remark: resp.remark.unwrap_or_default(),
-            })
+            Err(ClientError::refused(resp))
         }
     }
 
@@ -961,10 +958,7 @@ impl Inner {
             | response::FLUSH_DISK_TIMEOUT
             | response::FLUSH_SLAVE_TIMEOUT
             | response::SLAVE_NOT_AVAILABLE => Ok(()),
-            code => Err(ClientError::Broker {
-                code,
-                remark: resp.remark.unwrap_or_default(),
-            }),
+            _ => Err(ClientError::refused(resp)),
         }
     }
 }

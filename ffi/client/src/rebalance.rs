@@ -112,13 +112,6 @@ fn new_request(code: i32) -> RemotingCommand {
     cmd
 }
 
-fn broker_error(resp: RemotingCommand) -> ClientError {
-    ClientError::Broker {
-        code: resp.code,
-        remark: resp.remark.unwrap_or_default(),
-    }
-}
-
 async fn offset_request(
     instance: &Arc<ClientInstance>,
     mq: &MessageQueue,
@@ -130,7 +123,7 @@ async fn offset_request(
         .invoke(&addr, cmd, instance.config().request_timeout)
         .await?;
     if resp.code != response::SUCCESS {
-        return Err(broker_error(resp));
+        return Err(ClientError::refused(resp));
     }
     OffsetResponseHeader::decode(&resp.ext_fields)
         .map(|h| h.offset)
@@ -208,7 +201,7 @@ pub(crate) async fn consumer_ids(
         .invoke(&addr, cmd, instance.config().request_timeout)
         .await?;
     if resp.code != response::SUCCESS {
-        return Err(broker_error(resp));
+        return Err(ClientError::refused(resp));
     }
     let mut ids = GetConsumerListByGroupResponseBody::decode(&resp.body)
         .map_err(|e| ClientError::decode("consumer list", e))?

@@ -174,8 +174,13 @@ impl TransactionProducer {
         let addr = instance
             .master_addr(&result.queue.broker_name)
             .ok_or_else(|| ClientError::NoBrokerAddress(result.queue.broker_name.clone()))?;
-        let (_, commit_log_offset) = decode_offset_msg_id(&result.offset_msg_id)
-            .ok_or_else(|| ClientError::decode("offset message id", &result.offset_msg_id))?;
+        let (_, commit_log_offset) =
+            decode_offset_msg_id(&result.offset_msg_id).ok_or_else(|| {
+                ClientError::decode(
+                    "offset message id",
+                    format!("{:?} is not one", result.offset_msg_id),
+                )
+            })?;
         let header = EndTransactionRequestHeader {
             producer_group: self.producer.config().group.clone(),
             tran_state_table_offset: result.queue_offset,
