@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use mq_protocol::body::{ConsumerData, HeartbeatData, ProducerData, TopicRouteData};
+use mq_protocol::body::{ConsumerData, HeartbeatData, MessageQueue, ProducerData, TopicRouteData};
 use mq_protocol::codes::{request, response};
 use mq_protocol::frame::{LanguageCode, RemotingCommand};
 use mq_protocol::headers::{
@@ -369,6 +369,31 @@ impl ClientInstance {
             .flat_map(|r| r.broker_datas.iter())
             .find(|b| b.broker_name == broker_name)
             .and_then(|b| b.broker_addrs.get(&id).cloned())
+    }
+
+    /// The address of broker `id` of the broker holding `mq` (its master when
+    /// `id` is not known), refreshing the topic's route once when no cached
+    /// route names the broker.
+    pub(crate) async fn queue_broker_addr(
+        self: &Arc<Self>,
+        mq: &MessageQueue,
+        id: i64,
+    ) -> Result<String> {
+        if let Some(addr) = self
+            .broker_addr(&mq.broker_name, id)
+            .or_else(|| self.master_addr(&mq.broker_name))
+        {
+            return Ok(addr);
+        }
+        self.update_route(&mq.topic).await?;
+        self.master_addr(&mq.broker_name)
+            .ok_or_else(|| ClientError::NoBrokerAddress(mq.broker_name.clone()))
+    }
+
+    /// The master's address of the broker holding `mq`, as
+    /// [`queue_broker_addr`](Self::queue_broker_addr) finds it.
+    pub(crate) async fn queue_master_addr(self: &Arc<Self>, mq: &MessageQueue) -> Result<String> {
+        self.queue_broker_addr(mq, 0).await
     }
 
     /// Every broker address (masters and slaves) of every cached route.

@@ -8,24 +8,19 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use mq_protocol::body::{MessageQueue, ProducerData, TopicRouteData};
+use mq_protocol::body::{MessageQueue, ProducerData};
 use mq_protocol::codes::{request, response};
 use mq_protocol::frame::{LanguageCode, RemotingCommand};
 use mq_protocol::headers::{CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader};
 use mq_protocol::message::{encode_batch_item, sys_flag, BatchItem};
 use mq_protocol::properties::{self, java_string_hash, keys};
 use mq_protocol::time::now_ms;
+use mq_protocol::topics::AUTO_CREATE_TOPIC_KEY;
 
 use super::error::{ClientError, Result};
 use super::instance::{ClientInstance, Member};
 use super::message::{compress, unique_id, Message};
-
-/// The template topic brokers auto-create from.
-pub const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
-/// Perm bit: writable.
-const PERM_WRITE: i32 = 2;
-/// Perm bit: readable.
-const PERM_READ: i32 = 4;
+use super::route::publish_queues;
 
 /// Producer settings (RocketMQ's DefaultMQProducer fields).
 #[derive(Debug, Clone)]
@@ -162,28 +157,6 @@ impl Member for Inner {
 #[derive(Clone)]
 pub struct Producer {
     inner: Arc<Inner>,
-}
-
-/// The queues a topic can be written to, in route order.
-fn publish_queues(topic: &str, route: &TopicRouteData, cap: Option<i32>) -> Vec<MessageQueue> {
-    let mut datas = route.queue_datas.clone();
-    datas.sort_by(|a, b| a.broker_name.cmp(&b.broker_name));
-    let mut out = Vec::new();
-    for qd in datas {
-        if qd.perm & PERM_WRITE == 0 {
-            continue;
-        }
-        let has_master = route
-            .broker_datas
-            .iter()
-            .any(|b| b.broker_name == qd.broker_name && b.broker_addrs.contains_key(&0));
-        if !has_master {
-            continue;
-        }
-        let n = cap.map_or(qd.write_queue_nums, |c| qd.write_queue_nums.min(c));
-        out.extend((0..n).map(|q| MessageQueue::new(topic, qd.broker_name.clone(), q)));
-    }
-    out
 }
 
 impl Producer {
@@ -631,20 +604,6 @@ fn send_result(resp: RemotingCommand, mq: &MessageQueue, uniq: String) -> Result
         queue_offset: header.queue_offset,
         transaction_id: header.transaction_id,
     })
-}
-
-/// Readable queues of a route (for consumers), sorted as Java sorts them.
-pub fn subscribe_queues(topic: &str, route: &TopicRouteData) -> Vec<MessageQueue> {
-    let mut out: Vec<MessageQueue> = route
-        .queue_datas
-        .iter()
-        .filter(|qd| qd.perm & PERM_READ != 0)
-        .flat_map(|qd| {
-            (0..qd.read_queue_nums).map(|q| MessageQueue::new(topic, qd.broker_name.clone(), q))
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 #[cfg(test)]

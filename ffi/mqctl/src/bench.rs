@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
-use mq::pull_consumer::{PullConsumer, PullConsumerConfig};
 use mq::{
     ClientConfig, ClientError, ClientInstance, Message, MessageExt, Producer, ProducerConfig,
 };
+use mq::{PullConsumer, PullConsumerConfig};
 
 use crate::admin::Ctx;
 use crate::consume::{generated_group, StartAt};
@@ -107,10 +107,7 @@ pub struct BenchConsumeCmd {
     #[argh(option, default = "1")]
     threads: usize,
     /// where a group without offsets starts: first, last (default) or a store time in ms
-    #[argh(
-        option,
-        default = "StartAt(mq::pull_consumer::ConsumeFrom::LastOffset)"
-    )]
+    #[argh(option, default = "StartAt(mq::ConsumeFrom::LastOffset)")]
     from: StartAt,
     /// stop after SECONDS
     #[argh(option)]

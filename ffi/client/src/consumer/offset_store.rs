@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use mq_protocol::body::{MessageQueue, ResetOffsetBody};
+use mq_protocol::body::{MessageModel, MessageQueue, ResetOffsetBody};
 use mq_protocol::codes::{request, response};
 use mq_protocol::frame::{LanguageCode, RemotingCommand};
 use mq_protocol::headers::{
@@ -22,9 +22,8 @@ use mq_protocol::headers::{
     UpdateConsumerOffsetRequestHeader,
 };
 
-use super::error::{ClientError, Result};
-use super::instance::ClientInstance;
-use super::rebalance::master_addr_of;
+use crate::error::{ClientError, Result};
+use crate::instance::ClientInstance;
 
 /// The directory of broadcasting offsets when none is configured
 /// (`rocketmq.client.localOffsetStoreDir`): `$HOME/.rocketmq_offsets`.
@@ -59,8 +58,25 @@ pub(crate) struct LocalOffsetStore {
 }
 
 impl OffsetStore {
+    /// The store a consumer of `group` uses: the brokers' in clustering mode,
+    /// a local file (under `dir`, else [`default_offset_dir`]) in broadcasting.
+    pub(crate) fn for_group(
+        instance: &Arc<ClientInstance>,
+        group: &str,
+        model: MessageModel,
+        dir: Option<&PathBuf>,
+    ) -> Result<Self> {
+        Ok(match model {
+            MessageModel::Clustering => OffsetStore::remote(instance.clone(), group),
+            MessageModel::Broadcasting => {
+                let dir = dir.cloned().unwrap_or_else(default_offset_dir);
+                OffsetStore::local(&dir, instance.client_id(), group)?
+            }
+        })
+    }
+
     /// A broker-backed store for `group`.
-    pub(crate) fn remote(instance: Arc<ClientInstance>, group: &str) -> Self {
+    fn remote(instance: Arc<ClientInstance>, group: &str) -> Self {
         OffsetStore::Remote(RemoteOffsetStore {
             instance,
             group: group.to_owned(),
@@ -69,7 +85,7 @@ impl OffsetStore {
     }
 
     /// A file-backed store: `<dir>/<client_id>/<group>/offsets.json`, loaded now.
-    pub(crate) fn local(dir: &Path, client_id: &str, group: &str) -> Result<Self> {
+    fn local(dir: &Path, client_id: &str, group: &str) -> Result<Self> {
         let path = dir.join(client_id).join(group).join("offsets.json");
         let table = load_offsets(&path)?;
         Ok(OffsetStore::Local(LocalOffsetStore {
@@ -168,7 +184,7 @@ impl OffsetStore {
 
 impl RemoteOffsetStore {
     async fn query(&self, mq: &MessageQueue) -> Result<Option<i64>> {
-        let addr = master_addr_of(&self.instance, mq).await?;
+        let addr = self.instance.queue_master_addr(mq).await?;
         let mut cmd = RemotingCommand::request(request::QUERY_CONSUMER_OFFSET);
         cmd.language = LanguageCode::Rust;
         QueryConsumerOffsetRequestHeader {
@@ -194,7 +210,7 @@ impl RemoteOffsetStore {
     }
 
     async fn commit(&self, mq: &MessageQueue, offset: i64, wait: bool) -> Result<()> {
-        let addr = master_addr_of(&self.instance, mq).await?;
+        let addr = self.instance.queue_master_addr(mq).await?;
         let mut cmd = RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET);
         cmd.language = LanguageCode::Rust;
         UpdateConsumerOffsetRequestHeader {
