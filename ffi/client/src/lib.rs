@@ -9,8 +9,18 @@
 //! - [`consumer`]: the lite pull and the push consumer, with their rebalance,
 //!   offsets and pull kernel.
 //! - [`error`]: the client's error type and the stable kinds of errors.
+//! - `runtime`: the executor and threads an instance owns, and stopping them.
 //! - `route`: which queues of a route producers write and consumers read.
 //! - `timeout`: waiting with a limit.
+//!
+//! Threads: every task of the library runs on the executor of a
+//! [`ClientInstance`] and on the threads it starts (`mq-client-<n>-<i>`);
+//! there is no global executor. An instance stops its threads when it is
+//! shut down or when its last handle (its own, a producer's or a consumer's)
+//! is dropped, also from a callback on one of those threads. The `*_blocking`
+//! wrappers run a call on the caller's thread (`async_io::block_on`). Not the
+//! library's own: `async-io`'s reactor thread (one per process) and the
+//! `blocking` pool (listener calls, file writes), whose threads exit when idle.
 //!
 //! Locks: every `std::sync` lock is taken with
 //! `.unwrap_or_else(PoisonError::into_inner)`, as in the daemon. A lock is
@@ -29,6 +39,7 @@ pub mod instance;
 pub mod message;
 pub mod producer;
 mod route;
+mod runtime;
 mod timeout;
 pub mod transaction;
 

@@ -427,15 +427,19 @@ impl Producer {
         self.inner.instance.invoke_oneway(&addr, cmd).await
     }
 
-    /// Sends a message in the background; `callback` gets the outcome.
+    /// Sends a message in the background; `callback` gets the outcome, once,
+    /// on a thread of the client instance: [`ClientError::Closed`] when the
+    /// instance shuts down before the send ends.
     pub fn send_async(
         &self,
         msg: Message,
         callback: impl FnOnce(Result<SendResult>) + Send + 'static,
     ) {
         let producer = self.clone();
-        // Detached: the callback is how the caller hears of the outcome.
-        smol::spawn(async move {
+        let report = Report(Some(callback));
+        // Detached: the callback is how the caller hears of the outcome. If
+        // the instance stops first, the task is dropped and `report` says so.
+        self.inner.instance.spawn_detached(async move {
             let outcome = match producer.check(&msg) {
                 Err(e) => Err(e),
                 Ok(()) => match producer.queues_for(&msg.topic).await {
@@ -446,9 +450,11 @@ impl Producer {
                     Err(e) => Err(e),
                 },
             };
-            callback(outcome);
-        })
-        .detach();
+            // Not held while the application's code runs: if this was the
+            // last handle, the instance stops here rather than in the callback.
+            drop(producer);
+            report.send(outcome);
+        });
     }
 
     /// Sends messages of one topic as one batch (one request, consecutive offsets).
@@ -554,7 +560,7 @@ impl Producer {
 
     /// [`send`](Self::send) for callers without an executor.
     pub fn send_blocking(&self, msg: &Message) -> Result<SendResult> {
-        smol::block_on(self.send(msg))
+        async_io::block_on(self.send(msg))
     }
 
     /// Stops the producer and tells the brokers its group left.
@@ -566,6 +572,27 @@ impl Producer {
             .instance
             .unregister_group(Some(&self.inner.config.group), None)
             .await;
+    }
+}
+
+/// Calls a `send_async` callback exactly once: with the outcome, or with
+/// [`ClientError::Closed`] when the send is dropped unfinished (its instance
+/// stopped, and dropped the tasks left on its executor).
+struct Report<F: FnOnce(Result<SendResult>)>(Option<F>);
+
+impl<F: FnOnce(Result<SendResult>)> Report<F> {
+    fn send(mut self, outcome: Result<SendResult>) {
+        if let Some(callback) = self.0.take() {
+            callback(outcome);
+        }
+    }
+}
+
+impl<F: FnOnce(Result<SendResult>)> Drop for Report<F> {
+    fn drop(&mut self) {
+        if let Some(callback) = self.0.take() {
+            callback(Err(ClientError::Closed));
+        }
     }
 }
 

@@ -4,12 +4,12 @@
 use std::future::Future;
 use std::time::Duration;
 
-use smol::channel::Receiver;
+use async_channel::Receiver;
 
 /// `f`'s output, or `None` when `limit` passes first (`f` is then dropped).
 pub(crate) async fn within<T>(limit: Duration, f: impl Future<Output = T>) -> Option<T> {
-    smol::future::or(async { Some(f.await) }, async {
-        smol::Timer::after(limit).await;
+    futures_lite::future::or(async { Some(f.await) }, async {
+        async_io::Timer::after(limit).await;
         None
     })
     .await

@@ -73,15 +73,20 @@ impl Member for Checker {
         if msg.properties.get("PGROUP") != Some(&self.group) {
             return None;
         }
-        let instance = self.instance.upgrade()?;
+        let instance = self.instance.clone();
         let listener = self.listener.clone();
         let group = self.group.clone();
         let broker = broker.to_owned();
         let header = request.clone();
-        // The check is the application's code and may block: off the read loop.
-        smol::spawn(async move {
+        // The check is the application's code and may block: off the read
+        // loop, and holding the instance only weakly while it runs, so that a
+        // check that never returns cannot keep the instance alive.
+        self.instance.upgrade()?.spawn_detached(async move {
             let check_msg = msg.clone();
-            let state = smol::unblock(move || listener.check_local(&check_msg)).await;
+            let state = blocking::unblock(move || listener.check_local(&check_msg)).await;
+            let Some(instance) = instance.upgrade() else {
+                return;
+            };
             let parse = |k: &str| {
                 header
                     .get(k)
@@ -103,8 +108,7 @@ impl Member for Checker {
             if let Err(e) = instance.invoke_oneway(&broker, cmd).await {
                 log::warn!("answering a transaction check from {broker}: {e}");
             }
-        })
-        .detach();
+        });
         // CHECK_TRANSACTION_STATE is one-way: nothing to answer here.
         None
     }
@@ -161,7 +165,7 @@ impl TransactionProducer {
         let state = if result.status == SendStatus::SendOk {
             let listener = self.listener.clone();
             let (m, r) = (half.clone(), result.clone());
-            smol::unblock(move || listener.execute_local(&m, &r)).await
+            blocking::unblock(move || listener.execute_local(&m, &r)).await
         } else {
             TransactionState::Rollback
         };

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use smol::channel::{bounded, Receiver, Sender};
+use async_channel::{bounded, Receiver, Sender};
 
 use mq_protocol::body::{ConsumeType, ConsumerData, MessageModel, MessageQueue, SubscriptionData};
 use mq_protocol::frame::RemotingCommand;
@@ -97,7 +97,7 @@ struct QueueState {
     /// Broker id the broker suggested for the next pull.
     broker_id: i64,
     /// The queue's pull loop; dropping it cancels the loop.
-    task: Option<smol::Task<()>>,
+    task: Option<async_executor::Task<()>>,
 }
 
 struct State {
@@ -125,7 +125,7 @@ struct Inner {
     next_auto_commit: Mutex<Instant>,
     closed: AtomicBool,
     /// Rebalance and persist loops; dropped (cancelled) at shutdown.
-    tasks: Mutex<Vec<smol::Task<()>>>,
+    tasks: Mutex<Vec<async_executor::Task<()>>>,
 }
 
 impl Member for Inner {
@@ -225,13 +225,13 @@ impl PullConsumer {
         let member: Arc<dyn Member> = inner.clone();
         instance.register(Arc::downgrade(&member));
         let weak = Arc::downgrade(&inner);
-        let persist = smol::spawn(persist_loop(weak.clone()));
-        let rebalance = smol::spawn(rebalance_loop(weak));
+        let persist = instance.spawn(persist_loop(weak.clone()));
+        let rebalance = instance.spawn(rebalance_loop(weak));
         inner
             .tasks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .extend([persist, rebalance]);
+            .extend(persist.into_iter().chain(rebalance));
         Ok(PullConsumer { inner })
     }
 
@@ -338,7 +338,7 @@ impl PullConsumer {
 
     /// [`poll`](Self::poll) for callers without an executor.
     pub fn poll_blocking(&self, timeout: Duration) -> Result<Vec<MessageExt>> {
-        smol::block_on(self.poll(timeout))
+        async_io::block_on(self.poll(timeout))
     }
 
     /// Moves `mq`'s position to `offset` (between the queue's min and max
@@ -404,7 +404,7 @@ impl PullConsumer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
-        let tasks: Vec<smol::Task<()>> = inner
+        let tasks: Vec<async_executor::Task<()>> = inner
             .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -578,7 +578,9 @@ impl Inner {
                     continue;
                 }
                 log::info!("{}: now reading {mq:?}", self.config.group);
-                let task = smol::spawn(lite_pull_loop(Arc::downgrade(self), mq.clone()));
+                let task = self
+                    .instance
+                    .spawn(lite_pull_loop(Arc::downgrade(self), mq.clone()));
                 state.queues.insert(
                     mq,
                     QueueState {
@@ -588,7 +590,7 @@ impl Inner {
                         buffered_bytes: 0,
                         consumed: -1,
                         broker_id: 0,
-                        task: Some(task),
+                        task,
                     },
                 );
             }
@@ -621,7 +623,7 @@ impl Inner {
         q.buffer.clear();
         q.buffered_bytes = 0;
         // Replacing the task cancels a long poll parked at the old offset.
-        q.task = Some(smol::spawn(lite_pull_loop(weak, mq.clone())));
+        q.task = self.instance.spawn(lite_pull_loop(weak, mq.clone()));
         true
     }
 
@@ -713,7 +715,7 @@ async fn persist_loop(weak: Weak<Inner>) {
         return;
     };
     loop {
-        smol::Timer::after(every).await;
+        async_io::Timer::after(every).await;
         let Some(inner) = weak.upgrade() else { return };
         if inner.closed.load(Ordering::Acquire) {
             return;
@@ -744,7 +746,7 @@ async fn lite_pull_loop(weak: Weak<Inner>, mq: MessageQueue) {
         let (generation, mut offset, broker_id, full) = snapshot;
         if full {
             drop(inner);
-            smol::Timer::after(PULL_DELAY_WHEN_FULL).await;
+            async_io::Timer::after(PULL_DELAY_WHEN_FULL).await;
             continue;
         }
         if offset < 0 {
@@ -768,7 +770,7 @@ async fn lite_pull_loop(weak: Weak<Inner>, mq: MessageQueue) {
                 Err(e) => {
                     log::debug!("start offset of {mq:?}: {e}");
                     drop(inner);
-                    smol::Timer::after(PULL_DELAY_ON_ERROR).await;
+                    async_io::Timer::after(PULL_DELAY_ON_ERROR).await;
                     continue;
                 }
             }
@@ -804,7 +806,7 @@ async fn lite_pull_loop(weak: Weak<Inner>, mq: MessageQueue) {
                 log::debug!("pull of {mq:?} at {offset}: {e}");
                 let delay = pull_retry_delay(&e);
                 drop(inner);
-                smol::Timer::after(delay).await;
+                async_io::Timer::after(delay).await;
                 continue;
             }
         };

@@ -54,7 +54,7 @@ pub(crate) struct LocalOffsetStore {
     path: PathBuf,
     table: Mutex<HashMap<MessageQueue, i64>>,
     /// Serializes file writes (the periodic task and shutdown may overlap).
-    write_lock: smol::lock::Mutex<()>,
+    write_lock: async_lock::Mutex<()>,
 }
 
 impl OffsetStore {
@@ -91,7 +91,7 @@ impl OffsetStore {
         Ok(OffsetStore::Local(LocalOffsetStore {
             path,
             table: Mutex::new(table),
-            write_lock: smol::lock::Mutex::new(()),
+            write_lock: async_lock::Mutex::new(()),
         }))
     }
 
@@ -134,7 +134,7 @@ impl OffsetStore {
             }
             OffsetStore::Local(l) => {
                 let path = l.path.clone();
-                let table = smol::unblock(move || load_offsets(&path)).await?;
+                let table = blocking::unblock(move || load_offsets(&path)).await?;
                 Ok(table.get(mq).copied())
             }
         }
@@ -249,7 +249,7 @@ impl LocalOffsetStore {
         }
         .encode();
         let path = self.path.clone();
-        smol::unblock(move || write_atomically(&path, &body))
+        blocking::unblock(move || write_atomically(&path, &body))
             .await
             .map_err(|source| ClientError::Io {
                 what: format!("writing offsets file {}", self.path.display()),
@@ -310,10 +310,10 @@ mod tests {
         store.update(&q0, 3, true);
         store.update(&q1, 7, false);
         assert_eq!(store.read_memory(&q0), Some(5));
-        smol::block_on(store.persist_all(None, true)).unwrap();
+        async_io::block_on(store.persist_all(None, true)).unwrap();
         let again = OffsetStore::local(&dir, "127.0.0.1@x", "G").unwrap();
         assert_eq!(again.read_memory(&q0), Some(5));
-        assert_eq!(smol::block_on(again.read_store(&q1)).unwrap(), Some(7));
+        assert_eq!(async_io::block_on(again.read_store(&q1)).unwrap(), Some(7));
         assert!(dir.join("127.0.0.1@x/G/offsets.json").exists());
         let text = std::fs::read_to_string(dir.join("127.0.0.1@x/G/offsets.json")).unwrap();
         assert!(text.starts_with("{\"offsetTable\":{{"), "{text}");

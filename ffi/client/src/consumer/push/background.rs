@@ -53,7 +53,7 @@ pub(super) async fn persist_loop(weak: Weak<Inner>) {
         return;
     };
     loop {
-        smol::Timer::after(every).await;
+        async_io::Timer::after(every).await;
         let Some(inner) = weak.upgrade() else { return };
         if inner.is_closed() {
             return;
@@ -74,7 +74,7 @@ pub(super) async fn persist_loop(weak: Weak<Inner>) {
 /// Orderly, clustering: renews the queue locks every 20 s.
 pub(super) async fn lock_loop(weak: Weak<Inner>) {
     loop {
-        smol::Timer::after(LOCK_INTERVAL).await;
+        async_io::Timer::after(LOCK_INTERVAL).await;
         let Some(inner) = weak.upgrade() else { return };
         if inner.is_closed() {
             return;

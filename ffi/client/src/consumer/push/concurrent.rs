@@ -34,8 +34,8 @@ pub(super) async fn consume_worker(weak: Weak<Inner>, requests: Receiver<Consume
         let again = inner.requests.0.clone();
         // Detached: it ends after the delay; a closed channel drops the batch
         // (nothing is consumed after shutdown).
-        smol::spawn(async move {
-            smol::Timer::after(LOCAL_RETRY_DELAY).await;
+        inner.instance.spawn_detached(async move {
+            async_io::Timer::after(LOCAL_RETRY_DELAY).await;
             let _ = again
                 .send(ConsumeRequest {
                     mq,
@@ -43,8 +43,7 @@ pub(super) async fn consume_worker(weak: Weak<Inner>, requests: Receiver<Consume
                     msgs: failed,
                 })
                 .await;
-        })
-        .detach();
+        });
     }
 }
 

@@ -25,7 +25,7 @@ pub type Listener = Arc<dyn Fn(&[MessageExt]) -> ConsumeStatus + Send + Sync>;
 /// Runs the listener on a blocking thread; a panic counts as `Later`.
 pub(super) async fn call(listener: &Listener, msgs: Vec<MessageExt>) -> ConsumeStatus {
     let listener = listener.clone();
-    smol::unblock(move || {
+    blocking::unblock(move || {
         std::panic::catch_unwind(AssertUnwindSafe(|| listener(&msgs))).unwrap_or_else(|_| {
             log::warn!("the message listener panicked; the messages will be retried");
             ConsumeStatus::Later

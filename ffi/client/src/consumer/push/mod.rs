@@ -143,23 +143,23 @@ impl PushConsumer {
         instance.register(Arc::downgrade(&member));
         let weak = Arc::downgrade(&inner);
         let mut tasks = vec![
-            smol::spawn(rebalance_loop(weak.clone())),
-            smol::spawn(persist_loop(weak.clone())),
+            instance.spawn(rebalance_loop(weak.clone())),
+            instance.spawn(persist_loop(weak.clone())),
         ];
         if inner.needs_locks() {
-            tasks.push(smol::spawn(lock_loop(weak.clone())));
+            tasks.push(instance.spawn(lock_loop(weak.clone())));
         }
         inner
             .tasks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .extend(tasks);
+            .extend(tasks.into_iter().flatten());
         if !inner.config.orderly {
             for _ in 0..inner.config.consume_threads {
                 // Detached: a worker ends when the request channel closes
                 // (shutdown, drop); cancelling one inside the listener would
                 // free its permit while the call still runs.
-                smol::spawn(consume_worker(weak.clone(), inner.requests.1.clone())).detach();
+                instance.spawn_detached(consume_worker(weak.clone(), inner.requests.1.clone()));
             }
         }
         Ok(PushConsumer { inner })
@@ -247,7 +247,7 @@ impl PushConsumer {
 
     /// [`shutdown`](Self::shutdown) for callers without an executor.
     pub fn shutdown_blocking(&self) {
-        smol::block_on(self.shutdown())
+        async_io::block_on(self.shutdown())
     }
 }
 

@@ -94,7 +94,7 @@ pub(super) async fn orderly_loop(weak: Weak<Inner>, mq: MessageQueue, pq: Arc<Pr
                 drop(permit);
                 drop(guard);
                 drop(inner);
-                smol::Timer::after(ORDERLY_SUSPEND).await;
+                async_io::Timer::after(ORDERLY_SUSPEND).await;
             }
         }
     }

@@ -35,7 +35,7 @@ pub(super) async fn pull_loop(weak: Weak<Inner>, mq: MessageQueue, pq: Arc<Proce
             || span_too_wide
         {
             drop(inner);
-            smol::Timer::after(PULL_DELAY_WHEN_FULL).await;
+            async_io::Timer::after(PULL_DELAY_WHEN_FULL).await;
             continue;
         }
         if inner.needs_locks() && !pq.lock_is_fresh() {
@@ -80,7 +80,7 @@ pub(super) async fn pull_loop(weak: Weak<Inner>, mq: MessageQueue, pq: Arc<Proce
                 log::debug!("pull of {mq:?} at {offset}: {e}");
                 let delay = pull_retry_delay(&e);
                 drop(inner);
-                smol::Timer::after(delay).await;
+                async_io::Timer::after(delay).await;
                 continue;
             }
         };

@@ -174,12 +174,14 @@ async fn apply(inner: &Arc<Inner>, topic: &str, new: BTreeSet<MessageQueue>) -> 
             continue;
         }
         let weak = Arc::downgrade(inner);
-        let pull = smol::spawn(pull_loop(weak.clone(), mq.clone(), pq.clone()));
+        let i = &inner.instance;
+        let pull = i.spawn(pull_loop(weak.clone(), mq.clone(), pq.clone()));
         let consume = inner
             .config
             .orderly
-            .then(|| smol::spawn(orderly_loop(weak, mq.clone(), pq.clone())));
-        pq.set_tasks(Some(pull), consume);
+            .then(|| i.spawn(orderly_loop(weak, mq.clone(), pq.clone())))
+            .flatten();
+        pq.set_tasks(pull, consume);
         queues.insert(mq, pq);
     }
     complete
