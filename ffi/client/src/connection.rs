@@ -16,7 +16,7 @@ use async_net::TcpStream;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use thiserror::Error;
 
-use mq_protocol::frame::{frame_length, RemotingCommand, DEFAULT_MAX_FRAME};
+use mq_protocol::frame::{frame_length, LanguageCode, RemotingCommand, DEFAULT_MAX_FRAME};
 
 use crate::runtime::Runtime;
 use crate::timeout::within;
@@ -50,6 +50,14 @@ pub enum RemotingError {
     /// The command could not be encoded.
     #[error("cannot encode request: {0}")]
     Encode(#[from] mq_protocol::frame::EncodeError),
+}
+
+/// A request as this client sends it: the code, and the language brokers
+/// list the client under (RUST).
+pub(crate) fn client_request(code: i32) -> RemotingCommand {
+    let mut cmd = RemotingCommand::request(code);
+    cmd.language = LanguageCode::Rust;
+    cmd
 }
 
 /// Answers requests the server sends on this connection.

@@ -22,13 +22,14 @@ use std::time::{Duration, Instant};
 
 use mq_protocol::body::{ConsumerData, HeartbeatData, MessageQueue, ProducerData, TopicRouteData};
 use mq_protocol::codes::{request, response};
-use mq_protocol::frame::{LanguageCode, RemotingCommand};
+use mq_protocol::frame::RemotingCommand;
 use mq_protocol::headers::{
     CommandHeader, GetRouteInfoRequestHeader, UnregisterClientRequestHeader,
 };
 
 use async_executor::Task;
 
+use super::connection::client_request;
 use super::connection::{RemotingClient, RemotingError, RequestHandler};
 use super::error::{Cause, ClientError, Result};
 use super::runtime::Runtime;
@@ -383,8 +384,7 @@ impl ClientInstance {
 
     /// Asks a NameServer for a topic's route (not cached).
     pub async fn fetch_route(self: &Arc<Self>, topic: &str) -> Result<TopicRouteData> {
-        let mut cmd = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC);
-        cmd.language = LanguageCode::Rust;
+        let mut cmd = client_request(request::GET_ROUTEINFO_BY_TOPIC);
         GetRouteInfoRequestHeader {
             topic: topic.to_owned(),
             accept_standard_json_only: Some(true),
@@ -522,8 +522,7 @@ impl ClientInstance {
             if id != 0 && !has_consumers {
                 continue;
             }
-            let mut cmd = RemotingCommand::request(request::HEART_BEAT);
-            cmd.language = LanguageCode::Rust;
+            let mut cmd = client_request(request::HEART_BEAT);
             cmd.body = body.clone();
             match self.invoke(&addr, cmd, self.config.request_timeout).await {
                 Ok(resp) if resp.code == response::SUCCESS => {}

@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 
 use mq_protocol::body::{MessageQueue, ProducerData};
 use mq_protocol::codes::{request, response};
-use mq_protocol::frame::{LanguageCode, RemotingCommand};
+use mq_protocol::frame::RemotingCommand;
 use mq_protocol::headers::{CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader};
 use mq_protocol::message::{encode_batch_item, sys_flag, BatchItem};
 use mq_protocol::properties::{self, java_string_hash, keys};
 use mq_protocol::time::now_ms;
 use mq_protocol::topics::AUTO_CREATE_TOPIC_KEY;
 
+use super::connection::client_request;
 use super::error::{ClientError, Result};
 use super::instance::{ClientInstance, Member};
 use super::message::{compress, unique_id, Message};
@@ -312,8 +313,7 @@ impl Producer {
             max_reconsume_times: None,
             broker_name: Some(mq.broker_name.clone()),
         };
-        let mut cmd = RemotingCommand::request(request::SEND_MESSAGE_V2);
-        cmd.language = LanguageCode::Rust;
+        let mut cmd = client_request(request::SEND_MESSAGE_V2);
         header.encode_v2(&mut cmd.ext_fields);
         cmd.body = body;
         if oneway {
@@ -546,8 +546,7 @@ impl Producer {
             max_reconsume_times: None,
             broker_name: Some(mq.broker_name.clone()),
         };
-        let mut cmd = RemotingCommand::request(request::SEND_BATCH_MESSAGE);
-        cmd.language = LanguageCode::Rust;
+        let mut cmd = client_request(request::SEND_BATCH_MESSAGE);
         header.encode_v2(&mut cmd.ext_fields);
         cmd.body = body;
         let started = Instant::now();

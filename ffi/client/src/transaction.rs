@@ -6,10 +6,11 @@
 use std::sync::{Arc, Weak};
 
 use mq_protocol::codes::request;
-use mq_protocol::frame::{LanguageCode, RemotingCommand};
+use mq_protocol::frame::RemotingCommand;
 use mq_protocol::headers::{CommandHeader, EndTransactionRequestHeader};
 use mq_protocol::message::{decode_offset_msg_id, sys_flag};
 
+use super::connection::client_request;
 use super::error::{ClientError, Result};
 use super::instance::{ClientInstance, Member};
 use super::message::{decode_messages, Message, MessageExt};
@@ -102,8 +103,7 @@ impl Member for Checker {
                 msg_id: header.get("msgId").unwrap_or(&msg.msg_id).to_owned(),
                 transaction_id: header.get("transactionId").map(str::to_owned),
             };
-            let mut cmd = RemotingCommand::request(request::END_TRANSACTION);
-            cmd.language = LanguageCode::Rust;
+            let mut cmd = client_request(request::END_TRANSACTION);
             end.encode(&mut cmd.ext_fields);
             if let Err(e) = instance.invoke_oneway(&broker, cmd).await {
                 log::warn!("answering a transaction check from {broker}: {e}");
@@ -197,8 +197,7 @@ impl TransactionProducer {
                 .clone()
                 .or_else(|| Some(result.msg_id.clone())),
         };
-        let mut cmd = RemotingCommand::request(request::END_TRANSACTION);
-        cmd.language = LanguageCode::Rust;
+        let mut cmd = client_request(request::END_TRANSACTION);
         header.encode(&mut cmd.ext_fields);
         // One-way, as the Java client sends it.
         instance.invoke_oneway(&addr, cmd).await

@@ -16,12 +16,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use mq_protocol::body::{MessageModel, MessageQueue, ResetOffsetBody};
 use mq_protocol::codes::{request, response};
-use mq_protocol::frame::{LanguageCode, RemotingCommand};
 use mq_protocol::headers::{
     CommandHeader, OffsetResponseHeader, QueryConsumerOffsetRequestHeader,
     UpdateConsumerOffsetRequestHeader,
 };
 
+use crate::connection::client_request;
 use crate::error::{ClientError, Result};
 use crate::instance::ClientInstance;
 
@@ -185,8 +185,7 @@ impl OffsetStore {
 impl RemoteOffsetStore {
     async fn query(&self, mq: &MessageQueue) -> Result<Option<i64>> {
         let addr = self.instance.queue_master_addr(mq).await?;
-        let mut cmd = RemotingCommand::request(request::QUERY_CONSUMER_OFFSET);
-        cmd.language = LanguageCode::Rust;
+        let mut cmd = client_request(request::QUERY_CONSUMER_OFFSET);
         QueryConsumerOffsetRequestHeader {
             consumer_group: self.group.clone(),
             topic: mq.topic.clone(),
@@ -211,8 +210,7 @@ impl RemoteOffsetStore {
 
     async fn commit(&self, mq: &MessageQueue, offset: i64, wait: bool) -> Result<()> {
         let addr = self.instance.queue_master_addr(mq).await?;
-        let mut cmd = RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET);
-        cmd.language = LanguageCode::Rust;
+        let mut cmd = client_request(request::UPDATE_CONSUMER_OFFSET);
         UpdateConsumerOffsetRequestHeader {
             consumer_group: self.group.clone(),
             topic: mq.topic.clone(),

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use mq_protocol::body::{MessageQueue, SubscriptionData, EXPRESSION_TYPE_TAG};
 use mq_protocol::codes::{request, response};
-use mq_protocol::frame::{LanguageCode, RemotingCommand};
 use mq_protocol::headers::{
     pull_sys_flag, CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader,
 };
 
+use crate::connection::client_request;
 use crate::error::{ClientError, Result};
 use crate::instance::ClientInstance;
 use crate::message::{decode_messages, MessageExt};
@@ -81,8 +81,7 @@ pub(crate) async fn pull_message(
         // Slaves never store offsets.
         sys_flag &= !pull_sys_flag::COMMIT_OFFSET;
     }
-    let mut cmd = RemotingCommand::request(request::PULL_MESSAGE);
-    cmd.language = LanguageCode::Rust;
+    let mut cmd = client_request(request::PULL_MESSAGE);
     PullMessageRequestHeader {
         consumer_group: args.group.to_owned(),
         topic: args.mq.topic.clone(),
@@ -155,32 +154,13 @@ pub(crate) fn pull_retry_delay(e: &ClientError) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn msg(tag: Option<&str>) -> MessageExt {
-        let addr: std::net::SocketAddr = "127.0.0.1:1".parse().expect("an address");
-        let mut properties = BTreeMap::new();
+        let mut m = MessageExt::for_test(0);
         if let Some(t) = tag {
-            properties.insert("TAGS".to_owned(), t.to_owned());
+            m.properties.insert("TAGS".to_owned(), t.to_owned());
         }
-        MessageExt {
-            msg_id: String::new(),
-            offset_msg_id: String::new(),
-            topic: "T".into(),
-            broker_name: "b".into(),
-            queue_id: 0,
-            queue_offset: 0,
-            commit_log_offset: 0,
-            flag: 0,
-            sys_flag: 0,
-            born_timestamp: 0,
-            born_host: addr,
-            store_timestamp: 0,
-            store_host: addr,
-            reconsume_times: 0,
-            properties,
-            body: Vec::new(),
-        }
+        m
     }
 
     #[test]

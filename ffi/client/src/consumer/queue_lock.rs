@@ -10,8 +10,8 @@ use mq_protocol::body::{
     LockBatchRequestBody, LockBatchResponseBody, MessageQueue, UnlockBatchRequestBody,
 };
 use mq_protocol::codes::{request, response};
-use mq_protocol::frame::{LanguageCode, RemotingCommand};
 
+use crate::connection::client_request;
 use crate::instance::ClientInstance;
 
 /// How often orderly consumers renew their queue locks
@@ -21,12 +21,6 @@ pub(crate) const LOCK_INTERVAL: Duration = Duration::from_secs(20);
 /// After this long without renewal a client treats its lock as lost
 /// (`rocketmq.client.rebalance.lockMaxLiveTime`).
 pub(crate) const LOCK_MAX_LIVE: Duration = Duration::from_secs(30);
-
-fn new_request(code: i32) -> RemotingCommand {
-    let mut cmd = RemotingCommand::request(code);
-    cmd.language = LanguageCode::Rust;
-    cmd
-}
 
 fn by_broker(mqs: &BTreeSet<MessageQueue>) -> BTreeMap<String, BTreeSet<MessageQueue>> {
     let mut out: BTreeMap<String, BTreeSet<MessageQueue>> = BTreeMap::new();
@@ -56,7 +50,7 @@ pub(crate) async fn lock_batch(
                 continue;
             }
         };
-        let mut cmd = new_request(request::LOCK_BATCH_MQ);
+        let mut cmd = client_request(request::LOCK_BATCH_MQ);
         cmd.body = LockBatchRequestBody {
             client_id: instance.client_id().to_owned(),
             consumer_group: group.to_owned(),
@@ -100,7 +94,7 @@ pub(crate) async fn unlock_batch(
         let Ok(addr) = instance.queue_master_addr(first).await else {
             continue;
         };
-        let mut cmd = new_request(request::UNLOCK_BATCH_MQ);
+        let mut cmd = client_request(request::UNLOCK_BATCH_MQ);
         cmd.body = UnlockBatchRequestBody {
             client_id: instance.client_id().to_owned(),
             consumer_group: group.to_owned(),

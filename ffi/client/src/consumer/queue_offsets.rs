@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use mq_protocol::body::MessageQueue;
 use mq_protocol::codes::{request, response};
-use mq_protocol::frame::{LanguageCode, RemotingCommand};
+use mq_protocol::frame::RemotingCommand;
 use mq_protocol::headers::{
     CommandHeader, OffsetResponseHeader, SearchOffsetRequestHeader, TopicQueueRequestHeader,
 };
 
+use crate::connection::client_request;
 use crate::error::{ClientError, Result};
 use crate::instance::ClientInstance;
 
@@ -30,8 +31,7 @@ pub async fn search_offset(
     mq: &MessageQueue,
     timestamp: i64,
 ) -> Result<i64> {
-    let mut cmd = RemotingCommand::request(request::SEARCH_OFFSET_BY_TIMESTAMP);
-    cmd.language = LanguageCode::Rust;
+    let mut cmd = client_request(request::SEARCH_OFFSET_BY_TIMESTAMP);
     SearchOffsetRequestHeader {
         topic: mq.topic.clone(),
         queue_id: mq.queue_id,
@@ -43,8 +43,7 @@ pub async fn search_offset(
 
 /// A request about one queue with the topic/queue header.
 fn queue_request(code: i32, mq: &MessageQueue) -> RemotingCommand {
-    let mut cmd = RemotingCommand::request(code);
-    cmd.language = LanguageCode::Rust;
+    let mut cmd = client_request(code);
     TopicQueueRequestHeader {
         topic: mq.topic.clone(),
         queue_id: mq.queue_id,

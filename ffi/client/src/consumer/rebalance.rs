@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use mq_protocol::body::{GetConsumerListByGroupResponseBody, MessageModel, MessageQueue};
 use mq_protocol::codes::{request, response};
-use mq_protocol::frame::{LanguageCode, RemotingCommand};
 use mq_protocol::headers::{CommandHeader, ConsumerGroupRequestHeader};
 
+use crate::connection::client_request;
 use crate::error::{ClientError, Result};
 use crate::instance::ClientInstance;
 use crate::route::subscribe_queues;
@@ -118,8 +118,7 @@ async fn consumer_ids(
                 .find_map(|b| b.broker_addrs.values().next().cloned())
         })
         .ok_or_else(|| ClientError::NoRoute(topic.to_owned()))?;
-    let mut cmd = RemotingCommand::request(request::GET_CONSUMER_LIST_BY_GROUP);
-    cmd.language = LanguageCode::Rust;
+    let mut cmd = client_request(request::GET_CONSUMER_LIST_BY_GROUP);
     ConsumerGroupRequestHeader {
         consumer_group: group.to_owned(),
     }

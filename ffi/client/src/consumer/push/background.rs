@@ -3,10 +3,8 @@
 //! weakly and ends once it is closed or dropped.
 
 use std::sync::atomic::Ordering;
-use std::sync::{PoisonError, Weak};
+use std::sync::Weak;
 use std::time::Duration;
-
-use mq_protocol::body::MessageQueue;
 
 use super::rebalance::{lock_all, rebalance};
 use super::state::Inner;
@@ -58,13 +56,7 @@ pub(super) async fn persist_loop(weak: Weak<Inner>) {
         if inner.is_closed() {
             return;
         }
-        let mqs: Vec<MessageQueue> = inner
-            .queues
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect();
+        let mqs = inner.assigned();
         if let Err(e) = inner.store.persist_all(Some(&mqs), false).await {
             log::debug!("persisting offsets of {}: {e}", inner.config.group);
         }

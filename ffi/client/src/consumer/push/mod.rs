@@ -172,16 +172,7 @@ impl PushConsumer {
 
     /// The queues this consumer reads now.
     pub fn assignment(&self) -> Vec<MessageQueue> {
-        let mut out: Vec<MessageQueue> = self
-            .inner
-            .queues
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect();
-        out.sort();
-        out
+        self.inner.assigned()
     }
 
     /// Stops pulling, waits (up to 30 s) for listener calls in flight,
@@ -277,36 +268,12 @@ impl Drop for PushConsumer {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::send_back::restore_retry_topic;
     use super::*;
     use crate::instance::ClientConfig;
     use crate::message::MessageExt;
     use mq_protocol::body::ConsumeType;
     use mq_protocol::properties::keys;
-
-    fn msg(offset: i64) -> MessageExt {
-        let addr: std::net::SocketAddr = "127.0.0.1:1".parse().expect("an address");
-        MessageExt {
-            msg_id: format!("m{offset}"),
-            offset_msg_id: String::new(),
-            topic: "T".into(),
-            broker_name: "b".into(),
-            queue_id: 0,
-            queue_offset: offset,
-            commit_log_offset: 0,
-            flag: 0,
-            sys_flag: 0,
-            born_timestamp: 0,
-            born_host: addr,
-            store_timestamp: 0,
-            store_host: addr,
-            reconsume_times: 0,
-            properties: BTreeMap::new(),
-            body: vec![0; 10],
-        }
-    }
 
     #[test]
     fn retried_messages_get_their_topic_back() {
@@ -319,7 +286,7 @@ mod tests {
             Arc::new(|_: &[MessageExt]| ConsumeStatus::Success),
         )
         .expect("a consumer");
-        let mut m = msg(1);
+        let mut m = MessageExt::for_test(1);
         m.topic = "%RETRY%G".into();
         m.properties.insert(keys::RETRY_TOPIC.into(), "T".into());
         let mut msgs = [m];

@@ -250,33 +250,15 @@ impl ProcessQueue {
 mod tests {
     use super::*;
 
-    fn msg(offset: i64) -> MessageExt {
-        let addr: std::net::SocketAddr = "127.0.0.1:1".parse().expect("an address");
-        MessageExt {
-            msg_id: format!("m{offset}"),
-            offset_msg_id: String::new(),
-            topic: "T".into(),
-            broker_name: "b".into(),
-            queue_id: 0,
-            queue_offset: offset,
-            commit_log_offset: 0,
-            flag: 0,
-            sys_flag: 0,
-            born_timestamp: 0,
-            born_host: addr,
-            store_timestamp: 0,
-            store_host: addr,
-            reconsume_times: 0,
-            properties: BTreeMap::new(),
-            body: vec![0; 10],
-        }
-    }
-
     #[test]
     fn committed_offset_never_passes_a_message_in_process() {
         let pq = ProcessQueue::new(0, false);
         assert_eq!(pq.remove(&[]), -1);
-        pq.put(&[msg(3), msg(4), msg(5)]);
+        pq.put(&[
+            MessageExt::for_test(3),
+            MessageExt::for_test(4),
+            MessageExt::for_test(5),
+        ]);
         // 4 finished first: 3 is still in process.
         assert_eq!(pq.remove(&[4]), 3);
         assert_eq!(pq.remove(&[3]), 5);
@@ -288,23 +270,27 @@ mod tests {
     fn span_reaches_from_the_oldest_in_process_to_the_newest_cached() {
         let pq = ProcessQueue::new(0, false);
         assert_eq!(pq.span(), 0);
-        pq.put(&[msg(10)]);
+        pq.put(&[MessageExt::for_test(10)]);
         assert_eq!(pq.span(), 0);
-        pq.put(&[msg(11), msg(2500)]);
+        pq.put(&[MessageExt::for_test(11), MessageExt::for_test(2500)]);
         assert_eq!(pq.span(), 2490);
         // Everything after 10 is done, 10 still in process: the span stays.
         pq.remove(&[11, 2500]);
         assert_eq!(pq.span(), 2490);
         pq.remove(&[10]);
         assert_eq!(pq.span(), 0);
-        pq.put(&[msg(2501)]);
+        pq.put(&[MessageExt::for_test(2501)]);
         assert_eq!(pq.span(), 0);
     }
 
     #[test]
     fn orderly_batches_are_taken_in_order_and_can_be_retried() {
         let pq = ProcessQueue::new(0, true);
-        pq.put(&[msg(7), msg(5), msg(6)]);
+        pq.put(&[
+            MessageExt::for_test(7),
+            MessageExt::for_test(5),
+            MessageExt::for_test(6),
+        ]);
         let batch = pq.take(2);
         let offsets: Vec<i64> = batch.iter().map(|m| m.queue_offset).collect();
         assert_eq!(offsets, [5, 6]);

@@ -8,7 +8,6 @@
 
 use mq_protocol::body::MessageQueue;
 use mq_protocol::codes::{request, response};
-use mq_protocol::frame::{LanguageCode, RemotingCommand};
 use mq_protocol::headers::{
     CommandHeader, ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader,
 };
@@ -18,6 +17,7 @@ use mq_protocol::time::now_ms;
 use mq_protocol::topics::{retry_topic, AUTO_CREATE_TOPIC_KEY};
 
 use super::state::Inner;
+use crate::connection::client_request;
 use crate::consumer::pull::{MAX_OFFSET, MIN_OFFSET};
 use crate::error::{ClientError, Result};
 use crate::message::{unique_id, MessageExt};
@@ -58,8 +58,7 @@ pub(super) async fn send_back(inner: &Inner, msg: &MessageExt) -> Result<()> {
 async fn send_msg_back(inner: &Inner, msg: &MessageExt) -> Result<()> {
     let mq = MessageQueue::new(msg.topic.clone(), msg.broker_name.clone(), msg.queue_id);
     let addr = inner.instance.queue_master_addr(&mq).await?;
-    let mut cmd = RemotingCommand::request(request::CONSUMER_SEND_MSG_BACK);
-    cmd.language = LanguageCode::Rust;
+    let mut cmd = client_request(request::CONSUMER_SEND_MSG_BACK);
     ConsumerSendMsgBackRequestHeader {
         offset: msg.commit_log_offset,
         group: inner.config.group.clone(),
@@ -126,8 +125,7 @@ pub(super) async fn resend_to_retry(
         max_reconsume_times: Some(inner.config.max_reconsume_times),
         broker_name: Some(msg.broker_name.clone()),
     };
-    let mut cmd = RemotingCommand::request(request::SEND_MESSAGE_V2);
-    cmd.language = LanguageCode::Rust;
+    let mut cmd = client_request(request::SEND_MESSAGE_V2);
     header.encode_v2(&mut cmd.ext_fields);
     cmd.body = msg.body.clone();
     let resp = inner

@@ -110,6 +110,19 @@ impl Inner {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// The assigned queues, sorted.
+    pub(super) fn assigned(&self) -> Vec<MessageQueue> {
+        let mut out: Vec<MessageQueue> = self
+            .queues
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The assigned queues and their state, taken out of the lock.
     pub(super) fn assigned_queues(&self) -> Vec<(MessageQueue, Arc<ProcessQueue>)> {
         self.queues
