@@ -65,6 +65,23 @@ fn silent_namesrv() -> String {
     addr
 }
 
+/// Waits for the name of the thread a callback ran on, and checks it was
+/// one of the client's.
+fn ran_on_a_client_thread(finished: &mpsc::Receiver<Option<String>>) {
+    let on = finished
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the callback returned");
+    assert!(
+        on.as_deref().is_some_and(|n| n.starts_with("mq-client-")),
+        "{on:?}"
+    );
+}
+
+/// The name of the calling thread.
+fn this_thread() -> Option<String> {
+    std::thread::current().name().map(str::to_owned)
+}
+
 fn config(namesrv: &str, name: &str) -> ClientConfig {
     let mut config = ClientConfig::new(namesrv);
     config.instance_name = name.into();
@@ -194,17 +211,10 @@ fn shutdown_from_a_callback_on_a_client_thread_does_not_deadlock() {
     let (done, finished) = mpsc::channel();
     let own = instance.clone();
     producer.send_async(Message::new("T", "x"), move |_| {
-        let on = std::thread::current().name().map(str::to_owned);
         own.shutdown();
-        let _ = done.send(on);
+        let _ = done.send(this_thread());
     });
-    let on = finished
-        .recv_timeout(Duration::from_secs(5))
-        .expect("shutdown returned inside the callback");
-    assert!(
-        on.as_deref().is_some_and(|n| n.starts_with("mq-client-")),
-        "{on:?}"
-    );
+    ran_on_a_client_thread(&finished);
     assert!(instance.is_closed());
     wait_until_gone("mq-client-");
     drop((producer, instance));
@@ -225,17 +235,11 @@ fn the_last_handle_dropped_in_a_callback_stops_the_threads() {
     sender.send_async(Message::new("T", "x"), move |_| {
         let _ = ready.recv();
         drop(producer);
-        let _ = done.send(std::thread::current().name().map(str::to_owned));
+        let _ = done.send(this_thread());
     });
     drop(sender);
     go.send(()).expect("the callback waits");
-    let on = finished
-        .recv_timeout(Duration::from_secs(5))
-        .expect("the callback returned");
-    assert!(
-        on.as_deref().is_some_and(|n| n.starts_with("mq-client-")),
-        "{on:?}"
-    );
+    ran_on_a_client_thread(&finished);
     wait_until_gone("mq-client-");
 }
 
