@@ -23,12 +23,11 @@
 //! The listener is a blocking function: it runs on the blocking thread pool,
 //! never on the instance's executor.
 //!
-//! The parts: [`config`] (settings), [`listener`] (the application's side),
-//! [`state`] (what the tasks share), [`process_queue`] (one queue's cache),
-//! [`pull_loop`], [`concurrent`] and [`orderly`] (pulling and consuming),
-//! [`send_back`] (messages not consumed), [`rebalance`] (applying the
-//! assignment) and [`background`] (the periodic loops). Modules depend only
-//! downwards in that list's reverse, this file being the top.
+//! The parts, each depending only on those before it: `config`, `listener`
+//! and `process_queue` (one queue's cache); `state` (what the tasks share);
+//! `send_back` (messages not consumed); `pull_loop`, `concurrent` and
+//! `orderly` (pulling and consuming); `rebalance` (applying the assignment);
+//! `background` (the periodic loops); and this file, the [`PushConsumer`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};

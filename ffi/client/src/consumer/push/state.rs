@@ -39,6 +39,7 @@ pub(super) struct Inner {
     pub(super) store: OffsetStore,
     /// Topic → subscription, the retry topic included (clustering).
     pub(super) subscriptions: BTreeMap<String, SubscriptionData>,
+    /// The assigned queues; an entry goes when its queue leaves this consumer.
     pub(super) queues: Mutex<HashMap<MessageQueue, Arc<ProcessQueue>>>,
     /// One permit per listener call in flight; shutdown takes them all.
     pub(super) permits: Arc<Semaphore>,
@@ -57,6 +58,7 @@ pub(super) struct Inner {
     pub(super) pending_resets: Mutex<Vec<(MessageQueue, i64)>>,
     /// Whether the last rebalance settled every topic (else retry in 1 s).
     pub(super) balanced: AtomicBool,
+    /// Set by shutdown or drop: every loop ends, nothing more is consumed.
     pub(super) closed: AtomicBool,
     /// Rebalance, persist and lock loops; cancelled at shutdown.
     pub(super) tasks: Mutex<Vec<Task<()>>>,
