@@ -9,6 +9,7 @@ use mq_protocol::codes::request;
 use mq_protocol::frame::RemotingCommand;
 use mq_protocol::headers::{CommandHeader, EndTransactionRequestHeader};
 use mq_protocol::message::{decode_offset_msg_id, sys_flag};
+use mq_protocol::properties::keys;
 
 use super::connection::client_request;
 use super::error::{ClientError, Result};
@@ -142,7 +143,7 @@ impl TransactionProducer {
         &self,
         msg: &Message,
     ) -> Result<(SendResult, TransactionState)> {
-        if msg.properties.contains_key("DELAY") {
+        if msg.properties.contains_key(keys::DELAY) {
             return Err(ClientError::InvalidArgument(
                 "transactional messages cannot be delayed".into(),
             ));

@@ -158,7 +158,8 @@ mod tests {
     fn msg(tag: Option<&str>) -> MessageExt {
         let mut m = MessageExt::for_test(0);
         if let Some(t) = tag {
-            m.properties.insert("TAGS".to_owned(), t.to_owned());
+            m.properties
+                .insert(mq_protocol::properties::keys::TAGS.to_owned(), t.to_owned());
         }
         m
     }
