@@ -908,7 +908,7 @@ fn group_consumes_backlog(name: &str, n: usize, steps: &[Step]) {
     let mut report = Vec::new();
     for q in 0..i32::try_from(BACKLOG_QUEUES).unwrap() {
         let mq = MessageQueue::new(topic.as_str(), "broker-a", q);
-        let end = async_io::block_on(mq::rebalance::max_offset(&i, &mq)).unwrap();
+        let end = async_io::block_on(mq::consumer::max_offset(&i, &mq)).unwrap();
         let queue: Vec<usize> = progress
             .deliveries
             .range((q, 0)..(q, i64::MAX))

@@ -20,12 +20,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = PullConsumerConfig::new("my_consumers");
     config.consume_from = ConsumeFrom::FirstOffset;
     let consumer = PullConsumer::start(instance.clone(), config)?;
-    smol::block_on(consumer.subscribe("Demo", "TagA || TagB"))?;
+    async_io::block_on(consumer.subscribe("Demo", "TagA || TagB"))?;
     for msg in consumer.poll_blocking(Duration::from_secs(3))? {
         println!("{} {:?}", msg.msg_id, String::from_utf8_lossy(&msg.body));
     }
-    smol::block_on(consumer.shutdown());
-    smol::block_on(producer.shutdown());
+    async_io::block_on(consumer.shutdown());
+    async_io::block_on(producer.shutdown());
     instance.shutdown();
     Ok(())
 }

@@ -1,19 +1,25 @@
 //! One multiplexed connection to a NameServer or Broker: requests are matched
 //! to responses by opaque, each with its own timeout; requests the server sends
 //! to us (NOTIFY_CONSUMER_IDS_CHANGED, CHECK_TRANSACTION_STATE, ...) go to a
-//! handler. The read and write loops run as tasks on smol's global executor.
+//! handler. The read and write loops run as tasks on the executor of the
+//! client instance that made the connection; a connection made on its own
+//! ([`RemotingClient::connect`]) runs them on a thread of its own, which ends
+//! when the connection is dropped.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use async_channel::{bounded, Sender};
 use async_net::TcpStream;
-use smol::channel::{bounded, Sender};
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use thiserror::Error;
 
-use mq_protocol::frame::{frame_length, RemotingCommand, DEFAULT_MAX_FRAME};
+use mq_protocol::frame::{frame_length, LanguageCode, RemotingCommand, DEFAULT_MAX_FRAME};
+
+use crate::runtime::Runtime;
+use crate::timeout::within;
 
 /// Why a request got no response.
 #[derive(Debug, Error)]
@@ -46,6 +52,14 @@ pub enum RemotingError {
     Encode(#[from] mq_protocol::frame::EncodeError),
 }
 
+/// A request as this client sends it: the code, and the language brokers
+/// list the client under (RUST).
+pub(crate) fn client_request(code: i32) -> RemotingCommand {
+    let mut cmd = RemotingCommand::request(code);
+    cmd.language = LanguageCode::Rust;
+    cmd
+}
+
 /// Answers requests the server sends on this connection.
 pub type RequestHandler = Arc<dyn Fn(RemotingCommand) -> Option<RemotingCommand> + Send + Sync>;
 
@@ -56,43 +70,83 @@ pub struct RemotingClient {
     pending: Arc<Mutex<HashMap<i32, Sender<RemotingCommand>>>>,
     next_opaque: AtomicI32,
     closed: Arc<AtomicBool>,
+    /// A connection of its own: the thread running its read and write loops,
+    /// stopped when the connection is dropped. `None` on an instance's
+    /// executor.
+    own_runtime: Option<Runtime>,
 }
 
 impl RemotingClient {
-    /// Connects to `addr` (`host:port`) within `timeout`.
+    /// Connects to `addr` (`host:port`) within `timeout`, with a thread of the
+    /// connection's own (`mq-conn-<n>-0`) for its I/O, which ends when the
+    /// connection is dropped. Producers and consumers connect through their
+    /// [`ClientInstance`](crate::ClientInstance) instead.
     pub async fn connect(
         addr: &str,
         timeout: Duration,
         handler: Option<RequestHandler>,
     ) -> Result<Arc<Self>, RemotingError> {
-        let connect = TcpStream::connect(addr.to_owned());
-        let stream = smol::future::or(connect, async {
-            smol::Timer::after(timeout).await;
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connect timed out",
-            ))
-        })
-        .await
-        .map_err(|source| RemotingError::Connect {
-            addr: addr.to_owned(),
-            source,
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let runtime = Runtime::start(&format!("mq-conn-{n}"), 1).map_err(|source| {
+            RemotingError::Connect {
+                addr: addr.to_owned(),
+                source,
+            }
         })?;
+        let mut client = Self::open(addr, timeout, handler, &runtime).await?;
+        client.own_runtime = Some(runtime);
+        Ok(Arc::new(client))
+    }
+
+    /// Connects to `addr` within `timeout`, with the read and write loops on
+    /// `runtime`.
+    pub(crate) async fn connect_on(
+        runtime: &Runtime,
+        addr: &str,
+        timeout: Duration,
+        handler: Option<RequestHandler>,
+    ) -> Result<Arc<Self>, RemotingError> {
+        Self::open(addr, timeout, handler, runtime)
+            .await
+            .map(Arc::new)
+    }
+
+    async fn open(
+        addr: &str,
+        timeout: Duration,
+        handler: Option<RequestHandler>,
+        runtime: &Runtime,
+    ) -> Result<Self, RemotingError> {
+        let stream = within(timeout, TcpStream::connect(addr.to_owned()))
+            .await
+            .unwrap_or_else(|| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connect timed out",
+                ))
+            })
+            .map_err(|source| RemotingError::Connect {
+                addr: addr.to_owned(),
+                source,
+            })?;
         // Latency matters more than packet count for request/response traffic.
         let _ = stream.set_nodelay(true);
         let (out, frames) = bounded::<Vec<u8>>(1024);
         let pending: Arc<Mutex<HashMap<i32, Sender<RemotingCommand>>>> = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
-        let client = Arc::new(RemotingClient {
+        let client = RemotingClient {
             addr: addr.to_owned(),
             out: out.clone(),
             pending: pending.clone(),
             next_opaque: AtomicI32::new(1),
             closed: closed.clone(),
-        });
+            own_runtime: None,
+        };
         let mut writer = stream.clone();
-        // Both loops end with the connection; detached on purpose.
-        smol::spawn(async move {
+        // Both loops end with the connection (or with the runtime, which
+        // drops them); detached on purpose.
+        runtime.spawn_detached(async move {
             while let Ok(frame) = frames.recv().await {
                 if writer.write_all(&frame).await.is_err() {
                     break;
@@ -101,17 +155,16 @@ impl RemotingClient {
             // Closed (or dropped): end the connection for the reader and the
             // server too, not only our sending half.
             let _ = writer.shutdown(std::net::Shutdown::Both);
-        })
-        .detach();
+        });
         let peer = addr.to_owned();
-        smol::spawn(async move {
+        runtime.spawn_detached(async move {
             let mut reader = stream;
             loop {
                 match read_command(&mut reader).await {
                     Ok(cmd) if cmd.is_response() => {
                         let waiter = pending
                             .lock()
-                            .expect("pending poisoned")
+                            .unwrap_or_else(PoisonError::into_inner)
                             .remove(&cmd.opaque);
                         if let Some(tx) = waiter {
                             // The caller may have timed out already.
@@ -138,10 +191,12 @@ impl RemotingClient {
             }
             closed.store(true, Ordering::Release);
             // Waiters see their channel close and report Closed.
-            pending.lock().expect("pending poisoned").clear();
+            pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
             out.close();
-        })
-        .detach();
+        });
         Ok(client)
     }
 
@@ -167,23 +222,19 @@ impl RemotingClient {
         let (tx, rx) = bounded(1);
         self.pending
             .lock()
-            .expect("pending poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(opaque, tx);
         if self.is_closed() || self.out.send(frame).await.is_err() {
             self.pending
                 .lock()
-                .expect("pending poisoned")
+                .unwrap_or_else(PoisonError::into_inner)
                 .remove(&opaque);
             return Err(RemotingError::Closed(self.addr.clone()));
         }
-        let answer = smol::future::or(async { Some(rx.recv().await) }, async {
-            smol::Timer::after(timeout).await;
-            None
-        })
-        .await;
+        let answer = within(timeout, rx.recv()).await;
         self.pending
             .lock()
-            .expect("pending poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(&opaque);
         match answer {
             Some(Ok(response)) => Ok(response),

@@ -234,6 +234,33 @@ pub fn unique_id(client_ip: &str) -> String {
 }
 
 #[cfg(test)]
+impl MessageExt {
+    /// A message of topic `T` at `offset` of queue 0 of broker `b`, with a
+    /// 10-byte body, as the consumers' tests need one.
+    pub(crate) fn for_test(offset: i64) -> Self {
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("an address");
+        MessageExt {
+            msg_id: format!("m{offset}"),
+            offset_msg_id: String::new(),
+            topic: "T".into(),
+            broker_name: "b".into(),
+            queue_id: 0,
+            queue_offset: offset,
+            commit_log_offset: 0,
+            flag: 0,
+            sys_flag: 0,
+            born_timestamp: 0,
+            born_host: addr,
+            store_timestamp: 0,
+            store_host: addr,
+            reconsume_times: 0,
+            properties: BTreeMap::new(),
+            body: vec![0; 10],
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -5,27 +5,23 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use mq_protocol::body::{MessageQueue, ProducerData, TopicRouteData};
+use mq_protocol::body::{MessageQueue, ProducerData};
 use mq_protocol::codes::{request, response};
-use mq_protocol::frame::{LanguageCode, RemotingCommand};
+use mq_protocol::frame::RemotingCommand;
 use mq_protocol::headers::{CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader};
 use mq_protocol::message::{encode_batch_item, sys_flag, BatchItem};
 use mq_protocol::properties::{self, java_string_hash, keys};
 use mq_protocol::time::now_ms;
+use mq_protocol::topics::AUTO_CREATE_TOPIC_KEY;
 
+use super::connection::client_request;
 use super::error::{ClientError, Result};
 use super::instance::{ClientInstance, Member};
 use super::message::{compress, unique_id, Message};
-
-/// The template topic brokers auto-create from.
-pub const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
-/// Perm bit: writable.
-const PERM_WRITE: i32 = 2;
-/// Perm bit: readable.
-const PERM_READ: i32 = 4;
+use super::route::publish_queues;
 
 /// Producer settings (RocketMQ's DefaultMQProducer fields).
 #[derive(Debug, Clone)]
@@ -115,7 +111,7 @@ impl FaultTable {
             .iter()
             .rposition(|&max| ms >= max)
             .map_or(0, |i| Self::NOT_AVAILABLE[i]);
-        let mut until = self.until.lock().expect("fault table poisoned");
+        let mut until = self.until.lock().unwrap_or_else(PoisonError::into_inner);
         if pause == 0 {
             until.remove(broker);
         } else {
@@ -127,7 +123,7 @@ impl FaultTable {
     }
 
     fn available(&self, broker: &str) -> bool {
-        let until = self.until.lock().expect("fault table poisoned");
+        let until = self.until.lock().unwrap_or_else(PoisonError::into_inner);
         until.get(broker).is_none_or(|t| Instant::now() >= *t)
     }
 }
@@ -151,7 +147,10 @@ impl Member for Inner {
     }
 
     fn topics(&self) -> Vec<String> {
-        self.topics.lock().expect("topics poisoned").clone()
+        self.topics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -159,28 +158,6 @@ impl Member for Inner {
 #[derive(Clone)]
 pub struct Producer {
     inner: Arc<Inner>,
-}
-
-/// The queues a topic can be written to, in route order.
-fn publish_queues(topic: &str, route: &TopicRouteData, cap: Option<i32>) -> Vec<MessageQueue> {
-    let mut datas = route.queue_datas.clone();
-    datas.sort_by(|a, b| a.broker_name.cmp(&b.broker_name));
-    let mut out = Vec::new();
-    for qd in datas {
-        if qd.perm & PERM_WRITE == 0 {
-            continue;
-        }
-        let has_master = route
-            .broker_datas
-            .iter()
-            .any(|b| b.broker_name == qd.broker_name && b.broker_addrs.contains_key(&0));
-        if !has_master {
-            continue;
-        }
-        let n = cap.map_or(qd.write_queue_nums, |c| qd.write_queue_nums.min(c));
-        out.extend((0..n).map(|q| MessageQueue::new(topic, qd.broker_name.clone(), q)));
-    }
-    out
 }
 
 impl Producer {
@@ -214,7 +191,11 @@ impl Producer {
     pub async fn queues_for(&self, topic: &str) -> Result<Vec<MessageQueue>> {
         let i = &self.inner.instance;
         {
-            let mut topics = self.inner.topics.lock().expect("topics poisoned");
+            let mut topics = self
+                .inner
+                .topics
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if !topics.iter().any(|t| t == topic) {
                 topics.push(topic.to_owned());
             }
@@ -332,8 +313,7 @@ impl Producer {
             max_reconsume_times: None,
             broker_name: Some(mq.broker_name.clone()),
         };
-        let mut cmd = RemotingCommand::request(request::SEND_MESSAGE_V2);
-        cmd.language = LanguageCode::Rust;
+        let mut cmd = client_request(request::SEND_MESSAGE_V2);
         header.encode_v2(&mut cmd.ext_fields);
         cmd.body = body;
         if oneway {
@@ -447,15 +427,19 @@ impl Producer {
         self.inner.instance.invoke_oneway(&addr, cmd).await
     }
 
-    /// Sends a message in the background; `callback` gets the outcome.
+    /// Sends a message in the background; `callback` gets the outcome, once,
+    /// on a thread of the client instance: [`ClientError::Closed`] when the
+    /// instance shuts down before the send ends.
     pub fn send_async(
         &self,
         msg: Message,
         callback: impl FnOnce(Result<SendResult>) + Send + 'static,
     ) {
         let producer = self.clone();
-        // Detached: the callback is how the caller hears of the outcome.
-        smol::spawn(async move {
+        let report = Report(Some(callback));
+        // Detached: the callback is how the caller hears of the outcome. If
+        // the instance stops first, the task is dropped and `report` says so.
+        self.inner.instance.spawn_detached(async move {
             let outcome = match producer.check(&msg) {
                 Err(e) => Err(e),
                 Ok(()) => match producer.queues_for(&msg.topic).await {
@@ -466,9 +450,11 @@ impl Producer {
                     Err(e) => Err(e),
                 },
             };
-            callback(outcome);
-        })
-        .detach();
+            // Not held while the application's code runs: if this was the
+            // last handle, the instance stops here rather than in the callback.
+            drop(producer);
+            report.send(outcome);
+        });
     }
 
     /// Sends messages of one topic as one batch (one request, consecutive offsets).
@@ -511,7 +497,7 @@ impl Producer {
                 Err(e) => return Err(e),
             }
         }
-        Err(last_error.unwrap_or(ClientError::Closed))
+        Err(last_error.expect("every attempt failed, and there was one at least"))
     }
 
     async fn send_batch_to(
@@ -542,7 +528,7 @@ impl Producer {
                 },
                 &mut body,
             )
-            .map_err(|e| ClientError::InvalidArgument(e.to_string()))?;
+            .map_err(ClientError::InvalidMessage)?;
         }
         let header = SendMessageRequestHeader {
             producer_group: self.inner.config.group.clone(),
@@ -560,8 +546,7 @@ impl Producer {
             max_reconsume_times: None,
             broker_name: Some(mq.broker_name.clone()),
         };
-        let mut cmd = RemotingCommand::request(request::SEND_BATCH_MESSAGE);
-        cmd.language = LanguageCode::Rust;
+        let mut cmd = client_request(request::SEND_BATCH_MESSAGE);
         header.encode_v2(&mut cmd.ext_fields);
         cmd.body = body;
         let started = Instant::now();
@@ -574,7 +559,7 @@ impl Producer {
 
     /// [`send`](Self::send) for callers without an executor.
     pub fn send_blocking(&self, msg: &Message) -> Result<SendResult> {
-        smol::block_on(self.send(msg))
+        async_io::block_on(self.send(msg))
     }
 
     /// Stops the producer and tells the brokers its group left.
@@ -586,6 +571,27 @@ impl Producer {
             .instance
             .unregister_group(Some(&self.inner.config.group), None)
             .await;
+    }
+}
+
+/// Calls a `send_async` callback exactly once: with the outcome, or with
+/// [`ClientError::Closed`] when the send is dropped unfinished (its instance
+/// stopped, and dropped the tasks left on its executor).
+struct Report<F: FnOnce(Result<SendResult>)>(Option<F>);
+
+impl<F: FnOnce(Result<SendResult>)> Report<F> {
+    fn send(mut self, outcome: Result<SendResult>) {
+        if let Some(callback) = self.0.take() {
+            callback(outcome);
+        }
+    }
+}
+
+impl<F: FnOnce(Result<SendResult>)> Drop for Report<F> {
+    fn drop(&mut self) {
+        if let Some(callback) = self.0.take() {
+            callback(Err(ClientError::Closed));
+        }
     }
 }
 
@@ -612,12 +618,7 @@ fn send_result(resp: RemotingCommand, mq: &MessageQueue, uniq: String) -> Result
         response::FLUSH_DISK_TIMEOUT => SendStatus::FlushDiskTimeout,
         response::FLUSH_SLAVE_TIMEOUT => SendStatus::FlushSlaveTimeout,
         response::SLAVE_NOT_AVAILABLE => SendStatus::SlaveNotAvailable,
-        code => {
-            return Err(ClientError::Broker {
-                code,
-                remark: resp.remark.unwrap_or_default(),
-            })
-        }
+        _ => return Err(ClientError::refused(resp)),
     };
     let header = SendMessageResponseHeader::decode(&resp.ext_fields)
         .map_err(|e| ClientError::decode("send response", e))?;
@@ -629,20 +630,6 @@ fn send_result(resp: RemotingCommand, mq: &MessageQueue, uniq: String) -> Result
         queue_offset: header.queue_offset,
         transaction_id: header.transaction_id,
     })
-}
-
-/// Readable queues of a route (for consumers), sorted as Java sorts them.
-pub fn subscribe_queues(topic: &str, route: &TopicRouteData) -> Vec<MessageQueue> {
-    let mut out: Vec<MessageQueue> = route
-        .queue_datas
-        .iter()
-        .filter(|qd| qd.perm & PERM_READ != 0)
-        .flat_map(|qd| {
-            (0..qd.read_queue_nums).map(|q| MessageQueue::new(topic, qd.broker_name.clone(), q))
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 #[cfg(test)]

@@ -6,10 +6,12 @@
 use std::sync::{Arc, Weak};
 
 use mq_protocol::codes::request;
-use mq_protocol::frame::{LanguageCode, RemotingCommand};
+use mq_protocol::frame::RemotingCommand;
 use mq_protocol::headers::{CommandHeader, EndTransactionRequestHeader};
 use mq_protocol::message::{decode_offset_msg_id, sys_flag};
+use mq_protocol::properties::keys;
 
+use super::connection::client_request;
 use super::error::{ClientError, Result};
 use super::instance::{ClientInstance, Member};
 use super::message::{decode_messages, Message, MessageExt};
@@ -73,15 +75,20 @@ impl Member for Checker {
         if msg.properties.get("PGROUP") != Some(&self.group) {
             return None;
         }
-        let instance = self.instance.upgrade()?;
+        let instance = self.instance.clone();
         let listener = self.listener.clone();
         let group = self.group.clone();
         let broker = broker.to_owned();
         let header = request.clone();
-        // The check is the application's code and may block: off the read loop.
-        smol::spawn(async move {
+        // The check is the application's code and may block: off the read
+        // loop, and holding the instance only weakly while it runs, so that a
+        // check that never returns cannot keep the instance alive.
+        self.instance.upgrade()?.spawn_detached(async move {
             let check_msg = msg.clone();
-            let state = smol::unblock(move || listener.check_local(&check_msg)).await;
+            let state = blocking::unblock(move || listener.check_local(&check_msg)).await;
+            let Some(instance) = instance.upgrade() else {
+                return;
+            };
             let parse = |k: &str| {
                 header
                     .get(k)
@@ -97,14 +104,12 @@ impl Member for Checker {
                 msg_id: header.get("msgId").unwrap_or(&msg.msg_id).to_owned(),
                 transaction_id: header.get("transactionId").map(str::to_owned),
             };
-            let mut cmd = RemotingCommand::request(request::END_TRANSACTION);
-            cmd.language = LanguageCode::Rust;
+            let mut cmd = client_request(request::END_TRANSACTION);
             end.encode(&mut cmd.ext_fields);
             if let Err(e) = instance.invoke_oneway(&broker, cmd).await {
                 log::warn!("answering a transaction check from {broker}: {e}");
             }
-        })
-        .detach();
+        });
         // CHECK_TRANSACTION_STATE is one-way: nothing to answer here.
         None
     }
@@ -138,7 +143,7 @@ impl TransactionProducer {
         &self,
         msg: &Message,
     ) -> Result<(SendResult, TransactionState)> {
-        if msg.properties.contains_key("DELAY") {
+        if msg.properties.contains_key(keys::DELAY) {
             return Err(ClientError::InvalidArgument(
                 "transactional messages cannot be delayed".into(),
             ));
@@ -161,7 +166,7 @@ impl TransactionProducer {
         let state = if result.status == SendStatus::SendOk {
             let listener = self.listener.clone();
             let (m, r) = (half.clone(), result.clone());
-            smol::unblock(move || listener.execute_local(&m, &r)).await
+            blocking::unblock(move || listener.execute_local(&m, &r)).await
         } else {
             TransactionState::Rollback
         };
@@ -174,8 +179,13 @@ impl TransactionProducer {
         let addr = instance
             .master_addr(&result.queue.broker_name)
             .ok_or_else(|| ClientError::NoBrokerAddress(result.queue.broker_name.clone()))?;
-        let (_, commit_log_offset) = decode_offset_msg_id(&result.offset_msg_id)
-            .ok_or_else(|| ClientError::decode("offset message id", &result.offset_msg_id))?;
+        let (_, commit_log_offset) =
+            decode_offset_msg_id(&result.offset_msg_id).ok_or_else(|| {
+                ClientError::decode(
+                    "offset message id",
+                    format!("{:?} is not one", result.offset_msg_id),
+                )
+            })?;
         let header = EndTransactionRequestHeader {
             producer_group: self.producer.config().group.clone(),
             tran_state_table_offset: result.queue_offset,
@@ -188,8 +198,7 @@ impl TransactionProducer {
                 .clone()
                 .or_else(|| Some(result.msg_id.clone())),
         };
-        let mut cmd = RemotingCommand::request(request::END_TRANSACTION);
-        cmd.language = LanguageCode::Rust;
+        let mut cmd = client_request(request::END_TRANSACTION);
         header.encode(&mut cmd.ext_fields);
         // One-way, as the Java client sends it.
         instance.invoke_oneway(&addr, cmd).await

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 use async_executor::{Executor, Task};
-use mq::pull_consumer::{PullConsumer, PullConsumerConfig};
 use mq::{
     ClientConfig, ClientError, ClientInstance, Message, MessageExt, Producer, ProducerConfig,
 };
+use mq::{PullConsumer, PullConsumerConfig};
 
 use crate::admin::Ctx;
 use crate::console::Console;
@@ -110,10 +110,7 @@ pub struct BenchConsumeCmd {
     #[argh(option, default = "1")]
     threads: usize,
     /// where a group without offsets starts: first, last (default) or a store time in ms
-    #[argh(
-        option,
-        default = "StartAt(mq::pull_consumer::ConsumeFrom::LastOffset)"
-    )]
+    #[argh(option, default = "StartAt(mq::ConsumeFrom::LastOffset)")]
     from: StartAt,
     /// stop after SECONDS
     #[argh(option)]

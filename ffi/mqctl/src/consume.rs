@@ -6,8 +6,8 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
-use mq::pull_consumer::{ConsumeFrom, PullConsumer, PullConsumerConfig};
 use mq::MessageExt;
+use mq::{ConsumeFrom, PullConsumer, PullConsumerConfig};
 use mq_protocol::body::{MessageModel, MessageQueue};
 
 use crate::admin::Ctx;

@@ -12,19 +12,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use mq_protocol::body::{MessageQueue, ResetOffsetBody};
+use mq_protocol::body::{MessageModel, MessageQueue, ResetOffsetBody};
 use mq_protocol::codes::{request, response};
-use mq_protocol::frame::{LanguageCode, RemotingCommand};
 use mq_protocol::headers::{
     CommandHeader, OffsetResponseHeader, QueryConsumerOffsetRequestHeader,
     UpdateConsumerOffsetRequestHeader,
 };
 
-use super::error::{ClientError, Result};
-use super::instance::ClientInstance;
-use super::rebalance::master_addr_of;
+use crate::connection::client_request;
+use crate::error::{ClientError, Result};
+use crate::instance::ClientInstance;
 
 /// The directory of broadcasting offsets when none is configured
 /// (`rocketmq.client.localOffsetStoreDir`): `$HOME/.rocketmq_offsets`.
@@ -55,12 +54,29 @@ pub(crate) struct LocalOffsetStore {
     path: PathBuf,
     table: Mutex<HashMap<MessageQueue, i64>>,
     /// Serializes file writes (the periodic task and shutdown may overlap).
-    write_lock: smol::lock::Mutex<()>,
+    write_lock: async_lock::Mutex<()>,
 }
 
 impl OffsetStore {
+    /// The store a consumer of `group` uses: the brokers' in clustering mode,
+    /// a local file (under `dir`, else [`default_offset_dir`]) in broadcasting.
+    pub(crate) fn for_group(
+        instance: &Arc<ClientInstance>,
+        group: &str,
+        model: MessageModel,
+        dir: Option<&PathBuf>,
+    ) -> Result<Self> {
+        Ok(match model {
+            MessageModel::Clustering => OffsetStore::remote(instance.clone(), group),
+            MessageModel::Broadcasting => {
+                let dir = dir.cloned().unwrap_or_else(default_offset_dir);
+                OffsetStore::local(&dir, instance.client_id(), group)?
+            }
+        })
+    }
+
     /// A broker-backed store for `group`.
-    pub(crate) fn remote(instance: Arc<ClientInstance>, group: &str) -> Self {
+    fn remote(instance: Arc<ClientInstance>, group: &str) -> Self {
         OffsetStore::Remote(RemoteOffsetStore {
             instance,
             group: group.to_owned(),
@@ -69,13 +85,13 @@ impl OffsetStore {
     }
 
     /// A file-backed store: `<dir>/<client_id>/<group>/offsets.json`, loaded now.
-    pub(crate) fn local(dir: &Path, client_id: &str, group: &str) -> Result<Self> {
+    fn local(dir: &Path, client_id: &str, group: &str) -> Result<Self> {
         let path = dir.join(client_id).join(group).join("offsets.json");
         let table = load_offsets(&path)?;
         Ok(OffsetStore::Local(LocalOffsetStore {
             path,
             table: Mutex::new(table),
-            write_lock: smol::lock::Mutex::new(()),
+            write_lock: async_lock::Mutex::new(()),
         }))
     }
 
@@ -89,7 +105,7 @@ impl OffsetStore {
     /// Records `offset` for `mq` in memory; with `increase_only`, an older
     /// offset does not replace a newer one.
     pub(crate) fn update(&self, mq: &MessageQueue, offset: i64, increase_only: bool) {
-        let mut table = self.table().lock().expect("offset table poisoned");
+        let mut table = self.table().lock().unwrap_or_else(PoisonError::into_inner);
         let entry = table.entry(mq.clone()).or_insert(offset);
         if !increase_only || offset > *entry {
             *entry = offset;
@@ -100,7 +116,7 @@ impl OffsetStore {
     pub(crate) fn read_memory(&self, mq: &MessageQueue) -> Option<i64> {
         self.table()
             .lock()
-            .expect("offset table poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(mq)
             .copied()
     }
@@ -118,7 +134,7 @@ impl OffsetStore {
             }
             OffsetStore::Local(l) => {
                 let path = l.path.clone();
-                let table = smol::unblock(move || load_offsets(&path)).await?;
+                let table = blocking::unblock(move || load_offsets(&path)).await?;
                 Ok(table.get(mq).copied())
             }
         }
@@ -128,7 +144,7 @@ impl OffsetStore {
     pub(crate) fn remove(&self, mq: &MessageQueue) {
         self.table()
             .lock()
-            .expect("offset table poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(mq);
     }
 
@@ -136,7 +152,7 @@ impl OffsetStore {
     /// updates, or awaited ones when `wait`; the local store rewrites its file.
     pub(crate) async fn persist_all(&self, mqs: Option<&[MessageQueue]>, wait: bool) -> Result<()> {
         let snapshot: Vec<(MessageQueue, i64)> = {
-            let table = self.table().lock().expect("offset table poisoned");
+            let table = self.table().lock().unwrap_or_else(PoisonError::into_inner);
             match mqs {
                 None => table.iter().map(|(q, o)| (q.clone(), *o)).collect(),
                 Some(mqs) => mqs
@@ -168,9 +184,8 @@ impl OffsetStore {
 
 impl RemoteOffsetStore {
     async fn query(&self, mq: &MessageQueue) -> Result<Option<i64>> {
-        let addr = master_addr_of(&self.instance, mq).await?;
-        let mut cmd = RemotingCommand::request(request::QUERY_CONSUMER_OFFSET);
-        cmd.language = LanguageCode::Rust;
+        let addr = self.instance.queue_master_addr(mq).await?;
+        let mut cmd = client_request(request::QUERY_CONSUMER_OFFSET);
         QueryConsumerOffsetRequestHeader {
             consumer_group: self.group.clone(),
             topic: mq.topic.clone(),
@@ -189,17 +204,13 @@ impl RemoteOffsetStore {
                 Ok((h.offset >= 0).then_some(h.offset))
             }
             response::QUERY_NOT_FOUND => Ok(None),
-            code => Err(ClientError::Broker {
-                code,
-                remark: resp.remark.unwrap_or_default(),
-            }),
+            _ => Err(ClientError::refused(resp)),
         }
     }
 
     async fn commit(&self, mq: &MessageQueue, offset: i64, wait: bool) -> Result<()> {
-        let addr = master_addr_of(&self.instance, mq).await?;
-        let mut cmd = RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET);
-        cmd.language = LanguageCode::Rust;
+        let addr = self.instance.queue_master_addr(mq).await?;
+        let mut cmd = client_request(request::UPDATE_CONSUMER_OFFSET);
         UpdateConsumerOffsetRequestHeader {
             consumer_group: self.group.clone(),
             topic: mq.topic.clone(),
@@ -217,10 +228,7 @@ impl RemoteOffsetStore {
             .await?;
         match resp.code {
             response::SUCCESS => Ok(()),
-            code => Err(ClientError::Broker {
-                code,
-                remark: resp.remark.unwrap_or_default(),
-            }),
+            _ => Err(ClientError::refused(resp)),
         }
     }
 }
@@ -232,16 +240,19 @@ impl LocalOffsetStore {
             offset_table: self
                 .table
                 .lock()
-                .expect("offset table poisoned")
+                .unwrap_or_else(PoisonError::into_inner)
                 .iter()
                 .map(|(q, o)| (q.clone(), *o))
                 .collect::<BTreeMap<_, _>>(),
         }
         .encode();
         let path = self.path.clone();
-        smol::unblock(move || write_atomically(&path, &body))
+        blocking::unblock(move || write_atomically(&path, &body))
             .await
-            .map_err(|e| ClientError::InvalidArgument(format!("writing offsets file: {e}")))
+            .map_err(|source| ClientError::Io {
+                what: format!("writing offsets file {}", self.path.display()),
+                source,
+            })
     }
 }
 
@@ -250,11 +261,11 @@ fn load_offsets(path: &Path) -> Result<HashMap<MessageQueue, i64>> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(e) => {
-            return Err(ClientError::InvalidArgument(format!(
-                "reading offsets file {}: {e}",
-                path.display()
-            )))
+        Err(source) => {
+            return Err(ClientError::Io {
+                what: format!("reading offsets file {}", path.display()),
+                source,
+            })
         }
     };
     let body =
@@ -297,10 +308,10 @@ mod tests {
         store.update(&q0, 3, true);
         store.update(&q1, 7, false);
         assert_eq!(store.read_memory(&q0), Some(5));
-        smol::block_on(store.persist_all(None, true)).unwrap();
+        async_io::block_on(store.persist_all(None, true)).unwrap();
         let again = OffsetStore::local(&dir, "127.0.0.1@x", "G").unwrap();
         assert_eq!(again.read_memory(&q0), Some(5));
-        assert_eq!(smol::block_on(again.read_store(&q1)).unwrap(), Some(7));
+        assert_eq!(async_io::block_on(again.read_store(&q1)).unwrap(), Some(7));
         assert!(dir.join("127.0.0.1@x/G/offsets.json").exists());
         let text = std::fs::read_to_string(dir.join("127.0.0.1@x/G/offsets.json")).unwrap();
         assert!(text.starts_with("{\"offsetTable\":{{"), "{text}");

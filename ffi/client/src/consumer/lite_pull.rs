@@ -5,58 +5,32 @@
 //! ([`PullConsumer::assign`]); positions can be moved with `seek`; what `poll`
 //! returned is committed every `auto_commit_interval` or by
 //! [`PullConsumer::commit`].
-//!
-//! Also here: the PULL_MESSAGE kernel (`pull_message`) and the client-side
-//! tag filter the push consumer shares.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use smol::channel::{bounded, Receiver, Sender};
+use async_channel::{bounded, Receiver, Sender};
 
-use mq_protocol::body::{
-    ConsumeFromWhere, ConsumeType, ConsumerData, MessageModel, MessageQueue, ResetOffsetBody,
-    SubscriptionData, EXPRESSION_TYPE_TAG,
+use mq_protocol::body::{ConsumeType, ConsumerData, MessageModel, MessageQueue, SubscriptionData};
+use mq_protocol::frame::RemotingCommand;
+use mq_protocol::headers::pull_sys_flag;
+
+use super::broker_requests::{is_ids_changed_for, reset_offsets_for};
+use super::consume_from::{start_offset, ConsumeFrom};
+use super::offset_store::OffsetStore;
+use super::pull::{
+    pull_message, pull_retry_delay, PullArgs, PullStatus, PULL_DELAY_ON_ERROR,
+    PULL_DELAY_WHEN_FULL, SUSPEND_REQUEST_TIMEOUT,
 };
-use mq_protocol::codes::{request, response};
-use mq_protocol::frame::{LanguageCode, RemotingCommand};
-use mq_protocol::headers::{
-    pull_sys_flag, CommandHeader, ConsumerGroupRequestHeader, PullMessageRequestHeader,
-    PullMessageResponseHeader, ResetOffsetRequestHeader,
-};
-
-use super::error::{ClientError, Result};
-use super::instance::{ClientInstance, Member};
-use super::message::{decode_messages, MessageExt};
-use super::offset_store::{default_offset_dir, OffsetStore};
-use super::rebalance::{self, broker_addr_of, compute_pull_from_where, Incomplete};
-
-/// Where a consumer group without a committed offset starts reading a queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConsumeFrom {
-    /// At the end: only messages stored from now on (the Java default). A
-    /// brand-new queue whose first message is still in memory is read from 0,
-    /// as the broker answers QUERY_CONSUMER_OFFSET with 0 then.
-    LastOffset,
-    /// At the start of the queue.
-    FirstOffset,
-    /// At the first message stored at or after this time (ms since the epoch).
-    Timestamp(i64),
-}
-
-impl ConsumeFrom {
-    /// The heartbeat's `consumeFromWhere`.
-    pub fn as_consume_from_where(self) -> ConsumeFromWhere {
-        match self {
-            ConsumeFrom::LastOffset => ConsumeFromWhere::ConsumeFromLastOffset,
-            ConsumeFrom::FirstOffset => ConsumeFromWhere::ConsumeFromFirstOffset,
-            ConsumeFrom::Timestamp(_) => ConsumeFromWhere::ConsumeFromTimestamp,
-        }
-    }
-}
+use super::queue_offsets::{max_offset, min_offset, search_offset};
+use super::rebalance::{self, Incomplete, REBALANCE_INTERVAL};
+use crate::error::{ClientError, Result};
+use crate::instance::{ClientInstance, Member};
+use crate::message::MessageExt;
+use crate::timeout::wait_signal;
 
 /// Lite pull consumer settings (DefaultLitePullConsumer's fields).
 #[derive(Debug, Clone)]
@@ -93,201 +67,12 @@ impl PullConsumerConfig {
     }
 }
 
-// ---------------------------------------------------------------------------
-// The PULL_MESSAGE kernel, shared with the push consumer.
-
 /// Long-poll hold the lite consumer asks for (`brokerSuspendMaxTimeMillis`).
 const LITE_SUSPEND: Duration = Duration::from_secs(20);
-/// Request timeout of a long poll (`consumerTimeoutMillisWhenSuspend`).
-const SUSPEND_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Delay before pulling again after an error (`pullTimeDelayMillsWhenException`).
-const PULL_DELAY_ON_ERROR: Duration = Duration::from_secs(1);
-/// Delay after the broker answered FLOW_CONTROL.
-const PULL_DELAY_ON_FLOW_CONTROL: Duration = Duration::from_millis(20);
-/// Delay while a queue's buffer is over its limits (`PULL_TIME_DELAY_MILLS_WHEN_FLOW_CONTROL`).
-pub(crate) const PULL_DELAY_WHEN_FULL: Duration = Duration::from_millis(50);
 /// Messages a lite consumer buffers per queue (`pullThresholdForQueue`).
 const LITE_THRESHOLD_COUNT: usize = 1000;
 /// Bytes a lite consumer buffers per queue (`pullThresholdSizeForQueue`, MiB).
 const LITE_THRESHOLD_BYTES: usize = 100 * 1024 * 1024;
-
-/// What a pull found.
-pub(crate) enum PullStatus {
-    /// Messages, already decoded and filtered by tag (may be empty after filtering).
-    Found(Vec<MessageExt>),
-    /// Nothing new (the long poll expired).
-    NoNewMsg,
-    /// Nothing matched the subscription.
-    NoMatched,
-    /// The offset is outside the queue; continue at `next_begin_offset`.
-    OffsetIllegal,
-}
-
-/// A pull's answer.
-pub(crate) struct PullOutcome {
-    pub(crate) status: PullStatus,
-    pub(crate) next_begin_offset: i64,
-    /// Broker id to pull from next time.
-    pub(crate) suggest_which_broker_id: i64,
-}
-
-/// One PULL_MESSAGE request.
-pub(crate) struct PullArgs<'a> {
-    pub(crate) group: &'a str,
-    pub(crate) mq: &'a MessageQueue,
-    pub(crate) offset: i64,
-    pub(crate) max_nums: i32,
-    pub(crate) sys_flag: i32,
-    pub(crate) commit_offset: i64,
-    pub(crate) suspend: Duration,
-    pub(crate) timeout: Duration,
-    pub(crate) subscription: &'a SubscriptionData,
-    /// Broker id (0 = master) the last response suggested.
-    pub(crate) broker_id: i64,
-}
-
-/// Sends one PULL_MESSAGE and interprets the answer as PullAPIWrapper does:
-/// decode (decompressing), filter by tag string, stamp MIN/MAX_OFFSET.
-pub(crate) async fn pull_message(
-    instance: &Arc<ClientInstance>,
-    args: PullArgs<'_>,
-) -> Result<PullOutcome> {
-    let addr = broker_addr_of(instance, args.mq, args.broker_id).await?;
-    let from_master = instance.master_addr(&args.mq.broker_name).as_deref() == Some(&addr);
-    let mut sys_flag = args.sys_flag;
-    if !from_master {
-        // Slaves never store offsets.
-        sys_flag &= !pull_sys_flag::COMMIT_OFFSET;
-    }
-    let mut cmd = RemotingCommand::request(request::PULL_MESSAGE);
-    cmd.language = LanguageCode::Rust;
-    PullMessageRequestHeader {
-        consumer_group: args.group.to_owned(),
-        topic: args.mq.topic.clone(),
-        queue_id: args.mq.queue_id,
-        queue_offset: args.offset,
-        max_msg_nums: args.max_nums,
-        sys_flag,
-        commit_offset: args.commit_offset,
-        suspend_timeout_millis: i64::try_from(args.suspend.as_millis()).unwrap_or(i64::MAX),
-        subscription: Some(args.subscription.sub_string.clone()),
-        sub_version: args.subscription.sub_version,
-        expression_type: Some(args.subscription.expression_type.clone()),
-    }
-    .encode(&mut cmd.ext_fields);
-    cmd.put("bname", &args.mq.broker_name);
-    let resp = instance.invoke(&addr, cmd, args.timeout).await?;
-    let status_code = resp.code;
-    if !matches!(
-        status_code,
-        response::SUCCESS
-            | response::PULL_NOT_FOUND
-            | response::PULL_RETRY_IMMEDIATELY
-            | response::PULL_OFFSET_MOVED
-    ) {
-        return Err(ClientError::Broker {
-            code: status_code,
-            remark: resp.remark.unwrap_or_default(),
-        });
-    }
-    let header = PullMessageResponseHeader::decode(&resp.ext_fields)
-        .map_err(|e| ClientError::decode("pull response", e))?;
-    let status = match status_code {
-        response::SUCCESS => {
-            let mut msgs = decode_messages(&resp.body, &args.mq.broker_name)?;
-            msgs.retain(|m| matches_tags(args.subscription, m));
-            for m in &mut msgs {
-                m.properties
-                    .insert("MIN_OFFSET".into(), header.min_offset.to_string());
-                m.properties
-                    .insert("MAX_OFFSET".into(), header.max_offset.to_string());
-            }
-            PullStatus::Found(msgs)
-        }
-        response::PULL_NOT_FOUND => PullStatus::NoNewMsg,
-        response::PULL_RETRY_IMMEDIATELY => PullStatus::NoMatched,
-        _ => PullStatus::OffsetIllegal,
-    };
-    Ok(PullOutcome {
-        status,
-        next_begin_offset: header.next_begin_offset,
-        suggest_which_broker_id: header.suggest_which_broker_id,
-    })
-}
-
-/// The client-side tag filter: brokers filter on tag hash codes, which
-/// collide, so the tag string is checked again here.
-pub(crate) fn matches_tags(sub: &SubscriptionData, msg: &MessageExt) -> bool {
-    if sub.expression_type != EXPRESSION_TYPE_TAG || sub.is_sub_all() {
-        return true;
-    }
-    msg.tags().is_some_and(|t| sub.tags_set.contains(t))
-}
-
-/// How long to wait before retrying after a failed pull.
-pub(crate) fn pull_retry_delay(e: &ClientError) -> Duration {
-    if e.response_code() == Some(response::FLOW_CONTROL) {
-        PULL_DELAY_ON_FLOW_CONTROL
-    } else {
-        PULL_DELAY_ON_ERROR
-    }
-}
-
-/// Whether a broker→client request is NOTIFY_CONSUMER_IDS_CHANGED for `group`.
-pub(crate) fn is_ids_changed_for(request: &RemotingCommand, group: &str) -> bool {
-    request.code == request::NOTIFY_CONSUMER_IDS_CHANGED
-        && ConsumerGroupRequestHeader::decode(&request.ext_fields)
-            .is_ok_and(|h| h.consumer_group == group)
-}
-
-/// The offsets of a RESET_CONSUMER_CLIENT_OFFSET request for `group`, if it is one.
-pub(crate) fn reset_offsets_for(
-    request: &RemotingCommand,
-    group: &str,
-) -> Option<Vec<(MessageQueue, i64)>> {
-    if request.code != request::RESET_CONSUMER_CLIENT_OFFSET {
-        return None;
-    }
-    let header = ResetOffsetRequestHeader::decode(&request.ext_fields).ok()?;
-    if header.group != group {
-        return None;
-    }
-    match ResetOffsetBody::decode(&request.body) {
-        Ok(body) => Some(body.offset_table.into_iter().collect()),
-        Err(e) => {
-            log::warn!("{group}: bad reset-offset body: {e}");
-            None
-        }
-    }
-}
-
-/// The offset store a consumer of `group` uses.
-pub(crate) fn offset_store_for(
-    instance: &Arc<ClientInstance>,
-    group: &str,
-    model: MessageModel,
-    dir: Option<&PathBuf>,
-) -> Result<OffsetStore> {
-    Ok(match model {
-        MessageModel::Clustering => OffsetStore::remote(instance.clone(), group),
-        MessageModel::Broadcasting => {
-            let dir = dir.cloned().unwrap_or_else(default_offset_dir);
-            OffsetStore::local(&dir, instance.client_id(), group)?
-        }
-    })
-}
-
-/// Waits for a message on `rx` or until `timeout`; false on timeout.
-pub(crate) async fn wait_signal(rx: &Receiver<()>, timeout: Duration) -> bool {
-    smol::future::or(async { rx.recv().await.is_ok() }, async {
-        smol::Timer::after(timeout).await;
-        false
-    })
-    .await
-}
-
-// ---------------------------------------------------------------------------
-// The lite pull consumer.
 
 /// How queues were chosen; the two are exclusive, as in Java.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,7 +97,7 @@ struct QueueState {
     /// Broker id the broker suggested for the next pull.
     broker_id: i64,
     /// The queue's pull loop; dropping it cancels the loop.
-    task: Option<smol::Task<()>>,
+    task: Option<async_executor::Task<()>>,
 }
 
 struct State {
@@ -340,7 +125,7 @@ struct Inner {
     next_auto_commit: Mutex<Instant>,
     closed: AtomicBool,
     /// Rebalance and persist loops; dropped (cancelled) at shutdown.
-    tasks: Mutex<Vec<smol::Task<()>>>,
+    tasks: Mutex<Vec<async_executor::Task<()>>>,
 }
 
 impl Member for Inner {
@@ -356,7 +141,7 @@ impl Member for Inner {
             subscription_data_set: self
                 .subscriptions
                 .lock()
-                .expect("subscriptions poisoned")
+                .unwrap_or_else(PoisonError::into_inner)
                 .values()
                 .cloned()
                 .collect(),
@@ -370,14 +155,14 @@ impl Member for Inner {
         request: &RemotingCommand,
     ) -> Option<RemotingCommand> {
         if is_ids_changed_for(request, &self.config.group)
-            && *self.mode.lock().expect("mode poisoned") == Mode::Subscribe
+            && *self.mode.lock().unwrap_or_else(PoisonError::into_inner) == Mode::Subscribe
         {
             // Full means a rebalance is already due.
             let _ = self.rebalance_now.0.try_send(());
         } else if let Some(table) = reset_offsets_for(request, &self.config.group) {
             self.pending_resets
                 .lock()
-                .expect("resets poisoned")
+                .unwrap_or_else(PoisonError::into_inner)
                 .extend(table);
             let _ = self.rebalance_now.0.try_send(());
         }
@@ -387,7 +172,7 @@ impl Member for Inner {
     fn topics(&self) -> Vec<String> {
         self.subscriptions
             .lock()
-            .expect("subscriptions poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .keys()
             .cloned()
             .collect()
@@ -413,7 +198,7 @@ impl PullConsumer {
                 "pull_batch_size must be at least 1".into(),
             ));
         }
-        let store = offset_store_for(
+        let store = OffsetStore::for_group(
             &instance,
             &config.group,
             config.message_model,
@@ -440,13 +225,13 @@ impl PullConsumer {
         let member: Arc<dyn Member> = inner.clone();
         instance.register(Arc::downgrade(&member));
         let weak = Arc::downgrade(&inner);
-        let persist = smol::spawn(persist_loop(weak.clone()));
-        let rebalance = smol::spawn(rebalance_loop(weak));
+        let persist = instance.spawn(persist_loop(weak.clone()));
+        let rebalance = instance.spawn(rebalance_loop(weak));
         inner
             .tasks
             .lock()
-            .expect("tasks poisoned")
-            .extend([persist, rebalance]);
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(persist.into_iter().chain(rebalance));
         Ok(PullConsumer { inner })
     }
 
@@ -464,9 +249,13 @@ impl PullConsumer {
     }
 
     fn set_mode(&self, mode: Mode) -> Result<()> {
-        let mut current = self.inner.mode.lock().expect("mode poisoned");
+        let mut current = self
+            .inner
+            .mode
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if *current != Mode::None && *current != mode {
-            return Err(ClientError::InvalidArgument(
+            return Err(ClientError::State(
                 "subscribe and assign cannot be mixed on one consumer".into(),
             ));
         }
@@ -486,7 +275,7 @@ impl PullConsumer {
         self.inner
             .subscriptions
             .lock()
-            .expect("subscriptions poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(topic.to_owned(), sub);
         let i = &self.inner.instance;
         if let Err(e) = i.update_route(topic).await {
@@ -512,7 +301,7 @@ impl PullConsumer {
                 .inner
                 .subscriptions
                 .lock()
-                .expect("subscriptions poisoned");
+                .unwrap_or_else(PoisonError::into_inner);
             for t in &topics {
                 subs.entry(t.clone())
                     .or_insert_with(|| SubscriptionData::from_expression(t, "*"));
@@ -549,7 +338,7 @@ impl PullConsumer {
 
     /// [`poll`](Self::poll) for callers without an executor.
     pub fn poll_blocking(&self, timeout: Duration) -> Result<Vec<MessageExt>> {
-        smol::block_on(self.poll(timeout))
+        async_io::block_on(self.poll(timeout))
     }
 
     /// Moves `mq`'s position to `offset` (between the queue's min and max
@@ -557,15 +346,12 @@ impl PullConsumer {
     pub async fn seek(&self, mq: &MessageQueue, offset: i64) -> Result<()> {
         self.check_open()?;
         if !self.inner.is_assigned(mq) {
-            return Err(ClientError::InvalidArgument(format!(
+            return Err(ClientError::State(format!(
                 "{mq:?} is not assigned to this consumer"
             )));
         }
         let i = &self.inner.instance;
-        let (min, max) = (
-            rebalance::min_offset(i, mq).await?,
-            rebalance::max_offset(i, mq).await?,
-        );
+        let (min, max) = (min_offset(i, mq).await?, max_offset(i, mq).await?);
         if offset < min || offset > max {
             return Err(ClientError::InvalidArgument(format!(
                 "offset {offset} is outside [{min}, {max}] of {mq:?}"
@@ -574,7 +360,7 @@ impl PullConsumer {
         if self.inner.reposition(mq, offset) {
             Ok(())
         } else {
-            Err(ClientError::InvalidArgument(format!(
+            Err(ClientError::State(format!(
                 "{mq:?} is not assigned to this consumer"
             )))
         }
@@ -584,7 +370,7 @@ impl PullConsumer {
     /// `timestamp` (ms since the epoch).
     pub async fn seek_to_timestamp(&self, mq: &MessageQueue, timestamp: i64) -> Result<()> {
         self.check_open()?;
-        let offset = rebalance::search_offset(&self.inner.instance, mq, timestamp).await?;
+        let offset = search_offset(&self.inner.instance, mq, timestamp).await?;
         self.seek(mq, offset).await
     }
 
@@ -613,11 +399,15 @@ impl PullConsumer {
         if inner.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        inner.tasks.lock().expect("tasks poisoned").clear();
-        let tasks: Vec<smol::Task<()>> = inner
+        inner
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        let tasks: Vec<async_executor::Task<()>> = inner
             .state
             .lock()
-            .expect("state poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .queues
             .values_mut()
             .filter_map(|q| q.task.take())
@@ -642,12 +432,16 @@ impl Drop for PullConsumer {
     fn drop(&mut self) {
         // Without shutdown, at least stop the background loops.
         if !self.inner.closed.swap(true, Ordering::AcqRel) {
-            self.inner.tasks.lock().expect("tasks poisoned").clear();
+            self.inner
+                .tasks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
             for q in self
                 .inner
                 .state
                 .lock()
-                .expect("state poisoned")
+                .unwrap_or_else(PoisonError::into_inner)
                 .queues
                 .values_mut()
             {
@@ -661,7 +455,7 @@ impl Inner {
     fn assigned(&self) -> Vec<MessageQueue> {
         self.state
             .lock()
-            .expect("state poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .queues
             .keys()
             .cloned()
@@ -671,7 +465,7 @@ impl Inner {
     fn is_assigned(&self, mq: &MessageQueue) -> bool {
         self.state
             .lock()
-            .expect("state poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .queues
             .contains_key(mq)
     }
@@ -681,7 +475,7 @@ impl Inner {
         let max = usize::try_from(self.config.pull_batch_size)
             .unwrap_or(1)
             .max(1);
-        let mut state = self.state.lock().expect("state poisoned");
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let n = state.queues.len();
         if n == 0 {
             return None;
@@ -719,7 +513,7 @@ impl Inner {
         let queues: Vec<(MessageQueue, i64)> = self
             .state
             .lock()
-            .expect("state poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .queues
             .iter()
             .map(|(k, q)| (k.clone(), q.consumed))
@@ -739,7 +533,10 @@ impl Inner {
     /// the store's memory; the persist loop sends them to the broker.
     fn maybe_auto_commit(&self) {
         let due = {
-            let mut next = self.next_auto_commit.lock().expect("auto commit poisoned");
+            let mut next = self
+                .next_auto_commit
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
             if now >= *next {
                 *next = now + self.config.auto_commit_interval;
@@ -749,7 +546,7 @@ impl Inner {
             }
         };
         if due {
-            let state = self.state.lock().expect("state poisoned");
+            let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             for (mq, q) in &state.queues {
                 if q.consumed >= 0 {
                     self.store.update(mq, q.consumed, false);
@@ -765,7 +562,7 @@ impl Inner {
             return;
         }
         let removed: Vec<(MessageQueue, QueueState)> = {
-            let mut state = self.state.lock().expect("state poisoned");
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             let gone: Vec<MessageQueue> = state
                 .queues
                 .keys()
@@ -781,7 +578,9 @@ impl Inner {
                     continue;
                 }
                 log::info!("{}: now reading {mq:?}", self.config.group);
-                let task = smol::spawn(lite_pull_loop(Arc::downgrade(self), mq.clone()));
+                let task = self
+                    .instance
+                    .spawn(lite_pull_loop(Arc::downgrade(self), mq.clone()));
                 state.queues.insert(
                     mq,
                     QueueState {
@@ -791,7 +590,7 @@ impl Inner {
                         buffered_bytes: 0,
                         consumed: -1,
                         broker_id: 0,
-                        task: Some(task),
+                        task,
                     },
                 );
             }
@@ -810,12 +609,11 @@ impl Inner {
         }
     }
 
-    /// One rebalance of every subscribed topic.
     /// Moves an assigned queue to `offset`: its buffer is dropped and its pull
     /// task restarted there. False if the queue is not assigned.
     fn reposition(self: &Arc<Self>, mq: &MessageQueue, offset: i64) -> bool {
         let weak = Arc::downgrade(self);
-        let mut state = self.state.lock().expect("state poisoned");
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(q) = state.queues.get_mut(mq) else {
             return false;
         };
@@ -825,13 +623,18 @@ impl Inner {
         q.buffer.clear();
         q.buffered_bytes = 0;
         // Replacing the task cancels a long poll parked at the old offset.
-        q.task = Some(smol::spawn(lite_pull_loop(weak, mq.clone())));
+        q.task = self.instance.spawn(lite_pull_loop(weak, mq.clone()));
         true
     }
 
     /// Applies offsets a broker told us to reset to (RESET_CONSUMER_CLIENT_OFFSET).
     fn apply_resets(self: &Arc<Self>) {
-        let resets = std::mem::take(&mut *self.pending_resets.lock().expect("resets poisoned"));
+        let resets = std::mem::take(
+            &mut *self
+                .pending_resets
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
         for (mq, offset) in resets {
             if self.reposition(&mq, offset) {
                 self.store.update(&mq, offset, false);
@@ -840,15 +643,16 @@ impl Inner {
         }
     }
 
+    /// One rebalance of every subscribed topic (after applying resets).
     async fn rebalance(self: &Arc<Self>) {
         self.apply_resets();
-        if *self.mode.lock().expect("mode poisoned") != Mode::Subscribe {
+        if *self.mode.lock().unwrap_or_else(PoisonError::into_inner) != Mode::Subscribe {
             return;
         }
         let topics: Vec<String> = self
             .subscriptions
             .lock()
-            .expect("subscriptions poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .keys()
             .cloned()
             .collect();
@@ -889,7 +693,7 @@ async fn rebalance_loop(weak: Weak<Inner>) {
             None => return,
         };
         let wait = if balanced {
-            rebalance::REBALANCE_INTERVAL
+            REBALANCE_INTERVAL
         } else {
             Duration::from_secs(1)
         };
@@ -911,7 +715,7 @@ async fn persist_loop(weak: Weak<Inner>) {
         return;
     };
     loop {
-        smol::Timer::after(every).await;
+        async_io::Timer::after(every).await;
         let Some(inner) = weak.upgrade() else { return };
         if inner.closed.load(Ordering::Acquire) {
             return;
@@ -931,7 +735,7 @@ async fn lite_pull_loop(weak: Weak<Inner>, mq: MessageQueue) {
             return;
         }
         let snapshot = {
-            let state = inner.state.lock().expect("state poisoned");
+            let state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
             let Some(q) = state.queues.get(&mq) else {
                 return;
             };
@@ -942,11 +746,11 @@ async fn lite_pull_loop(weak: Weak<Inner>, mq: MessageQueue) {
         let (generation, mut offset, broker_id, full) = snapshot;
         if full {
             drop(inner);
-            smol::Timer::after(PULL_DELAY_WHEN_FULL).await;
+            async_io::Timer::after(PULL_DELAY_WHEN_FULL).await;
             continue;
         }
         if offset < 0 {
-            match compute_pull_from_where(
+            match start_offset(
                 &inner.instance,
                 &inner.store,
                 &mq,
@@ -956,7 +760,7 @@ async fn lite_pull_loop(weak: Weak<Inner>, mq: MessageQueue) {
             {
                 Ok(o) => {
                     offset = o;
-                    let mut state = inner.state.lock().expect("state poisoned");
+                    let mut state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
                     match state.queues.get_mut(&mq) {
                         Some(q) if q.generation == generation => q.next_offset = o,
                         Some(_) => continue,
@@ -966,7 +770,7 @@ async fn lite_pull_loop(weak: Weak<Inner>, mq: MessageQueue) {
                 Err(e) => {
                     log::debug!("start offset of {mq:?}: {e}");
                     drop(inner);
-                    smol::Timer::after(PULL_DELAY_ON_ERROR).await;
+                    async_io::Timer::after(PULL_DELAY_ON_ERROR).await;
                     continue;
                 }
             }
@@ -974,7 +778,7 @@ async fn lite_pull_loop(weak: Weak<Inner>, mq: MessageQueue) {
         let sub = inner
             .subscriptions
             .lock()
-            .expect("subscriptions poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(&mq.topic)
             .cloned()
             .unwrap_or_else(|| SubscriptionData::from_expression(&mq.topic, "*"));
@@ -1002,13 +806,13 @@ async fn lite_pull_loop(weak: Weak<Inner>, mq: MessageQueue) {
                 log::debug!("pull of {mq:?} at {offset}: {e}");
                 let delay = pull_retry_delay(&e);
                 drop(inner);
-                smol::Timer::after(delay).await;
+                async_io::Timer::after(delay).await;
                 continue;
             }
         };
         let mut moved = false;
         {
-            let mut state = inner.state.lock().expect("state poisoned");
+            let mut state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
             let Some(q) = state.queues.get_mut(&mq) else {
                 return;
             };
@@ -1048,69 +852,10 @@ async fn lite_pull_loop(weak: Weak<Inner>, mq: MessageQueue) {
 mod tests {
     use super::*;
 
-    fn msg(tag: Option<&str>) -> MessageExt {
-        let addr: std::net::SocketAddr = "127.0.0.1:1".parse().expect("an address");
-        let mut properties = BTreeMap::new();
-        if let Some(t) = tag {
-            properties.insert("TAGS".to_owned(), t.to_owned());
-        }
-        MessageExt {
-            msg_id: String::new(),
-            offset_msg_id: String::new(),
-            topic: "T".into(),
-            broker_name: "b".into(),
-            queue_id: 0,
-            queue_offset: 0,
-            commit_log_offset: 0,
-            flag: 0,
-            sys_flag: 0,
-            born_timestamp: 0,
-            born_host: addr,
-            store_timestamp: 0,
-            store_host: addr,
-            reconsume_times: 0,
-            properties,
-            body: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn tag_filter_checks_the_tag_string() {
-        let sub = SubscriptionData::from_expression("T", "TagA || TagB");
-        assert!(matches_tags(&sub, &msg(Some("TagA"))));
-        assert!(matches_tags(&sub, &msg(Some("TagB"))));
-        assert!(!matches_tags(&sub, &msg(Some("TagC"))));
-        assert!(!matches_tags(&sub, &msg(None)));
-        let all = SubscriptionData::from_expression("T", "*");
-        assert!(matches_tags(&all, &msg(None)));
-        assert!(matches_tags(&all, &msg(Some("TagC"))));
-    }
-
     #[test]
     fn consumers_can_be_shared_between_threads() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<PullConsumer>();
         assert_send_sync::<crate::PushConsumer>();
-    }
-
-    #[test]
-    fn flow_control_retries_sooner() {
-        let fc = ClientError::Broker {
-            code: response::FLOW_CONTROL,
-            remark: String::new(),
-        };
-        assert_eq!(pull_retry_delay(&fc), Duration::from_millis(20));
-        assert_eq!(
-            pull_retry_delay(&ClientError::Closed),
-            Duration::from_secs(1)
-        );
-    }
-
-    #[test]
-    fn notify_is_recognised_for_the_group_only() {
-        let mut cmd = RemotingCommand::request(request::NOTIFY_CONSUMER_IDS_CHANGED);
-        cmd.put("consumerGroup", "G");
-        assert!(is_ids_changed_for(&cmd, "G"));
-        assert!(!is_ids_changed_for(&cmd, "H"));
     }
 }

@@ -1,0 +1,120 @@
+//! The executor and threads a client instance (or a lone connection) owns,
+//! so that the library can be stopped: there is no global executor, every
+//! task runs on its owner's executor, and [`Runtime::stop`] ends its threads.
+//!
+//! Stopping from one of the runtime's own threads (a callback that shuts the
+//! client down, the last handle dropped inside a task) cannot join that
+//! thread, and joining the others from there could wait on a callback that
+//! waits on the caller; so then no thread is joined: each one leaves its run
+//! loop after the task it is polling and exits on its own. From any other
+//! thread `stop` returns once every thread has exited.
+//!
+//! Two threads the library uses are not a runtime's: `async-io`'s reactor
+//! thread (one per process, parked while a `block_on` drives the reactor) and
+//! the `blocking` pool's threads (listener calls, file writes), which exit
+//! after half a second of idleness.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+
+use async_channel::{Receiver, Sender};
+use async_executor::{Executor, Task};
+
+/// An executor and the named threads that run it.
+pub(crate) struct Runtime {
+    /// Taken at stop: spawning then fails, and once the threads are gone the
+    /// last reference drops the executor, which drops the tasks left on it
+    /// (closing their sockets, releasing what they hold).
+    executor: Mutex<Option<Arc<Executor<'static>>>>,
+    /// Closed at stop; each thread's run loop ends when it sees that.
+    stop: Sender<()>,
+    /// The threads, joined at stop (unless stop runs on one of them).
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Runtime {
+    /// Starts `threads` threads (at least one) named `<name>-<i>`.
+    pub(crate) fn start(name: &str, threads: usize) -> std::io::Result<Runtime> {
+        let executor = Arc::new(Executor::new());
+        let (stop, stopped) = async_channel::bounded::<()>(1);
+        let runtime = Runtime {
+            executor: Mutex::new(Some(executor.clone())),
+            stop,
+            threads: Mutex::new(Vec::new()),
+        };
+        for i in 0..threads.max(1) {
+            let executor = executor.clone();
+            let stopped: Receiver<()> = stopped.clone();
+            // On failure the threads already started stop as `runtime` drops.
+            let handle = thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || {
+                    // Nothing is ever sent: `recv` ends when `stop` closes.
+                    async_io::block_on(executor.run(stopped.recv())).ok();
+                })?;
+            runtime
+                .threads
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(handle);
+        }
+        Ok(runtime)
+    }
+
+    /// Runs `future` on the executor; `None` once stopped (the future is
+    /// dropped unrun). Dropping the task cancels it; `detach` lets it finish.
+    pub(crate) fn spawn<T: Send + 'static>(
+        &self,
+        future: impl Future<Output = T> + Send + 'static,
+    ) -> Option<Task<T>> {
+        let executor = self
+            .executor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
+        Some(executor.spawn(future))
+    }
+
+    /// Runs `future` to its end on the executor, unless stopped first.
+    pub(crate) fn spawn_detached(&self, future: impl Future<Output = ()> + Send + 'static) {
+        if let Some(task) = self.spawn(future) {
+            task.detach();
+        }
+    }
+
+    /// Whether the calling thread is one of this runtime's.
+    fn on_own_thread(threads: &[JoinHandle<()>]) -> bool {
+        let me = thread::current().id();
+        threads.iter().any(|t| t.thread().id() == me)
+    }
+
+    /// Stops the threads: joins them, or, on one of them, lets them exit by
+    /// themselves (see the module doc). Idempotent.
+    pub(crate) fn stop(&self) {
+        self.stop.close();
+        let executor = self
+            .executor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        if !Self::on_own_thread(&threads) {
+            for t in threads {
+                // A thread ends by returning; a panic there was a task's, and
+                // tasks catch their panics, so there is nothing to report.
+                let _ = t.join();
+            }
+        }
+        // With every thread joined this is the last reference: the tasks
+        // left on the executor are dropped here, on the caller's thread.
+        drop(executor);
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
