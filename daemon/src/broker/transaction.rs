@@ -34,10 +34,7 @@ pub(crate) const OP_HALF_TOPIC: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
 pub(crate) const CHECK_MAX_TIME_TOPIC: &str = "TRANS_CHECK_MAX_TIME_TOPIC";
 /// The group whose offsets record how far checking got.
 pub(crate) const CHECK_GROUP: &str = "CID_RMQ_SYS_TRANS";
-/// Property: the producer group of a half message.
-pub(crate) const PGROUP: &str = "PGROUP";
-/// Property: marks a transactional message.
-pub(crate) const TRAN_MSG: &str = "TRAN_MSG";
+pub(crate) use mq_protocol::properties::keys::{PGROUP, TRAN_MSG};
 /// Property: how often the half message was checked.
 pub(crate) const CHECK_TIMES: &str = "TRANSACTION_CHECK_TIMES";
 /// Property: the half message's queue offset, on commit records.

@@ -72,7 +72,7 @@ impl Member for Checker {
         }
         let msgs = decode_messages(&request.body, "").ok()?;
         let msg = msgs.into_iter().next()?;
-        if msg.properties.get("PGROUP") != Some(&self.group) {
+        if msg.properties.get(keys::PGROUP) != Some(&self.group) {
             return None;
         }
         let instance = self.instance.clone();
@@ -149,9 +149,9 @@ impl TransactionProducer {
             ));
         }
         let mut half = msg.clone();
-        half.properties.insert("TRAN_MSG".into(), "true".into());
+        half.properties.insert(keys::TRAN_MSG.into(), "true".into());
         half.properties
-            .insert("PGROUP".into(), self.producer.config().group.clone());
+            .insert(keys::PGROUP.into(), self.producer.config().group.clone());
         let queues = self.producer.queues_for(&msg.topic).await?;
         let mq = self.producer.select(&queues, None);
         let result = self

@@ -26,6 +26,10 @@ pub mod keys {
     pub const RETRY_TOPIC: &str = "RETRY_TOPIC";
     /// The message id of the message a retry copies.
     pub const ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
+    /// The producer group of a transactional (half) message.
+    pub const PGROUP: &str = "PGROUP";
+    /// `"true"` on a transactional message.
+    pub const TRAN_MSG: &str = "TRAN_MSG";
 }
 
 /// Separates the words of the KEYS property.
