@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mq_client::protocol::body::MessageModel;
-use mq_client::{ClientConfig, ConsumeFrom, ProducerConfig, PullConsumerConfig, PushConsumerConfig};
+use mq_client::{
+    ClientConfig, ConsumeFrom, ProducerConfig, PullConsumerConfig, PushConsumerConfig,
+};
 
 use crate::ffi::{arg, arg_mut, ok, take, text, Out};
 use crate::status::{mq_status_t, Error, MQ_ERR_CONFIG};
@@ -40,19 +42,47 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("client_ip", "clientIP", Kind::Text),
     ("request_timeout_ms", "", Kind::Millis),
     ("executor_threads", "", Kind::Count { min: 1 }),
-    ("poll_name_server_interval_ms", "pollNameServerInterval", Kind::Millis),
-    ("heartbeat_broker_interval_ms", "heartbeatBrokerInterval", Kind::Millis),
-    ("persist_consumer_offset_interval_ms", "persistConsumerOffsetInterval", Kind::Millis),
+    (
+        "poll_name_server_interval_ms",
+        "pollNameServerInterval",
+        Kind::Millis,
+    ),
+    (
+        "heartbeat_broker_interval_ms",
+        "heartbeatBrokerInterval",
+        Kind::Millis,
+    ),
+    (
+        "persist_consumer_offset_interval_ms",
+        "persistConsumerOffsetInterval",
+        Kind::Millis,
+    ),
     // Producers and consumers.
     ("group", "groupName", Kind::Text),
     ("close_timeout_ms", "", Kind::Millis),
     // Producers.
     ("send_timeout_ms", "sendMsgTimeout", Kind::Millis),
-    ("retry_times_when_send_failed", "retryTimesWhenSendFailed", Kind::Count { min: 0 }),
-    ("retry_times_when_send_async_failed", "retryTimesWhenSendAsyncFailed", Kind::Count { min: 0 }),
-    ("compress_msg_body_over", "compressMsgBodyOverHowmuch", Kind::Count { min: 0 }),
+    (
+        "retry_times_when_send_failed",
+        "retryTimesWhenSendFailed",
+        Kind::Count { min: 0 },
+    ),
+    (
+        "retry_times_when_send_async_failed",
+        "retryTimesWhenSendAsyncFailed",
+        Kind::Count { min: 0 },
+    ),
+    (
+        "compress_msg_body_over",
+        "compressMsgBodyOverHowmuch",
+        Kind::Count { min: 0 },
+    ),
     ("max_message_size", "maxMessageSize", Kind::Count { min: 1 }),
-    ("default_topic_queue_nums", "defaultTopicQueueNums", Kind::Count { min: 1 }),
+    (
+        "default_topic_queue_nums",
+        "defaultTopicQueueNums",
+        Kind::Count { min: 1 },
+    ),
     ("latency_fault_enable", "sendLatencyFaultEnable", Kind::Flag),
     ("max_inflight_async", "", Kind::Count { min: 1 }),
     ("txn_check_timeout_ms", "", Kind::Millis),
@@ -60,15 +90,39 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("message_model", "messageModel", Kind::Model),
     ("consume_from", "consumeFromWhere", Kind::From),
     ("orderly", "", Kind::Flag),
-    ("consume_threads", "consumeThreadMax", Kind::Count { min: 1 }),
-    ("consume_batch_max_size", "consumeMessageBatchMaxSize", Kind::Count { min: 1 }),
+    (
+        "consume_threads",
+        "consumeThreadMax",
+        Kind::Count { min: 1 },
+    ),
+    (
+        "consume_batch_max_size",
+        "consumeMessageBatchMaxSize",
+        Kind::Count { min: 1 },
+    ),
     ("pull_batch_size", "pullBatchSize", Kind::Count { min: 1 }),
-    ("pull_threshold_for_queue", "pullThresholdForQueue", Kind::Count { min: 1 }),
-    ("consume_concurrently_max_span", "consumeConcurrentlyMaxSpan", Kind::Count { min: 1 }),
-    ("max_reconsume_times", "maxReconsumeTimes", Kind::Count { min: 0 }),
+    (
+        "pull_threshold_for_queue",
+        "pullThresholdForQueue",
+        Kind::Count { min: 1 },
+    ),
+    (
+        "consume_concurrently_max_span",
+        "consumeConcurrentlyMaxSpan",
+        Kind::Count { min: 1 },
+    ),
+    (
+        "max_reconsume_times",
+        "maxReconsumeTimes",
+        Kind::Count { min: 0 },
+    ),
     ("consume_timeout_ms", "", Kind::Millis),
     ("auto_commit", "autoCommit", Kind::Flag),
-    ("auto_commit_interval_ms", "autoCommitIntervalMillis", Kind::Millis),
+    (
+        "auto_commit_interval_ms",
+        "autoCommitIntervalMillis",
+        Kind::Millis,
+    ),
     ("offset_dir", "", Kind::Text),
 ];
 
@@ -136,7 +190,9 @@ fn parse_from(v: &str) -> Option<ConsumeFrom> {
 fn check(kind: Kind, value: &str) -> Result<(), String> {
     let fits = match kind {
         Kind::Text => !value.is_empty(),
-        Kind::Count { min } => value.parse::<u64>().is_ok_and(|n| n >= min && n <= u32::MAX as u64),
+        Kind::Count { min } => value
+            .parse::<u64>()
+            .is_ok_and(|n| n >= min && n <= u32::MAX as u64),
         Kind::Millis => value.parse::<u64>().is_ok(),
         Kind::Flag => parse_flag(value).is_some(),
         Kind::Model => parse_model(value).is_some(),
@@ -219,8 +275,10 @@ impl mq_config_t {
     pub(crate) fn producer(&self) -> Result<ProducerConfig, Error> {
         let mut p = ProducerConfig::new(self.group()?);
         p.send_timeout = self.millis("send_timeout_ms", p.send_timeout);
-        p.retry_times_when_send_failed =
-            self.u32("retry_times_when_send_failed", p.retry_times_when_send_failed);
+        p.retry_times_when_send_failed = self.u32(
+            "retry_times_when_send_failed",
+            p.retry_times_when_send_failed,
+        );
         p.retry_times_when_send_async_failed = self.u32(
             "retry_times_when_send_async_failed",
             p.retry_times_when_send_async_failed,
@@ -268,11 +326,9 @@ impl mq_config_t {
             "consume_concurrently_max_span",
             c.consume_concurrently_max_span,
         );
-        c.max_reconsume_times = i32::try_from(self.count(
-            "max_reconsume_times",
-            c.max_reconsume_times as u64,
-        ))
-        .map_err(|e| config_error("max_reconsume_times", e))?;
+        c.max_reconsume_times =
+            i32::try_from(self.count("max_reconsume_times", c.max_reconsume_times as u64))
+                .map_err(|e| config_error("max_reconsume_times", e))?;
         c.offset_dir = self.get("offset_dir").map(PathBuf::from);
         Ok(c)
     }
@@ -369,7 +425,10 @@ pub unsafe extern "C" fn mq_config_set(
 ///
 /// `cfg` is NULL or a live config; `key` is NULL or a NUL-terminated string.
 #[no_mangle]
-pub unsafe extern "C" fn mq_config_get(cfg: *const mq_config_t, key: *const c_char) -> *const c_char {
+pub unsafe extern "C" fn mq_config_get(
+    cfg: *const mq_config_t,
+    key: *const c_char,
+) -> *const c_char {
     ffi! {
         // SAFETY: the caller's promises.
         let (cfg, key) = unsafe { (arg(cfg, "cfg")?, text(key, "key")?) };

@@ -20,9 +20,7 @@ use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::status::{
-    mq_status_t, record, Error, MQ_ERR_FORKED, MQ_ERR_PANIC, MQ_OK,
-};
+use crate::status::{mq_status_t, record, Error, MQ_ERR_FORKED, MQ_ERR_PANIC, MQ_OK};
 
 /// Wraps the body of an export (`pub unsafe extern "C" fn`):
 ///
@@ -301,9 +299,6 @@ pub(crate) fn choice<T: Copy>(value: i32, allowed: &[(i32, T)], what: &str) -> R
         .map(|(_, t)| *t)
         .ok_or_else(|| {
             let names: Vec<String> = allowed.iter().map(|(v, _)| v.to_string()).collect();
-            Error::invalid(format!(
-                "{what} {value} is not one of {}",
-                names.join(", ")
-            ))
+            Error::invalid(format!("{what} {value} is not one of {}", names.join(", ")))
         })
 }

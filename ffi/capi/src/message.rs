@@ -288,7 +288,9 @@ unsafe fn set_property(
 ) -> Result<mq_status_t, Error> {
     // SAFETY: the caller's promises, passed on.
     let (m, value) = unsafe { (arg_mut(m, "message")?, text(value, what)?) };
-    m.built()?.properties.insert(name.to_owned(), value.to_owned());
+    m.built()?
+        .properties
+        .insert(name.to_owned(), value.to_owned());
     ok()
 }
 
@@ -362,7 +364,10 @@ pub unsafe extern "C" fn mq_message_set_property(
 ///
 /// `m` is NULL or a live message no other thread uses meanwhile.
 #[no_mangle]
-pub unsafe extern "C" fn mq_message_set_delay_level(m: *mut mq_message_t, level: i32) -> mq_status_t {
+pub unsafe extern "C" fn mq_message_set_delay_level(
+    m: *mut mq_message_t,
+    level: i32,
+) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promise.
         let m = unsafe { arg_mut(m, "message") }?;

@@ -44,7 +44,10 @@ impl AsyncSends {
         // Unbounded: never blocks a library thread. Closed after close's
         // flush: a report that late is dropped (close waited for it).
         let _ = self.reports.0.try_send(report);
-        let mut n = self.unfinished.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut n = self
+            .unfinished
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         *n = n.saturating_sub(1);
         self.finished.notify_all();
     }
@@ -52,7 +55,10 @@ impl AsyncSends {
     /// Waits until no send is unfinished; false at `limit`.
     fn flush(&self, limit: Duration) -> bool {
         let deadline = Instant::now().checked_add(limit);
-        let mut n = self.unfinished.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut n = self
+            .unfinished
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         while *n > 0 {
             let left = deadline.map_or(Duration::from_secs(3600), |d| {
                 d.saturating_duration_since(Instant::now())
@@ -374,7 +380,10 @@ pub unsafe extern "C" fn mq_producer_poll(
 ///
 /// `p` is NULL or a live producer.
 #[no_mangle]
-pub unsafe extern "C" fn mq_producer_flush(p: *const mq_producer_t, timeout_ms: i32) -> mq_status_t {
+pub unsafe extern "C" fn mq_producer_flush(
+    p: *const mq_producer_t,
+    timeout_ms: i32,
+) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promise.
         let p = unsafe { arg(p, "producer") }?;

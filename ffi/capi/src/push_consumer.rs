@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_channel::{bounded, Receiver, Sender, TryRecvError};
-use mq_client::{ClientInstance, ConsumeStatus, Listener, MessageExt, PushConsumer, PushConsumerConfig};
+use mq_client::{
+    ClientInstance, ConsumeStatus, Listener, MessageExt, PushConsumer, PushConsumerConfig,
+};
 
 use crate::batch::{mq_batch_t, Ack};
 use crate::client::{block_on, instance, timeout, within};
@@ -353,5 +355,98 @@ pub unsafe extern "C" fn mq_push_consumer_destroy(c: *mut mq_push_consumer_t) {
             c.close();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{mq_batch_ack, mq_batch_free, MQ_CONSUME_LATER, MQ_CONSUME_SUCCESS};
+    use crate::status::{MQ_ERR_CLOSED, MQ_ERR_INVALID_ARG, MQ_ERR_TIMEOUT, MQ_OK};
+
+    fn bridge(consume_timeout: Duration) -> Arc<Bridge> {
+        Arc::new(Bridge {
+            queue: bounded(4),
+            closing: Arc::default(),
+            consume_timeout,
+            wakeups: AtomicUsize::new(0),
+        })
+    }
+
+    /// A listener call on another thread, as the core makes it.
+    fn listener_call(b: &Arc<Bridge>) -> std::thread::JoinHandle<ConsumeStatus> {
+        let b = b.clone();
+        std::thread::spawn(move || b.consume(&[crate::message::for_test(Default::default(), b"x")]))
+    }
+
+    fn polled(b: &Bridge) -> *mut mq_batch_t {
+        let batch = b.poll(Duration::from_secs(10)).unwrap().expect("a batch");
+        Box::into_raw(Box::new(batch))
+    }
+
+    #[test]
+    fn an_ack_reaches_the_listener_call() {
+        let b = bridge(Duration::from_secs(60));
+        for (status, want) in [
+            (MQ_CONSUME_SUCCESS, ConsumeStatus::Success),
+            (MQ_CONSUME_LATER, ConsumeStatus::Later),
+        ] {
+            let call = listener_call(&b);
+            // SAFETY: a batch made here, acked once.
+            assert_eq!(unsafe { mq_batch_ack(polled(&b), status) }, MQ_OK);
+            assert_eq!(call.join().unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn a_freed_bad_or_late_ack_counts_as_later() {
+        let b = bridge(Duration::from_millis(100));
+        let call = listener_call(&b);
+        // SAFETY: freed once.
+        unsafe { mq_batch_free(polled(&b)) };
+        assert_eq!(call.join().unwrap(), ConsumeStatus::Later);
+
+        let call = listener_call(&b);
+        // SAFETY: acked once.
+        assert_eq!(unsafe { mq_batch_ack(polled(&b), 7) }, MQ_ERR_INVALID_ARG);
+        assert_eq!(call.join().unwrap(), ConsumeStatus::Later);
+
+        let call = listener_call(&b);
+        let batch = polled(&b);
+        assert_eq!(
+            call.join().unwrap(),
+            ConsumeStatus::Later,
+            "consume_timeout_ms"
+        );
+        // SAFETY: acked once.
+        assert_eq!(
+            unsafe { mq_batch_ack(batch, MQ_CONSUME_SUCCESS) },
+            MQ_ERR_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn close_releases_queued_and_polled_batches() {
+        let b = bridge(Duration::from_secs(60));
+        let polled_call = listener_call(&b);
+        let batch = polled(&b);
+        let queued_call = listener_call(&b);
+        while b.queue.0.is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        b.close(Duration::from_millis(100));
+        assert_eq!(queued_call.join().unwrap(), ConsumeStatus::Later);
+        assert_eq!(polled_call.join().unwrap(), ConsumeStatus::Later);
+        // SAFETY: acked once.
+        assert_eq!(
+            unsafe { mq_batch_ack(batch, MQ_CONSUME_SUCCESS) },
+            MQ_ERR_CLOSED
+        );
+        assert!(b.poll(Duration::ZERO).is_err());
+        assert_eq!(
+            b.consume(&[]),
+            ConsumeStatus::Later,
+            "no call waits after close"
+        );
     }
 }

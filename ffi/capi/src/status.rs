@@ -62,22 +62,74 @@ pub const MQ_ERR_PANIC: mq_status_t = 99;
 /// Every status: number, name, text.
 const TABLE: [(mq_status_t, &CStr, &CStr); 17] = [
     (MQ_OK, c"MQ_OK", c"success"),
-    (MQ_ERR_NULL, c"MQ_ERR_NULL", c"a required pointer argument was NULL"),
-    (MQ_ERR_INVALID_ARG, c"MQ_ERR_INVALID_ARG", c"an argument is not acceptable"),
-    (MQ_ERR_CONFIG, c"MQ_ERR_CONFIG", c"unknown configuration key or bad value"),
-    (MQ_ERR_TIMEOUT, c"MQ_ERR_TIMEOUT", c"no answer within the time allowed"),
-    (MQ_ERR_TRANSPORT, c"MQ_ERR_TRANSPORT", c"connection failed or broke"),
+    (
+        MQ_ERR_NULL,
+        c"MQ_ERR_NULL",
+        c"a required pointer argument was NULL",
+    ),
+    (
+        MQ_ERR_INVALID_ARG,
+        c"MQ_ERR_INVALID_ARG",
+        c"an argument is not acceptable",
+    ),
+    (
+        MQ_ERR_CONFIG,
+        c"MQ_ERR_CONFIG",
+        c"unknown configuration key or bad value",
+    ),
+    (
+        MQ_ERR_TIMEOUT,
+        c"MQ_ERR_TIMEOUT",
+        c"no answer within the time allowed",
+    ),
+    (
+        MQ_ERR_TRANSPORT,
+        c"MQ_ERR_TRANSPORT",
+        c"connection failed or broke",
+    ),
     (MQ_ERR_BROKER, c"MQ_ERR_BROKER", c"the broker refused"),
-    (MQ_ERR_NO_ROUTE, c"MQ_ERR_NO_ROUTE", c"no route for the topic"),
-    (MQ_ERR_NO_NAMESRV, c"MQ_ERR_NO_NAMESRV", c"no NameServer configured or reachable"),
-    (MQ_ERR_DECODE, c"MQ_ERR_DECODE", c"an answer could not be decoded"),
+    (
+        MQ_ERR_NO_ROUTE,
+        c"MQ_ERR_NO_ROUTE",
+        c"no route for the topic",
+    ),
+    (
+        MQ_ERR_NO_NAMESRV,
+        c"MQ_ERR_NO_NAMESRV",
+        c"no NameServer configured or reachable",
+    ),
+    (
+        MQ_ERR_DECODE,
+        c"MQ_ERR_DECODE",
+        c"an answer could not be decoded",
+    ),
     (MQ_ERR_CLOSED, c"MQ_ERR_CLOSED", c"the handle is closed"),
-    (MQ_ERR_STATE, c"MQ_ERR_STATE", c"not allowed in the current state"),
-    (MQ_ERR_QUEUE_FULL, c"MQ_ERR_QUEUE_FULL", c"too many async sends in flight"),
-    (MQ_ERR_FORKED, c"MQ_ERR_FORKED", c"called in a forked child process"),
+    (
+        MQ_ERR_STATE,
+        c"MQ_ERR_STATE",
+        c"not allowed in the current state",
+    ),
+    (
+        MQ_ERR_QUEUE_FULL,
+        c"MQ_ERR_QUEUE_FULL",
+        c"too many async sends in flight",
+    ),
+    (
+        MQ_ERR_FORKED,
+        c"MQ_ERR_FORKED",
+        c"called in a forked child process",
+    ),
     (MQ_ERR_IO, c"MQ_ERR_IO", c"a local operation failed"),
-    (MQ_ERR_UNKNOWN, c"MQ_ERR_UNKNOWN", c"a failure without a status of its own"),
-    (MQ_ERR_PANIC, c"MQ_ERR_PANIC", c"libmq panicked (a bug); see mq_last_error()"),
+    (
+        MQ_ERR_UNKNOWN,
+        c"MQ_ERR_UNKNOWN",
+        c"a failure without a status of its own",
+    ),
+    (
+        MQ_ERR_PANIC,
+        c"MQ_ERR_PANIC",
+        c"libmq panicked (a bug); see mq_last_error()",
+    ),
 ];
 
 /// A failure on its way to the caller: the status, the detail for
@@ -160,9 +212,8 @@ thread_local! {
 
 /// Makes `e` this thread's last failure.
 pub(crate) fn record(e: Error) {
-    let name = status_entry(e.status).map_or("MQ_ERR_?", |(_, n, _)| {
-        n.to_str().unwrap_or("MQ_ERR_?")
-    });
+    let name =
+        status_entry(e.status).map_or("MQ_ERR_?", |(_, n, _)| n.to_str().unwrap_or("MQ_ERR_?"));
     let text = format!("{name}: {}", e.detail).replace('\0', " ");
     let detail = CString::new(text).unwrap_or_default();
     LAST.with(|last| {

@@ -384,3 +384,65 @@ pub unsafe extern "C" fn mq_txn_producer_destroy(tp: *mut mq_txn_producer_t) {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{MQ_ERR_INVALID_ARG, MQ_ERR_TIMEOUT, MQ_OK};
+
+    fn bridge(check_timeout: Duration) -> Arc<CheckBridge> {
+        Arc::new(CheckBridge {
+            queue: bounded(4),
+            closing: Arc::default(),
+            check_timeout,
+        })
+    }
+
+    fn check_call(b: &Arc<CheckBridge>) -> std::thread::JoinHandle<TransactionState> {
+        let b = b.clone();
+        std::thread::spawn(move || {
+            b.check_local(&crate::message::for_test(Default::default(), b"half"))
+        })
+    }
+
+    fn polled(b: &CheckBridge) -> *mut mq_txn_check_t {
+        let check = block_on(b.queue.1.recv()).expect("a check");
+        Box::into_raw(Box::new(check))
+    }
+
+    #[test]
+    fn an_answer_reaches_the_check_and_a_missing_one_is_unknown() {
+        let b = bridge(Duration::from_secs(60));
+        let call = check_call(&b);
+        let check = polled(&b);
+        // SAFETY: a live check; answered once.
+        unsafe {
+            assert!(!mq_txn_check_message(check).is_null());
+            assert_eq!(mq_txn_check_answer(check, MQ_TXN_COMMIT), MQ_OK);
+        }
+        assert_eq!(call.join().unwrap(), TransactionState::Commit);
+
+        let call = check_call(&b);
+        // SAFETY: answered once.
+        assert_eq!(
+            unsafe { mq_txn_check_answer(polled(&b), 9) },
+            MQ_ERR_INVALID_ARG
+        );
+        assert_eq!(call.join().unwrap(), TransactionState::Unknown);
+
+        let call = check_call(&b);
+        // SAFETY: freed once.
+        unsafe { mq_txn_check_free(polled(&b)) };
+        assert_eq!(call.join().unwrap(), TransactionState::Unknown);
+
+        let b = bridge(Duration::from_millis(50));
+        let call = check_call(&b);
+        let check = polled(&b);
+        assert_eq!(call.join().unwrap(), TransactionState::Unknown);
+        // SAFETY: answered once.
+        assert_eq!(
+            unsafe { mq_txn_check_answer(check, MQ_TXN_ROLLBACK) },
+            MQ_ERR_TIMEOUT
+        );
+    }
+}

@@ -16,8 +16,8 @@ fn header_path() -> PathBuf {
 
 /// The header as cbindgen renders it from `src/` with `cbindgen.toml`.
 fn render() -> String {
-    let config = cbindgen::Config::from_file(crate_dir().join("cbindgen.toml"))
-        .expect("read cbindgen.toml");
+    let config =
+        cbindgen::Config::from_file(crate_dir().join("cbindgen.toml")).expect("read cbindgen.toml");
     let bindings = cbindgen::Builder::new()
         .with_config(config)
         .with_src(crate_dir().join("src/lib.rs"))
@@ -56,14 +56,27 @@ fn compile(compiler: &str, args: &[&str]) {
         .arg(header_path())
         .status()
         .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
-    assert!(status.success(), "{compiler} {} mq.h failed", args.join(" "));
+    assert!(
+        status.success(),
+        "{compiler} {} mq.h failed",
+        args.join(" ")
+    );
 }
 
 #[test]
 fn the_header_compiles_as_c99() {
     compile(
         "cc",
-        &["-x", "c", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-fsyntax-only"],
+        &[
+            "-x",
+            "c",
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-fsyntax-only",
+        ],
     );
 }
 
@@ -71,7 +84,16 @@ fn the_header_compiles_as_c99() {
 fn the_header_compiles_as_cxx11() {
     compile(
         "c++",
-        &["-x", "c++", "-std=c++11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-fsyntax-only"],
+        &[
+            "-x",
+            "c++",
+            "-std=c++11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-fsyntax-only",
+        ],
     );
 }
 
