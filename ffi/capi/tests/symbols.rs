@@ -1,92 +1,27 @@
 //! `libmq.so` exports exactly the functions `include/mq.h` declares, and its
 //! soname is `libmq.so.1`.
 //!
-//! Cargo builds no cdylib for a `cargo test` of its own package, and a test
-//! must not run cargo itself; so `make test` runs `cargo build -p mq-capi`
-//! first, and this test reads the `libmq.so` beside its own `deps/`
-//! directory. It fails, naming that command, when the library is missing
-//! or older than any source it is built from.
+//! It needs `libmq.so` built: see `support/fresh_library.rs` for how it
+//! finds it and why it fails (naming `cargo build -p mq-capi`) rather than
+//! build it.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::SystemTime;
 
-const BUILD: &str = "cargo build -p mq-capi";
+#[path = "support/fresh_library.rs"]
+mod support;
 
-/// `target/<profile>/libmq.so` of this build.
-fn library() -> PathBuf {
+/// `libmq.so` of this build (`target/<profile>/`, beside the tests'
+/// `deps/`), fresh.
+fn fresh_library() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's path");
-    // target/<profile>/deps/symbols-<hash>
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("the test runs from target/<profile>/deps");
-    profile_dir.join("libmq.so")
-}
-
-/// The newest modification time under `dir` (files ending in `.rs` or
-/// `.toml`).
-fn newest(dir: &Path) -> SystemTime {
-    let mut latest = SystemTime::UNIX_EPOCH;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return latest;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let t = if path.is_dir() {
-            newest(&path)
-        } else if path.extension().is_some_and(|e| e == "rs" || e == "toml") {
-            entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(SystemTime::UNIX_EPOCH)
-        } else {
-            SystemTime::UNIX_EPOCH
-        };
-        latest = latest.max(t);
-    }
-    latest
-}
-
-/// The built library, checked to be there and newer than its sources.
-fn fresh_library() -> PathBuf {
-    let lib = library();
-    let built = std::fs::metadata(&lib)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| {
-            panic!(
-                "{} is missing: run `{BUILD}` before the tests (`make test` does)",
-                lib.display()
-            )
-        });
     let ffi = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let sources = [
-        "capi/src",
-        "capi/Cargo.toml",
-        "capi/build.rs",
-        "client/src",
-        "protocol/src",
-    ]
-    .iter()
-    .map(|p| {
-        let p = ffi.join(p);
-        if p.is_dir() {
-            newest(&p)
-        } else {
-            std::fs::metadata(&p)
-                .and_then(|m| m.modified())
-                .unwrap_or(SystemTime::UNIX_EPOCH)
-        }
-    })
-    .max()
-    .unwrap_or(SystemTime::UNIX_EPOCH);
-    assert!(
-        built >= sources,
-        "{} is older than its sources: run `{BUILD}` before the tests (`make test` does)",
-        lib.display()
-    );
-    lib
+    support::fresh_library(profile_dir, &ffi)
 }
 
 fn run(cmd: &str, args: &[&str], lib: &Path) -> String {
