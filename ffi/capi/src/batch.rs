@@ -3,14 +3,12 @@
 //! batch is just freed (the pull consumer commits positions instead).
 //! A batch owns its messages, so it outlives its consumer.
 
-use std::sync::Arc;
-
 use mq_client::{ConsumeStatus, MessageExt};
 
 use crate::ffi::{arg, choice, ok, take};
 use crate::message::mq_message_t;
-use crate::reply::{Closing, Replier};
-use crate::status::{mq_status_t, Error, MQ_ERR_CLOSED, MQ_ERR_TIMEOUT};
+use crate::reply::Replier;
+use crate::status::{mq_status_t, Error};
 
 /// A push batch was consumed: its offsets may move past it.
 pub const MQ_CONSUME_SUCCESS: i32 = 0;
@@ -19,22 +17,16 @@ pub const MQ_CONSUME_SUCCESS: i32 = 0;
 /// mode: the same messages after a pause).
 pub const MQ_CONSUME_LATER: i32 = 1;
 
-/// Where a push batch's ack goes.
-pub(crate) struct Ack {
-    pub(crate) replier: Replier<ConsumeStatus>,
-    /// The consumer's closing state, to tell a late ack why it was refused.
-    pub(crate) closing: Arc<Closing>,
-}
-
 /// Messages from one poll (all of one queue). Read-only: safe to read from
 /// several threads at once; ack or free it once.
 pub struct mq_batch_t {
     messages: Vec<mq_message_t>,
-    ack: Option<Ack>,
+    /// Where a push batch's ack goes; `None` for a pull batch.
+    ack: Option<Replier<ConsumeStatus>>,
 }
 
 impl mq_batch_t {
-    pub(crate) fn new(msgs: Vec<MessageExt>, ack: Option<Ack>) -> mq_batch_t {
+    pub(crate) fn new(msgs: Vec<MessageExt>, ack: Option<Replier<ConsumeStatus>>) -> mq_batch_t {
         mq_batch_t {
             messages: msgs.into_iter().map(mq_message_t::received).collect(),
             ack,
@@ -107,14 +99,8 @@ pub unsafe extern "C" fn mq_batch_ack(b: *mut mq_batch_t, status: i32) -> mq_sta
             ],
             "consume status",
         )?;
-        if ack.replier.send(status) {
-            return ok();
-        }
-        Err(if ack.closing.is_closing() {
-            Error::new(MQ_ERR_CLOSED, "the consumer closed before this ack; counted as LATER")
-        } else {
-            Error::new(MQ_ERR_TIMEOUT, "consume_timeout_ms passed before this ack; counted as LATER")
-        })
+        ack.send(status, "consume_timeout_ms", "LATER")?;
+        ok()
     }
 }
 

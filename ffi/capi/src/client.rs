@@ -59,3 +59,16 @@ pub(crate) async fn within<T>(
     })
     .await
 }
+
+/// The next item of `rx`, waiting up to `limit` on the calling thread:
+/// `Ok(None)` at the limit, `Err` once the channel is closed and empty.
+pub(crate) fn next<T>(
+    rx: &async_channel::Receiver<T>,
+    limit: std::time::Duration,
+) -> Result<Option<T>, async_channel::RecvError> {
+    match rx.try_recv() {
+        Ok(item) => Ok(Some(item)),
+        Err(async_channel::TryRecvError::Closed) => Err(async_channel::RecvError),
+        Err(async_channel::TryRecvError::Empty) => block_on(within(limit, rx.recv())).transpose(),
+    }
+}

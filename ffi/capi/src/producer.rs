@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_channel::{unbounded, Receiver, Sender};
 use mq_client::{Message, Producer};
 
-use crate::client::{block_on, instance, timeout, within};
+use crate::client::{block_on, instance, next, timeout};
 use crate::config::{mq_config_t, Extra};
 use crate::ffi::{arg, ok, take, text, Out};
 use crate::message::mq_message_t;
@@ -351,22 +351,14 @@ pub unsafe extern "C" fn mq_producer_poll(
     ffi! {
         // SAFETY: the caller's promises.
         let (out, p) = unsafe { (Out::new(out, "out")?, arg(p, "producer")?) };
-        let rx = &p.async_sends.reports.1;
-        let got = match rx.try_recv() {
-            Ok(report) => Some(Ok(report)),
-            Err(async_channel::TryRecvError::Closed) => Some(Err(())),
-            Err(async_channel::TryRecvError::Empty) => {
-                block_on(within(timeout(timeout_ms), rx.recv())).map(|r| r.map_err(|_| ()))
-            }
-        };
-        match got {
-            Some(Ok(report)) => {
+        match next(&p.async_sends.reports.1, timeout(timeout_ms)) {
+            Ok(Some(report)) => {
                 p.async_sends.outstanding.fetch_sub(1, Ordering::AcqRel);
                 out.set(report);
                 ok()
             }
-            Some(Err(())) => Err(Error::closed("producer")),
-            None => ok(),
+            Ok(None) => ok(),
+            Err(_) => Err(Error::closed("producer")),
         }
     }
 }

@@ -21,7 +21,7 @@ use mq_client::{
     ClientInstance, ConsumeStatus, Listener, MessageExt, PushConsumer, PushConsumerConfig,
 };
 
-use crate::batch::{mq_batch_t, Ack};
+use crate::batch::mq_batch_t;
 use crate::client::{block_on, instance, timeout, within};
 use crate::config::{mq_config_t, Extra};
 use crate::ffi::{arg, ok, take, text, Out};
@@ -51,7 +51,7 @@ impl Bridge {
         if self.closing.is_closing() {
             return ConsumeStatus::Later;
         }
-        let (replier, waiter) = reply();
+        let (replier, waiter) = reply(&self.closing);
         if self
             .queue
             .0
@@ -72,13 +72,7 @@ impl Bridge {
     }
 
     fn batch(&self, msgs: Vec<MessageExt>, replier: Replier<ConsumeStatus>) -> mq_batch_t {
-        mq_batch_t::new(
-            msgs,
-            Some(Ack {
-                replier,
-                closing: self.closing.clone(),
-            }),
-        )
+        mq_batch_t::new(msgs, Some(replier))
     }
 
     /// The next batch within `limit`; `None` at the limit or on a wakeup.

@@ -8,8 +8,10 @@
 //! batch or check freed) wakes the waiter at once.
 
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use crate::status::{Error, MQ_ERR_CLOSED, MQ_ERR_TIMEOUT};
 
 /// How often a waiter looks at its handle's closing deadline.
 const SLICE: Duration = Duration::from_millis(50);
@@ -47,21 +49,44 @@ impl Closing {
 }
 
 /// The application's end: answers once.
-pub(crate) struct Replier<T>(SyncSender<T>);
+pub(crate) struct Replier<T> {
+    tx: SyncSender<T>,
+    /// The handle's closing state, to tell a refused answer why.
+    closing: Arc<Closing>,
+}
 
 /// The library's end: waits for the answer.
 pub(crate) struct Waiter<T>(Receiver<T>);
 
-/// A new answer slot.
-pub(crate) fn reply<T>() -> (Replier<T>, Waiter<T>) {
+/// A new answer slot for a handle with `closing`.
+pub(crate) fn reply<T>(closing: &Arc<Closing>) -> (Replier<T>, Waiter<T>) {
     let (tx, rx) = sync_channel(1);
-    (Replier(tx), Waiter(rx))
+    let replier = Replier {
+        tx,
+        closing: closing.clone(),
+    };
+    (replier, Waiter(rx))
 }
 
 impl<T> Replier<T> {
-    /// Answers; false when the waiter gave up already.
-    pub(crate) fn send(self, answer: T) -> bool {
-        self.0.try_send(answer).is_ok()
+    /// Answers. When the waiter gave up already, `MQ_ERR_CLOSED` (its
+    /// handle closed) or `MQ_ERR_TIMEOUT` (`limit_key` passed), saying that
+    /// `fallback` was used instead.
+    pub(crate) fn send(self, answer: T, limit_key: &str, fallback: &str) -> Result<(), Error> {
+        if self.tx.try_send(answer).is_ok() {
+            return Ok(());
+        }
+        Err(if self.closing.is_closing() {
+            Error::new(
+                MQ_ERR_CLOSED,
+                format!("closed before this answer; {fallback} was used"),
+            )
+        } else {
+            Error::new(
+                MQ_ERR_TIMEOUT,
+                format!("{limit_key} passed before this answer; {fallback} was used"),
+            )
+        })
     }
 }
 
@@ -90,23 +115,26 @@ mod tests {
 
     #[test]
     fn an_answer_a_timeout_a_drop_and_a_close() {
-        let closing = Closing::default();
-        let (r, w) = reply();
-        assert!(r.send(7));
+        let closing = Arc::new(Closing::default());
+        let (r, w) = reply(&closing);
+        assert!(r.send(7, "limit", "none").is_ok());
         assert_eq!(w.wait(Duration::from_secs(5), &closing), Some(7));
 
-        let (r, w) = reply::<i32>();
+        let (r, w) = reply::<i32>(&closing);
         assert_eq!(w.wait(Duration::from_millis(20), &closing), None);
-        assert!(!r.send(1), "the waiter gave up");
+        let late = r.send(1, "limit", "none").expect_err("the waiter gave up");
+        assert_eq!(late.status, MQ_ERR_TIMEOUT);
 
-        let (r, w) = reply::<i32>();
+        let (r, w) = reply::<i32>(&closing);
         drop(r);
         assert_eq!(w.wait(Duration::from_secs(60), &closing), None);
 
-        let (_r, w) = reply::<i32>();
+        let (r, w) = reply::<i32>(&closing);
         closing.start(Duration::ZERO);
         let started = Instant::now();
         assert_eq!(w.wait(Duration::from_secs(60), &closing), None);
         assert!(started.elapsed() < Duration::from_secs(5));
+        let late = r.send(1, "limit", "none").expect_err("closed");
+        assert_eq!(late.status, MQ_ERR_CLOSED);
     }
 }

@@ -15,19 +15,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_channel::{bounded, Receiver, Sender, TryRecvError};
+use async_channel::{bounded, Receiver, Sender};
 use mq_client::{
     Message, MessageExt, SendResult, Transaction, TransactionListener, TransactionProducer,
     TransactionState,
 };
 
-use crate::client::{block_on, instance, timeout, within};
+use crate::client::{block_on, instance, next, timeout};
 use crate::config::{mq_config_t, Extra};
 use crate::ffi::{arg, choice, ok, take, Out};
 use crate::message::mq_message_t;
 use crate::reply::{reply, Closing, Replier};
 use crate::send_result::mq_send_result_t;
-use crate::status::{mq_status_t, Error, MQ_ERR_CLOSED, MQ_ERR_TIMEOUT};
+use crate::status::{mq_status_t, Error};
 
 /// Commit the half message: consumers see it.
 pub const MQ_TXN_COMMIT: i32 = 0;
@@ -69,11 +69,10 @@ impl TransactionListener for CheckBridge {
         if self.closing.is_closing() {
             return TransactionState::Unknown;
         }
-        let (replier, waiter) = reply();
+        let (replier, waiter) = reply(&self.closing);
         let check = mq_txn_check_t {
             message: mq_message_t::received(msg.clone()),
             replier,
-            closing: self.closing.clone(),
         };
         if self.queue.0.try_send(check).is_err() {
             return TransactionState::Unknown;
@@ -107,7 +106,6 @@ pub struct mq_txn_t {
 pub struct mq_txn_check_t {
     message: mq_message_t,
     replier: Replier<TransactionState>,
-    closing: Arc<Closing>,
 }
 
 impl mq_txn_producer_t {
@@ -269,21 +267,13 @@ pub unsafe extern "C" fn mq_txn_producer_poll_check(
     ffi! {
         // SAFETY: the caller's promises.
         let (out, tp) = unsafe { (Out::new(out, "out")?, arg(tp, "producer")?) };
-        let rx = &tp.bridge.queue.1;
-        let got = match rx.try_recv() {
-            Ok(check) => Some(Ok(check)),
-            Err(TryRecvError::Closed) => Some(Err(())),
-            Err(TryRecvError::Empty) => {
-                block_on(within(timeout(timeout_ms), rx.recv())).map(|r| r.map_err(|_| ()))
-            }
-        };
-        match got {
-            Some(Ok(check)) => {
+        match next(&tp.bridge.queue.1, timeout(timeout_ms)) {
+            Ok(Some(check)) => {
                 out.set(check);
                 ok()
             }
-            Some(Err(())) => Err(Error::closed("transactional producer")),
-            None => ok(),
+            Ok(None) => ok(),
+            Err(_) => Err(Error::closed("transactional producer")),
         }
     }
 }
@@ -321,14 +311,8 @@ pub unsafe extern "C" fn mq_txn_check_answer(c: *mut mq_txn_check_t, state: i32)
         // SAFETY: the caller's promise.
         let c = unsafe { take(c) }.ok_or_else(|| Error::null("check"))?;
         let state = txn_state(state)?;
-        if c.replier.send(state) {
-            return ok();
-        }
-        Err(if c.closing.is_closing() {
-            Error::new(MQ_ERR_CLOSED, "the producer closed before this answer; UNKNOWN was sent")
-        } else {
-            Error::new(MQ_ERR_TIMEOUT, "txn_check_timeout_ms passed before this answer; UNKNOWN was sent")
-        })
+        c.replier.send(state, "txn_check_timeout_ms", "UNKNOWN")?;
+        ok()
     }
 }
 
