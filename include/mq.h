@@ -4,15 +4,18 @@
  * -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc. libmq.a holds Rust's
  * standard library: link no second Rust staticlib into the same program.
  *
- * THREADS. libmq never calls application code: there are no function
- * pointers in this ABI. Its own threads (the client's executor, a reactor,
- * a blocking pool) run only library code. Everything the application must
- * see comes back from a call on one of the application's own threads:
+ * THREADS. libmq never calls application code on its own threads (the
+ * client's executor, a reactor, a blocking pool): they run only library
+ * code. Everything the application must see comes back from a call on one
+ * of the application's own threads:
  *   - async-send outcomes:   mq_producer_poll       -> mq_send_report_t
  *   - push-consumer batches: mq_push_consumer_poll  -> mq_batch_t, settled
  *                            with mq_batch_ack (SUCCESS or LATER)
  *   - transaction checks:    mq_txn_producer_poll_check -> mq_txn_check_t,
  *                            answered with mq_txn_check_answer
+ * The only function pointers are those of mq_producer_serve and
+ * mq_push_consumer_serve, sugar for C programs: they poll and call the
+ * handler on the calling thread, as a loop around the poll would.
  * Producers and consumers are thread-safe: any function may be called from
  * any thread, concurrently with any other on the same handle, with one
  * exception: mq_X_destroy(h) must be the last call on h and must not
@@ -219,6 +222,19 @@ typedef struct {
     // Number of properties (for `mq_message_property_at`).
     size_t property_count;
 } mq_message_view_t;
+
+// A handler for `mq_producer_serve`: sees one async-send report. It runs
+// on the thread that called `mq_producer_serve`, never on a libmq thread;
+// `report` is valid only during the call (libmq frees it after). It must
+// not unwind (C++ exceptions, `longjmp`) through libmq.
+typedef void (*mq_report_handler_t)(const mq_send_report_t *report, void *opaque);
+
+// A handler for `mq_push_consumer_serve`: consumes `batch` and returns
+// `MQ_CONSUME_SUCCESS` or `MQ_CONSUME_LATER`. It runs on the thread that
+// called `mq_push_consumer_serve`, never on a libmq thread; `batch` is
+// valid only during the call. It must not unwind (C++ exceptions,
+// `longjmp`) through libmq.
+typedef int32_t (*mq_batch_handler_t)(const mq_batch_t *batch, void *opaque);
 
 // Success.
 #define MQ_OK 0
@@ -749,6 +765,25 @@ mq_status_t mq_producer_send_async(const mq_producer_t *p, const mq_message_t *m
 // `p` is NULL or a live producer; `out` is NULL or writable.
 mq_status_t mq_producer_poll(const mq_producer_t *p, int32_t timeout_ms, mq_send_report_t **out);
 
+// For C programs that want a callback: waits up to `timeout_ms` for a
+// report (as `mq_producer_poll`), then calls `handler(report, opaque)` on
+// this thread for it and for every other report already queued, freeing
+// each after its call. `*served` (may be NULL) counts the reports handled.
+// Bindings use poll.
+//
+// Errors: as `mq_producer_poll`; `MQ_ERR_NULL` for a NULL handler.
+//
+// # Safety
+//
+// `p` is NULL or a live producer; `handler` is NULL or a function of the
+// type's contract, which may use `opaque` as it likes; `served` is NULL or
+// writable.
+mq_status_t mq_producer_serve(const mq_producer_t *p,
+                              int32_t timeout_ms,
+                              mq_report_handler_t handler,
+                              void *opaque,
+                              size_t *served);
+
 // Waits until every async send so far has completed (its report is queued
 // for `mq_producer_poll`), up to `timeout_ms` (negative: without limit).
 //
@@ -1070,6 +1105,28 @@ mq_status_t mq_push_consumer_start(const mq_push_consumer_t *c);
 mq_status_t mq_push_consumer_poll(const mq_push_consumer_t *c,
                                   int32_t timeout_ms,
                                   mq_batch_t **out);
+
+// For C programs that want a callback: waits up to `timeout_ms` for one
+// batch (as `mq_push_consumer_poll`), calls `handler(batch, opaque)` on
+// this thread, and acks the batch with what it returned (any other value
+// than `MQ_CONSUME_SUCCESS` or `MQ_CONSUME_LATER` counts as LATER and
+// makes this return `MQ_ERR_INVALID_ARG`). `*served` (may be NULL) is 1
+// when a batch was handled, else 0. Call it in a loop on as many threads
+// as batches should be consumed at once. Bindings use poll and ack.
+//
+// Errors: as `mq_push_consumer_poll`, `MQ_ERR_NULL` for a NULL handler,
+// and those of `mq_batch_ack`.
+//
+// # Safety
+//
+// `c` is NULL or a live consumer; `handler` is NULL or a function of the
+// type's contract, which may use `opaque` as it likes; `served` is NULL or
+// writable.
+mq_status_t mq_push_consumer_serve(const mq_push_consumer_t *c,
+                                   int32_t timeout_ms,
+                                   mq_batch_handler_t handler,
+                                   void *opaque,
+                                   size_t *served);
 
 // Makes one `mq_push_consumer_poll` return at once with `*out` NULL: one
 // waiting now, or else the next one that would wait.

@@ -155,6 +155,15 @@ pub(crate) fn ok() -> Result<mq_status_t, Error> {
     Ok(MQ_OK)
 }
 
+/// A status from another export as a result: `MQ_OK` or the error it
+/// recorded (its detail is this thread's last error already, and is kept).
+pub(crate) fn status_result(status: mq_status_t) -> Result<mq_status_t, Error> {
+    if status == MQ_OK {
+        return ok();
+    }
+    Err(Error::new(status, crate::status::last_detail()))
+}
+
 /// A shared reference to `*p`, or `MQ_ERR_NULL` naming `what`.
 ///
 /// # Safety

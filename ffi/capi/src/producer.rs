@@ -3,7 +3,7 @@
 //! the application); `mq_producer_flush` waits for sends in flight; close
 //! flushes within `close_timeout_ms`.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use mq_client::{Message, Producer};
 
 use crate::client::{block_on, instance, next, timeout};
 use crate::config::{mq_config_t, Extra};
-use crate::ffi::{arg, ok, take, text, Out};
+use crate::ffi::{arg, ok, put, take, text, Out};
 use crate::message::mq_message_t;
 use crate::send_result::{mq_send_report_t, mq_send_result_t};
 use crate::status::{mq_status_t, Error, MQ_ERR_QUEUE_FULL, MQ_ERR_TIMEOUT};
@@ -360,6 +360,60 @@ pub unsafe extern "C" fn mq_producer_poll(
             Ok(None) => ok(),
             Err(_) => Err(Error::closed("producer")),
         }
+    }
+}
+
+/// A handler for `mq_producer_serve`: sees one async-send report. It runs
+/// on the thread that called `mq_producer_serve`, never on a libmq thread;
+/// `report` is valid only during the call (libmq frees it after). It must
+/// not unwind (C++ exceptions, `longjmp`) through libmq.
+pub type mq_report_handler_t =
+    Option<unsafe extern "C" fn(report: *const mq_send_report_t, opaque: *mut c_void)>;
+
+/// For C programs that want a callback: waits up to `timeout_ms` for a
+/// report (as `mq_producer_poll`), then calls `handler(report, opaque)` on
+/// this thread for it and for every other report already queued, freeing
+/// each after its call. `*served` (may be NULL) counts the reports handled.
+/// Bindings use poll.
+///
+/// Errors: as `mq_producer_poll`; `MQ_ERR_NULL` for a NULL handler.
+///
+/// # Safety
+///
+/// `p` is NULL or a live producer; `handler` is NULL or a function of the
+/// type's contract, which may use `opaque` as it likes; `served` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn mq_producer_serve(
+    p: *const mq_producer_t,
+    timeout_ms: i32,
+    handler: mq_report_handler_t,
+    opaque: *mut c_void,
+    served: *mut usize,
+) -> mq_status_t {
+    ffi! {
+        // SAFETY: the caller's promises.
+        unsafe { put(served, 0) };
+        let p = unsafe { arg(p, "producer") }?;
+        let handler = handler.ok_or_else(|| Error::null("handler"))?;
+        let mut limit = timeout(timeout_ms);
+        let mut n = 0;
+        loop {
+            let report = match next(&p.async_sends.reports.1, limit) {
+                Ok(Some(report)) => report,
+                Ok(None) => break,
+                Err(_) if n > 0 => break,
+                Err(_) => return Err(Error::closed("producer")),
+            };
+            p.async_sends.outstanding.fetch_sub(1, Ordering::AcqRel);
+            // SAFETY: the handler's contract; the report lives for the call.
+            unsafe { handler(&report, opaque) };
+            n += 1;
+            // SAFETY: the caller's promise.
+            unsafe { put(served, n) };
+            limit = Duration::ZERO;
+        }
+        ok()
     }
 }
 

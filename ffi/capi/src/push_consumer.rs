@@ -11,7 +11,7 @@
 //! waits for its answer, so a queue's next batch is handed out only after
 //! the ack.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ use mq_client::{
 use crate::batch::mq_batch_t;
 use crate::client::{block_on, instance, timeout, within};
 use crate::config::{mq_config_t, Extra};
-use crate::ffi::{arg, ok, take, text, Out};
+use crate::ffi::{arg, ok, put, take, text, Out};
 use crate::reply::{reply, Closing, Replier};
 use crate::status::{mq_status_t, Error};
 
@@ -292,6 +292,60 @@ pub unsafe extern "C" fn mq_push_consumer_poll(
     }
 }
 
+/// A handler for `mq_push_consumer_serve`: consumes `batch` and returns
+/// `MQ_CONSUME_SUCCESS` or `MQ_CONSUME_LATER`. It runs on the thread that
+/// called `mq_push_consumer_serve`, never on a libmq thread; `batch` is
+/// valid only during the call. It must not unwind (C++ exceptions,
+/// `longjmp`) through libmq.
+pub type mq_batch_handler_t =
+    Option<unsafe extern "C" fn(batch: *const mq_batch_t, opaque: *mut c_void) -> i32>;
+
+/// For C programs that want a callback: waits up to `timeout_ms` for one
+/// batch (as `mq_push_consumer_poll`), calls `handler(batch, opaque)` on
+/// this thread, and acks the batch with what it returned (any other value
+/// than `MQ_CONSUME_SUCCESS` or `MQ_CONSUME_LATER` counts as LATER and
+/// makes this return `MQ_ERR_INVALID_ARG`). `*served` (may be NULL) is 1
+/// when a batch was handled, else 0. Call it in a loop on as many threads
+/// as batches should be consumed at once. Bindings use poll and ack.
+///
+/// Errors: as `mq_push_consumer_poll`, `MQ_ERR_NULL` for a NULL handler,
+/// and those of `mq_batch_ack`.
+///
+/// # Safety
+///
+/// `c` is NULL or a live consumer; `handler` is NULL or a function of the
+/// type's contract, which may use `opaque` as it likes; `served` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn mq_push_consumer_serve(
+    c: *const mq_push_consumer_t,
+    timeout_ms: i32,
+    handler: mq_batch_handler_t,
+    opaque: *mut c_void,
+    served: *mut usize,
+) -> mq_status_t {
+    ffi! {
+        // SAFETY: the caller's promises.
+        unsafe { put(served, 0) };
+        let c = unsafe { arg(c, "consumer") }?;
+        let handler = handler.ok_or_else(|| Error::null("handler"))?;
+        if let Life::Created(_) = &*c.life.lock().unwrap_or_else(PoisonError::into_inner) {
+            return Err(Error::state("serve after mq_push_consumer_start"));
+        }
+        let Some(batch) = c.bridge.poll(timeout(timeout_ms))? else {
+            return ok();
+        };
+        let batch = Box::into_raw(Box::new(batch));
+        // SAFETY: the handler's contract; `batch` is live for the call.
+        let status = unsafe { handler(batch, opaque) };
+        // SAFETY: the caller's promise; `batch` is ours and acked once.
+        unsafe {
+            put(served, 1);
+            crate::ffi::status_result(crate::batch::mq_batch_ack(batch, status))
+        }
+    }
+}
+
 /// Makes one `mq_push_consumer_poll` return at once with `*out` NULL: one
 /// waiting now, or else the next one that would wait.
 ///
@@ -417,6 +471,62 @@ mod tests {
             unsafe { mq_batch_ack(batch, MQ_CONSUME_SUCCESS) },
             MQ_ERR_TIMEOUT
         );
+    }
+
+    unsafe extern "C" fn later_if_opaque(batch: *const mq_batch_t, opaque: *mut c_void) -> i32 {
+        // SAFETY: the batch is live during the call.
+        assert_eq!(unsafe { crate::batch::mq_batch_len(batch) }, 1);
+        if opaque.is_null() {
+            MQ_CONSUME_SUCCESS
+        } else {
+            MQ_CONSUME_LATER
+        }
+    }
+
+    #[test]
+    fn serve_calls_the_handler_on_this_thread_and_acks_its_answer() {
+        let cfg = crate::tests::config(&[]);
+        let mut c = std::ptr::null_mut();
+        // SAFETY: valid pointers; the consumer is destroyed once.
+        unsafe {
+            assert_eq!(mq_push_consumer_new(cfg, &mut c), MQ_OK);
+            let topic = c"T".as_ptr();
+            assert_eq!(
+                mq_push_consumer_subscribe(c, topic, std::ptr::null()),
+                MQ_OK
+            );
+            assert_eq!(mq_push_consumer_start(c), MQ_OK);
+            let b = (*c).bridge.clone();
+            for (opaque, want) in [
+                (std::ptr::null_mut(), ConsumeStatus::Success),
+                (c.cast::<c_void>(), ConsumeStatus::Later),
+            ] {
+                let call = listener_call(&b);
+                let mut served = 0;
+                let status =
+                    mq_push_consumer_serve(c, 10_000, Some(later_if_opaque), opaque, &mut served);
+                assert_eq!((status, served), (MQ_OK, 1));
+                assert_eq!(call.join().unwrap(), want);
+            }
+            let mut served = 7;
+            assert_eq!(
+                mq_push_consumer_serve(
+                    c,
+                    0,
+                    Some(later_if_opaque),
+                    std::ptr::null_mut(),
+                    &mut served
+                ),
+                MQ_OK
+            );
+            assert_eq!(served, 0, "nothing came");
+            assert_eq!(
+                mq_push_consumer_serve(c, 0, None, std::ptr::null_mut(), &mut served),
+                crate::status::MQ_ERR_NULL
+            );
+            mq_push_consumer_destroy(c);
+        }
+        crate::tests::free_config(cfg);
     }
 
     #[test]

@@ -210,6 +210,16 @@ thread_local! {
     });
 }
 
+/// This thread's last failure detail without its status name, for passing
+/// an inner export's failure on.
+pub(crate) fn last_detail() -> String {
+    LAST.with(|last| {
+        let text = last.borrow().detail.to_string_lossy().into_owned();
+        text.split_once(": ")
+            .map_or(text.clone(), |(_, d)| d.to_owned())
+    })
+}
+
 /// Makes `e` this thread's last failure.
 pub(crate) fn record(e: Error) {
     let name =

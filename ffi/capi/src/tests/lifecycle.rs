@@ -55,8 +55,25 @@ fn a_producer_closes_once_and_refuses_afterwards() {
         expect(mq_message_new(c("T").as_ptr(), &mut m), MQ_OK);
         expect(mq_message_set_body(m, b"x".as_ptr(), 1), MQ_OK);
         // No NameServer answers: the async send fails into its report.
-        expect(mq_producer_send_async(p, m, 7), MQ_OK);
+        expect(mq_producer_send_async(p, m, 6), MQ_OK);
         expect(mq_producer_send_async(p, m, 8), MQ_ERR_QUEUE_FULL);
+        expect(mq_producer_flush(p, 10_000), MQ_OK);
+        // The callback sugar: the handler runs here, on this thread.
+        unsafe extern "C" fn note_token(
+            rep: *const mq_send_report_t,
+            opaque: *mut std::ffi::c_void,
+        ) {
+            // SAFETY: the report lives for the call; `opaque` is the u64 below.
+            unsafe { *opaque.cast::<u64>() = mq_send_report_token(rep) };
+        }
+        let (mut token, mut served) = (0u64, 0);
+        let opaque = std::ptr::from_mut(&mut token).cast();
+        expect(
+            mq_producer_serve(p, 1000, Some(note_token), opaque, &mut served),
+            MQ_OK,
+        );
+        assert_eq!((served, token), (1, 6));
+        expect(mq_producer_send_async(p, m, 7), MQ_OK);
         expect(mq_producer_flush(p, 10_000), MQ_OK);
         let mut rep = null_mut();
         expect(mq_producer_poll(p, 1000, &mut rep), MQ_OK);
