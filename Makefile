@@ -1,13 +1,19 @@
-# The one test command (README): the lint gates, then every test of the workspace,
-# then one closing line that adds up every test binary's results.
+# The one test command (README): the lint gates, libmq (cargo builds no cdylib
+# for tests, and the symbol and end-to-end tests of the C ABI load
+# target/debug/libmq.so), then every test of the workspace, then one closing
+# line that adds up every test binary's results.
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
-.PHONY: test lint bench
+.PHONY: test lint libmq bench
 
-test: lint
+test: lint libmq
 	mkdir -p target
 	cargo test --workspace --all-targets 2>&1 | tee target/test-output.log
 	awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' target/test-output.log
+
+# target/debug/libmq.so (soname libmq.so.1) and libmq.a.
+libmq:
+	cargo build -p mq-capi
 
 lint:
 	cargo fmt --all -- --check

@@ -7,6 +7,7 @@
 
 mod broker;
 mod broker_conf;
+mod capi;
 mod client_consumer;
 mod client_producer;
 mod client_transaction;

@@ -54,4 +54,4 @@ pub use error::{ClientError, ErrorKind, Result};
 pub use instance::{ClientConfig, ClientInstance, Member};
 pub use message::{Message, MessageExt};
 pub use producer::{Producer, ProducerConfig, SendResult, SendStatus};
-pub use transaction::{TransactionListener, TransactionProducer, TransactionState};
+pub use transaction::{Transaction, TransactionListener, TransactionProducer, TransactionState};

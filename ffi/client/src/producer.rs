@@ -22,6 +22,7 @@ use super::error::{ClientError, Result};
 use super::instance::{ClientInstance, Member};
 use super::message::{compress, unique_id, Message};
 use super::route::publish_queues;
+use super::timeout::within;
 
 /// Producer settings (RocketMQ's DefaultMQProducer fields).
 #[derive(Debug, Clone)]
@@ -322,12 +323,35 @@ impl Producer {
         (cmd, uniq)
     }
 
-    /// Sends one message and waits for the broker, retrying on another broker.
+    /// Sends one message and waits for the broker, retrying on another broker,
+    /// within the configured `send_timeout`.
     pub async fn send(&self, msg: &Message) -> Result<SendResult> {
+        self.send_within(msg, self.inner.config.send_timeout).await
+    }
+
+    /// [`send`](Self::send) with a budget of its own instead of `send_timeout`:
+    /// the route lookup, every attempt and retry end within `timeout`.
+    pub async fn send_within(&self, msg: &Message, timeout: Duration) -> Result<SendResult> {
+        let deadline = Instant::now() + timeout;
         self.check(msg)?;
-        let queues = self.queues_for(&msg.topic).await?;
-        self.send_with_retries(msg, &queues, self.inner.config.retry_times_when_send_failed)
+        let queues = self.queues_before(&msg.topic, deadline, timeout).await?;
+        let retries = self.inner.config.retry_times_when_send_failed;
+        self.send_with_retries(msg, &queues, retries, deadline, timeout)
             .await
+    }
+
+    /// [`queues_for`](Self::queues_for), failing with a timeout at `deadline`
+    /// (`budget` is what the error reports).
+    async fn queues_before(
+        &self,
+        topic: &str,
+        deadline: Instant,
+        budget: Duration,
+    ) -> Result<Vec<MessageQueue>> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        within(left, self.queues_for(topic))
+            .await
+            .unwrap_or_else(|| Err(send_timed_out(topic, budget)))
     }
 
     async fn send_with_retries(
@@ -335,8 +359,9 @@ impl Producer {
         msg: &Message,
         queues: &[MessageQueue],
         retries: u32,
+        deadline: Instant,
+        budget: Duration,
     ) -> Result<SendResult> {
-        let deadline = Instant::now() + self.inner.config.send_timeout;
         let mut last_broker: Option<String> = None;
         let mut last_error = None;
         for _ in 0..=retries {
@@ -355,13 +380,7 @@ impl Producer {
                 Err(e) => return Err(e),
             }
         }
-        Err(last_error.unwrap_or(ClientError::Remoting(
-            super::connection::RemotingError::Timeout {
-                code: request::SEND_MESSAGE_V2,
-                addr: msg.topic.clone(),
-                timeout: self.inner.config.send_timeout,
-            },
-        )))
+        Err(last_error.unwrap_or_else(|| send_timed_out(&msg.topic, budget)))
     }
 
     /// Sends one message to a given queue, without retries.
@@ -406,11 +425,27 @@ impl Producer {
     /// Sends one message to the queue chosen by `sharding_key`'s hash: messages
     /// with the same key keep their order (no retry on another queue).
     pub async fn send_ordered(&self, msg: &Message, sharding_key: &str) -> Result<SendResult> {
-        self.check(msg)?;
-        let queues = self.queues_for(&msg.topic).await?;
-        let index = (java_string_hash(sharding_key).unsigned_abs() as usize) % queues.len();
-        self.send_to(msg, &queues[index], self.inner.config.send_timeout)
+        self.send_ordered_within(msg, sharding_key, self.inner.config.send_timeout)
             .await
+    }
+
+    /// [`send_ordered`](Self::send_ordered) within `timeout` instead of
+    /// `send_timeout`.
+    pub async fn send_ordered_within(
+        &self,
+        msg: &Message,
+        sharding_key: &str,
+        timeout: Duration,
+    ) -> Result<SendResult> {
+        let deadline = Instant::now() + timeout;
+        self.check(msg)?;
+        let queues = self.queues_before(&msg.topic, deadline, timeout).await?;
+        let index = (java_string_hash(sharding_key).unsigned_abs() as usize) % queues.len();
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(send_timed_out(&msg.topic, timeout));
+        }
+        self.send_to(msg, &queues[index], left).await
     }
 
     /// Sends one message without waiting for the broker.
@@ -444,8 +479,13 @@ impl Producer {
                 Err(e) => Err(e),
                 Ok(()) => match producer.queues_for(&msg.topic).await {
                     Ok(queues) => {
-                        let retries = producer.inner.config.retry_times_when_send_async_failed;
-                        producer.send_with_retries(&msg, &queues, retries).await
+                        let config = &producer.inner.config;
+                        let retries = config.retry_times_when_send_async_failed;
+                        let budget = config.send_timeout;
+                        let deadline = Instant::now() + budget;
+                        producer
+                            .send_with_retries(&msg, &queues, retries, deadline, budget)
+                            .await
                     }
                     Err(e) => Err(e),
                 },
@@ -459,6 +499,18 @@ impl Producer {
 
     /// Sends messages of one topic as one batch (one request, consecutive offsets).
     pub async fn send_batch(&self, msgs: &[Message]) -> Result<SendResult> {
+        self.send_batch_within(msgs, self.inner.config.send_timeout)
+            .await
+    }
+
+    /// [`send_batch`](Self::send_batch) within `timeout` instead of
+    /// `send_timeout`.
+    pub async fn send_batch_within(
+        &self,
+        msgs: &[Message],
+        timeout: Duration,
+    ) -> Result<SendResult> {
+        let deadline = Instant::now() + timeout;
         let first = msgs
             .first()
             .ok_or_else(|| ClientError::InvalidArgument("empty batch".into()))?;
@@ -475,11 +527,13 @@ impl Producer {
                 ));
             }
         }
-        let queues = self.queues_for(&first.topic).await?;
-        let deadline = Instant::now() + self.inner.config.send_timeout;
+        let queues = self.queues_before(&first.topic, deadline, timeout).await?;
         let mut avoid: Option<String> = None;
         let mut last_error = None;
         for _ in 0..=self.inner.config.retry_times_when_send_failed {
+            if Instant::now() >= deadline {
+                break;
+            }
             let mq = self.select(&queues, avoid.as_deref());
             match self
                 .send_batch_to(
@@ -497,7 +551,7 @@ impl Producer {
                 Err(e) => return Err(e),
             }
         }
-        Err(last_error.expect("every attempt failed, and there was one at least"))
+        Err(last_error.unwrap_or_else(|| send_timed_out(&first.topic, timeout)))
     }
 
     async fn send_batch_to(
@@ -595,6 +649,15 @@ impl<F: FnOnce(Result<SendResult>)> Drop for Report<F> {
     }
 }
 
+/// The error of a send whose budget ran out before an answer came.
+fn send_timed_out(topic: &str, budget: Duration) -> ClientError {
+    ClientError::Remoting(super::connection::RemotingError::Timeout {
+        code: request::SEND_MESSAGE_V2,
+        addr: topic.to_owned(),
+        timeout: budget,
+    })
+}
+
 /// Whether a failed send is worth another attempt (RocketMQ's retryResponseCodes).
 fn retryable(e: &ClientError) -> bool {
     match e {
@@ -647,6 +710,39 @@ mod tests {
         assert!(!faults.available("b"));
         faults.record("a", Duration::from_millis(1), false);
         assert!(faults.available("a"));
+    }
+
+    #[test]
+    fn a_send_ends_within_its_own_budget() {
+        use crate::instance::ClientConfig;
+        // A NameServer that accepts and never answers: the route lookup
+        // alone would take the request timeout (3 s).
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+        let addr = silent.local_addr().expect("its address").to_string();
+        let instance = ClientInstance::start(ClientConfig::new(&addr)).expect("an instance");
+        let producer = Producer::start(instance.clone(), ProducerConfig::new("P")).unwrap();
+        let msg = Message::new("T", "x");
+        let started = Instant::now();
+        let sent = async_io::block_on(producer.send_within(&msg, Duration::from_millis(200)));
+        let took = started.elapsed();
+        let err = sent.expect_err("nothing answers");
+        assert_eq!(err.kind(), crate::ErrorKind::Timeout, "{err}");
+        assert!(took < Duration::from_millis(1500), "took {took:?}");
+        let batch = [msg.clone()];
+        let sent =
+            async_io::block_on(producer.send_batch_within(&batch, Duration::from_millis(200)));
+        assert_eq!(
+            sent.expect_err("nothing answers").kind(),
+            crate::ErrorKind::Timeout
+        );
+        let sent =
+            async_io::block_on(producer.send_ordered_within(&msg, "k", Duration::from_millis(200)));
+        assert_eq!(
+            sent.expect_err("nothing answers").kind(),
+            crate::ErrorKind::Timeout
+        );
+        drop(silent);
+        instance.shutdown();
     }
 
     #[test]

@@ -46,6 +46,55 @@ pub trait TransactionListener: Send + Sync + 'static {
     fn check_local(&self, msg: &MessageExt) -> TransactionState;
 }
 
+/// A half message stored by [`TransactionProducer::send_half`], waiting for
+/// its outcome. Ending it is the second phase; dropping it unended leaves the
+/// outcome to the broker's check-back (as [`TransactionState::Unknown`] does).
+/// It holds its producer, so it can be ended from any thread, later.
+pub struct Transaction {
+    producer: Producer,
+    result: SendResult,
+}
+
+impl Transaction {
+    /// How the half message was stored (its ids, queue and offset).
+    pub fn result(&self) -> &SendResult {
+        &self.result
+    }
+
+    /// Commits or rolls back the half message (one-way, as the Java client
+    /// does); [`TransactionState::Unknown`] tells the broker nothing new, so
+    /// it will check back.
+    pub async fn end(self, state: TransactionState) -> Result<()> {
+        let result = &self.result;
+        let instance = self.producer.instance();
+        let addr = instance
+            .master_addr(&result.queue.broker_name)
+            .ok_or_else(|| ClientError::NoBrokerAddress(result.queue.broker_name.clone()))?;
+        let (_, commit_log_offset) =
+            decode_offset_msg_id(&result.offset_msg_id).ok_or_else(|| {
+                ClientError::decode(
+                    "offset message id",
+                    format!("{:?} is not one", result.offset_msg_id),
+                )
+            })?;
+        let header = EndTransactionRequestHeader {
+            producer_group: self.producer.config().group.clone(),
+            tran_state_table_offset: result.queue_offset,
+            commit_log_offset,
+            commit_or_rollback: state.sys_flag(),
+            from_transaction_check: Some(false),
+            msg_id: result.msg_id.clone(),
+            transaction_id: result
+                .transaction_id
+                .clone()
+                .or_else(|| Some(result.msg_id.clone())),
+        };
+        let mut cmd = client_request(request::END_TRANSACTION);
+        header.encode(&mut cmd.ext_fields);
+        instance.invoke_oneway(&addr, cmd).await
+    }
+}
+
 /// A producer that sends messages in transactions.
 pub struct TransactionProducer {
     producer: Producer,
@@ -143,6 +192,25 @@ impl TransactionProducer {
         &self,
         msg: &Message,
     ) -> Result<(SendResult, TransactionState)> {
+        let half = self.send_half(msg).await?;
+        let state = if half.result().status == SendStatus::SendOk {
+            let listener = self.listener.clone();
+            let (m, r) = (msg.clone(), half.result().clone());
+            blocking::unblock(move || listener.execute_local(&m, &r)).await
+        } else {
+            TransactionState::Rollback
+        };
+        let result = half.result().clone();
+        half.end(state).await?;
+        Ok((result, state))
+    }
+
+    /// The first phase alone: stores `msg` as a half message (invisible to
+    /// consumers) and returns the [`Transaction`] to end once the caller's
+    /// local transaction has an outcome. The listener's `execute_local` is not
+    /// called; its `check_local` still answers the broker's check-backs for
+    /// transactions never ended.
+    pub async fn send_half(&self, msg: &Message) -> Result<Transaction> {
         if msg.properties.contains_key(keys::DELAY) {
             return Err(ClientError::InvalidArgument(
                 "transactional messages cannot be delayed".into(),
@@ -163,45 +231,10 @@ impl TransactionProducer {
                 sys_flag::TRANSACTION_PREPARED,
             )
             .await?;
-        let state = if result.status == SendStatus::SendOk {
-            let listener = self.listener.clone();
-            let (m, r) = (half.clone(), result.clone());
-            blocking::unblock(move || listener.execute_local(&m, &r)).await
-        } else {
-            TransactionState::Rollback
-        };
-        self.end(&result, state).await?;
-        Ok((result, state))
-    }
-
-    async fn end(&self, result: &SendResult, state: TransactionState) -> Result<()> {
-        let instance = self.producer.instance();
-        let addr = instance
-            .master_addr(&result.queue.broker_name)
-            .ok_or_else(|| ClientError::NoBrokerAddress(result.queue.broker_name.clone()))?;
-        let (_, commit_log_offset) =
-            decode_offset_msg_id(&result.offset_msg_id).ok_or_else(|| {
-                ClientError::decode(
-                    "offset message id",
-                    format!("{:?} is not one", result.offset_msg_id),
-                )
-            })?;
-        let header = EndTransactionRequestHeader {
-            producer_group: self.producer.config().group.clone(),
-            tran_state_table_offset: result.queue_offset,
-            commit_log_offset,
-            commit_or_rollback: state.sys_flag(),
-            from_transaction_check: Some(false),
-            msg_id: result.msg_id.clone(),
-            transaction_id: result
-                .transaction_id
-                .clone()
-                .or_else(|| Some(result.msg_id.clone())),
-        };
-        let mut cmd = client_request(request::END_TRANSACTION);
-        header.encode(&mut cmd.ext_fields);
-        // One-way, as the Java client sends it.
-        instance.invoke_oneway(&addr, cmd).await
+        Ok(Transaction {
+            producer: self.producer.clone(),
+            result,
+        })
     }
 
     /// The underlying producer (for ordinary sends in the same group).

@@ -12,12 +12,15 @@
 //! - [`frames`]: raw frames on plain TCP, for peers that misbehave.
 //! - [`client`]: helpers for tests that use mq's Rust client.
 //! - [`cli`]: mqctl run in this process, its output captured.
+//! - [`libmq`]: the built `libmq.so`, loaded with `dlopen`, its functions
+//!   declared from `mq.h` (not re-exported: `use crate::support::libmq::*`).
 //! - [`tasks`]: a test's own futures side by side.
 
 pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod frames;
+pub mod libmq;
 pub mod mqd;
 pub mod ports;
 pub mod remoting;

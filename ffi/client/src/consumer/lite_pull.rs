@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -114,8 +114,11 @@ struct Inner {
     /// Topic → subscription (`*` for assigned topics).
     subscriptions: Mutex<BTreeMap<String, SubscriptionData>>,
     state: Mutex<State>,
-    /// Signalled when a pull buffered messages (wakes `poll`).
+    /// Signalled when a pull buffered messages (wakes `poll`), and by
+    /// `wakeup`; closed at shutdown, which wakes every poller at once.
     arrived: (Sender<()>, Receiver<()>),
+    /// Wakeups not yet taken by a poll that would otherwise have waited.
+    wakeups: AtomicUsize,
     /// Signalled to rebalance now (NOTIFY_CONSUMER_IDS_CHANGED, subscribe).
     rebalance_now: (Sender<()>, Receiver<()>),
     /// Offsets a broker told us to reset to, applied by the next rebalance.
@@ -214,6 +217,7 @@ impl PullConsumer {
                 next_poll: 0,
             }),
             arrived: bounded(1),
+            wakeups: AtomicUsize::new(0),
             rebalance_now: bounded(1),
             pending_resets: Mutex::new(Vec::new()),
             balanced: AtomicBool::new(true),
@@ -316,24 +320,43 @@ impl PullConsumer {
         Ok(())
     }
 
-    /// Up to `pull_batch_size` messages of one queue, or none after `timeout`.
+    /// Up to `pull_batch_size` messages of one queue, or none after `timeout`
+    /// or after a [`wakeup`](Self::wakeup). Fails with [`ClientError::Closed`]
+    /// once the consumer is shut down, also while it waits.
     pub async fn poll(&self, timeout: Duration) -> Result<Vec<MessageExt>> {
         self.check_open()?;
         if self.inner.config.auto_commit {
             self.inner.maybe_auto_commit();
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             self.check_open()?;
             if let Some(batch) = self.inner.take_batch() {
                 return Ok(batch);
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if self.inner.take_wakeup() {
                 return Ok(Vec::new());
             }
-            wait_signal(&self.inner.arrived.1, deadline - now).await;
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => timeout,
+            };
+            if left.is_zero() {
+                return Ok(Vec::new());
+            }
+            wait_signal(&self.inner.arrived.1, left).await;
         }
+    }
+
+    /// Makes one [`poll`](Self::poll) return at once with what it has
+    /// (possibly nothing): one that is waiting now, or else the next one that
+    /// would wait. Several wakeups release as many polls. For interrupting a
+    /// poll from another thread (a signal handler's flag, a binding's
+    /// cancellation) without closing the consumer.
+    pub fn wakeup(&self) {
+        self.inner.wakeups.fetch_add(1, Ordering::AcqRel);
+        // Full means a signal is pending already; a poller will see it.
+        let _ = self.inner.arrived.0.try_send(());
     }
 
     /// [`poll`](Self::poll) for callers without an executor.
@@ -413,8 +436,8 @@ impl PullConsumer {
             .filter_map(|q| q.task.take())
             .collect();
         drop(tasks);
-        // Wake pollers so they see the close.
-        let _ = inner.arrived.0.try_send(());
+        // Wake every poller so they see the close.
+        inner.arrived.0.close();
         if let Err(e) = inner.commit_consumed(inner.config.auto_commit).await {
             log::warn!(
                 "committing offsets of {} at shutdown: {e}",
@@ -447,6 +470,7 @@ impl Drop for PullConsumer {
             {
                 q.task = None;
             }
+            self.inner.arrived.0.close();
         }
     }
 }
@@ -468,6 +492,19 @@ impl Inner {
             .unwrap_or_else(PoisonError::into_inner)
             .queues
             .contains_key(mq)
+    }
+
+    /// Takes one pending wakeup, if there is one; leaves a signal for the
+    /// next poller while more are pending.
+    fn take_wakeup(&self) -> bool {
+        self.wakeups
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok_and(|n| {
+                if n > 1 {
+                    let _ = self.arrived.0.try_send(());
+                }
+                true
+            })
     }
 
     /// Takes up to a batch from the next queue with buffered messages.
@@ -851,6 +888,62 @@ async fn lite_pull_loop(weak: Weak<Inner>, mq: MessageQueue) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn idle_consumer() -> (Arc<ClientInstance>, Arc<PullConsumer>) {
+        let instance =
+            ClientInstance::start(crate::ClientConfig::new("127.0.0.1:1")).expect("an instance");
+        let consumer = PullConsumer::start(instance.clone(), PullConsumerConfig::new("G"))
+            .expect("a consumer");
+        (instance, Arc::new(consumer))
+    }
+
+    /// Polls on another thread for up to a minute; its outcome and how long
+    /// it took.
+    fn poll_in_thread(
+        consumer: &Arc<PullConsumer>,
+    ) -> std::thread::JoinHandle<(Result<Vec<MessageExt>>, Duration)> {
+        let c = consumer.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let got = c.poll_blocking(Duration::from_secs(60));
+            (got, started.elapsed())
+        })
+    }
+
+    #[test]
+    fn wakeup_releases_a_waiting_poll_and_then_the_next_one() {
+        let (instance, consumer) = idle_consumer();
+        let waiting = poll_in_thread(&consumer);
+        std::thread::sleep(Duration::from_millis(100));
+        consumer.wakeup();
+        let (got, took) = waiting.join().expect("the poller");
+        assert!(got.expect("no error").is_empty());
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+        // No poll waits now: the wakeup is kept for the next one.
+        consumer.wakeup();
+        let started = Instant::now();
+        assert!(consumer
+            .poll_blocking(Duration::from_secs(60))
+            .unwrap()
+            .is_empty());
+        assert!(started.elapsed() < Duration::from_secs(10));
+        async_io::block_on(consumer.shutdown());
+        instance.shutdown();
+    }
+
+    #[test]
+    fn shutdown_ends_a_waiting_poll_with_closed() {
+        let (instance, consumer) = idle_consumer();
+        let waiting = [poll_in_thread(&consumer), poll_in_thread(&consumer)];
+        std::thread::sleep(Duration::from_millis(100));
+        async_io::block_on(consumer.shutdown());
+        for w in waiting {
+            let (got, took) = w.join().expect("the poller");
+            assert!(matches!(got, Err(ClientError::Closed)), "{got:?}");
+            assert!(took < Duration::from_secs(30), "took {took:?}");
+        }
+        instance.shutdown();
+    }
 
     #[test]
     fn consumers_can_be_shared_between_threads() {

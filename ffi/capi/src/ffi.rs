@@ -1,0 +1,313 @@
+//! The boundary every export goes through, and the helpers that turn C
+//! arguments into Rust values.
+//!
+//! [`ffi!`] wraps an export's body: it refuses calls from a forked child
+//! (`MQ_ERR_FORKED`), runs the body under `catch_unwind` (a panic becomes
+//! `MQ_ERR_PANIC` and never unwinds into C), and turns the body's
+//! `Result<R, Error>` into the C return value, recording the error as this
+//! thread's last error. The helpers check what C hands in (NULL pointers,
+//! NUL-terminated UTF-8) and carry the unsafety of raw pointers in one place,
+//! each with the contract its caller promises.
+//!
+//! Why a pid check and not `pthread_atfork`: a forked child has none of the
+//! parent's threads (the client's executor, async-io's reactor, the
+//! blocking pool), so anything that waits on them would hang. The pid is
+//! recorded when the first client instance starts ([`claim_process`]); from
+//! then on any other pid is a child. `getpid` costs a system call (tens of
+//! nanoseconds), far below any call that does work.
+
+use std::ffi::{c_char, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::status::{mq_status_t, record, Error, MQ_ERR_FORKED, MQ_ERR_PANIC, MQ_OK};
+
+/// Wraps the body of an export (`pub unsafe extern "C" fn`):
+///
+/// - `ffi!(body)`: the body evaluates to `Result<R, Error>` where `R` is the
+///   function's return type; an error returns `R`'s [`Fallback`] (the status
+///   for `mq_status_t`, NULL for pointers, 0 for sizes).
+/// - `ffi!(or VALUE; body)`: the same with an explicit fallback, for
+///   `int32_t` results that are not statuses.
+/// - `ffi!(pure: body)`: no fork check, for functions that only read static
+///   or thread-local data (version, status names, the last error), which a
+///   forked child may call to learn why it was refused.
+///
+/// `tests/source.rs` fails on any `extern "C" fn` whose body does not start
+/// with this macro.
+macro_rules! ffi {
+    (pure: $($body:tt)*) => {
+        $crate::ffi::boundary(false, None, || -> ::core::result::Result<_, $crate::status::Error> {
+            $($body)*
+        })
+    };
+    (or $fallback:expr; $($body:tt)*) => {
+        $crate::ffi::boundary(true, Some($fallback), || -> ::core::result::Result<_, $crate::status::Error> {
+            $($body)*
+        })
+    };
+    ($($body:tt)*) => {
+        $crate::ffi::boundary(true, None, || -> ::core::result::Result<_, $crate::status::Error> {
+            $($body)*
+        })
+    };
+}
+
+/// What an export returns when it fails.
+pub(crate) trait Fallback {
+    /// The value for a failure with `status`.
+    fn fallback(status: mq_status_t) -> Self;
+}
+
+impl Fallback for mq_status_t {
+    fn fallback(status: mq_status_t) -> Self {
+        status
+    }
+}
+
+impl<T> Fallback for *const T {
+    fn fallback(_: mq_status_t) -> Self {
+        std::ptr::null()
+    }
+}
+
+impl<T> Fallback for *mut T {
+    fn fallback(_: mq_status_t) -> Self {
+        std::ptr::null_mut()
+    }
+}
+
+impl Fallback for usize {
+    fn fallback(_: mq_status_t) -> Self {
+        0
+    }
+}
+
+impl Fallback for u64 {
+    fn fallback(_: mq_status_t) -> Self {
+        0
+    }
+}
+
+impl Fallback for u32 {
+    fn fallback(_: mq_status_t) -> Self {
+        0
+    }
+}
+
+impl Fallback for () {
+    fn fallback(_: mq_status_t) -> Self {}
+}
+
+/// The process that started libmq's threads; 0 until one was started.
+static OWNER: AtomicU32 = AtomicU32::new(0);
+
+/// Records this process as the one whose threads libmq runs (at the start
+/// of every client instance; the first call wins).
+pub(crate) fn claim_process() {
+    let _ = OWNER.compare_exchange(0, std::process::id(), Ordering::AcqRel, Ordering::Acquire);
+}
+
+/// Whether this is a forked child of the process libmq's threads run in.
+pub(crate) fn forked() -> bool {
+    let owner = OWNER.load(Ordering::Acquire);
+    owner != 0 && owner != std::process::id()
+}
+
+/// The body of every export (through [`ffi!`]): see the module doc.
+pub(crate) fn boundary<R: Fallback>(
+    check_fork: bool,
+    fallback: Option<R>,
+    body: impl FnOnce() -> Result<R, Error>,
+) -> R {
+    let failed = |e: Error, fallback: Option<R>| {
+        let status = e.status;
+        record(e);
+        fallback.unwrap_or_else(|| R::fallback(status))
+    };
+    if check_fork && forked() {
+        let e = Error::new(
+            MQ_ERR_FORKED,
+            "this process was forked from the one that started libmq's threads; \
+             create clients in the child only if the parent never did",
+        );
+        return failed(e, fallback);
+    }
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(value)) => value,
+        Ok(Err(e)) => failed(e, fallback),
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            failed(
+                Error::new(MQ_ERR_PANIC, format!("libmq panicked: {what}")),
+                fallback,
+            )
+        }
+    }
+}
+
+/// `MQ_OK`, for bodies that end in success.
+pub(crate) fn ok() -> Result<mq_status_t, Error> {
+    Ok(MQ_OK)
+}
+
+/// A status from another export as a result: `MQ_OK` or the error it
+/// recorded (its detail is this thread's last error already, and is kept).
+pub(crate) fn status_result(status: mq_status_t) -> Result<mq_status_t, Error> {
+    if status == MQ_OK {
+        return ok();
+    }
+    Err(Error::new(status, crate::status::last_detail()))
+}
+
+/// A shared reference to `*p`, or `MQ_ERR_NULL` naming `what`.
+///
+/// # Safety
+///
+/// `p` is NULL or points to a live `T` that nothing mutates while the
+/// reference is used (the header's rule: a handle is not destroyed while
+/// another call on it runs).
+pub(crate) unsafe fn arg<'a, T>(p: *const T, what: &str) -> Result<&'a T, Error> {
+    // SAFETY: non-NULL, and live and unaliased by the caller's promise.
+    unsafe { p.as_ref() }.ok_or_else(|| Error::null(what))
+}
+
+/// An exclusive reference to `*p`, or `MQ_ERR_NULL` naming `what`.
+///
+/// # Safety
+///
+/// `p` is NULL or points to a live `T` that no other call uses meanwhile
+/// (the header says which objects are not shared between threads).
+pub(crate) unsafe fn arg_mut<'a, T>(p: *mut T, what: &str) -> Result<&'a mut T, Error> {
+    // SAFETY: non-NULL, and live and unshared by the caller's promise.
+    unsafe { p.as_mut() }.ok_or_else(|| Error::null(what))
+}
+
+/// A NUL-terminated UTF-8 string: `MQ_ERR_NULL` for NULL,
+/// `MQ_ERR_INVALID_ARG` for bytes that are not UTF-8.
+///
+/// # Safety
+///
+/// `p` is NULL or points to a NUL-terminated string that stays unchanged
+/// while the result is used.
+pub(crate) unsafe fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str, Error> {
+    if p.is_null() {
+        return Err(Error::null(what));
+    }
+    // SAFETY: non-NULL and NUL-terminated by the caller's promise.
+    let s = unsafe { CStr::from_ptr(p) };
+    s.to_str()
+        .map_err(|e| Error::invalid(format!("{what} is not UTF-8 ({e})")))
+}
+
+/// Like [`text`], with NULL read as "not given".
+///
+/// # Safety
+///
+/// As for [`text`].
+pub(crate) unsafe fn text_opt<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>, Error> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { text(p, what) }.map(Some)
+    }
+}
+
+/// `len` bytes at `p`; NULL is allowed only with a length of 0.
+///
+/// # Safety
+///
+/// `p` is NULL or points to `len` readable bytes that stay unchanged while
+/// the result is used.
+pub(crate) unsafe fn bytes<'a>(p: *const u8, len: usize, what: &str) -> Result<&'a [u8], Error> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(Error::null(what));
+    }
+    // SAFETY: non-NULL with `len` readable bytes by the caller's promise.
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// An out-parameter for an object the library hands out: checked for NULL
+/// and set to NULL first, so that the caller sees NULL whenever the call
+/// fails.
+pub(crate) struct Out<T>(*mut *mut T);
+
+impl<T> Out<T> {
+    /// Checks `p` and writes NULL through it.
+    ///
+    /// # Safety
+    ///
+    /// `p` is NULL or points to writable storage for one pointer, which
+    /// stays valid until the call returns.
+    pub(crate) unsafe fn new(p: *mut *mut T, what: &str) -> Result<Out<T>, Error> {
+        if p.is_null() {
+            return Err(Error::null(what));
+        }
+        // SAFETY: non-NULL and writable by the caller's promise.
+        unsafe { p.write(std::ptr::null_mut()) };
+        Ok(Out(p))
+    }
+
+    /// Like [`Out::new`], with NULL meaning "the caller does not want it".
+    ///
+    /// # Safety
+    ///
+    /// As for [`Out::new`].
+    pub(crate) unsafe fn optional(p: *mut *mut T) -> Option<Out<T>> {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { Out::new(p, "") }.ok()
+    }
+
+    /// Hands `value` to the caller, who frees it with its `_free` or
+    /// `_destroy`.
+    pub(crate) fn set(self, value: T) {
+        // SAFETY: checked non-NULL and writable in `new`, and the call
+        // that made `self` has not returned.
+        unsafe { self.0.write(Box::into_raw(Box::new(value))) };
+    }
+}
+
+/// Writes a plain value through an out-pointer that may be NULL (then the
+/// caller did not ask for it).
+///
+/// # Safety
+///
+/// `p` is NULL or points to writable storage for a `T`.
+pub(crate) unsafe fn put<T>(p: *mut T, value: T) {
+    if !p.is_null() {
+        // SAFETY: non-NULL and writable by the caller's promise.
+        unsafe { p.write(value) };
+    }
+}
+
+/// Takes back an object the library handed out, for `_free` and `_destroy`.
+///
+/// # Safety
+///
+/// `p` is NULL or was handed out by libmq as a `T` and not freed since; no
+/// other call uses it now or later.
+pub(crate) unsafe fn take<T>(p: *mut T) -> Option<Box<T>> {
+    // SAFETY: made by `Box::into_raw` in `Out::set`, by the caller's promise.
+    (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
+}
+
+/// Reads a C enum argument: `MQ_ERR_INVALID_ARG` unless `value` is one of
+/// `allowed`, named in the error by `what`.
+pub(crate) fn choice<T: Copy>(value: i32, allowed: &[(i32, T)], what: &str) -> Result<T, Error> {
+    allowed
+        .iter()
+        .find(|(v, _)| *v == value)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| {
+            let names: Vec<String> = allowed.iter().map(|(v, _)| v.to_string()).collect();
+            Error::invalid(format!("{what} {value} is not one of {}", names.join(", ")))
+        })
+}

@@ -1,0 +1,276 @@
+//! `mq_send_result_t` (how the broker stored a message) and
+//! `mq_send_report_t` (the outcome of an async send, from
+//! `mq_producer_poll`). Both own copies of everything they hold, so they
+//! outlive their producer.
+
+use std::ffi::{c_char, CString};
+
+use mq_client::{ClientError, SendResult, SendStatus};
+
+use crate::ffi::{arg, ok, put, take};
+use crate::status::{mq_status_t, Error, MQ_OK};
+
+/// Stored as the broker promises.
+pub const MQ_SEND_OK: i32 = 0;
+/// Stored; the broker's SYNC_FLUSH flush timed out.
+pub const MQ_SEND_FLUSH_DISK_TIMEOUT: i32 = 1;
+/// Stored on the master; replication to the slave timed out.
+pub const MQ_SEND_FLUSH_SLAVE_TIMEOUT: i32 = 2;
+/// Stored on the master; no slave was available.
+pub const MQ_SEND_SLAVE_NOT_AVAILABLE: i32 = 3;
+
+/// How a message (or batch) was stored. Read-only; safe to read from several
+/// threads at once. Free with `mq_send_result_free` (except the borrowed
+/// ones from `mq_send_report_result` and `mq_txn_result`).
+pub struct mq_send_result_t {
+    status: i32,
+    msg_id: CString,
+    offset_msg_id: CString,
+    topic: CString,
+    broker_name: CString,
+    queue_id: i32,
+    queue_offset: i64,
+    transaction_id: Option<CString>,
+}
+
+impl mq_send_result_t {
+    pub(crate) fn new(r: &SendResult) -> mq_send_result_t {
+        let c = |s: &str| CString::new(s.replace('\0', "")).unwrap_or_default();
+        mq_send_result_t {
+            status: match r.status {
+                SendStatus::SendOk => MQ_SEND_OK,
+                SendStatus::FlushDiskTimeout => MQ_SEND_FLUSH_DISK_TIMEOUT,
+                SendStatus::FlushSlaveTimeout => MQ_SEND_FLUSH_SLAVE_TIMEOUT,
+                SendStatus::SlaveNotAvailable => MQ_SEND_SLAVE_NOT_AVAILABLE,
+            },
+            msg_id: c(&r.msg_id),
+            offset_msg_id: c(&r.offset_msg_id),
+            topic: c(&r.queue.topic),
+            broker_name: c(&r.queue.broker_name),
+            queue_id: r.queue.queue_id,
+            queue_offset: r.queue_offset,
+            transaction_id: r.transaction_id.as_deref().map(c),
+        }
+    }
+}
+
+/// How the broker stored the message: `MQ_SEND_OK` or another `MQ_SEND_*`;
+/// -1 when `r` is NULL.
+///
+/// # Safety
+///
+/// `r` is NULL or a live send result.
+#[no_mangle]
+pub unsafe extern "C" fn mq_send_result_status(r: *const mq_send_result_t) -> i32 {
+    ffi! {
+        or -1;
+        // SAFETY: the caller's promise.
+        Ok(unsafe { arg(r, "result") }?.status)
+    }
+}
+
+/// The message id (UNIQ_KEY) consumers see; for a batch, the ids joined by
+/// commas. NULL when `r` is NULL.
+///
+/// Ownership: borrowed from `r`, valid until it is freed.
+///
+/// # Safety
+///
+/// `r` is NULL or a live send result.
+#[no_mangle]
+pub unsafe extern "C" fn mq_send_result_msg_id(r: *const mq_send_result_t) -> *const c_char {
+    ffi! {
+        // SAFETY: the caller's promise.
+        Ok(unsafe { arg(r, "result") }?.msg_id.as_ptr())
+    }
+}
+
+/// The broker's offset message id (comma-joined for a batch). NULL when
+/// `r` is NULL.
+///
+/// Ownership: as `mq_send_result_msg_id`.
+///
+/// # Safety
+///
+/// `r` is NULL or a live send result.
+#[no_mangle]
+pub unsafe extern "C" fn mq_send_result_offset_msg_id(r: *const mq_send_result_t) -> *const c_char {
+    ffi! {
+        // SAFETY: the caller's promise.
+        Ok(unsafe { arg(r, "result") }?.offset_msg_id.as_ptr())
+    }
+}
+
+/// The transaction id of a half message, or NULL (not transactional, or `r`
+/// NULL).
+///
+/// Ownership: as `mq_send_result_msg_id`.
+///
+/// # Safety
+///
+/// `r` is NULL or a live send result.
+#[no_mangle]
+pub unsafe extern "C" fn mq_send_result_transaction_id(
+    r: *const mq_send_result_t,
+) -> *const c_char {
+    ffi! {
+        // SAFETY: the caller's promise.
+        let r = unsafe { arg(r, "result") }?;
+        Ok(r.transaction_id.as_ref().map_or(std::ptr::null(), |t| t.as_ptr()))
+    }
+}
+
+/// The queue the message went to and its offset there (of the first
+/// message, for a batch); each out-pointer may be NULL.
+///
+/// Ownership: `*topic` and `*broker` as `mq_send_result_msg_id`.
+///
+/// Errors: `MQ_ERR_NULL` when `r` is NULL.
+///
+/// # Safety
+///
+/// `r` is NULL or a live send result; the out-pointers are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn mq_send_result_queue(
+    r: *const mq_send_result_t,
+    topic: *mut *const c_char,
+    broker: *mut *const c_char,
+    queue_id: *mut i32,
+    queue_offset: *mut i64,
+) -> mq_status_t {
+    ffi! {
+        // SAFETY: the caller's promise.
+        let r = unsafe { arg(r, "result") }?;
+        // SAFETY: the caller's promises.
+        unsafe {
+            put(topic, r.topic.as_ptr());
+            put(broker, r.broker_name.as_ptr());
+            put(queue_id, r.queue_id);
+            put(queue_offset, r.queue_offset);
+        }
+        ok()
+    }
+}
+
+/// Frees a send result. NULL is a no-op.
+///
+/// # Safety
+///
+/// `r` is NULL or a result from a send call (not a borrowed one), not freed
+/// before and not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn mq_send_result_free(r: *mut mq_send_result_t) {
+    ffi! {
+        // SAFETY: the caller's promise.
+        drop(unsafe { take(r) });
+        Ok(())
+    }
+}
+
+/// The outcome of one `mq_producer_send_async`, from `mq_producer_poll`.
+/// Read-only; free with `mq_send_report_free`.
+pub struct mq_send_report_t {
+    token: u64,
+    outcome: Result<mq_send_result_t, (mq_status_t, CString, i32)>,
+}
+
+impl mq_send_report_t {
+    pub(crate) fn new(token: u64, outcome: Result<SendResult, ClientError>) -> mq_send_report_t {
+        mq_send_report_t {
+            token,
+            outcome: match outcome {
+                Ok(r) => Ok(mq_send_result_t::new(&r)),
+                Err(e) => {
+                    let code = e.response_code().unwrap_or(0);
+                    let e = Error::from(e);
+                    let text = CString::new(e.detail().replace('\0', "")).unwrap_or_default();
+                    Err((e.status, text, code))
+                }
+            },
+        }
+    }
+}
+
+/// The token passed to `mq_producer_send_async`; 0 when `rep` is NULL.
+///
+/// # Safety
+///
+/// `rep` is NULL or a live report.
+#[no_mangle]
+pub unsafe extern "C" fn mq_send_report_token(rep: *const mq_send_report_t) -> u64 {
+    ffi! {
+        // SAFETY: the caller's promise.
+        Ok(unsafe { arg(rep, "report") }?.token)
+    }
+}
+
+/// The status of the async send: `MQ_OK`, or the failure's status (then
+/// `*error`, if `error` is not NULL, is its detail, and `*broker_code` the
+/// broker's response code or 0). `MQ_ERR_NULL` when `rep` is NULL.
+///
+/// Ownership: `*error` borrows from `rep`, valid until it is freed.
+///
+/// # Safety
+///
+/// `rep` is NULL or a live report; the out-pointers are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn mq_send_report_status(
+    rep: *const mq_send_report_t,
+    error: *mut *const c_char,
+    broker_code: *mut i32,
+) -> mq_status_t {
+    ffi! {
+        // SAFETY: the caller's promises.
+        unsafe {
+            put(error, std::ptr::null());
+            put(broker_code, 0);
+        }
+        // SAFETY: the caller's promise.
+        let rep = unsafe { arg(rep, "report") }?;
+        Ok(match &rep.outcome {
+            Ok(_) => MQ_OK,
+            Err((status, text, code)) => {
+                // SAFETY: the caller's promises.
+                unsafe {
+                    put(error, text.as_ptr());
+                    put(broker_code, *code);
+                }
+                *status
+            }
+        })
+    }
+}
+
+/// The send result of a successful async send; NULL when it failed (or
+/// `rep` is NULL).
+///
+/// Ownership: borrowed from `rep`, valid until it is freed; do not free it.
+///
+/// # Safety
+///
+/// `rep` is NULL or a live report.
+#[no_mangle]
+pub unsafe extern "C" fn mq_send_report_result(
+    rep: *const mq_send_report_t,
+) -> *const mq_send_result_t {
+    ffi! {
+        // SAFETY: the caller's promise.
+        let rep = unsafe { arg(rep, "report") }?;
+        Ok(rep.outcome.as_ref().map_or(std::ptr::null(), std::ptr::from_ref))
+    }
+}
+
+/// Frees a report. NULL is a no-op.
+///
+/// # Safety
+///
+/// `rep` is NULL or a report from `mq_producer_poll`, not freed before and
+/// not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn mq_send_report_free(rep: *mut mq_send_report_t) {
+    ffi! {
+        // SAFETY: the caller's promise.
+        drop(unsafe { take(rep) });
+        Ok(())
+    }
+}

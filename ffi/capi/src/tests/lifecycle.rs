@@ -1,0 +1,210 @@
+//! Close and destroy: idempotent close, calls after close, and close while
+//! another thread waits in a poll.
+
+use std::ptr::{null, null_mut};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::message::*;
+use crate::producer::*;
+use crate::pull_consumer::*;
+use crate::push_consumer::*;
+use crate::send_result::*;
+use crate::status::*;
+use crate::txn::*;
+
+/// A raw pointer that may cross threads (the handle is thread-safe).
+#[derive(Clone, Copy)]
+struct Shared<T>(*const T);
+// SAFETY: the handles behind these pointers are documented thread-safe.
+unsafe impl<T> Send for Shared<T> {}
+
+/// Runs `poll` on another thread, waits a moment, runs `close`, and
+/// checks that the poll ended with MQ_ERR_CLOSED soon after.
+fn close_ends_a_waiting_poll<T: 'static>(
+    handle: *const T,
+    poll: unsafe fn(*const T) -> mq_status_t,
+    close: unsafe fn(*const T) -> mq_status_t,
+) {
+    let shared = Shared(handle);
+    let waiting = std::thread::spawn(move || {
+        let h = shared;
+        let started = Instant::now();
+        // SAFETY: the handle lives until after this thread is joined.
+        let status = unsafe { poll(h.0) };
+        (status, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: a live handle; close may overlap the poll.
+    expect(unsafe { close(handle) }, MQ_OK);
+    let (status, took) = waiting.join().expect("the poller");
+    assert_eq!(status, MQ_ERR_CLOSED);
+    assert!(took < Duration::from_secs(20), "the poll took {took:?}");
+    // SAFETY: idempotent.
+    expect(unsafe { close(handle) }, MQ_OK);
+}
+
+#[test]
+fn a_producer_closes_once_and_refuses_afterwards() {
+    let cfg = config(&[("max_inflight_async", "1"), ("send_timeout_ms", "300")]);
+    let mut p = null_mut();
+    let mut m = null_mut();
+    // SAFETY: valid pointers throughout; each object freed once.
+    unsafe {
+        expect(mq_producer_new(cfg, &mut p), MQ_OK);
+        expect(mq_message_new(c("T").as_ptr(), &mut m), MQ_OK);
+        expect(mq_message_set_body(m, b"x".as_ptr(), 1), MQ_OK);
+        // No NameServer answers: the async send fails into its report.
+        expect(mq_producer_send_async(p, m, 6), MQ_OK);
+        expect(mq_producer_send_async(p, m, 8), MQ_ERR_QUEUE_FULL);
+        expect(mq_producer_flush(p, 10_000), MQ_OK);
+        // The callback sugar: the handler runs here, on this thread.
+        unsafe extern "C" fn note_token(
+            rep: *const mq_send_report_t,
+            opaque: *mut std::ffi::c_void,
+        ) {
+            // SAFETY: the report lives for the call; `opaque` is the u64 below.
+            unsafe { *opaque.cast::<u64>() = mq_send_report_token(rep) };
+        }
+        let (mut token, mut served) = (0u64, 0);
+        let opaque = std::ptr::from_mut(&mut token).cast();
+        expect(
+            mq_producer_serve(p, 1000, Some(note_token), opaque, &mut served),
+            MQ_OK,
+        );
+        assert_eq!((served, token), (1, 6));
+        expect(mq_producer_send_async(p, m, 7), MQ_OK);
+        expect(mq_producer_flush(p, 10_000), MQ_OK);
+        let mut rep = null_mut();
+        expect(mq_producer_poll(p, 1000, &mut rep), MQ_OK);
+        assert!(!rep.is_null());
+        assert_eq!(mq_send_report_token(rep), 7);
+        let mut error = null();
+        let status = mq_send_report_status(rep, &mut error, null_mut());
+        assert_ne!(status, MQ_OK);
+        assert!(!error.is_null());
+        assert!(mq_send_report_result(rep).is_null());
+        mq_send_report_free(rep);
+        let mut none = null_mut();
+        expect(mq_producer_poll(p, 0, &mut none), MQ_OK);
+        assert!(none.is_null(), "no report: NULL on timeout");
+
+        unsafe fn poll(p: *const mq_producer_t) -> mq_status_t {
+            let mut rep = null_mut();
+            // SAFETY: passed on from the test.
+            unsafe { mq_producer_poll(p, -1, &mut rep) }
+        }
+        unsafe fn close(p: *const mq_producer_t) -> mq_status_t {
+            // SAFETY: passed on from the test.
+            unsafe { mq_producer_close(p) }
+        }
+        close_ends_a_waiting_poll(p, poll, close);
+        expect(mq_producer_send(p, m, -1, null_mut()), MQ_ERR_CLOSED);
+        expect(mq_producer_send_async(p, m, 9), MQ_ERR_CLOSED);
+        expect(mq_producer_send_oneway(p, m), MQ_ERR_CLOSED);
+        mq_producer_destroy(p);
+        mq_message_free(m);
+    }
+    free_config(cfg);
+}
+
+#[test]
+fn a_pull_consumer_closes_once_and_wakes_a_waiting_poll() {
+    let cfg = config(&[]);
+    let mut c_ = null_mut();
+    // SAFETY: valid pointers; freed once.
+    unsafe {
+        expect(mq_pull_consumer_new(cfg, &mut c_), MQ_OK);
+        // A wakeup releases the next poll at once.
+        expect(mq_pull_consumer_wakeup(c_), MQ_OK);
+        let mut batch = null_mut();
+        expect(mq_pull_consumer_poll(c_, -1, &mut batch), MQ_OK);
+        assert!(batch.is_null());
+        unsafe fn poll(c: *const mq_pull_consumer_t) -> mq_status_t {
+            let mut b = null_mut();
+            // SAFETY: passed on from the test.
+            unsafe { mq_pull_consumer_poll(c, -1, &mut b) }
+        }
+        unsafe fn close(c: *const mq_pull_consumer_t) -> mq_status_t {
+            // SAFETY: passed on from the test.
+            unsafe { mq_pull_consumer_close(c) }
+        }
+        close_ends_a_waiting_poll(c_, poll, close);
+        expect(
+            mq_pull_consumer_subscribe(c_, c("T").as_ptr(), null()),
+            MQ_ERR_CLOSED,
+        );
+        expect(mq_pull_consumer_commit(c_), MQ_ERR_CLOSED);
+        let mut list = null_mut();
+        expect(mq_pull_consumer_assignment(c_, &mut list), MQ_ERR_CLOSED);
+        mq_pull_consumer_destroy(c_);
+    }
+    free_config(cfg);
+}
+
+#[test]
+fn a_push_consumer_closes_once_and_wakes_a_waiting_poll() {
+    let cfg = config(&[]);
+    let mut c_ = null_mut();
+    // SAFETY: valid pointers; freed once.
+    unsafe {
+        expect(mq_push_consumer_new(cfg, &mut c_), MQ_OK);
+        let mut batch = null_mut();
+        expect(mq_push_consumer_poll(c_, 0, &mut batch), MQ_ERR_STATE);
+        expect(mq_push_consumer_start(c_), MQ_ERR_INVALID_ARG);
+        expect(
+            mq_push_consumer_subscribe(c_, c("T").as_ptr(), null()),
+            MQ_OK,
+        );
+        expect(mq_push_consumer_start(c_), MQ_OK);
+        expect(mq_push_consumer_start(c_), MQ_ERR_STATE);
+        expect(
+            mq_push_consumer_subscribe(c_, c("U").as_ptr(), null()),
+            MQ_ERR_STATE,
+        );
+        expect(mq_push_consumer_wakeup(c_), MQ_OK);
+        expect(mq_push_consumer_poll(c_, -1, &mut batch), MQ_OK);
+        assert!(batch.is_null());
+        unsafe fn poll(c: *const mq_push_consumer_t) -> mq_status_t {
+            let mut b = null_mut();
+            // SAFETY: passed on from the test.
+            unsafe { mq_push_consumer_poll(c, -1, &mut b) }
+        }
+        unsafe fn close(c: *const mq_push_consumer_t) -> mq_status_t {
+            // SAFETY: passed on from the test.
+            unsafe { mq_push_consumer_close(c) }
+        }
+        close_ends_a_waiting_poll(c_, poll, close);
+        expect(mq_push_consumer_start(c_), MQ_ERR_CLOSED);
+        mq_push_consumer_destroy(c_);
+    }
+    free_config(cfg);
+}
+
+#[test]
+fn a_transactional_producer_closes_once_and_wakes_a_waiting_poll() {
+    let cfg = config(&[]);
+    let mut tp = null_mut();
+    let mut m = null_mut();
+    // SAFETY: valid pointers; freed once.
+    unsafe {
+        expect(mq_txn_producer_new(cfg, &mut tp), MQ_OK);
+        unsafe fn poll(tp: *const mq_txn_producer_t) -> mq_status_t {
+            let mut check = null_mut();
+            // SAFETY: passed on from the test.
+            unsafe { mq_txn_producer_poll_check(tp, -1, &mut check) }
+        }
+        unsafe fn close(tp: *const mq_txn_producer_t) -> mq_status_t {
+            // SAFETY: passed on from the test.
+            unsafe { mq_txn_producer_close(tp) }
+        }
+        close_ends_a_waiting_poll(tp, poll, close);
+        expect(mq_message_new(c("T").as_ptr(), &mut m), MQ_OK);
+        let mut txn = null_mut();
+        expect(mq_txn_producer_send_half(tp, m, &mut txn), MQ_ERR_CLOSED);
+        assert!(txn.is_null());
+        mq_txn_producer_destroy(tp);
+        mq_message_free(m);
+    }
+    free_config(cfg);
+}
