@@ -4,9 +4,9 @@
 # line that adds up every test binary's results.
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
-.PHONY: test lint libmq bench
+.PHONY: test lint libmq tools bench
 
-test: lint libmq
+test: lint libmq tools
 	mkdir -p target
 	cargo test --workspace --all-targets 2>&1 | tee target/test-output.log
 	awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' target/test-output.log
@@ -14,6 +14,14 @@ test: lint libmq
 # target/debug/libmq.so (soname libmq.so.1) and libmq.a.
 libmq:
 	cargo build -p mq-capi
+
+# The pinned cbindgen that renders include/mq.h (tests/header.rs compares the
+# checked-in header with its output), installed once under target/tools.
+CBINDGEN_VERSION := 0.29.4
+tools:
+	@if [ "$$(target/tools/bin/cbindgen --version 2>/dev/null)" != "cbindgen $(CBINDGEN_VERSION)" ]; then \
+		cargo install --locked --root target/tools cbindgen --version $(CBINDGEN_VERSION); \
+	fi
 
 lint:
 	cargo fmt --all -- --check

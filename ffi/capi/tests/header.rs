@@ -2,6 +2,11 @@
 //! sources now (`MQ_BLESS=1` rewrites it instead), compilable as C99 and as
 //! C++11 with warnings as errors, and its version macros equal to the
 //! package version. Needs no build of libmq: cbindgen reads the sources.
+//!
+//! cbindgen is a pinned tool, not a dependency: as a dev-dependency it would
+//! put seventeen packages into Cargo.lock for one test. `make tools` installs
+//! exactly [`CBINDGEN_VERSION`] under `target/tools` (the test command does it
+//! first); `CBINDGEN` may name another binary of that version.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,18 +19,47 @@ fn header_path() -> PathBuf {
     crate_dir().join("../../include/mq.h")
 }
 
+/// The one cbindgen whose output the checked-in header is: point releases
+/// change spacing and order, so the comparison is with this version only.
+const CBINDGEN_VERSION: &str = "0.29.4";
+
+/// The pinned cbindgen: `$CBINDGEN`, else `target/tools/bin/cbindgen`.
+fn cbindgen() -> PathBuf {
+    let path = std::env::var_os("CBINDGEN").map_or_else(
+        || crate_dir().join("../../target/tools/bin/cbindgen"),
+        PathBuf::from,
+    );
+    let version = Command::new(&path)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    match version {
+        Some(v) if v == format!("cbindgen {CBINDGEN_VERSION}") => path,
+        found => panic!(
+            "cbindgen {CBINDGEN_VERSION} is needed at {} (found: {found:?}); \
+             install it with `make tools` (cargo install --locked --root target/tools \
+             cbindgen --version {CBINDGEN_VERSION})",
+            path.display()
+        ),
+    }
+}
+
 /// The header as cbindgen renders it from `src/` with `cbindgen.toml`.
 fn render() -> String {
-    let config =
-        cbindgen::Config::from_file(crate_dir().join("cbindgen.toml")).expect("read cbindgen.toml");
-    let bindings = cbindgen::Builder::new()
-        .with_config(config)
-        .with_src(crate_dir().join("src/lib.rs"))
-        .generate()
-        .expect("cbindgen renders the header");
-    let mut out = Vec::new();
-    bindings.write(&mut out);
-    String::from_utf8(out).expect("the header is UTF-8")
+    let out = Command::new(cbindgen())
+        .arg("--config")
+        .arg(crate_dir().join("cbindgen.toml"))
+        .arg(crate_dir().join("src/lib.rs"))
+        .output()
+        .expect("run cbindgen");
+    assert!(
+        out.status.success(),
+        "cbindgen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("the header is UTF-8")
 }
 
 #[test]
