@@ -46,7 +46,12 @@ SMALL_STORE = [
     ("maxHashSlotNum", "500"),
 ]
 #: Check half messages soon (tests/e2e/client_transaction.rs does the same).
-FAST_TRANSACTIONS = [("transactionCheckInterval", "300"), ("transactionTimeOut", "500")]
+FAST_TRANSACTIONS = [
+    ("transactionCheckInterval", "300"),
+    ("transactionTimeOut", "500"),
+    # Enough rounds not to give up before the producer's first heartbeat.
+    ("transactionCheckMax", "1000"),
+]
 
 READY_TIMEOUT = 30.0
 REGISTER_TIMEOUT = 20.0

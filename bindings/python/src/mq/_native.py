@@ -318,6 +318,6 @@ def interruptible(fn: Callable[..., T], *args: Any) -> T:
     thread on a helper thread, waited for in slices so that Ctrl-C raises
     KeyboardInterrupt within a second (the call itself then ends on the
     helper thread, its result dropped)."""
-    if threading.get_ident() != _main_ident:
+    if _forked or threading.get_ident() != _main_ident:
         return fn(*args)
     return wait_future(_pool.submit(fn, args))
