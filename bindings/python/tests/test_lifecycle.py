@@ -180,3 +180,45 @@ def test_sigint_stops_a_running_push_consumer(namesrv: str, names: Tuple[str, st
     timer.join()
     assert consumer.closed
     assert time.monotonic() - started < 5
+
+
+EXIT_SCRIPT = r"""
+import atexit, sys
+clients = []
+
+def after_mq_exit_hook():
+    # Registered before mq's own hook, so it runs after it (LIFO).
+    print("closed:", [c.closed for c in clients], flush=True)
+
+atexit.register(after_mq_exit_hook)
+import mq
+namesrv, topic, group = sys.argv[1:4]
+p = mq.Producer(namesrv_addr=namesrv, group=group + "_p")
+p.send(topic, b"x")
+f = p.send_async(topic, b"in flight at exit")
+c = mq.PushConsumer(namesrv_addr=namesrv, group=group, consume_from="first")
+c.subscribe(topic)
+c.start(lambda m: None, threads=2)
+pull = mq.PullConsumer(namesrv_addr=namesrv, group=group + "_pull")
+pull.subscribe(topic)
+clients[:] = [p, c, pull]
+print("started", flush=True)
+"""
+
+
+def test_open_clients_are_closed_at_exit(namesrv: str, names: Tuple[str, str]) -> None:
+    import subprocess
+    import sys
+
+    topic, group = names
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", EXIT_SCRIPT, namesrv, topic, group],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "started" in proc.stdout and "closed: [True, True, True]" in proc.stdout, proc.stdout
+    assert "Traceback" not in proc.stderr and "Fatal" not in proc.stderr, proc.stderr
+    assert time.monotonic() - started < 30

@@ -52,6 +52,8 @@ SLICE = SLICE_MS / 1000.0
 _forked = False
 # Whether this process made a libmq client (then a forked child cannot).
 _used = False
+# Set by the atexit hook: calls run directly, never on a helper thread.
+_exiting = False
 
 _OPEN, _CLOSING, _CLOSED, _DESTROYED = range(4)
 
@@ -151,7 +153,7 @@ class Native:
                 while not self._closed.wait(SLICE):
                     pass
             return False
-        if background:
+        if background and not _exiting:
             threading.Thread(
                 target=self._finish_close, args=(between,), name="mq-close", daemon=True
             ).start()
@@ -223,8 +225,12 @@ def register_closer(native: Native, close: Callable[[], Any]) -> None:
 
 
 def _close_all_at_exit() -> None:
+    global _exiting
     if _forked:
         return
+    # No helper threads from now on (Python 3.12+ refuses to start threads
+    # at shutdown): closes run on this thread.
+    _exiting = True
     with _live_lock:
         natives = list(_live.values())
     for native in reversed(natives):
@@ -318,6 +324,6 @@ def interruptible(fn: Callable[..., T], *args: Any) -> T:
     thread on a helper thread, waited for in slices so that Ctrl-C raises
     KeyboardInterrupt within a second (the call itself then ends on the
     helper thread, its result dropped)."""
-    if _forked or threading.get_ident() != _main_ident:
+    if _forked or _exiting or threading.get_ident() != _main_ident:
         return fn(*args)
     return wait_future(_pool.submit(fn, args))
