@@ -111,14 +111,23 @@ def test_pull_iterator_seek_and_commit(namesrv: str, names: Tuple[str, str]) -> 
 def test_a_body_with_nul_bytes_arrives_whole(namesrv: str, names: Tuple[str, str]) -> None:
     topic, group = names
     body = b"\x00head\x00\xff\xd8\xff\xdb" + bytes(range(256)) + b"\x00"
+    large = (b"\x00" * 1000 + b"x") * 100  # over the scratch message's 64 KiB
     with mq.Producer(namesrv_addr=namesrv, group=group + "_p") as producer:
-        sent = producer.send(mq.Message(topic, body))
+        sent = [
+            producer.send(mq.Message(topic, body)),  # a built message
+            producer.send(topic, body),  # the thread's scratch message
+            producer.send(topic, large),
+            producer.send(topic, b"\x00"),
+        ]
     with mq.PullConsumer(namesrv_addr=namesrv, group=group, consume_from="first") as consumer:
         consumer.subscribe(topic)
-        got = drain(consumer, 1)
-    assert len(got) == 1
-    assert got[0].msg_id == sent.msg_id
-    assert got[0].body == body and len(got[0].body) == len(body)
+        got = {m.msg_id: m.body for m in drain(consumer, 4)}
+    assert got == {
+        sent[0].msg_id: body,
+        sent[1].msg_id: body,
+        sent[2].msg_id: large,
+        sent[3].msg_id: b"\x00",
+    }
 
 
 def test_async_batch_and_oneway_sends(namesrv: str, names: Tuple[str, str]) -> None:

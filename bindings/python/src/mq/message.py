@@ -8,8 +8,9 @@ acked or freed, so it stays valid for as long as Python keeps it.
 from __future__ import annotations
 
 import enum
+import threading
 from ctypes import byref, c_char_p, c_int32, c_int64, c_void_p, sizeof, string_at
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Union
 
 from . import _lib
 from .errors import MqInvalidArgError, check, last_error
@@ -256,6 +257,88 @@ def _str(b: Optional[bytes]) -> Optional[str]:
     return None if b is None else b.decode("utf-8", "replace")
 
 
+# Plain sends (a topic and a body, nothing else) reuse a built message of
+# their thread per topic: one libmq call (set_body) instead of three (new,
+# set_body, free). At most this many topics per thread; bodies larger than
+# _SCRATCH_BODY are dropped from the message after the send.
+_scratch = threading.local()
+_SCRATCH_TOPICS = 8
+_SCRATCH_BODY = 64 * 1024
+
+
+class _Scratch:
+    """A built ``mq_message_t`` owned by one thread's cache."""
+
+    __slots__ = ("ptr",)
+
+    def __init__(self, ptr: int) -> None:
+        self.ptr = ptr
+
+    def __del__(self) -> None:
+        try:
+            _lib.lib.mq_message_free(self.ptr)
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+
+def _scratch_message(topic: str, body: bytes) -> int:
+    lib = _lib.lib
+    cache = getattr(_scratch, "cache", None)
+    if cache is None:
+        cache = _scratch.cache = {}
+    s = cache.get(topic)
+    if s is None:
+        if not topic:
+            raise MqInvalidArgError(message="a message needs a topic")
+        out = c_void_p()
+        st = lib.mq_message_new(topic.encode(), byref(out))
+        if st:
+            raise last_error(st)
+        s = _Scratch(out.value)  # type: ignore[arg-type]
+        if len(cache) >= _SCRATCH_TOPICS:
+            del cache[next(iter(cache))]
+        cache[topic] = s
+    st = lib.mq_message_set_body(s.ptr, body, len(body))
+    if st:
+        raise last_error(st)
+    return s.ptr
+
+
+class Built:
+    """A native message for one send: a built one (freed after) or the
+    thread's scratch message for plain (topic, body) sends."""
+
+    __slots__ = ("ptr", "_owned", "_large")
+
+    def __init__(self, message: Union[Message, str], body: Optional[bytes]) -> None:
+        if body is None:
+            self.ptr = message._build()  # type: ignore[union-attr]
+            self._owned = True
+            self._large = False
+        else:
+            self.ptr = _scratch_message(message, body)  # type: ignore[arg-type]
+            self._owned = False
+            self._large = len(body) > _SCRATCH_BODY
+
+    def done(self) -> None:
+        if self._owned:
+            _lib.lib.mq_message_free(self.ptr)
+        elif self._large:
+            _lib.lib.mq_message_set_body(self.ptr, None, 0)
+
+
+def plain_or_message(
+    message: Union[Message, str],
+    body: Optional[BytesLike],
+    fields: Dict[str, object],
+) -> "tuple[Union[Message, str], Optional[bytes]]":
+    """What a send was given: ``(topic, body bytes)`` for a plain send
+    (a topic and a body only), else ``(Message, None)``."""
+    if not fields and type(message) is str:
+        return message, _body(body)
+    return message_of(message, body, fields), None
+
+
 def message_of(
     message: Union[Message, str],
     body: Optional[BytesLike],
@@ -271,8 +354,37 @@ def message_of(
     return Message(message, body, **fields)  # type: ignore[arg-type]
 
 
-class SendResult(NamedTuple):
-    """How the broker stored a message (or a batch: ids comma-joined)."""
+_FIELDS = (
+    "status",
+    "msg_id",
+    "offset_msg_id",
+    "topic",
+    "broker_name",
+    "queue_id",
+    "queue_offset",
+    "transaction_id",
+)
+
+# Reading a result out of libmq happens once, under this lock (two threads
+# reading one result must not both read and free it).
+_load_lock = threading.Lock()
+_status_values = {s.value: s for s in SendStatus}
+
+
+class SendResult:
+    """How the broker stored a message (for a batch: ids comma-joined).
+
+    Attributes: ``status`` (:class:`SendStatus`), ``msg_id`` (the id
+    consumers see), ``offset_msg_id``, ``topic``, ``broker_name``,
+    ``queue_id``, ``queue_offset`` (of the first message of a batch),
+    ``transaction_id`` (of a half message, else None), and ``queue``.
+
+    A sync send returns the result unread: its fields are copied out of
+    libmq on first access (then it is freed), so a sender that ignores
+    results crosses into libmq once for it instead of six times.
+    """
+
+    __slots__ = ("_ptr",) + tuple("_" + f for f in _FIELDS)
 
     status: SendStatus
     msg_id: Optional[str]
@@ -281,42 +393,125 @@ class SendResult(NamedTuple):
     broker_name: Optional[str]
     queue_id: int
     queue_offset: int
-    #: The transaction id of a half message, else None.
-    transaction_id: Optional[str] = None
+    transaction_id: Optional[str]
+
+    def __init__(
+        self,
+        status: SendStatus,
+        msg_id: Optional[str],
+        offset_msg_id: Optional[str],
+        topic: Optional[str],
+        broker_name: Optional[str],
+        queue_id: int,
+        queue_offset: int,
+        transaction_id: Optional[str] = None,
+    ) -> None:
+        self._ptr: Optional[int] = None
+        self._status = status
+        self._msg_id = msg_id
+        self._offset_msg_id = offset_msg_id
+        self._topic = topic
+        self._broker_name = broker_name
+        self._queue_id = queue_id
+        self._queue_offset = queue_offset
+        self._transaction_id = transaction_id
+
+    @classmethod
+    def _owning(cls, ptr: int) -> "SendResult":
+        """A result that owns ``mq_send_result_t`` ``ptr``, read lazily."""
+        r = cls.__new__(cls)
+        r._ptr = ptr
+        return r
+
+    def _load(self) -> None:
+        with _load_lock:
+            ptr = self._ptr
+            if ptr is None:
+                return
+            try:
+                _read_into(self, ptr)
+            finally:
+                self._ptr = None
+                _lib.lib.mq_send_result_free(ptr)
+
+    def __del__(self) -> None:
+        ptr = self._ptr
+        if ptr is not None:
+            self._ptr = None
+            try:
+                _lib.lib.mq_send_result_free(ptr)
+            except Exception:  # pragma: no cover - interpreter shutdown
+                pass
+
+    def _values(self) -> tuple:
+        if self._ptr is not None:
+            self._load()
+        return tuple(getattr(self, "_" + f) for f in _FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SendResult):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        values = self._values()
+        inner = ", ".join(f"{f}={v!r}" for f, v in zip(_FIELDS, values))
+        return f"SendResult({inner})"
 
     @property
     def queue(self) -> MessageQueue:
+        """The queue the message went to."""
         return MessageQueue(self.topic or "", self.broker_name or "", self.queue_id)
 
 
-_status_values = {s.value: s for s in SendStatus}
+def _field(name: str) -> property:
+    slot = "_" + name
+
+    def get(self: SendResult) -> Any:
+        if self._ptr is not None:
+            self._load()
+        return getattr(self, slot)
+
+    get.__name__ = name
+    return property(get)
 
 
-def send_result(ptr: int) -> SendResult:
-    """A copy of the ``mq_send_result_t`` at ``ptr`` (not freed here)."""
+for _f in _FIELDS:
+    setattr(SendResult, _f, _field(_f))
+del _f
+
+
+def _read_into(r: SendResult, ptr: int) -> None:
     lib = _lib.lib
     topic, broker = c_char_p(), c_char_p()
     qid, qoff = c_int32(), c_int64()
     check(lib.mq_send_result_queue(ptr, byref(topic), byref(broker), byref(qid), byref(qoff)))
     status = lib.mq_send_result_status(ptr)
-    return SendResult(
-        _status_values.get(status, status),  # type: ignore[arg-type]
-        _str(lib.mq_send_result_msg_id(ptr)),
-        _str(lib.mq_send_result_offset_msg_id(ptr)),
-        _str(topic.value),
-        _str(broker.value),
-        qid.value,
-        qoff.value,
-        _str(lib.mq_send_result_transaction_id(ptr)),
-    )
+    r._status = _status_values.get(status, status)  # type: ignore[assignment]
+    r._msg_id = _str(lib.mq_send_result_msg_id(ptr))
+    r._offset_msg_id = _str(lib.mq_send_result_offset_msg_id(ptr))
+    r._topic = _str(topic.value)
+    r._broker_name = _str(broker.value)
+    r._queue_id = qid.value
+    r._queue_offset = qoff.value
+    r._transaction_id = _str(lib.mq_send_result_transaction_id(ptr))
+
+
+def send_result(ptr: int) -> SendResult:
+    """A copy of the borrowed ``mq_send_result_t`` at ``ptr`` (not freed)."""
+    r = SendResult.__new__(SendResult)
+    r._ptr = None
+    _read_into(r, ptr)
+    return r
 
 
 def take_send_result(ptr: int) -> SendResult:
-    """A copy of an owned result, which is then freed."""
-    try:
-        return send_result(ptr)
-    finally:
-        _lib.lib.mq_send_result_free(ptr)
+    """An owned result, read on first access and freed then (or when it is
+    collected unread)."""
+    return SendResult._owning(ptr)
 
 
 def batch_messages(batch: int) -> List[Message]:

@@ -16,10 +16,12 @@ from .config import ConfigValue, make
 from .errors import MqClosedError, MqError, MqTimeoutError, check, from_status, last_error
 from .message import (
     BytesLike,
+    Built,
     Message,
     SendResult,
     TxnState,
     message_of,
+    plain_or_message,
     send_result,
     take_send_result,
 )
@@ -126,23 +128,24 @@ class Producer(_Client):
     ) -> SendResult:
         """Sends and waits for the broker (retrying on another broker within
         ``timeout`` seconds, default ``send_timeout_ms``)."""
-        return _native.interruptible(self._send, message_of(message, body, fields), timeout_ms(timeout))
+        what, data = plain_or_message(message, body, fields)
+        return _native.interruptible(self._send, what, data, timeout_ms(timeout))
 
-    def _send(self, message: Message, ms: int) -> SendResult:
+    def _send(self, message: Union[Message, str], body: Optional[bytes], ms: int) -> SendResult:
         lib = _lib.lib
-        m = message._build()
+        n = self._n
+        p = n.acquire()
         try:
-            n = self._n
-            p = n.acquire()
+            m = Built(message, body)
             try:
                 out = c_void_p()
-                st = lib.mq_producer_send(p, m, ms, byref(out))
+                st = lib.mq_producer_send(p, m.ptr, ms, byref(out))
                 if st:
                     raise last_error(st)
             finally:
-                n.release()
+                m.done()
         finally:
-            lib.mq_message_free(m)
+            n.release()
         return take_send_result(out.value)  # type: ignore[arg-type]
 
     def send_ordered(
@@ -156,30 +159,32 @@ class Producer(_Client):
     ) -> SendResult:
         """Sends to the queue ``sharding_key`` hashes to: messages with one
         key are stored, and consumed by an orderly consumer, in order."""
-        msg = message_of(message, body, fields)
-        return _native.interruptible(self._send_ordered, msg, sharding_key, timeout_ms(timeout))
+        what, data = plain_or_message(message, body, fields)
+        return _native.interruptible(self._send_ordered, what, data, sharding_key, timeout_ms(timeout))
 
-    def _send_ordered(self, message: Message, key: str, ms: int) -> SendResult:
+    def _send_ordered(
+        self, message: Union[Message, str], body: Optional[bytes], key: str, ms: int
+    ) -> SendResult:
         lib = _lib.lib
-        m = message._build()
+        m = Built(message, body)
         try:
             out = c_void_p()
-            self._call(lib.mq_producer_send_ordered, m, key.encode(), ms, byref(out))
+            self._call(lib.mq_producer_send_ordered, m.ptr, key.encode(), ms, byref(out))
         finally:
-            lib.mq_message_free(m)
+            m.done()
         return take_send_result(out.value)  # type: ignore[arg-type]
 
     def send_oneway(self, message: Union[Message, str], body: Optional[BytesLike] = None, **fields: Any) -> None:
         """Sends without waiting for the broker's answer (no result, no retry)."""
-        _native.interruptible(self._send_oneway, message_of(message, body, fields))
+        what, data = plain_or_message(message, body, fields)
+        _native.interruptible(self._send_oneway, what, data)
 
-    def _send_oneway(self, message: Message) -> None:
-        lib = _lib.lib
-        m = message._build()
+    def _send_oneway(self, message: Union[Message, str], body: Optional[bytes]) -> None:
+        m = Built(message, body)
         try:
-            self._call(lib.mq_producer_send_oneway, m)
+            self._call(_lib.lib.mq_producer_send_oneway, m.ptr)
         finally:
-            lib.mq_message_free(m)
+            m.done()
 
     def send_batch(self, messages: Iterable[Message], *, timeout: Optional[float] = None) -> SendResult:
         """Sends messages of one topic as one request (consecutive offsets
@@ -219,21 +224,22 @@ class Producer(_Client):
         outstanding (it never blocks): ``flush()`` or wait on futures first.
         """
         lib = _lib.lib
-        msg = message_of(message, body, fields)
+        what, data = plain_or_message(message, body, fields)
         future: "Future[SendResult]" = Future()
         future.set_running_or_notify_cancel()
         token = next(self._tokens)
         with self._pending_lock:
             self._pending[token] = (future, callback)
-        m = msg._build()
         try:
-            self._call(lib.mq_producer_send_async, m, token)
+            m = Built(what, data)
+            try:
+                self._call(lib.mq_producer_send_async, m.ptr, token)
+            finally:
+                m.done()
         except BaseException:
             with self._pending_lock:
                 self._pending.pop(token, None)
             raise
-        finally:
-            lib.mq_message_free(m)
         self._ensure_reporter()
         return future
 
