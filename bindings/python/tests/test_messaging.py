@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import List, Tuple
+from typing import Any, List, Tuple
 
 import pytest
 
@@ -205,3 +205,60 @@ def test_send_errors_carry_status_and_detail(namesrv: str, names: Tuple[str, str
         assert info.value.name == "MQ_ERR_INVALID_ARG" and info.value.message
         with pytest.raises(mq.MqInvalidArgError):
             producer.send(topic, b"x", delay_level=99)
+
+
+def test_orderly_consumer_keeps_the_order_across_a_retry(namesrv: str, names: Tuple[str, str]) -> None:
+    topic, group = names
+    with mq.Producer(namesrv_addr=namesrv, group=group + "_p") as producer:
+        for i in range(3):
+            producer.send_ordered(topic, f"step {i}".encode(), sharding_key="order-42")
+    seen: List[Tuple[bytes, int]] = []
+    done = threading.Event()
+
+    consumer = mq.PushConsumer(namesrv_addr=namesrv, group=group, consume_from="first", orderly=True)
+    with consumer:
+        consumer.subscribe(topic)
+
+        @consumer.handler
+        def handle(msg: mq.Message) -> None:
+            seen.append((msg.body, msg.reconsume_times))
+            if len(seen) == 1:
+                raise RuntimeError("the first step fails once")
+            if msg.body == b"step 2":
+                done.set()
+
+        consumer.start(threads=4)
+        assert done.wait(WAIT), seen
+    assert [body for body, _ in seen] == [b"step 0", b"step 0", b"step 1", b"step 2"]
+
+
+def test_broadcasting_consumers_each_get_every_message(namesrv: str, names: Tuple[str, str], tmp_path: Any) -> None:
+    topic, group = names
+    with mq.Producer(namesrv_addr=namesrv, group=group + "_p") as producer:
+        producer.send(topic, b"to everyone")  # creates the topic
+    got: List[List[bytes]] = [[], []]
+    events = [threading.Event(), threading.Event()]
+    consumers = []
+    for i in range(2):
+        c = mq.PushConsumer(
+            namesrv_addr=namesrv,
+            group=group,
+            message_model="broadcasting",
+            consume_from="first",
+            instance_name=f"bc{i}",
+            offset_dir=str(tmp_path / f"offsets{i}"),
+        )
+        c.subscribe(topic)
+
+        def handle(msg: mq.Message, i: int = i) -> None:
+            got[i].append(msg.body)
+            events[i].set()
+
+        c.start(handle, threads=1)
+        consumers.append(c)
+    try:
+        assert all(e.wait(WAIT) for e in events), got
+    finally:
+        for c in consumers:
+            c.close()
+    assert got == [[b"to everyone"], [b"to everyone"]]
