@@ -100,7 +100,10 @@ class Native:
         self._close = close
         self._destroy_fn = destroy
         self._lock = threading.Lock()
-        self._uses = 0
+        # Calls in the handle: one element each. list.append, list.pop and
+        # len are atomic under the GIL, so a call takes no lock (16 threads
+        # sending through one producer would queue on it).
+        self._uses: list = []
         self._state = _OPEN
         self._closed = threading.Event()
         with _live_lock:
@@ -113,21 +116,26 @@ class Native:
     def acquire(self, internal: bool = False) -> int:
         """Takes a use of the handle and returns it. ``internal`` uses (the
         binding's own poll threads) are allowed while the close runs, so that
-        they can drain what libmq still hands out."""
+        they can drain what libmq still hands out.
+
+        The use is counted first and the state checked after: a close that
+        runs in between either sees the use (and leaves the destroy to the
+        last release) or destroyed the handle before, and then this sees
+        the state and backs out without touching it."""
         if _forked:
             raise errors.forked(self.what)
-        with self._lock:
-            state = self._state
-            if state != _OPEN and not (internal and state == _CLOSING):
-                raise errors.closed(self.what)
-            self._uses += 1
-            return self.ptr  # type: ignore[return-value]
+        uses = self._uses
+        uses.append(None)
+        state = self._state
+        if state != _OPEN and not (internal and state == _CLOSING):
+            self.release()
+            raise errors.closed(self.what)
+        return self.ptr  # type: ignore[return-value]
 
     def release(self) -> None:
-        with self._lock:
-            self._uses -= 1
-            last = self._uses == 0 and self._state == _CLOSED
-        if last:
+        uses = self._uses
+        uses.pop()
+        if self._state == _CLOSED and not uses:
             self._destroy()
 
     def close(
@@ -169,10 +177,8 @@ class Native:
                 if between is not None:
                     between()
         finally:
-            with self._lock:
-                self._state = _CLOSED
-                last = self._uses == 0
-            if last:
+            self._state = _CLOSED
+            if not self._uses:
                 self._destroy()
             self._closed.set()
 
@@ -307,7 +313,8 @@ class _Pool:
 
 
 _pool = _Pool()
-_main_ident = threading.main_thread().ident
+#: The main thread's id: the thread KeyboardInterrupt is raised in.
+main_ident = threading.main_thread().ident
 
 
 def wait_future(future: "Future[T]") -> T:
@@ -324,6 +331,6 @@ def interruptible(fn: Callable[..., T], *args: Any) -> T:
     thread on a helper thread, waited for in slices so that Ctrl-C raises
     KeyboardInterrupt within a second (the call itself then ends on the
     helper thread, its result dropped)."""
-    if _forked or _exiting or threading.get_ident() != _main_ident:
+    if _forked or _exiting or threading.get_ident() != main_ident:
         return fn(*args)
     return wait_future(_pool.submit(fn, args))

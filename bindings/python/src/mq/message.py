@@ -281,27 +281,42 @@ class _Scratch:
             pass
 
 
-def _scratch_message(topic: str, body: bytes) -> int:
-    lib = _lib.lib
+def scratch(topic: str) -> int:
+    """This thread's built message for ``topic`` (its body is whatever the
+    last send set)."""
+    try:
+        return _scratch.cache[topic].ptr  # type: ignore[no-any-return]
+    except (AttributeError, KeyError):
+        pass
     cache = getattr(_scratch, "cache", None)
     if cache is None:
         cache = _scratch.cache = {}
-    s = cache.get(topic)
-    if s is None:
-        if not topic:
-            raise MqInvalidArgError(message="a message needs a topic")
-        out = c_void_p()
-        st = lib.mq_message_new(topic.encode(), byref(out))
-        if st:
-            raise last_error(st)
-        s = _Scratch(out.value)  # type: ignore[arg-type]
-        if len(cache) >= _SCRATCH_TOPICS:
-            del cache[next(iter(cache))]
-        cache[topic] = s
-    st = lib.mq_message_set_body(s.ptr, body, len(body))
+    if not topic:
+        raise MqInvalidArgError(message="a message needs a topic")
+    out = c_void_p()
+    st = _lib.lib.mq_message_new(topic.encode(), byref(out))
     if st:
         raise last_error(st)
+    s = _Scratch(out.value)  # type: ignore[arg-type]
+    if len(cache) >= _SCRATCH_TOPICS:
+        del cache[next(iter(cache))]
+    cache[topic] = s
     return s.ptr
+
+
+def _scratch_message(topic: str, body: bytes) -> int:
+    m = scratch(topic)
+    st = _lib.lib.mq_message_set_body(m, body, len(body))
+    if st:
+        raise last_error(st)
+    return m
+
+
+def drop_large_body(m: int, body: bytes) -> None:
+    """After a send of a large body through the scratch message: let go of
+    the body's copy in libmq."""
+    if len(body) > _SCRATCH_BODY:
+        _lib.lib.mq_message_set_body(m, None, 0)
 
 
 class Built:
@@ -325,6 +340,12 @@ class Built:
             _lib.lib.mq_message_free(self.ptr)
         elif self._large:
             _lib.lib.mq_message_set_body(self.ptr, None, 0)
+
+
+def owned_result(ptr: int) -> "SendResult":
+    r = SendResult.__new__(SendResult)
+    r._ptr = ptr
+    return r
 
 
 def plain_or_message(
