@@ -33,8 +33,6 @@ import queue
 import threading
 import warnings
 import weakref
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Dict, Optional, TypeVar
 
 from . import errors
@@ -272,42 +270,73 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+class _Call:
+    """One call handed to a helper thread: its outcome and a lock released
+    when it is there (lighter than a Future: one lock, no condition)."""
+
+    __slots__ = ("fn", "args", "result", "error", "done")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple) -> None:
+        self.fn = fn
+        self.args = args
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn(*self.args)
+        except BaseException as e:
+            self.error = e
+        finally:
+            self.fn = self.args = None  # type: ignore[assignment]
+            self.done.release()
+
+    def wait(self) -> Any:
+        """The outcome, waited for in slices of at most 200 ms: a signal
+        handler (KeyboardInterrupt) runs between them, if not during."""
+        done = self.done
+        while not done.acquire(timeout=SLICE):
+            pass
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        return self.result
+
+
 class _Pool:
     """Daemon threads that run the main thread's long calls (see
     :func:`interruptible`). Idle threads end after 30 s."""
 
     def __init__(self) -> None:
-        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._queue: "queue.SimpleQueue[_Call]" = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
 
-    def submit(self, fn: Callable[..., T], args: tuple) -> "Future[T]":
-        future: "Future[T]" = Future()
+    def submit(self, fn: Callable[..., Any], args: tuple) -> _Call:
+        call = _Call(fn, args)
         with self._lock:
             spawn = self._idle == 0
             if not spawn:
                 self._idle -= 1
-        self._queue.put((future, fn, args))
+        self._queue.put(call)
         if spawn:
             threading.Thread(target=self._work, name="mq-call", daemon=True).start()
-        return future
+        return call
 
     def _work(self) -> None:
         while True:
             try:
-                future, fn, args = self._queue.get(timeout=30)
+                call = self._queue.get(timeout=30)
             except queue.Empty:
                 with self._lock:
                     if self._idle > 0:
                         self._idle -= 1
                         return
                 continue
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(*args))
-                except BaseException as e:
-                    future.set_exception(e)
-            del future, fn, args
+            call.run()
+            del call
             with self._lock:
                 self._idle += 1
 
@@ -317,15 +346,6 @@ _pool = _Pool()
 main_ident = threading.main_thread().ident
 
 
-def wait_future(future: "Future[T]") -> T:
-    """The future's result, waited for in slices (interruptible)."""
-    while True:
-        try:
-            return future.result(timeout=SLICE)
-        except FutureTimeout:
-            continue
-
-
 def interruptible(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)``: directly on any thread but the main one; on the main
     thread on a helper thread, waited for in slices so that Ctrl-C raises
@@ -333,4 +353,4 @@ def interruptible(fn: Callable[..., T], *args: Any) -> T:
     helper thread, its result dropped)."""
     if _forked or _exiting or threading.get_ident() != main_ident:
         return fn(*args)
-    return wait_future(_pool.submit(fn, args))
+    return _pool.submit(fn, args).wait()  # type: ignore[no-any-return]
