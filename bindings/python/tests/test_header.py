@@ -174,3 +174,24 @@ def test_last_error_copy_and_config_errors() -> None:
     buf = ctypes.create_string_buffer(256)
     n = _lib.lib.mq_last_error_copy(buf, len(buf))
     assert n > 0 and b"no_such_key" in buf.value
+
+
+def test_a_missing_or_wrong_library_fails_clearly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    env["MQ_LIBRARY"] = str(tmp_path / "libmq.so")
+    proc = subprocess.run([sys.executable, "-c", "import mq"], env=env, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "MqLibraryError" in proc.stderr and "no such file" in proc.stderr
+
+    class Old:
+        def mq_version(self) -> int:
+            return 7 << 16
+
+        def mq_version_str(self) -> bytes:
+            return b"7.0.0"
+
+    with pytest.raises(_lib.MqLibraryError, match="major 7"):
+        _lib._check_version(Old(), "/somewhere/libmq.so")  # type: ignore[arg-type]

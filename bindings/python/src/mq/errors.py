@@ -157,8 +157,10 @@ def _bind_table() -> None:
         if not name.startswith("MQ_ERR_") or name == "MQ_ERR_UNKNOWN_STATUS":
             continue
         cls_name = class_name(name)
-        cls = module.get(cls_name)
-        if not (isinstance(cls, type) and issubclass(cls, MqError)):
+        found = module.get(cls_name)
+        if isinstance(found, type) and issubclass(found, MqError):
+            cls: Type[MqError] = found
+        else:
             doc = (lib.mq_status_str(code) or b"").decode()
             cls = type(cls_name, (MqError,), {"__doc__": doc, "__module__": __name__})
             module[cls_name] = cls
