@@ -27,6 +27,9 @@ SMALL_STORE = [
     ("maxIndexNum", "2000"),
     ("maxHashSlotNum", "500"),
 ]
+#: Redeliver retried messages after 1 s instead of 10 s (delay level 3, the
+#: first retry's): tests wait for less.
+FAST_RETRIES = [("messageDelayLevel", " ".join(["1s"] * 18))]
 #: Check half messages soon (tests/e2e/client_transaction.rs does the same).
 FAST_TRANSACTIONS = [
     ("transactionCheckInterval", "300"),
@@ -112,7 +115,7 @@ class Mqd:
         self,
         binary: Path,
         directory: Path,
-        settings: Sequence[Tuple[str, str]] = SMALL_STORE + FAST_TRANSACTIONS,
+        settings: Sequence[Tuple[str, str]] = SMALL_STORE + FAST_RETRIES + FAST_TRANSACTIONS,
     ) -> None:
         if not binary.exists():
             raise MqdMissing(f"mqd not found at {binary}: build it (cargo build -p mq-daemon) or set MQD")
