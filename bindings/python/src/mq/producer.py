@@ -9,11 +9,11 @@ import time
 import weakref
 from concurrent.futures import Future
 from ctypes import byref, c_char_p, c_int32, c_void_p
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, TypeVar, Union
 
 from . import _lib, _native
 from .config import ConfigValue, make
-from .errors import MqClosedError, MqError, MqTimeoutError, check, from_status, last_error
+from .errors import MqClosedError, MqError, MqTimeoutError, from_status, last_error
 from .message import (
     _SCRATCH_BODY,
     BytesLike,
@@ -32,6 +32,8 @@ from .message import (
 )
 
 log = logging.getLogger("mq")
+
+_C = TypeVar("_C", bound="_Client")
 
 SendCallback = Callable[[Optional[SendResult], Optional[BaseException]], Any]
 
@@ -66,11 +68,17 @@ class _Client:
         """Closes the client; idempotent. Calls afterwards raise MqClosedError."""
         _native.interruptible(self._n.close)
 
-    def __enter__(self: Any) -> Any:
+    def __enter__(self: _C) -> _C:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    def __repr__(self) -> str:
+        group = self._config.get("group", "?") if hasattr(self, "_config") else "?"
+        n = getattr(self, "_n", None)
+        state = "open" if n is not None and n.is_open else "closed"
+        return f"<mq.{type(self).__name__} group={group!r} {state}>"
 
     def _call(self, fn: Callable[..., int], *args: Any) -> None:
         """``fn(handle, *args)`` under a use; raises on a failure status."""
