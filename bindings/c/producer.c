@@ -39,8 +39,8 @@
  * names it and mq_last_error() holds this thread's detail. */
 static void fail(const char *what, mq_status_t st)
 {
-    fprintf(stderr, "producer: %s: %s: %s\n", what, mq_status_name(st),
-            mq_last_error());
+    fprintf(stderr, "producer: %s failed: %s\n  detail: %s\n", what,
+            mq_status_name(st), mq_last_error());
     exit(1);
 }
 

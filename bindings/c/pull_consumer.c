@@ -38,8 +38,8 @@
 
 static void fail(const char *what, mq_status_t st)
 {
-    fprintf(stderr, "pull_consumer: %s: %s: %s\n", what, mq_status_name(st),
-            mq_last_error());
+    fprintf(stderr, "pull_consumer: %s failed: %s\n  detail: %s\n", what,
+            mq_status_name(st), mq_last_error());
     exit(1);
 }
 

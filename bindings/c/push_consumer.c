@@ -17,7 +17,9 @@
  *   - with -s it lets mq_push_consumer_serve call a handler instead, still
  *     on this thread, and acks the batch with what the handler returns.
  * The first batch it receives it answers with LATER, once: the broker
- * delivers those messages again, with reconsume_times 1.
+ * delivers those messages again, with reconsume_times 1, after its retry
+ * delay (delay level 3 for a first retry: 10 s with the default
+ * messageDelayLevel).
  *
  * Output: one line per message received, "received body=B len=L
  * reconsume_times=R ...", where B is the body with bytes outside printable
@@ -39,8 +41,8 @@
 
 static void fail(const char *what, mq_status_t st)
 {
-    fprintf(stderr, "push_consumer: %s: %s: %s\n", what, mq_status_name(st),
-            mq_last_error());
+    fprintf(stderr, "push_consumer: %s failed: %s\n  detail: %s\n", what,
+            mq_status_name(st), mq_last_error());
     exit(1);
 }
 

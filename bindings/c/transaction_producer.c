@@ -38,7 +38,7 @@
 
 static void fail(const char *what, mq_status_t st)
 {
-    fprintf(stderr, "transaction_producer: %s: %s: %s\n", what,
+    fprintf(stderr, "transaction_producer: %s failed: %s\n  detail: %s\n", what,
             mq_status_name(st), mq_last_error());
     exit(1);
 }
