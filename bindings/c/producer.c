@@ -251,6 +251,8 @@ int main(int argc, char **argv)
             CHECK(mq_message_set_tags(msgs[i], "TagB"));
         }
         mq_send_result_t *r = NULL;
+        /* The cast is needed in C: mq_message_t ** does not convert to
+         * const mq_message_t *const * by itself (it does in C++). */
         CHECK(mq_producer_send_batch(p, (const mq_message_t *const *)msgs,
                                      (size_t)count, -1, &r));
         /* The result names the queue and the first offset; its msg_id holds
