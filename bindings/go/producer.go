@@ -1,0 +1,397 @@
+package mq
+
+/*
+#include <stdlib.h>
+#include "gomq.h"
+*/
+import "C"
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"sync"
+	"unsafe"
+)
+
+// SendStatus is how the broker stored a message (MQ_SEND_*).
+type SendStatus int32
+
+// The send statuses.
+const (
+	SendOK                SendStatus = C.MQ_SEND_OK
+	SendFlushDiskTimeout  SendStatus = C.MQ_SEND_FLUSH_DISK_TIMEOUT
+	SendFlushSlaveTimeout SendStatus = C.MQ_SEND_FLUSH_SLAVE_TIMEOUT
+	SendSlaveNotAvailable SendStatus = C.MQ_SEND_SLAVE_NOT_AVAILABLE
+)
+
+func (s SendStatus) String() string {
+	switch s {
+	case SendOK:
+		return "SEND_OK"
+	case SendFlushDiskTimeout:
+		return "FLUSH_DISK_TIMEOUT"
+	case SendFlushSlaveTimeout:
+		return "FLUSH_SLAVE_TIMEOUT"
+	case SendSlaveNotAvailable:
+		return "SLAVE_NOT_AVAILABLE"
+	}
+	return fmt.Sprintf("SendStatus(%d)", int32(s))
+}
+
+// SendResult is how a message (or batch) was stored.
+type SendResult struct {
+	Status SendStatus
+	// MsgID is the id consumers see; for a batch, the ids joined by commas.
+	MsgID string
+	// OffsetMsgID is the broker's offset message id (comma-joined for a
+	// batch).
+	OffsetMsgID string
+	// Topic, BrokerName and QueueID name the queue; QueueOffset is the
+	// message's offset there (the first message's, for a batch).
+	Topic       string
+	BrokerName  string
+	QueueID     int32
+	QueueOffset int64
+	// TransactionID is set for a half message.
+	TransactionID string
+}
+
+// resultBuf is the room a send result's strings get before libmq falls
+// back to a C allocation.
+const resultBuf = 256
+
+// resultOf reads the result a shim returned (strings in buf or in big).
+func resultOf(s *C.gomq_send_ret, buf []byte) *SendResult {
+	total := 0
+	for _, n := range s.lens {
+		if n > 0 {
+			total += int(n)
+		}
+	}
+	src := buf
+	if s.big != nil {
+		src = unsafe.Slice((*byte)(unsafe.Pointer(s.big)), total)
+	}
+	var strs [5]string
+	at := 0
+	for i, n := range s.lens {
+		if n > 0 {
+			strs[i] = string(src[at : at+int(n)])
+			at += int(n)
+		}
+	}
+	if s.big != nil {
+		C.free(unsafe.Pointer(s.big))
+	}
+	return &SendResult{
+		Status:        SendStatus(s.send_status),
+		MsgID:         strs[0],
+		OffsetMsgID:   strs[1],
+		Topic:         strs[2],
+		BrokerName:    strs[3],
+		QueueID:       int32(s.queue_id),
+		QueueOffset:   int64(s.queue_offset),
+		TransactionID: strs[4],
+	}
+}
+
+// sendOutcome is a send's result or error; a failed send has no result.
+func sendOutcome(s *C.gomq_send_ret, buf []byte, withResult bool) (*SendResult, error) {
+	if err := errOf(s.r); err != nil {
+		if s.big != nil {
+			C.free(unsafe.Pointer(s.big))
+		}
+		return nil, err
+	}
+	if !withResult {
+		return nil, nil
+	}
+	return resultOf(s, buf), nil
+}
+
+// Producer sends messages. All its methods may be called from any
+// goroutine at once.
+type Producer struct {
+	h handle
+
+	mu        sync.Mutex // guards the async state below
+	callbacks map[uint64]func(*SendResult, error)
+	token     uint64
+	idle      chan struct{} // closed when no async send is pending; nil then
+	poller    chan struct{} // closed when the report poller has exited
+}
+
+// NewProducer creates and starts a producer. cfg needs "namesrv_addr" and
+// "group"; see Config.
+func NewProducer(cfg Config) (*Producer, error) {
+	ptr, err := newHandle(C.GOMQ_PRODUCER, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Producer{
+		h:         newHandleOf(C.GOMQ_PRODUCER, "producer", ptr),
+		callbacks: make(map[uint64]func(*SendResult, error)),
+	}, nil
+}
+
+// Send sends msg and waits for the broker: until ctx's deadline, or the
+// producer's send_timeout_ms without one.
+func (p *Producer) Send(ctx context.Context, msg *Message) (*SendResult, error) {
+	return p.send(ctx, C.GOMQ_SEND_SYNC, msg, nil)
+}
+
+// SendOrdered sends msg to the queue shardingKey hashes to, so that
+// messages with one key are stored (and consumed by an orderly consumer) in
+// order.
+func (p *Producer) SendOrdered(ctx context.Context, msg *Message, shardingKey string) (*SendResult, error) {
+	return p.send(ctx, C.GOMQ_SEND_ORDERED, msg, &shardingKey)
+}
+
+// SendOneway sends msg without waiting for the broker's answer.
+func (p *Producer) SendOneway(ctx context.Context, msg *Message) error {
+	_, err := p.send(ctx, C.GOMQ_SEND_ONEWAY, msg, nil)
+	return err
+}
+
+func (p *Producer) send(ctx context.Context, mode C.int, msg *Message, key *string) (*SendResult, error) {
+	e, err := encodeOne(msg)
+	if err != nil {
+		return nil, err
+	}
+	keyOff := int64(-1)
+	if key != nil {
+		if keyOff, err = e.str("sharding key", *key); err != nil {
+			return nil, err
+		}
+	}
+	timeout, err := timeoutMS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	withResult := mode != C.GOMQ_SEND_ONEWAY
+	if ctx.Done() == nil {
+		// One crossing: build, send, read the result, free.
+		ptr, err := p.h.acquire()
+		if err != nil {
+			return nil, err
+		}
+		buf := make([]byte, resultBuf)
+		s := C.gomq_send((*C.mq_producer_t)(ptr), mode, e.cStrs(), e.cInts(), e.cBodies(),
+			C.int64_t(keyOff), timeout, cstr(buf), C.size_t(len(buf)))
+		p.h.mu.RUnlock()
+		return sendOutcome(&s, buf, withResult)
+	}
+	// Cancellable: build the C message here (msg is not read after Send
+	// returns), send on a helper goroutine.
+	b := C.gomq_message_build(e.cStrs(), e.cInts(), e.cBodies())
+	if err := errOf(b); err != nil {
+		return nil, err
+	}
+	m := (*C.mq_message_t)(b.ptr)
+	var cKey *C.char
+	if key != nil {
+		cKey = C.CString(*key)
+	}
+	free := func() {
+		C.gomq_message_free(unsafe.Pointer(m))
+		C.free(unsafe.Pointer(cKey))
+	}
+	return call(ctx, func() (*SendResult, error) {
+		defer free()
+		ptr, err := p.h.acquire()
+		if err != nil {
+			return nil, err
+		}
+		defer p.h.mu.RUnlock()
+		buf := make([]byte, resultBuf)
+		s := C.gomq_send_built((*C.mq_producer_t)(ptr), mode, m, cKey, timeout, cstr(buf),
+			C.size_t(len(buf)))
+		return sendOutcome(&s, buf, withResult)
+	}, nil, free)
+}
+
+// SendBatch sends messages of one topic as one request (consecutive
+// offsets in one queue). The result's ids are comma-joined.
+func (p *Producer) SendBatch(ctx context.Context, msgs []*Message) (*SendResult, error) {
+	if len(msgs) == 0 {
+		return nil, invalidArg("an empty batch")
+	}
+	e := &encoding{}
+	for _, m := range msgs {
+		if m == nil {
+			return nil, newError(ErrNull, "a message of the batch is nil", 0)
+		}
+		off := len(e.bodies)
+		e.bodies = append(e.bodies, m.Body...)
+		if err := e.add(m, off); err != nil {
+			return nil, err
+		}
+	}
+	timeout, err := timeoutMS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// e is this call's own copy: the helper may read it after we return.
+	return call(ctx, func() (*SendResult, error) {
+		ptr, err := p.h.acquire()
+		if err != nil {
+			return nil, err
+		}
+		defer p.h.mu.RUnlock()
+		buf := make([]byte, resultBuf)
+		s := C.gomq_send_batch((*C.mq_producer_t)(ptr), e.cStrs(), e.cInts(), C.size_t(len(msgs)),
+			e.cBodies(), timeout, cstr(buf), C.size_t(len(buf)))
+		return sendOutcome(&s, buf, true)
+	}, nil, nil)
+}
+
+// SendAsync sends msg in the background and returns at once. callback
+// runs exactly once, on a goroutine the producer owns (one at a time, in
+// the order the outcomes arrive), with the result or the error; Close runs
+// the callbacks still pending, with ErrClosed if their outcome never came.
+// A full in-flight window (max_inflight_async) fails with ErrQueueFull
+// without blocking, and then callback does not run.
+func (p *Producer) SendAsync(msg *Message, callback func(*SendResult, error)) error {
+	if callback == nil {
+		callback = func(*SendResult, error) {}
+	}
+	e, err := encodeOne(msg)
+	if err != nil {
+		return err
+	}
+	ptr, err := p.h.acquire()
+	if err != nil {
+		return err
+	}
+	defer p.h.mu.RUnlock()
+
+	p.mu.Lock()
+	p.token++
+	token := p.token
+	p.callbacks[token] = callback
+	if p.idle == nil {
+		p.idle = make(chan struct{})
+	}
+	if p.poller == nil {
+		p.poller = make(chan struct{})
+		go p.pollReports(p.poller)
+	}
+	p.mu.Unlock()
+
+	r := C.gomq_send_async((*C.mq_producer_t)(ptr), e.cStrs(), e.cInts(), e.cBodies(),
+		C.uint64_t(token))
+	if err := errOf(r); err != nil {
+		p.mu.Lock()
+		delete(p.callbacks, token)
+		p.settledLocked()
+		p.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// settledLocked marks the idle state after a callback left the map.
+func (p *Producer) settledLocked() {
+	if len(p.callbacks) == 0 && p.idle != nil {
+		close(p.idle)
+		p.idle = nil
+	}
+}
+
+// pollReports is the producer's own goroutine: it takes async-send reports
+// and runs their callbacks until libmq says closed.
+func (p *Producer) pollReports(done chan struct{}) {
+	defer close(done)
+	id := p.h.enter()
+	defer p.h.leave(id)
+	buf := make([]byte, resultBuf)
+	for {
+		ptr, err := p.h.acquireInternal()
+		if err != nil {
+			return
+		}
+		r := C.gomq_producer_poll((*C.mq_producer_t)(ptr), -1)
+		p.h.mu.RUnlock()
+		if err := errOf(r); err != nil {
+			return // closed, and every report taken
+		}
+		if r.ptr == nil {
+			continue
+		}
+		s := C.gomq_report_take((*C.mq_send_report_t)(r.ptr), cstr(buf), C.size_t(len(buf)))
+		res, err := sendOutcome(&s, buf, true)
+		p.complete(uint64(s.token), res, err)
+	}
+}
+
+// complete runs the callback of token.
+func (p *Producer) complete(token uint64, res *SendResult, err error) {
+	p.mu.Lock()
+	cb := p.callbacks[token]
+	p.mu.Unlock()
+	if cb != nil {
+		runCallback(func() { cb(res, err) })
+	}
+	p.mu.Lock()
+	delete(p.callbacks, token)
+	p.settledLocked()
+	p.mu.Unlock()
+}
+
+// runCallback runs application code on one of the package's goroutines; a
+// panic is logged, not let loose on a goroutine the application does not
+// own.
+func runCallback(f func()) (panicked bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Printf("mq: a callback panicked: %v", r)
+			panicked = true
+		}
+	}()
+	f()
+	return false
+}
+
+// Flush waits until the callback of every SendAsync so far has run, or
+// ctx ends.
+func (p *Producer) Flush(ctx context.Context) error {
+	p.mu.Lock()
+	idle := p.idle
+	p.mu.Unlock()
+	if idle == nil {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close flushes async sends (up to close_timeout_ms), runs their
+// callbacks, and releases the producer. Calls blocked on it return
+// ErrClosed; later calls fail with ErrClosed. Idempotent. From within an
+// async callback it only starts closing, and returns at once.
+func (p *Producer) Close() error {
+	return p.h.close(func() {
+		p.mu.Lock()
+		poller := p.poller
+		p.mu.Unlock()
+		if poller != nil {
+			<-poller
+		}
+		// Outcomes that never came (dropped after close_timeout_ms).
+		p.mu.Lock()
+		left := p.callbacks
+		p.callbacks = make(map[uint64]func(*SendResult, error))
+		p.mu.Unlock()
+		for _, cb := range left {
+			runCallback(func() { cb(nil, closedErr("producer")) })
+		}
+		p.mu.Lock()
+		p.settledLocked()
+		p.mu.Unlock()
+	})
+}
