@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"sync"
 	"testing"
@@ -144,3 +145,5 @@ func isClosed(err error) bool {
 }
 
 var _ = context.Background
+
+func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }

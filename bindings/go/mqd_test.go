@@ -48,8 +48,10 @@ func run(m *testing.M) int {
 	}
 	if code != 0 {
 		d.printLog()
+		fmt.Fprintf(os.Stderr, "mq tests: the daemon's files are kept in %s\n", d.dir)
+	} else {
+		os.RemoveAll(d.dir)
 	}
-	os.RemoveAll(d.dir)
 	return code
 }
 
@@ -158,7 +160,11 @@ func startMqd() (*mqd, error) {
 	d.cmd = exec.Command(bin, args...)
 	d.cmd.Stdout = logFile
 	d.cmd.Stderr = logFile
-	d.cmd.Env = append(os.Environ(), "RUST_LOG=info")
+	level := os.Getenv("RUST_LOG")
+	if level == "" {
+		level = "info"
+	}
+	d.cmd.Env = append(os.Environ(), "RUST_LOG="+level)
 	if err := d.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}

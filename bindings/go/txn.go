@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strconv"
 	"sync"
 	"unsafe"
 )
@@ -99,11 +100,30 @@ func (p *TransactionProducer) pollChecks() {
 			continue
 		}
 		msgs := readMessages(C.GOMQ_SRC_CHECK, r.ptr, 1)
+		asSent(msgs[0])
 		state := TxnUnknown
 		runCallback(func() { state = p.check(p.ctx, msgs[0]) })
 		// A late answer (after txn_check_timeout_ms or close) was turned
 		// into UNKNOWN by libmq; the broker asks again.
 		_ = errOf(C.gomq_txn_check_answer(r.ptr, C.int32_t(state)))
+	}
+}
+
+// halfTopic is where the broker keeps half messages.
+const halfTopic = "RMQ_SYS_TRANS_HALF_TOPIC"
+
+// asSent restores the topic and queue a check-back's message was sent to:
+// mqd sends the stored half message as it is, in the half topic, where
+// RocketMQ's broker restores REAL_TOPIC and REAL_QID first.
+func asSent(m *Message) {
+	if m.Topic != halfTopic {
+		return
+	}
+	if t := m.Properties["REAL_TOPIC"]; t != "" {
+		m.Topic = t
+	}
+	if q, err := strconv.ParseInt(m.Properties["REAL_QID"], 10, 32); err == nil {
+		m.QueueID = int32(q)
 	}
 }
 
