@@ -252,13 +252,6 @@ gomq_ret gomq_send_async(const mq_producer_t *p, const char *strs, const int64_t
     return r;
 }
 
-gomq_ret gomq_producer_poll(const mq_producer_t *p, int32_t timeout_ms) {
-    mq_send_report_t *rep = NULL;
-    gomq_ret r = ret_of(mq_producer_poll(p, timeout_ms, &rep));
-    r.ptr = rep;
-    return r;
-}
-
 gomq_send_ret gomq_report_take(mq_send_report_t *rep, char *buf, size_t cap) {
     const char *detail = NULL;
     int32_t code = 0;
@@ -280,6 +273,16 @@ gomq_send_ret gomq_report_take(mq_send_report_t *rep, char *buf, size_t cap) {
     }
     mq_send_report_free(rep);
     return out;
+}
+
+gomq_send_ret gomq_producer_poll_take(const mq_producer_t *p, int32_t timeout_ms, char *buf,
+                                      size_t cap) {
+    mq_send_report_t *rep = NULL;
+    mq_status_t s = mq_producer_poll(p, timeout_ms, &rep);
+    if (rep == NULL) {
+        return send_ret(s);
+    }
+    return gomq_report_take(rep, buf, cap);
 }
 
 gomq_ret gomq_message_build(const char *strs, const int64_t *ints, const uint8_t *bodies) {

@@ -63,9 +63,12 @@ gomq_send_ret gomq_send_batch(const mq_producer_t *p, const char *strs, const in
                               size_t cap);
 gomq_ret gomq_send_async(const mq_producer_t *p, const char *strs, const int64_t *ints,
                          const uint8_t *bodies, uint64_t token);
-gomq_ret gomq_producer_poll(const mq_producer_t *p, int32_t timeout_ms);
 /* Reads a report (status, detail, result) and frees it. */
 gomq_send_ret gomq_report_take(mq_send_report_t *rep, char *buf, size_t cap);
+/* Polls for a report and takes it: token 0 when none came (then r is the
+ * poll's own outcome: MQ_OK on a timeout, MQ_ERR_CLOSED once closed). */
+gomq_send_ret gomq_producer_poll_take(const mq_producer_t *p, int32_t timeout_ms, char *buf,
+                                      size_t cap);
 
 /* A built message (C memory) for calls that run on a helper goroutine. */
 gomq_ret gomq_message_build(const char *strs, const int64_t *ints, const uint8_t *bodies);

@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 )
@@ -129,6 +130,37 @@ func encodeOne(m *Message) (*encoding, error) {
 	}
 	e.bodies = m.Body
 	return e, nil
+}
+
+// scratch is what one call passes to C, reused across calls (C keeps none
+// of it): a message's encoding and room for a send result's strings.
+type scratch struct {
+	enc encoding
+	buf [resultBuf]byte
+}
+
+var scratches = sync.Pool{New: func() any {
+	return &scratch{enc: encoding{strs: make([]byte, 0, 128), ints: make([]int64, 0, 16)}}
+}}
+
+// encodeScratch encodes m into a scratch from the pool; release it with
+// putScratch once C is done with it.
+func encodeScratch(m *Message) (*scratch, error) {
+	s := scratches.Get().(*scratch)
+	s.enc.strs, s.enc.ints = s.enc.strs[:0], s.enc.ints[:0]
+	if err := s.enc.add(m, 0); err != nil {
+		putScratch(s)
+		return nil, err
+	}
+	s.enc.bodies = m.Body
+	return s, nil
+}
+
+func putScratch(s *scratch) {
+	s.enc.bodies = nil // not the application's body
+	if cap(s.enc.strs) <= 64<<10 && cap(s.enc.ints) <= 4<<10 {
+		scratches.Put(s)
+	}
 }
 
 func (e *encoding) cStrs() *C.char { return cstr(e.strs) }

@@ -115,11 +115,19 @@ func sendOutcome(s *C.gomq_send_ret, buf []byte, withResult bool) (*SendResult, 
 type Producer struct {
 	h handle
 
-	mu        sync.Mutex // guards the async state below
-	callbacks map[uint64]func(*SendResult, error)
-	token     uint64
-	idle      chan struct{} // closed when no async send is pending; nil then
-	poller    chan struct{} // closed when the report poller has exited
+	mu      sync.Mutex         // guards the async state below
+	pending map[uint64]*waiter // SendAsync calls whose report has not come
+	token   uint64             // the last token handed out
+	async   int                // SendAsync calls whose callback has not run
+	idle    chan struct{}      // closed when async drops to 0; nil then
+	poller  chan struct{}      // closed when the report poller has exited
+	cbs     *callbackQueue     // runs SendAsync callbacks in report order
+	stopped bool               // Close has taken the async state over
+}
+
+// waiter is where an async send's outcome goes.
+type waiter struct {
+	cb func(*SendResult, error)
 }
 
 // NewProducer creates and starts a producer. cfg needs "namesrv_addr" and
@@ -130,13 +138,15 @@ func NewProducer(cfg Config) (*Producer, error) {
 		return nil, err
 	}
 	return &Producer{
-		h:         newHandleOf(C.GOMQ_PRODUCER, "producer", ptr),
-		callbacks: make(map[uint64]func(*SendResult, error)),
+		h:       newHandleOf(C.GOMQ_PRODUCER, "producer", ptr),
+		pending: make(map[uint64]*waiter),
 	}, nil
 }
 
-// Send sends msg and waits for the broker: until ctx's deadline, or the
-// producer's send_timeout_ms without one.
+// Send sends msg and waits for the broker (retrying on another broker):
+// until ctx's deadline, or the producer's send_timeout_ms without one.
+// With a context that cannot be cancelled (context.Background) it is one
+// cgo call.
 func (p *Producer) Send(ctx context.Context, msg *Message) (*SendResult, error) {
 	return p.send(ctx, C.GOMQ_SEND_SYNC, msg, nil)
 }
@@ -155,10 +165,12 @@ func (p *Producer) SendOneway(ctx context.Context, msg *Message) error {
 }
 
 func (p *Producer) send(ctx context.Context, mode C.int, msg *Message, key *string) (*SendResult, error) {
-	e, err := encodeOne(msg)
+	sc, err := encodeScratch(msg)
 	if err != nil {
 		return nil, err
 	}
+	defer putScratch(sc)
+	e := &sc.enc
 	keyOff := int64(-1)
 	if key != nil {
 		if keyOff, err = e.str("sharding key", *key); err != nil {
@@ -176,7 +188,7 @@ func (p *Producer) send(ctx context.Context, mode C.int, msg *Message, key *stri
 		if err != nil {
 			return nil, err
 		}
-		buf := make([]byte, resultBuf)
+		buf := sc.buf[:]
 		s := C.gomq_send((*C.mq_producer_t)(ptr), mode, e.cStrs(), e.cInts(), e.cBodies(),
 			C.int64_t(keyOff), timeout, cstr(buf), C.size_t(len(buf)))
 		p.h.mu.RUnlock()
@@ -247,34 +259,48 @@ func (p *Producer) SendBatch(ctx context.Context, msgs []*Message) (*SendResult,
 }
 
 // SendAsync sends msg in the background and returns at once. callback
-// runs exactly once, on a goroutine the producer owns (one at a time, in
-// the order the outcomes arrive), with the result or the error; Close runs
-// the callbacks still pending, with ErrClosed if their outcome never came.
-// A full in-flight window (max_inflight_async) fails with ErrQueueFull
-// without blocking, and then callback does not run.
+// runs exactly once, on a goroutine the producer owns (one callback at a
+// time, in the order the outcomes arrive), with the result or the error;
+// Close runs the callbacks still pending, with ErrClosed if their outcome
+// never came. A full in-flight window (max_inflight_async) fails with
+// ErrQueueFull without blocking, and then callback does not run.
 func (p *Producer) SendAsync(msg *Message, callback func(*SendResult, error)) error {
 	if callback == nil {
 		callback = func(*SendResult, error) {}
 	}
-	e, err := encodeOne(msg)
+	_, err := p.sendAsync(msg, &waiter{cb: callback})
+	return err
+}
+
+// sendAsync starts an async send whose outcome goes to w.
+func (p *Producer) sendAsync(msg *Message, w *waiter) (uint64, error) {
+	sc, err := encodeScratch(msg)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	defer putScratch(sc)
+	e := &sc.enc
 	ptr, err := p.h.acquire()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer p.h.mu.RUnlock()
 
 	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return 0, closedErr(p.h.what)
+	}
 	p.token++
 	token := p.token
-	p.callbacks[token] = callback
+	p.pending[token] = w
+	p.async++
 	if p.idle == nil {
 		p.idle = make(chan struct{})
 	}
 	if p.poller == nil {
 		p.poller = make(chan struct{})
+		p.cbs = newCallbackQueue(&p.h)
 		go p.pollReports(p.poller)
 	}
 	p.mu.Unlock()
@@ -283,60 +309,67 @@ func (p *Producer) SendAsync(msg *Message, callback func(*SendResult, error)) er
 		C.uint64_t(token))
 	if err := errOf(r); err != nil {
 		p.mu.Lock()
-		delete(p.callbacks, token)
+		delete(p.pending, token)
 		p.settledLocked()
 		p.mu.Unlock()
-		return err
+		return 0, err
 	}
-	return nil
+	return token, nil
 }
 
-// settledLocked marks the idle state after a callback left the map.
+// settledLocked counts a SendAsync callback as run.
 func (p *Producer) settledLocked() {
-	if len(p.callbacks) == 0 && p.idle != nil {
+	p.async--
+	if p.async == 0 && p.idle != nil {
 		close(p.idle)
 		p.idle = nil
 	}
 }
 
 // pollReports is the producer's own goroutine: it takes async-send reports
-// and runs their callbacks until libmq says closed.
+// and hands each to its waiter until libmq says closed. Callbacks run on
+// another goroutine (cbs), so that slow ones do not hold up Send.
 func (p *Producer) pollReports(done chan struct{}) {
 	defer close(done)
-	id := p.h.enter()
-	defer p.h.leave(id)
 	buf := make([]byte, resultBuf)
 	for {
 		ptr, err := p.h.acquireInternal()
 		if err != nil {
 			return
 		}
-		r := C.gomq_producer_poll((*C.mq_producer_t)(ptr), -1)
+		s := C.gomq_producer_poll_take((*C.mq_producer_t)(ptr), -1, cstr(buf), C.size_t(len(buf)))
 		p.h.mu.RUnlock()
-		if err := errOf(r); err != nil {
-			return // closed, and every report taken
-		}
-		if r.ptr == nil {
+		if s.token == 0 { // no report
+			if errOf(s.r) != nil {
+				return // closed, and every report taken
+			}
 			continue
 		}
-		s := C.gomq_report_take((*C.mq_send_report_t)(r.ptr), cstr(buf), C.size_t(len(buf)))
 		res, err := sendOutcome(&s, buf, true)
-		p.complete(uint64(s.token), res, err)
+		p.deliver(uint64(s.token), res, err)
 	}
 }
 
-// complete runs the callback of token.
-func (p *Producer) complete(token uint64, res *SendResult, err error) {
+// deliver hands an outcome to the waiter of token.
+func (p *Producer) deliver(token uint64, res *SendResult, err error) {
 	p.mu.Lock()
-	cb := p.callbacks[token]
+	w := p.pending[token]
+	delete(p.pending, token)
 	p.mu.Unlock()
-	if cb != nil {
-		runCallback(func() { cb(res, err) })
+	p.dispatch(w, res, err)
+}
+
+func (p *Producer) dispatch(w *waiter, res *SendResult, err error) {
+	switch {
+	case w == nil:
+	default:
+		p.cbs.push(func() {
+			runCallback(func() { w.cb(res, err) })
+			p.mu.Lock()
+			p.settledLocked()
+			p.mu.Unlock()
+		})
 	}
-	p.mu.Lock()
-	delete(p.callbacks, token)
-	p.settledLocked()
-	p.mu.Unlock()
 }
 
 // runCallback runs application code on one of the package's goroutines; a
@@ -351,6 +384,65 @@ func runCallback(f func()) (panicked bool) {
 	}()
 	f()
 	return false
+}
+
+// callbackQueue runs functions one at a time, in order, on a goroutine of
+// its own, without ever blocking the one that pushes them.
+type callbackQueue struct {
+	mu     sync.Mutex
+	fs     []func()
+	wake   chan struct{}
+	closed bool
+	done   chan struct{}
+}
+
+func newCallbackQueue(h *handle) *callbackQueue {
+	q := &callbackQueue{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go q.run(h)
+	return q
+}
+
+func (q *callbackQueue) push(f func()) {
+	q.mu.Lock()
+	q.fs = append(q.fs, f)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (q *callbackQueue) run(h *handle) {
+	defer close(q.done)
+	id := h.enter()
+	defer h.leave(id)
+	for {
+		q.mu.Lock()
+		fs, closed := q.fs, q.closed
+		q.fs = nil
+		q.mu.Unlock()
+		for _, f := range fs {
+			f()
+		}
+		if closed && len(fs) == 0 {
+			return
+		}
+		if len(fs) == 0 {
+			<-q.wake
+		}
+	}
+}
+
+// close runs what is queued and stops the goroutine; it waits for it.
+func (q *callbackQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	<-q.done
 }
 
 // Flush waits until the callback of every SendAsync so far has run, or
@@ -377,21 +469,21 @@ func (p *Producer) Flush(ctx context.Context) error {
 func (p *Producer) Close() error {
 	return p.h.close(func() {
 		p.mu.Lock()
+		p.stopped = true // no async send starts from now on
 		poller := p.poller
 		p.mu.Unlock()
-		if poller != nil {
-			<-poller
+		if poller == nil {
+			return
 		}
+		<-poller
 		// Outcomes that never came (dropped after close_timeout_ms).
 		p.mu.Lock()
-		left := p.callbacks
-		p.callbacks = make(map[uint64]func(*SendResult, error))
+		left := p.pending
+		p.pending = make(map[uint64]*waiter)
 		p.mu.Unlock()
-		for _, cb := range left {
-			runCallback(func() { cb(nil, closedErr("producer")) })
+		for _, w := range left {
+			p.dispatch(w, nil, closedErr(p.h.what))
 		}
-		p.mu.Lock()
-		p.settledLocked()
-		p.mu.Unlock()
+		p.cbs.close()
 	})
 }
