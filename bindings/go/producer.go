@@ -115,20 +115,18 @@ func sendOutcome(s *C.gomq_send_ret, buf []byte, withResult bool) (*SendResult, 
 type Producer struct {
 	h handle
 
-	mu      sync.Mutex         // guards the async state below
-	pending map[uint64]*waiter // SendAsync calls whose report has not come
-	token   uint64             // the last token handed out
-	async   int                // SendAsync calls whose callback has not run
-	idle    chan struct{}      // closed when async drops to 0; nil then
-	poller  chan struct{}      // closed when the report poller has exited
-	cbs     *callbackQueue     // runs SendAsync callbacks in report order
-	stopped bool               // Close has taken the async state over
+	mu      sync.Mutex          // guards the async state below
+	pending map[uint64]callback // SendAsync calls whose report has not come
+	token   uint64              // the last token handed out
+	async   int                 // SendAsync calls whose callback has not run
+	idle    chan struct{}       // closed when async drops to 0; nil then
+	poller  chan struct{}       // closed when the report poller has exited
+	cbs     *callbackQueue      // runs SendAsync callbacks in report order
+	stopped bool                // Close has taken the async state over
 }
 
-// waiter is where an async send's outcome goes.
-type waiter struct {
-	cb func(*SendResult, error)
-}
+// callback is where an async send's outcome goes.
+type callback = func(*SendResult, error)
 
 // NewProducer creates and starts a producer. cfg needs "namesrv_addr" and
 // "group"; see Config.
@@ -139,7 +137,7 @@ func NewProducer(cfg Config) (*Producer, error) {
 	}
 	return &Producer{
 		h:       newHandleOf(C.GOMQ_PRODUCER, "producer", ptr),
-		pending: make(map[uint64]*waiter),
+		pending: make(map[uint64]callback),
 	}, nil
 }
 
@@ -264,36 +262,30 @@ func (p *Producer) SendBatch(ctx context.Context, msgs []*Message) (*SendResult,
 // Close runs the callbacks still pending, with ErrClosed if their outcome
 // never came. A full in-flight window (max_inflight_async) fails with
 // ErrQueueFull without blocking, and then callback does not run.
-func (p *Producer) SendAsync(msg *Message, callback func(*SendResult, error)) error {
-	if callback == nil {
-		callback = func(*SendResult, error) {}
+func (p *Producer) SendAsync(msg *Message, cb func(*SendResult, error)) error {
+	if cb == nil {
+		cb = func(*SendResult, error) {}
 	}
-	_, err := p.sendAsync(msg, &waiter{cb: callback})
-	return err
-}
-
-// sendAsync starts an async send whose outcome goes to w.
-func (p *Producer) sendAsync(msg *Message, w *waiter) (uint64, error) {
 	sc, err := encodeScratch(msg)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer putScratch(sc)
 	e := &sc.enc
 	ptr, err := p.h.acquire()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer p.h.mu.RUnlock()
 
 	p.mu.Lock()
 	if p.stopped {
 		p.mu.Unlock()
-		return 0, closedErr(p.h.what)
+		return closedErr(p.h.what)
 	}
 	p.token++
 	token := p.token
-	p.pending[token] = w
+	p.pending[token] = cb
 	p.async++
 	if p.idle == nil {
 		p.idle = make(chan struct{})
@@ -312,9 +304,9 @@ func (p *Producer) sendAsync(msg *Message, w *waiter) (uint64, error) {
 		delete(p.pending, token)
 		p.settledLocked()
 		p.mu.Unlock()
-		return 0, err
+		return err
 	}
-	return token, nil
+	return nil
 }
 
 // settledLocked counts a SendAsync callback as run.
@@ -327,8 +319,9 @@ func (p *Producer) settledLocked() {
 }
 
 // pollReports is the producer's own goroutine: it takes async-send reports
-// and hands each to its waiter until libmq says closed. Callbacks run on
-// another goroutine (cbs), so that slow ones do not hold up Send.
+// (one crossing each) and queues their callbacks until libmq says closed.
+// Callbacks run on another goroutine (cbs), so that a slow one does not
+// hold up taking reports, which is what frees the in-flight window.
 func (p *Producer) pollReports(done chan struct{}) {
 	defer close(done)
 	buf := make([]byte, resultBuf)
@@ -350,35 +343,33 @@ func (p *Producer) pollReports(done chan struct{}) {
 	}
 }
 
-// deliver hands an outcome to the waiter of token.
+// deliver queues the callback of token with its outcome.
 func (p *Producer) deliver(token uint64, res *SendResult, err error) {
 	p.mu.Lock()
-	w := p.pending[token]
+	cb := p.pending[token]
 	delete(p.pending, token)
 	p.mu.Unlock()
-	p.dispatch(w, res, err)
+	if cb != nil {
+		p.queue(cb, res, err)
+	}
 }
 
-func (p *Producer) dispatch(w *waiter, res *SendResult, err error) {
-	switch {
-	case w == nil:
-	default:
-		p.cbs.push(func() {
-			runCallback(func() { w.cb(res, err) })
-			p.mu.Lock()
-			p.settledLocked()
-			p.mu.Unlock()
-		})
-	}
+func (p *Producer) queue(cb callback, res *SendResult, err error) {
+	p.cbs.push(func() {
+		runCallback("an async-send callback", func() { cb(res, err) })
+		p.mu.Lock()
+		p.settledLocked()
+		p.mu.Unlock()
+	})
 }
 
 // runCallback runs application code on one of the package's goroutines; a
 // panic is logged, not let loose on a goroutine the application does not
 // own.
-func runCallback(f func()) (panicked bool) {
+func runCallback(what string, f func()) (panicked bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			log.Printf("mq: a callback panicked: %v", r)
+			log.Printf("mq: %s panicked: %v", what, r)
 			panicked = true
 		}
 	}()
@@ -479,10 +470,10 @@ func (p *Producer) Close() error {
 		// Outcomes that never came (dropped after close_timeout_ms).
 		p.mu.Lock()
 		left := p.pending
-		p.pending = make(map[uint64]*waiter)
+		p.pending = make(map[uint64]callback)
 		p.mu.Unlock()
-		for _, w := range left {
-			p.dispatch(w, nil, closedErr(p.h.what))
+		for _, cb := range left {
+			p.queue(cb, nil, closedErr(p.h.what))
 		}
 		p.cbs.close()
 	})

@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"strconv"
@@ -150,7 +151,7 @@ func (c *PushConsumer) work(handler Handler) {
 		r := C.gomq_push_poll((*C.mq_push_consumer_t)(ptr), -1)
 		c.h.mu.RUnlock()
 		if err := errOf(r); err != nil {
-			if e, ok := err.(*Error); ok && e.Code == ErrClosed {
+			if errors.Is(err, ErrClosed) {
 				return
 			}
 			log.Printf("mq: push consumer poll: %v", err)
@@ -162,7 +163,7 @@ func (c *PushConsumer) work(handler Handler) {
 		}
 		msgs := readMessages(C.GOMQ_SRC_BATCH, r.ptr, int(r.val))
 		result := ConsumeLater
-		if runCallback(func() { result = handler(c.ctx, msgs) }) {
+		if runCallback("a push handler (the batch counts as LATER)", func() { result = handler(c.ctx, msgs) }) {
 			result = ConsumeLater
 		}
 		if result != ConsumeSuccess {

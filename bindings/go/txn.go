@@ -102,7 +102,7 @@ func (p *TransactionProducer) pollChecks() {
 		msgs := readMessages(C.GOMQ_SRC_CHECK, r.ptr, 1)
 		asSent(msgs[0])
 		state := TxnUnknown
-		runCallback(func() { state = p.check(p.ctx, msgs[0]) })
+		runCallback("a check-back handler (answered UNKNOWN)", func() { state = p.check(p.ctx, msgs[0]) })
 		// A late answer (after txn_check_timeout_ms or close) was turned
 		// into UNKNOWN by libmq; the broker asks again.
 		_ = errOf(C.gomq_txn_check_answer(r.ptr, C.int32_t(state)))
