@@ -134,3 +134,40 @@ func filter(msgs []*mq.Message, f func(*mq.Message) bool) []*mq.Message {
 	}
 	return out
 }
+
+// Broadcasting ("message_model"): every consumer of the group gets every
+// message.
+func TestPushBroadcasting(t *testing.T) {
+	p := newProducer(t)
+	topic := unique(t, "t")
+	send(t, p, &mq.Message{Topic: topic, Tags: "TagA", Body: []byte("first")})
+	group := unique(t, "bcast")
+	var recs []*recorder
+	for i := range 2 {
+		rec := &recorder{}
+		recs = append(recs, rec)
+		c, err := mq.NewPushConsumer(config(group, "message_model", "broadcasting", "consume_from", "first",
+			"consume_threads", "2", "offset_dir", t.TempDir(), "instance_name", fmt.Sprintf("bcast-%d", i)))
+		if err != nil {
+			t.Fatalf("NewPushConsumer: %v", err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if err := c.Subscribe(topic, "*"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(func(ctx context.Context, msgs []*mq.Message) mq.ConsumeResult {
+			rec.add(msgs)
+			return mq.ConsumeSuccess
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		send(t, p, &mq.Message{Topic: topic, Tags: "TagA", Body: []byte(fmt.Sprint(i))})
+	}
+	for i, rec := range recs {
+		waitFor(t, 30*time.Second, fmt.Sprintf("consumer %d to see every message", i), func() bool {
+			return len(bodies(rec.all())) == 6
+		})
+	}
+}
