@@ -437,8 +437,11 @@ func (q *callbackQueue) close() {
 }
 
 // Flush waits until the callback of every SendAsync so far has run, or
-// ctx ends.
+// ctx ends. Not from within a callback (it would wait for itself).
 func (p *Producer) Flush(ctx context.Context) error {
+	if p.h.calledFromOwn() {
+		return newError(ErrState, "Flush from an async-send callback would wait for itself", 0)
+	}
 	p.mu.Lock()
 	idle := p.idle
 	p.mu.Unlock()
