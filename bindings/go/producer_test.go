@@ -126,7 +126,7 @@ func TestContextDeadlineAndCancel(t *testing.T) {
 	// A send that cannot complete: a NameServer that accepts and never
 	// answers. Cancellation and deadline both end it promptly.
 	silent := silentServer(t)
-	stuck, err := mq.NewProducer(mq.Config{"namesrv_addr": silent, "group": unique(t, "stuck"), "send_timeout_ms": "20000"})
+	stuck, err := mq.NewProducer(mq.Config{"namesrv_addr": silent, "group": unique(t, "stuck"), "send_timeout_ms": "20000", "request_timeout_ms": "1000"})
 	if err != nil {
 		t.Fatalf("NewProducer: %v", err)
 	}
