@@ -120,14 +120,16 @@ void gomq_destroy(int kind, void *h) {
     }
 }
 
-/* Copies a send result's fields into *out: strings into buf, or big. */
-static void read_result(const mq_send_result_t *res, gomq_send_ret *out, char *buf, size_t cap) {
+/* Copies a send result's fields into *out: strings into buf, or big. The
+ * transaction id only when txn is set (one libmq call less for the rest). */
+static void read_result(const mq_send_result_t *res, gomq_send_ret *out, char *buf, size_t cap,
+                        int txn) {
     const char *strs[5] = {0};
     out->send_status = mq_send_result_status(res);
     strs[0] = mq_send_result_msg_id(res);
     strs[1] = mq_send_result_offset_msg_id(res);
     mq_send_result_queue(res, &strs[2], &strs[3], &out->queue_id, &out->queue_offset);
-    strs[4] = mq_send_result_transaction_id(res);
+    strs[4] = txn ? mq_send_result_transaction_id(res) : NULL;
     size_t total = 0;
     for (int i = 0; i < 5; i++) {
         size_t n = strs[i] == NULL ? 0 : strlen(strs[i]);
@@ -181,7 +183,7 @@ gomq_send_ret gomq_send_built(const mq_producer_t *p, int mode, const mq_message
     }
     gomq_send_ret out = send_ret(s);
     if (res != NULL) {
-        read_result(res, &out, buf, cap);
+        read_result(res, &out, buf, cap, 0);
         mq_send_result_free(res);
     }
     return out;
@@ -228,7 +230,7 @@ gomq_send_ret gomq_send_batch(const mq_producer_t *p, const char *strs, const in
         out = send_ret(mq_producer_send_batch(p, (const mq_message_t *const *)msgs, n, timeout_ms,
                                               &res));
         if (res != NULL) {
-            read_result(res, &out, buf, cap);
+            read_result(res, &out, buf, cap, 0);
             mq_send_result_free(res);
         }
     }
@@ -269,7 +271,7 @@ gomq_send_ret gomq_report_take(mq_send_report_t *rep, char *buf, size_t cap) {
     }
     const mq_send_result_t *res = mq_send_report_result(rep);
     if (res != NULL) {
-        read_result(res, &out, buf, cap);
+        read_result(res, &out, buf, cap, 0);
     }
     mq_send_report_free(rep);
     return out;
@@ -302,7 +304,7 @@ gomq_send_ret gomq_txn_send_half(const mq_txn_producer_t *tp, const mq_message_t
     mq_txn_t *t = NULL;
     gomq_send_ret out = send_ret(mq_txn_producer_send_half(tp, m, &t));
     if (t != NULL) {
-        read_result(mq_txn_result(t), &out, buf, cap);
+        read_result(mq_txn_result(t), &out, buf, cap, 1);
         out.r.ptr = t;
     }
     return out;
