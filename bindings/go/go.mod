@@ -1,0 +1,3 @@
+module mq.dev/mq
+
+go 1.26
