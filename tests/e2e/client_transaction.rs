@@ -30,6 +30,8 @@ impl TransactionListener for Listener {
     fn check_local(&self, msg: &MessageExt) -> TransactionState {
         self.checks.fetch_add(1, Ordering::SeqCst);
         assert_eq!(msg.body, b"unknown");
+        // As sent: the real topic, not the broker's half topic.
+        assert!(msg.topic.starts_with("Tx"), "checked under {}", msg.topic);
         TransactionState::Commit
     }
 }

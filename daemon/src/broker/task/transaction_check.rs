@@ -189,7 +189,15 @@ async fn put_back_and_check(broker: &Arc<Broker>, half: &StoredMessage<'_>, time
     cmd.put("msgId", &uniq);
     cmd.put("transactionId", &uniq);
     cmd.put("offsetMsgId", offset_msg_id(&store_host, phys));
+    // The producer sees the message as it sent it, as RocketMQ's check does:
+    // under its own topic and queue, not the half topic's.
+    let real_topic = properties::get(half.properties, keys::REAL_TOPIC).unwrap_or(half.topic);
+    let real_queue = properties::get(half.properties, keys::REAL_QID)
+        .and_then(|q| q.parse().ok())
+        .unwrap_or(half.queue_id);
     let check_msg = StoredMessage {
+        topic: real_topic,
+        queue_id: real_queue,
         properties: &props,
         queue_offset,
         physical_offset: phys,
