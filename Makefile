@@ -1,9 +1,9 @@
-# The one test command (README): the lint gates, libmq (cargo builds no cdylib
-# for tests, and the symbol and end-to-end tests of the C ABI load
-# target/debug/libmq.so), then every test of the workspace, then the C
-# examples and tests against mqd (bindings/c; they print their count in
-# cargo's format), then one closing line that adds up every result. A failure
-# in one part still runs the next, and fails the whole.
+# The one test command (README): the lint gates, libmq and mqd, the pinned
+# cbindgen, then every test of the workspace (cargo builds no cdylib for tests;
+# the symbol and end-to-end tests of the C ABI load target/debug/libmq.so),
+# then the C examples and tests, the Python package's pytest suite and the Go
+# module's tests, each against a real mqd, then one closing line that adds up
+# every result. A failure in one part still runs the next, and fails the whole.
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
 .PHONY: test lint libmq tools bench
@@ -13,12 +13,25 @@ test: lint libmq tools
 	status=0; \
 	cargo test --workspace --all-targets 2>&1 | tee target/test-output.log || status=1; \
 	$(MAKE) -C bindings/c test 2>&1 | tee -a target/test-output.log || status=1; \
+	$(MAKE) -C bindings/python test 2>&1 | tee target/test-python.log || status=1; \
+	$(PYTEST_RESULT) target/test-python.log >> target/test-output.log; \
+	$(MAKE) -C bindings/go test GOTESTFLAGS=-v 2>&1 | tee target/test-go.log || status=1; \
+	$(GO_RESULT) target/test-go.log >> target/test-output.log; \
+	grep '(bindings/' target/test-output.log; \
 	awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' target/test-output.log; \
 	exit $$status
 
-# target/debug/libmq.so (soname libmq.so.1) and libmq.a.
+# pytest's and go test's counts as a cargo "test result:" line, for the total.
+# A suite that ran nothing, or died, counts as one failure.
+PYTEST_RESULT := awk '/ in [0-9.]+s/ && (/ passed/ || / failed/ || / error/) { p = 0; f = 0; for (i = 1; i < NF; i++) { if ($$(i+1) ~ /^passed/) p = $$i; if ($$(i+1) ~ /^(failed|errors?)/) f += $$i } } END { if (!p && !f) f = 1; printf "test result: %s. %d passed; %d failed; (bindings/python)\n", (f ? "FAILED" : "ok"), p, f }'
+GO_RESULT := awk '/^ *--- PASS/ { p++ } /^ *--- FAIL/ { f++ } /^(FAIL|panic:)/ { bad = 1 } END { if (bad && !f) f = 1; if (!p && !f) f = 1; printf "test result: %s. %d passed; %d failed; (bindings/go)\n", (f ? "FAILED" : "ok"), p, f }'
+
+# target/debug/libmq.so and libmq.a, and mqd for the bindings' tests. cargo
+# names the shared library libmq.so, but its soname is libmq.so.1, the name a
+# program linked with -lmq looks for at run time: link it.
 libmq:
-	cargo build -p mq-capi
+	cargo build -p mq-capi -p mq-daemon
+	ln -sfn libmq.so target/debug/libmq.so.1
 
 # The pinned cbindgen that renders include/mq.h (tests/header.rs compares the
 # checked-in header with its output), installed once under target/tools.
