@@ -12,7 +12,7 @@
 //! [`shutdown`](ClientInstance::shutdown), the threads stop and the tasks
 //! left are dropped. A caller that is not async uses the `*_blocking`
 //! wrappers of the producers and consumers, which block the calling thread
-//! on the future (`async_io::block_on`) and need no executor of its own.
+//! on the future ([`block_on`](crate::block_on)) and need no executor of its own.
 
 use std::collections::HashMap;
 use std::future::Future;

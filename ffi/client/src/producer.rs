@@ -613,7 +613,7 @@ impl Producer {
 
     /// [`send`](Self::send) for callers without an executor.
     pub fn send_blocking(&self, msg: &Message) -> Result<SendResult> {
-        async_io::block_on(self.send(msg))
+        crate::block_on(self.send(msg))
     }
 
     /// Stops the producer and tells the brokers its group left.

@@ -361,7 +361,7 @@ impl PullConsumer {
 
     /// [`poll`](Self::poll) for callers without an executor.
     pub fn poll_blocking(&self, timeout: Duration) -> Result<Vec<MessageExt>> {
-        async_io::block_on(self.poll(timeout))
+        crate::block_on(self.poll(timeout))
     }
 
     /// Moves `mq`'s position to `offset` (between the queue's min and max
