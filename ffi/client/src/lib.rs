@@ -38,6 +38,7 @@ pub mod consumer;
 pub mod error;
 pub mod instance;
 pub mod message;
+mod oneshot;
 pub mod producer;
 mod route;
 mod runtime;
