@@ -56,5 +56,5 @@ pub use error::{ClientError, ErrorKind, Result};
 pub use instance::{ClientConfig, ClientInstance, Member};
 pub use message::{Message, MessageExt};
 pub use producer::{Producer, ProducerConfig, SendResult, SendStatus};
-pub use transaction::{Transaction, TransactionListener, TransactionProducer, TransactionState};
 pub use runtime::block_on;
+pub use transaction::{Transaction, TransactionListener, TransactionProducer, TransactionState};
