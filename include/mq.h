@@ -46,12 +46,18 @@
  * The failing thread's detail is in mq_last_error() (and the broker's
  * response code in mq_last_error_broker_code() after MQ_ERR_BROKER). NULL
  * pointers, invalid UTF-8 and out-of-range enum values are errors, never
- * crashes; a Rust panic is caught and returned as MQ_ERR_PANIC. Accessors
- * that return a pointer return NULL on such an error.
+ * crashes; a Rust panic is caught and returned as MQ_ERR_PANIC. Only
+ * functions that return an mq_status_t record a failure in
+ * mq_last_error(): accessors (which return NULL, 0 or -1 for a NULL
+ * argument or an index out of range) and no-op frees leave the previous
+ * failure's detail as it was (a caught panic is recorded by any call).
  *
- * FORK. A process forked from one whose libmq threads run gets
- * MQ_ERR_FORKED from every call except the version, status and last-error
- * functions; destroy there only leaks. Create clients after forking.
+ * FORK. A process forked (fork(), os.fork) from one whose libmq threads
+ * run gets MQ_ERR_FORKED from every call except the version, status and
+ * last-error functions; destroy there only leaks. Create clients after
+ * forking. libmq learns of the fork from a pthread_atfork handler; a
+ * child made without running those handlers (_Fork, a raw clone) is
+ * refused only when it creates a client.
  *
  * LOGGING. Silent unless MQ_LOG is set (a level such as warn, info, debug);
  * then to stderr.

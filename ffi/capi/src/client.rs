@@ -32,7 +32,7 @@ pub(crate) fn instance(cfg: &mq_config_t) -> Result<Arc<ClientInstance>, Error> 
         }
     });
     let config = cfg.client()?;
-    claim_process();
+    claim_process()?;
     Ok(ClientInstance::get_or_start(config)?)
 }
 

@@ -449,3 +449,32 @@ fn a_built_message_reads_back_whole_and_a_received_one_is_read_only() {
         expect(mq_batch_ack(batch, MQ_CONSUME_SUCCESS), MQ_ERR_STATE);
     }
 }
+
+#[test]
+fn accessors_and_no_op_frees_keep_the_last_error() {
+    let mut props = std::collections::BTreeMap::new();
+    props.insert("TAGS".to_owned(), "TagB".to_owned());
+    let batch = Box::into_raw(Box::new(mq_batch_t::new(vec![for_test(props, b"x")], None)));
+    // SAFETY: NULL or live pointers; the batch is freed once.
+    unsafe {
+        expect(mq_message_new(null(), &mut null_mut()), MQ_ERR_NULL);
+        let before = last_error();
+        assert!(before.contains("topic is NULL"), "{before}");
+        assert_eq!(mq_batch_len(null()), 0);
+        assert!(mq_batch_get(batch, 9).is_null());
+        assert_eq!(mq_queue_list_len(null()), 0);
+        assert!(mq_message_topic(null()).is_null());
+        assert_eq!(mq_message_reconsume_times(null()), -1);
+        assert_eq!(mq_send_result_status(null()), -1);
+        assert!(mq_send_result_msg_id(null()).is_null());
+        assert_eq!(mq_send_report_token(null()), 0);
+        assert!(mq_txn_result(null()).is_null());
+        // A received message is its batch's: freeing it is a no-op.
+        mq_message_free(mq_batch_get(batch, 0).cast_mut());
+        assert_eq!(last_error(), before);
+        // A call that fails with a status still records its own.
+        expect(mq_queue_list_new(null_mut()), MQ_ERR_NULL);
+        assert!(last_error().contains("out is NULL"), "{}", last_error());
+        mq_batch_free(batch);
+    }
+}
