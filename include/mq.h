@@ -20,7 +20,8 @@
  * any thread, concurrently with any other on the same handle, with one
  * exception: mq_X_destroy(h) must be the last call on h and must not
  * overlap another call on h. mq_X_close(h) is idempotent and may run while
- * other threads are blocked in a poll on h: they return MQ_ERR_CLOSED.
+ * other threads are blocked in a call on h (a poll, a send, a pull
+ * consumer's seek or commit...): those return MQ_ERR_CLOSED at once.
  * Configs, built messages and queue lists are not synchronized: change one
  * from one thread at a time. Batches, results, reports, checks and
  * received messages are read-only and may be read from several threads.
@@ -682,6 +683,9 @@ mq_status_t mq_producer_new(const mq_config_t *cfg, mq_producer_t **out);
 // Ownership: `*out` (when `out` is not NULL) is the caller's: free it with
 // `mq_send_result_free`. Pass NULL to skip making it.
 //
+// Thread: `mq_producer_close` on another thread ends the call with
+// `MQ_ERR_CLOSED` at once (the message may have been stored or not).
+//
 // Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG` (empty body, too large),
 // `MQ_ERR_TIMEOUT`, `MQ_ERR_TRANSPORT`, `MQ_ERR_BROKER`, `MQ_ERR_NO_ROUTE`,
 // `MQ_ERR_CLOSED`.
@@ -710,7 +714,8 @@ mq_status_t mq_producer_send_ordered(const mq_producer_t *p,
                                      mq_send_result_t **out);
 
 // Sends `m` without waiting for the broker's answer (no result, no
-// retry). `m` is copied.
+// retry), within `send_timeout_ms` (the route lookup and the connection).
+// `m` is copied. Close ends it as it ends `mq_producer_send`.
 //
 // Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG`, `MQ_ERR_TRANSPORT`,
 // `MQ_ERR_NO_ROUTE`, `MQ_ERR_CLOSED`.
@@ -800,10 +805,12 @@ mq_status_t mq_producer_serve(const mq_producer_t *p,
 // `p` is NULL or a live producer.
 mq_status_t mq_producer_flush(const mq_producer_t *p, int32_t timeout_ms);
 
-// Closes the producer: waits up to `close_timeout_ms` (30 s) for async
-// sends in flight, then tells the brokers it left. Idempotent; safe while
-// other threads send or poll (sends then fail with `MQ_ERR_CLOSED`; polls
-// return the reports queued, then `MQ_ERR_CLOSED`).
+// Closes the producer: sync sends in flight on other threads return
+// `MQ_ERR_CLOSED` at once, async sends in flight are waited for up to
+// `close_timeout_ms` (30 s), then the brokers are told it left.
+// Idempotent; safe while other threads send or poll (sends then fail with
+// `MQ_ERR_CLOSED`; polls return the reports queued, then
+// `MQ_ERR_CLOSED`).
 //
 // Errors: `MQ_ERR_NULL`.
 //
@@ -935,10 +942,15 @@ void mq_send_report_free(mq_send_report_t *rep);
 mq_status_t mq_txn_producer_new(const mq_config_t *cfg, mq_txn_producer_t **out);
 
 // Sends `m` as a half message (stored, invisible to consumers) and returns
-// the transaction to end once the local transaction has an outcome. `m`
-// is copied. A half message cannot be delayed.
+// the transaction to end once the local transaction has an outcome, within
+// `timeout_ms` (negative: `send_timeout_ms`). `m` is copied. A half
+// message cannot be delayed.
 //
 // Ownership: `*out` is the caller's until `mq_txn_end` or `mq_txn_free`.
+//
+// Thread: `mq_txn_producer_close` on another thread ends the call with
+// `MQ_ERR_CLOSED` at once (the half message may have been stored; the
+// broker then checks it back).
 //
 // Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG`, `MQ_ERR_TIMEOUT`,
 // `MQ_ERR_TRANSPORT`, `MQ_ERR_BROKER`, `MQ_ERR_NO_ROUTE`, `MQ_ERR_CLOSED`.
@@ -949,6 +961,7 @@ mq_status_t mq_txn_producer_new(const mq_config_t *cfg, mq_txn_producer_t **out)
 // changed during the call; `out` is NULL or writable.
 mq_status_t mq_txn_producer_send_half(const mq_txn_producer_t *tp,
                                       const mq_message_t *m,
+                                      int32_t timeout_ms,
                                       mq_txn_t **out);
 
 // How the half message was stored (ids, queue, transaction id).
@@ -964,15 +977,19 @@ const mq_send_result_t *mq_txn_result(const mq_txn_t *t);
 // Ends the transaction with `state` (`MQ_TXN_COMMIT`, `MQ_TXN_ROLLBACK`,
 // or `MQ_TXN_UNKNOWN` to leave it to the check-back) and frees `t`: `t` is
 // gone after this call whatever it returns (unless NULL; with a state out
-// of range the outcome is left to the check-back).
+// of range the outcome is left to the check-back). The outcome goes
+// one-way (as Java's clients send it); the call waits only for a
+// connection to the broker, at most `timeout_ms` (negative: the producer's
+// `send_timeout_ms`). Not ended by the producer's close: a transaction
+// outlives its producer.
 //
-// Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG`, `MQ_ERR_TRANSPORT`,
-// `MQ_ERR_NO_ROUTE`.
+// Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG`, `MQ_ERR_TIMEOUT`,
+// `MQ_ERR_TRANSPORT`, `MQ_ERR_NO_ROUTE`.
 //
 // # Safety
 //
 // `t` is NULL or a live transaction, not used afterwards.
-mq_status_t mq_txn_end(mq_txn_t *t, int32_t state);
+mq_status_t mq_txn_end(mq_txn_t *t, int32_t state, int32_t timeout_ms);
 
 // Frees a transaction without ending it: the broker will check back. NULL
 // is a no-op.
@@ -1030,9 +1047,10 @@ mq_status_t mq_txn_check_answer(mq_txn_check_t *c, int32_t state);
 // `c` is NULL or a live check, not used afterwards.
 void mq_txn_check_free(mq_txn_check_t *c);
 
-// Closes the producer: waiting `mq_txn_producer_poll_check` calls return
-// `MQ_ERR_CLOSED`, pending check-backs are answered UNKNOWN, and the
-// brokers are told. Transactions already sent can still be ended.
+// Closes the producer: `mq_txn_producer_send_half` and
+// `mq_txn_producer_poll_check` calls in flight on other threads return
+// `MQ_ERR_CLOSED` at once, pending check-backs are answered UNKNOWN, and
+// the brokers are told. Transactions already sent can still be ended.
 // Idempotent; safe while other threads send or poll.
 //
 // Errors: `MQ_ERR_NULL`.
@@ -1345,9 +1363,11 @@ mq_status_t mq_pull_consumer_committed(const mq_pull_consumer_t *c,
 // `c` is NULL or a live consumer.
 mq_status_t mq_pull_consumer_wakeup(const mq_pull_consumer_t *c);
 
-// Closes the consumer: waiting polls return `MQ_ERR_CLOSED` at once, then
-// positions are committed (with auto-commit) and the brokers told.
-// Idempotent; safe while other threads poll.
+// Closes the consumer: calls in flight on other threads (polls, and
+// subscribe, assign, fetch_queues, seek, commit, committed) return
+// `MQ_ERR_CLOSED` at once, then positions are committed (with
+// auto-commit) and the brokers told. Idempotent; safe while other threads
+// use the consumer.
 //
 // Errors: `MQ_ERR_NULL`.
 //

@@ -109,11 +109,11 @@ fn null_handles_and_out_pointers_are_mq_err_null() {
 
         expect(mq_txn_producer_new(null(), &mut null_mut()), MQ_ERR_NULL);
         expect(
-            mq_txn_producer_send_half(null(), null(), &mut null_mut()),
+            mq_txn_producer_send_half(null(), null(), -1, &mut null_mut()),
             MQ_ERR_NULL,
         );
         assert!(mq_txn_result(null()).is_null());
-        expect(mq_txn_end(null_mut(), MQ_TXN_COMMIT), MQ_ERR_NULL);
+        expect(mq_txn_end(null_mut(), MQ_TXN_COMMIT, -1), MQ_ERR_NULL);
         expect(
             mq_txn_producer_poll_check(null(), 0, &mut null_mut()),
             MQ_ERR_NULL,
