@@ -236,6 +236,35 @@ typedef struct {
 // not unwind (C++ exceptions, `longjmp`) through libmq.
 typedef void (*mq_report_handler_t)(const mq_send_report_t *report, void *opaque);
 
+// Every field of a send result at once: one call instead of five
+// (bindings cross the FFI once per result). Filled by
+// `mq_send_result_view`.
+//
+// Pointers borrow from the result: valid until it is freed (for a
+// borrowed result, until its report or transaction is). Strings are
+// NUL-terminated; NULL means "none". Fields are only ever appended in
+// later versions; pass `sizeof(mq_send_result_view_t)` so that an older
+// program gets the fields it knows and no more.
+typedef struct {
+    // How the broker stored it: `MQ_SEND_OK` or another `MQ_SEND_*`.
+    int32_t status;
+    // The queue's id.
+    int32_t queue_id;
+    // The message's offset in its queue (the first message's, for a
+    // batch).
+    int64_t queue_offset;
+    // The message id (UNIQ_KEY) consumers see; comma-joined for a batch.
+    const char *msg_id;
+    // The broker's offset message id (comma-joined for a batch).
+    const char *offset_msg_id;
+    // The topic.
+    const char *topic;
+    // The broker that stored it.
+    const char *broker_name;
+    // The transaction id of a half message; NULL otherwise.
+    const char *transaction_id;
+} mq_send_result_view_t;
+
 // A handler for `mq_push_consumer_serve`: consumes `batch` and returns
 // `MQ_CONSUME_SUCCESS` or `MQ_CONSUME_LATER`. It runs on the thread that
 // called `mq_push_consumer_serve`, never on a libmq thread; `batch` is
@@ -882,6 +911,22 @@ mq_status_t mq_send_result_queue(const mq_send_result_t *r,
                                  const char **broker,
                                  int32_t *queue_id,
                                  int64_t *queue_offset);
+
+// Fills `*out` with every field of `r` (see `mq_send_result_view_t`), at
+// most `out_size` bytes of it: pass `sizeof(mq_send_result_view_t)`.
+//
+// Ownership: the strings in `*out` borrow from `r`, as
+// `mq_send_result_msg_id`'s result does.
+//
+// Errors: `MQ_ERR_NULL`.
+//
+// # Safety
+//
+// `r` is NULL or a live send result; `out` is NULL or points to
+// `out_size` writable bytes.
+mq_status_t mq_send_result_view(const mq_send_result_t *r,
+                                mq_send_result_view_t *out,
+                                size_t out_size);
 
 // Frees a send result. NULL is a no-op.
 //

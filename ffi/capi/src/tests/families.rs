@@ -98,6 +98,7 @@ fn null_handles_and_out_pointers_are_mq_err_null() {
             mq_send_result_queue(null(), null_mut(), null_mut(), null_mut(), null_mut()),
             MQ_ERR_NULL,
         );
+        expect(mq_send_result_view(null(), null_mut(), 0), MQ_ERR_NULL);
         assert_eq!(mq_send_report_token(null()), 0);
         let mut error: *const c_char = t.as_ptr();
         expect(
@@ -477,4 +478,48 @@ fn accessors_and_no_op_frees_keep_the_last_error() {
         assert!(last_error().contains("out is NULL"), "{}", last_error());
         mq_batch_free(batch);
     }
+}
+
+#[test]
+fn a_send_result_reads_whole_in_one_view() {
+    let r = mq_send_result_t::new(&mq_client::SendResult {
+        status: mq_client::SendStatus::FlushDiskTimeout,
+        msg_id: "ID1".into(),
+        offset_msg_id: "OFF1".into(),
+        queue: mq_client::protocol::body::MessageQueue::new("T", "b", 3),
+        queue_offset: 77,
+        transaction_id: None,
+    });
+    let view_of = |r: &mq_send_result_t, size: usize| {
+        // SAFETY: zeroes are a valid view (NULL pointers, 0 numbers).
+        let mut view = unsafe { std::mem::zeroed::<mq_send_result_view_t>() };
+        view.queue_id = -5;
+        // SAFETY: a live result; `view` has room for `size` bytes or more.
+        expect(unsafe { mq_send_result_view(r, &mut view, size) }, MQ_OK);
+        view
+    };
+    let text = |p: *const c_char| {
+        // SAFETY: a NUL-terminated string of the result, which lives.
+        unsafe { std::ffi::CStr::from_ptr(p) }
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let view = view_of(&r, std::mem::size_of::<mq_send_result_view_t>());
+    assert_eq!(view.status, MQ_SEND_FLUSH_DISK_TIMEOUT);
+    assert_eq!((view.queue_id, view.queue_offset), (3, 77));
+    assert_eq!(text(view.msg_id), "ID1");
+    assert_eq!(text(view.offset_msg_id), "OFF1");
+    assert_eq!(text(view.topic), "T");
+    assert_eq!(text(view.broker_name), "b");
+    assert!(view.transaction_id.is_null());
+    // An older, smaller view gets only its fields.
+    let small = view_of(&r, std::mem::offset_of!(mq_send_result_view_t, queue_id));
+    assert_eq!(small.status, MQ_SEND_FLUSH_DISK_TIMEOUT);
+    assert_eq!(small.queue_id, -5, "not written past the size given");
+    // SAFETY: a live result and a NULL out-pointer.
+    expect(
+        unsafe { mq_send_result_view(&r, null_mut(), 0) },
+        MQ_ERR_NULL,
+    );
 }
