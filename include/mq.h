@@ -487,10 +487,11 @@ mq_status_t mq_message_new(const char *topic, mq_message_t **out);
 // NULL or points to `len` readable bytes.
 mq_status_t mq_message_set_body(mq_message_t *m, const uint8_t *body, size_t len);
 
-// Sets the tag (one word, used by consumers' tag expressions). Copied.
+// Sets the tag (one word, used by consumers' tag expressions), or removes
+// it when `tags` is NULL. Copied.
 //
-// Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG` (not UTF-8), `MQ_ERR_STATE`
-// (a received message).
+// Errors: `MQ_ERR_NULL` (`m`), `MQ_ERR_INVALID_ARG` (not UTF-8),
+// `MQ_ERR_STATE` (a received message).
 //
 // # Safety
 //
@@ -499,7 +500,7 @@ mq_status_t mq_message_set_body(mq_message_t *m, const uint8_t *body, size_t len
 mq_status_t mq_message_set_tags(mq_message_t *m, const char *tags);
 
 // Sets the keys the broker indexes, separated by spaces (`"order-1
-// user-7"`). Copied.
+// user-7"`), or removes them when `keys` is NULL. Copied.
 //
 // Errors: as `mq_message_set_tags`.
 //
@@ -508,14 +509,27 @@ mq_status_t mq_message_set_tags(mq_message_t *m, const char *tags);
 // As for `mq_message_set_tags`.
 mq_status_t mq_message_set_keys(mq_message_t *m, const char *keys);
 
-// Sets a user property, replacing an earlier value. Both copied.
+// Sets a user property, replacing an earlier value, or removes it when
+// `value` is NULL. Both copied.
 //
-// Errors: as `mq_message_set_tags`; `MQ_ERR_INVALID_ARG` for an empty name.
+// Errors: as `mq_message_set_tags`; `MQ_ERR_NULL` for a NULL name,
+// `MQ_ERR_INVALID_ARG` for an empty one.
 //
 // # Safety
 //
-// As for `mq_message_set_tags`; `name` likewise.
+// As for `mq_message_set_tags`; `name` is NULL or a NUL-terminated
+// string.
 mq_status_t mq_message_set_property(mq_message_t *m, const char *name, const char *value);
+
+// Sets the user flag (an `int32_t` the broker stores and consumers read
+// back, as RocketMQ's `Message.setFlag`; 0 by default).
+//
+// Errors: `MQ_ERR_NULL`, `MQ_ERR_STATE` (a received message).
+//
+// # Safety
+//
+// `m` is NULL or a live message no other thread uses meanwhile.
+mq_status_t mq_message_set_flag(mq_message_t *m, int32_t flag);
 
 // Delays delivery by RocketMQ delay level `level`: 1 = 1 s, 2 = 5 s, 3 =
 // 10 s, ... 18 = 2 h (the broker's `messageDelayLevel`); 0 removes the

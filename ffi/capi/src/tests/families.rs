@@ -41,6 +41,7 @@ fn null_handles_and_out_pointers_are_mq_err_null() {
             MQ_ERR_NULL,
         );
         expect(mq_message_set_delay_level(null_mut(), 1), MQ_ERR_NULL);
+        expect(mq_message_set_flag(null_mut(), 1), MQ_ERR_NULL);
         assert!(mq_message_topic(null()).is_null());
         assert!(mq_message_tags(null()).is_null());
         assert!(mq_message_keys(null()).is_null());
@@ -444,6 +445,7 @@ fn a_built_message_reads_back_whole_and_a_received_one_is_read_only() {
             mq_message_set_tags(got.cast_mut(), c("X").as_ptr()),
             MQ_ERR_STATE,
         );
+        expect(mq_message_set_flag(got.cast_mut(), 1), MQ_ERR_STATE);
         mq_message_free(got.cast_mut());
         assert_eq!(mq_batch_len(batch), 1, "still whole");
         // A pull batch has nothing to ack: freed all the same.
@@ -522,4 +524,45 @@ fn a_send_result_reads_whole_in_one_view() {
         unsafe { mq_send_result_view(&r, null_mut(), 0) },
         MQ_ERR_NULL,
     );
+}
+
+#[test]
+fn tags_keys_and_properties_clear_with_null_and_the_flag_is_set() {
+    let t = c("T");
+    let mut m = null_mut();
+    // SAFETY: valid pointers; `view` is written up to its size.
+    unsafe {
+        expect(mq_message_new(t.as_ptr(), &mut m), MQ_OK);
+        expect(mq_message_set_tags(m, c("TagA").as_ptr()), MQ_OK);
+        expect(mq_message_set_keys(m, c("k1").as_ptr()), MQ_OK);
+        expect(
+            mq_message_set_property(m, c("color").as_ptr(), c("red").as_ptr()),
+            MQ_OK,
+        );
+        expect(mq_message_set_flag(m, 42), MQ_OK);
+        assert_eq!(mq_message_property_count(m), 3);
+        expect(mq_message_set_tags(m, null()), MQ_OK);
+        expect(mq_message_set_keys(m, null()), MQ_OK);
+        expect(
+            mq_message_set_property(m, c("color").as_ptr(), null()),
+            MQ_OK,
+        );
+        // Clearing what is not there is fine too.
+        expect(
+            mq_message_set_property(m, c("none").as_ptr(), null()),
+            MQ_OK,
+        );
+        expect(mq_message_set_property(m, null(), null()), MQ_ERR_NULL);
+        assert!(mq_message_tags(m).is_null());
+        assert!(mq_message_keys(m).is_null());
+        assert!(mq_message_property(m, c("color").as_ptr()).is_null());
+        assert_eq!(mq_message_property_count(m), 0);
+        let mut view = std::mem::zeroed::<mq_message_view_t>();
+        expect(
+            mq_message_view(m, &mut view, std::mem::size_of::<mq_message_view_t>()),
+            MQ_OK,
+        );
+        assert_eq!(view.flag, 42);
+        mq_message_free(m);
+    }
 }
