@@ -770,8 +770,10 @@ mq_status_t mq_producer_send_ordered(const mq_producer_t *p,
 mq_status_t mq_producer_send_oneway(const mq_producer_t *p, const mq_message_t *m);
 
 // Sends `n` messages of one topic as one batch (one request, consecutive
-// offsets in one queue). The messages are copied. The result's ids are
-// comma-joined. Otherwise as `mq_producer_send`.
+// offsets in one queue). The messages are copied and not changed (`msgs`
+// is `mq_message_t *const *` so that an `mq_message_t **` array is
+// accepted without a cast). The result's ids are comma-joined. Otherwise
+// as `mq_producer_send`.
 //
 // Errors: as `mq_producer_send`; `MQ_ERR_INVALID_ARG` for an empty batch,
 // several topics or a delayed message; `MQ_ERR_NULL` when `msgs` or one
@@ -782,7 +784,7 @@ mq_status_t mq_producer_send_oneway(const mq_producer_t *p, const mq_message_t *
 // As for `mq_producer_send`; `msgs` is NULL or points to `n` message
 // pointers.
 mq_status_t mq_producer_send_batch(const mq_producer_t *p,
-                                   const mq_message_t *const *msgs,
+                                   mq_message_t *const *msgs,
                                    size_t n,
                                    int32_t timeout_ms,
                                    mq_send_result_t **out);

@@ -260,8 +260,10 @@ pub unsafe extern "C" fn mq_producer_send_oneway(
 }
 
 /// Sends `n` messages of one topic as one batch (one request, consecutive
-/// offsets in one queue). The messages are copied. The result's ids are
-/// comma-joined. Otherwise as `mq_producer_send`.
+/// offsets in one queue). The messages are copied and not changed (`msgs`
+/// is `mq_message_t *const *` so that an `mq_message_t **` array is
+/// accepted without a cast). The result's ids are comma-joined. Otherwise
+/// as `mq_producer_send`.
 ///
 /// Errors: as `mq_producer_send`; `MQ_ERR_INVALID_ARG` for an empty batch,
 /// several topics or a delayed message; `MQ_ERR_NULL` when `msgs` or one
@@ -274,7 +276,7 @@ pub unsafe extern "C" fn mq_producer_send_oneway(
 #[no_mangle]
 pub unsafe extern "C" fn mq_producer_send_batch(
     p: *const mq_producer_t,
-    msgs: *const *const mq_message_t,
+    msgs: *const *mut mq_message_t,
     n: usize,
     timeout_ms: i32,
     out: *mut *mut mq_send_result_t,
@@ -291,7 +293,7 @@ pub unsafe extern "C" fn mq_producer_send_batch(
             .iter()
             .enumerate()
             // SAFETY: each is NULL or a live message (the caller's promise).
-            .map(|(i, m)| unsafe { arg(*m, &format!("msgs[{i}]")) }.map(|m| m.message().clone()))
+            .map(|(i, m)| unsafe { arg(m.cast_const(), &format!("msgs[{i}]")) }.map(|m| m.message().clone()))
             .collect::<Result<Vec<Message>, Error>>()?;
         let budget = p.budget(timeout_ms);
         let r = p.run(p.open()?.send_batch_within(&batch, budget))?;
