@@ -1320,6 +1320,24 @@ mq_status_t mq_pull_consumer_subscribe(const mq_pull_consumer_t *c,
                                        const char *topic,
                                        const char *expr);
 
+// The readable queues of `topic`, from its route as the NameServer has it
+// now (Java's `fetchMessageQueues`): what to choose from for
+// `mq_pull_consumer_assign`.
+//
+// Ownership: `*out` is the caller's: free it with `mq_queue_list_free`.
+//
+// Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG` (not UTF-8, empty),
+// `MQ_ERR_NO_ROUTE` (no route, or no readable queue), `MQ_ERR_NO_NAMESRV`,
+// `MQ_ERR_CLOSED`.
+//
+// # Safety
+//
+// `c` is NULL or a live consumer; `topic` is NULL or a NUL-terminated
+// string; `out` is NULL or writable.
+mq_status_t mq_pull_consumer_fetch_queues(const mq_pull_consumer_t *c,
+                                          const char *topic,
+                                          mq_queue_list_t **out);
+
 // Reads exactly the queues in `queues` (no rebalance), replacing an earlier
 // assignment. The list is copied. Not together with subscribe.
 //

@@ -104,6 +104,35 @@ pub unsafe extern "C" fn mq_pull_consumer_subscribe(
     }
 }
 
+/// The readable queues of `topic`, from its route as the NameServer has it
+/// now (Java's `fetchMessageQueues`): what to choose from for
+/// `mq_pull_consumer_assign`.
+///
+/// Ownership: `*out` is the caller's: free it with `mq_queue_list_free`.
+///
+/// Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG` (not UTF-8, empty),
+/// `MQ_ERR_NO_ROUTE` (no route, or no readable queue), `MQ_ERR_NO_NAMESRV`,
+/// `MQ_ERR_CLOSED`.
+///
+/// # Safety
+///
+/// `c` is NULL or a live consumer; `topic` is NULL or a NUL-terminated
+/// string; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn mq_pull_consumer_fetch_queues(
+    c: *const mq_pull_consumer_t,
+    topic: *const c_char,
+    out: *mut *mut mq_queue_list_t,
+) -> mq_status_t {
+    ffi! {
+        // SAFETY: the caller's promises.
+        let (out, c, topic) = unsafe { (Out::new(out, "out")?, arg(c, "consumer")?, text(topic, "topic")?) };
+        let queues = c.run(c.open()?.fetch_queues(topic))?;
+        out.set(mq_queue_list_t::new(queues));
+        ok()
+    }
+}
+
 /// Reads exactly the queues in `queues` (no rebalance), replacing an earlier
 /// assignment. The list is copied. Not together with subscribe.
 ///

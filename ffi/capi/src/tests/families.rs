@@ -148,6 +148,10 @@ fn null_handles_and_out_pointers_are_mq_err_null() {
         );
         expect(mq_pull_consumer_assign(null(), null()), MQ_ERR_NULL);
         expect(
+            mq_pull_consumer_fetch_queues(null(), t.as_ptr(), &mut null_mut()),
+            MQ_ERR_NULL,
+        );
+        expect(
             mq_pull_consumer_assignment(null(), &mut null_mut()),
             MQ_ERR_NULL,
         );

@@ -283,6 +283,14 @@ fn close_ends_blocking_calls_in_flight_with_mq_err_closed() {
             }),
         ),
         (
+            "fetch_queues",
+            Box::new(move || unsafe {
+                let pc = spc;
+                let mut list = null_mut();
+                mq_pull_consumer_fetch_queues(pc.0, c("T").as_ptr(), &mut list)
+            }),
+        ),
+        (
             "committed",
             Box::new(move || unsafe {
                 let pc = spc;
