@@ -430,3 +430,50 @@ async fn read_command(stream: &mut TcpStream) -> std::io::Result<RemotingCommand
     RemotingCommand::decode_frame_body(&frame)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_time_out_at_their_own_deadlines() {
+        // A server that accepts and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+        let addr = silent.local_addr().expect("its address").to_string();
+        let client = crate::block_on(RemotingClient::connect(&addr, Duration::from_secs(5), None))
+            .expect("a connection");
+        let request = || client_request(mq_protocol::codes::request::GET_ROUTEINFO_BY_TOPIC);
+        // A long one first, then a short one: the sweeper must wake for
+        // the short one's earlier deadline, not sleep until the long one's.
+        let started = Instant::now();
+        let (long, short) = crate::block_on(futures_lite::future::zip(
+            client.invoke(request(), Duration::from_millis(900)),
+            async {
+                async_io::Timer::after(Duration::from_millis(20)).await;
+                let r = client.invoke(request(), Duration::from_millis(100)).await;
+                (r, started.elapsed())
+            },
+        ));
+        let (short, short_took) = short;
+        assert!(
+            matches!(short, Err(RemotingError::Timeout { .. })),
+            "{short:?}"
+        );
+        assert!(
+            short_took >= Duration::from_millis(100) && short_took < Duration::from_millis(600),
+            "the short request took {short_took:?}"
+        );
+        assert!(
+            matches!(long, Err(RemotingError::Timeout { .. })),
+            "{long:?}"
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+        // Nothing is left waiting.
+        assert!(client.requests.table().waiting.is_empty());
+        drop(silent);
+    }
+}

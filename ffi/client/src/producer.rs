@@ -748,6 +748,29 @@ mod tests {
             sent.expect_err("nothing answers").kind(),
             crate::ErrorKind::Timeout
         );
+        // Async and one-way sends: within send_timeout, the route lookup
+        // included.
+        let mut config = ProducerConfig::new("P2");
+        config.send_timeout = Duration::from_millis(200);
+        let quick = Producer::start(instance.clone(), config).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let started = Instant::now();
+        quick.send_async(msg.clone(), move |outcome| {
+            let _ = tx.send((outcome, started.elapsed()));
+        });
+        let (outcome, took) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the callback");
+        let err = outcome.expect_err("nothing answers");
+        assert_eq!(err.kind(), crate::ErrorKind::Timeout, "{err}");
+        assert!(took < Duration::from_millis(1500), "took {took:?}");
+        let started = Instant::now();
+        let sent = crate::block_on(quick.send_oneway(&msg));
+        assert_eq!(
+            sent.expect_err("nothing answers").kind(),
+            crate::ErrorKind::Timeout
+        );
+        assert!(started.elapsed() < Duration::from_millis(1500));
         drop(silent);
         instance.shutdown();
     }

@@ -277,3 +277,44 @@ impl TransactionProducer {
         self.producer.shutdown().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::ClientConfig;
+    use std::time::Instant;
+
+    struct Undecided;
+    impl TransactionListener for Undecided {
+        fn execute_local(&self, _: &Message, _: &SendResult) -> TransactionState {
+            TransactionState::Unknown
+        }
+        fn check_local(&self, _: &MessageExt) -> TransactionState {
+            TransactionState::Unknown
+        }
+    }
+
+    #[test]
+    fn a_half_send_ends_within_its_budget() {
+        // A NameServer that accepts and never answers: the route lookup
+        // alone would take the request timeout (3 s).
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+        let addr = silent.local_addr().expect("its address").to_string();
+        let instance = ClientInstance::start(ClientConfig::new(&addr)).expect("an instance");
+        let producer = TransactionProducer::start(
+            instance.clone(),
+            ProducerConfig::new("T"),
+            Arc::new(Undecided),
+        )
+        .expect("a producer");
+        let started = Instant::now();
+        let sent = crate::block_on(
+            producer.send_half_within(&Message::new("T", "x"), Duration::from_millis(200)),
+        );
+        let err = sent.err().expect("nothing answers");
+        assert_eq!(err.kind(), crate::ErrorKind::Timeout, "{err}");
+        assert!(started.elapsed() < Duration::from_millis(1500));
+        drop(silent);
+        instance.shutdown();
+    }
+}
