@@ -20,7 +20,8 @@
  * any thread, concurrently with any other on the same handle, with one
  * exception: mq_X_destroy(h) must be the last call on h and must not
  * overlap another call on h. mq_X_close(h) is idempotent and may run while
- * other threads are blocked in a poll on h: they return MQ_ERR_CLOSED.
+ * other threads are blocked in a call on h (a poll, a send, a pull
+ * consumer's seek or commit...): those return MQ_ERR_CLOSED at once.
  * Configs, built messages and queue lists are not synchronized: change one
  * from one thread at a time. Batches, results, reports, checks and
  * received messages are read-only and may be read from several threads.
@@ -46,12 +47,18 @@
  * The failing thread's detail is in mq_last_error() (and the broker's
  * response code in mq_last_error_broker_code() after MQ_ERR_BROKER). NULL
  * pointers, invalid UTF-8 and out-of-range enum values are errors, never
- * crashes; a Rust panic is caught and returned as MQ_ERR_PANIC. Accessors
- * that return a pointer return NULL on such an error.
+ * crashes; a Rust panic is caught and returned as MQ_ERR_PANIC. Only
+ * functions that return an mq_status_t record a failure in
+ * mq_last_error(): accessors (which return NULL, 0 or -1 for a NULL
+ * argument or an index out of range) and no-op frees leave the previous
+ * failure's detail as it was (a caught panic is recorded by any call).
  *
- * FORK. A process forked from one whose libmq threads run gets
- * MQ_ERR_FORKED from every call except the version, status and last-error
- * functions; destroy there only leaks. Create clients after forking.
+ * FORK. A process forked (fork(), os.fork) from one whose libmq threads
+ * run gets MQ_ERR_FORKED from every call except the version, status and
+ * last-error functions; destroy there only leaks. Create clients after
+ * forking. libmq learns of the fork from a pthread_atfork handler; a
+ * child made without running those handlers (_Fork, a raw clone) is
+ * refused only when it creates a client.
  *
  * LOGGING. Silent unless MQ_LOG is set (a level such as warn, info, debug);
  * then to stderr.
@@ -228,6 +235,35 @@ typedef struct {
 // `report` is valid only during the call (libmq frees it after). It must
 // not unwind (C++ exceptions, `longjmp`) through libmq.
 typedef void (*mq_report_handler_t)(const mq_send_report_t *report, void *opaque);
+
+// Every field of a send result at once: one call instead of five
+// (bindings cross the FFI once per result). Filled by
+// `mq_send_result_view`.
+//
+// Pointers borrow from the result: valid until it is freed (for a
+// borrowed result, until its report or transaction is). Strings are
+// NUL-terminated; NULL means "none". Fields are only ever appended in
+// later versions; pass `sizeof(mq_send_result_view_t)` so that an older
+// program gets the fields it knows and no more.
+typedef struct {
+    // How the broker stored it: `MQ_SEND_OK` or another `MQ_SEND_*`.
+    int32_t status;
+    // The queue's id.
+    int32_t queue_id;
+    // The message's offset in its queue (the first message's, for a
+    // batch).
+    int64_t queue_offset;
+    // The message id (UNIQ_KEY) consumers see; comma-joined for a batch.
+    const char *msg_id;
+    // The broker's offset message id (comma-joined for a batch).
+    const char *offset_msg_id;
+    // The topic.
+    const char *topic;
+    // The broker that stored it.
+    const char *broker_name;
+    // The transaction id of a half message; NULL otherwise.
+    const char *transaction_id;
+} mq_send_result_view_t;
 
 // A handler for `mq_push_consumer_serve`: consumes `batch` and returns
 // `MQ_CONSUME_SUCCESS` or `MQ_CONSUME_LATER`. It runs on the thread that
@@ -451,10 +487,11 @@ mq_status_t mq_message_new(const char *topic, mq_message_t **out);
 // NULL or points to `len` readable bytes.
 mq_status_t mq_message_set_body(mq_message_t *m, const uint8_t *body, size_t len);
 
-// Sets the tag (one word, used by consumers' tag expressions). Copied.
+// Sets the tag (one word, used by consumers' tag expressions), or removes
+// it when `tags` is NULL. Copied.
 //
-// Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG` (not UTF-8), `MQ_ERR_STATE`
-// (a received message).
+// Errors: `MQ_ERR_NULL` (`m`), `MQ_ERR_INVALID_ARG` (not UTF-8),
+// `MQ_ERR_STATE` (a received message).
 //
 // # Safety
 //
@@ -463,7 +500,7 @@ mq_status_t mq_message_set_body(mq_message_t *m, const uint8_t *body, size_t len
 mq_status_t mq_message_set_tags(mq_message_t *m, const char *tags);
 
 // Sets the keys the broker indexes, separated by spaces (`"order-1
-// user-7"`). Copied.
+// user-7"`), or removes them when `keys` is NULL. Copied.
 //
 // Errors: as `mq_message_set_tags`.
 //
@@ -472,14 +509,27 @@ mq_status_t mq_message_set_tags(mq_message_t *m, const char *tags);
 // As for `mq_message_set_tags`.
 mq_status_t mq_message_set_keys(mq_message_t *m, const char *keys);
 
-// Sets a user property, replacing an earlier value. Both copied.
+// Sets a user property, replacing an earlier value, or removes it when
+// `value` is NULL. Both copied.
 //
-// Errors: as `mq_message_set_tags`; `MQ_ERR_INVALID_ARG` for an empty name.
+// Errors: as `mq_message_set_tags`; `MQ_ERR_NULL` for a NULL name,
+// `MQ_ERR_INVALID_ARG` for an empty one.
 //
 // # Safety
 //
-// As for `mq_message_set_tags`; `name` likewise.
+// As for `mq_message_set_tags`; `name` is NULL or a NUL-terminated
+// string.
 mq_status_t mq_message_set_property(mq_message_t *m, const char *name, const char *value);
+
+// Sets the user flag (an `int32_t` the broker stores and consumers read
+// back, as RocketMQ's `Message.setFlag`; 0 by default).
+//
+// Errors: `MQ_ERR_NULL`, `MQ_ERR_STATE` (a received message).
+//
+// # Safety
+//
+// `m` is NULL or a live message no other thread uses meanwhile.
+mq_status_t mq_message_set_flag(mq_message_t *m, int32_t flag);
 
 // Delays delivery by RocketMQ delay level `level`: 1 = 1 s, 2 = 5 s, 3 =
 // 10 s, ... 18 = 2 h (the broker's `messageDelayLevel`); 0 removes the
@@ -676,6 +726,9 @@ mq_status_t mq_producer_new(const mq_config_t *cfg, mq_producer_t **out);
 // Ownership: `*out` (when `out` is not NULL) is the caller's: free it with
 // `mq_send_result_free`. Pass NULL to skip making it.
 //
+// Thread: `mq_producer_close` on another thread ends the call with
+// `MQ_ERR_CLOSED` at once (the message may have been stored or not).
+//
 // Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG` (empty body, too large),
 // `MQ_ERR_TIMEOUT`, `MQ_ERR_TRANSPORT`, `MQ_ERR_BROKER`, `MQ_ERR_NO_ROUTE`,
 // `MQ_ERR_CLOSED`.
@@ -704,7 +757,8 @@ mq_status_t mq_producer_send_ordered(const mq_producer_t *p,
                                      mq_send_result_t **out);
 
 // Sends `m` without waiting for the broker's answer (no result, no
-// retry). `m` is copied.
+// retry), within `send_timeout_ms` (the route lookup and the connection).
+// `m` is copied. Close ends it as it ends `mq_producer_send`.
 //
 // Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG`, `MQ_ERR_TRANSPORT`,
 // `MQ_ERR_NO_ROUTE`, `MQ_ERR_CLOSED`.
@@ -716,8 +770,10 @@ mq_status_t mq_producer_send_ordered(const mq_producer_t *p,
 mq_status_t mq_producer_send_oneway(const mq_producer_t *p, const mq_message_t *m);
 
 // Sends `n` messages of one topic as one batch (one request, consecutive
-// offsets in one queue). The messages are copied. The result's ids are
-// comma-joined. Otherwise as `mq_producer_send`.
+// offsets in one queue). The messages are copied and not changed (`msgs`
+// is `mq_message_t *const *` so that an `mq_message_t **` array is
+// accepted without a cast). The result's ids are comma-joined. Otherwise
+// as `mq_producer_send`.
 //
 // Errors: as `mq_producer_send`; `MQ_ERR_INVALID_ARG` for an empty batch,
 // several topics or a delayed message; `MQ_ERR_NULL` when `msgs` or one
@@ -728,7 +784,7 @@ mq_status_t mq_producer_send_oneway(const mq_producer_t *p, const mq_message_t *
 // As for `mq_producer_send`; `msgs` is NULL or points to `n` message
 // pointers.
 mq_status_t mq_producer_send_batch(const mq_producer_t *p,
-                                   const mq_message_t *const *msgs,
+                                   mq_message_t *const *msgs,
                                    size_t n,
                                    int32_t timeout_ms,
                                    mq_send_result_t **out);
@@ -794,10 +850,12 @@ mq_status_t mq_producer_serve(const mq_producer_t *p,
 // `p` is NULL or a live producer.
 mq_status_t mq_producer_flush(const mq_producer_t *p, int32_t timeout_ms);
 
-// Closes the producer: waits up to `close_timeout_ms` (30 s) for async
-// sends in flight, then tells the brokers it left. Idempotent; safe while
-// other threads send or poll (sends then fail with `MQ_ERR_CLOSED`; polls
-// return the reports queued, then `MQ_ERR_CLOSED`).
+// Closes the producer: sync sends in flight on other threads return
+// `MQ_ERR_CLOSED` at once, async sends in flight are waited for up to
+// `close_timeout_ms` (30 s), then the brokers are told it left.
+// Idempotent; safe while other threads send or poll (sends then fail with
+// `MQ_ERR_CLOSED`; polls return the reports queued, then
+// `MQ_ERR_CLOSED`).
 //
 // Errors: `MQ_ERR_NULL`.
 //
@@ -870,6 +928,22 @@ mq_status_t mq_send_result_queue(const mq_send_result_t *r,
                                  int32_t *queue_id,
                                  int64_t *queue_offset);
 
+// Fills `*out` with every field of `r` (see `mq_send_result_view_t`), at
+// most `out_size` bytes of it: pass `sizeof(mq_send_result_view_t)`.
+//
+// Ownership: the strings in `*out` borrow from `r`, as
+// `mq_send_result_msg_id`'s result does.
+//
+// Errors: `MQ_ERR_NULL`.
+//
+// # Safety
+//
+// `r` is NULL or a live send result; `out` is NULL or points to
+// `out_size` writable bytes.
+mq_status_t mq_send_result_view(const mq_send_result_t *r,
+                                mq_send_result_view_t *out,
+                                size_t out_size);
+
 // Frees a send result. NULL is a no-op.
 //
 // # Safety
@@ -929,10 +1003,15 @@ void mq_send_report_free(mq_send_report_t *rep);
 mq_status_t mq_txn_producer_new(const mq_config_t *cfg, mq_txn_producer_t **out);
 
 // Sends `m` as a half message (stored, invisible to consumers) and returns
-// the transaction to end once the local transaction has an outcome. `m`
-// is copied. A half message cannot be delayed.
+// the transaction to end once the local transaction has an outcome, within
+// `timeout_ms` (negative: `send_timeout_ms`). `m` is copied. A half
+// message cannot be delayed.
 //
 // Ownership: `*out` is the caller's until `mq_txn_end` or `mq_txn_free`.
+//
+// Thread: `mq_txn_producer_close` on another thread ends the call with
+// `MQ_ERR_CLOSED` at once (the half message may have been stored; the
+// broker then checks it back).
 //
 // Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG`, `MQ_ERR_TIMEOUT`,
 // `MQ_ERR_TRANSPORT`, `MQ_ERR_BROKER`, `MQ_ERR_NO_ROUTE`, `MQ_ERR_CLOSED`.
@@ -943,6 +1022,7 @@ mq_status_t mq_txn_producer_new(const mq_config_t *cfg, mq_txn_producer_t **out)
 // changed during the call; `out` is NULL or writable.
 mq_status_t mq_txn_producer_send_half(const mq_txn_producer_t *tp,
                                       const mq_message_t *m,
+                                      int32_t timeout_ms,
                                       mq_txn_t **out);
 
 // How the half message was stored (ids, queue, transaction id).
@@ -958,15 +1038,19 @@ const mq_send_result_t *mq_txn_result(const mq_txn_t *t);
 // Ends the transaction with `state` (`MQ_TXN_COMMIT`, `MQ_TXN_ROLLBACK`,
 // or `MQ_TXN_UNKNOWN` to leave it to the check-back) and frees `t`: `t` is
 // gone after this call whatever it returns (unless NULL; with a state out
-// of range the outcome is left to the check-back).
+// of range the outcome is left to the check-back). The outcome goes
+// one-way (as Java's clients send it); the call waits only for a
+// connection to the broker, at most `timeout_ms` (negative: the producer's
+// `send_timeout_ms`). Not ended by the producer's close: a transaction
+// outlives its producer.
 //
-// Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG`, `MQ_ERR_TRANSPORT`,
-// `MQ_ERR_NO_ROUTE`.
+// Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG`, `MQ_ERR_TIMEOUT`,
+// `MQ_ERR_TRANSPORT`, `MQ_ERR_NO_ROUTE`.
 //
 // # Safety
 //
 // `t` is NULL or a live transaction, not used afterwards.
-mq_status_t mq_txn_end(mq_txn_t *t, int32_t state);
+mq_status_t mq_txn_end(mq_txn_t *t, int32_t state, int32_t timeout_ms);
 
 // Frees a transaction without ending it: the broker will check back. NULL
 // is a no-op.
@@ -1024,9 +1108,10 @@ mq_status_t mq_txn_check_answer(mq_txn_check_t *c, int32_t state);
 // `c` is NULL or a live check, not used afterwards.
 void mq_txn_check_free(mq_txn_check_t *c);
 
-// Closes the producer: waiting `mq_txn_producer_poll_check` calls return
-// `MQ_ERR_CLOSED`, pending check-backs are answered UNKNOWN, and the
-// brokers are told. Transactions already sent can still be ended.
+// Closes the producer: `mq_txn_producer_send_half` and
+// `mq_txn_producer_poll_check` calls in flight on other threads return
+// `MQ_ERR_CLOSED` at once, pending check-backs are answered UNKNOWN, and
+// the brokers are told. Transactions already sent can still be ended.
 // Idempotent; safe while other threads send or poll.
 //
 // Errors: `MQ_ERR_NULL`.
@@ -1235,6 +1320,24 @@ mq_status_t mq_pull_consumer_subscribe(const mq_pull_consumer_t *c,
                                        const char *topic,
                                        const char *expr);
 
+// The readable queues of `topic`, from its route as the NameServer has it
+// now (Java's `fetchMessageQueues`): what to choose from for
+// `mq_pull_consumer_assign`.
+//
+// Ownership: `*out` is the caller's: free it with `mq_queue_list_free`.
+//
+// Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG` (not UTF-8, empty),
+// `MQ_ERR_NO_ROUTE` (no route, or no readable queue), `MQ_ERR_NO_NAMESRV`,
+// `MQ_ERR_CLOSED`.
+//
+// # Safety
+//
+// `c` is NULL or a live consumer; `topic` is NULL or a NUL-terminated
+// string; `out` is NULL or writable.
+mq_status_t mq_pull_consumer_fetch_queues(const mq_pull_consumer_t *c,
+                                          const char *topic,
+                                          mq_queue_list_t **out);
+
 // Reads exactly the queues in `queues` (no rebalance), replacing an earlier
 // assignment. The list is copied. Not together with subscribe.
 //
@@ -1339,9 +1442,11 @@ mq_status_t mq_pull_consumer_committed(const mq_pull_consumer_t *c,
 // `c` is NULL or a live consumer.
 mq_status_t mq_pull_consumer_wakeup(const mq_pull_consumer_t *c);
 
-// Closes the consumer: waiting polls return `MQ_ERR_CLOSED` at once, then
-// positions are committed (with auto-commit) and the brokers told.
-// Idempotent; safe while other threads poll.
+// Closes the consumer: calls in flight on other threads (polls, and
+// subscribe, assign, fetch_queues, seek, commit, committed) return
+// `MQ_ERR_CLOSED` at once, then positions are committed (with
+// auto-commit) and the brokers told. Idempotent; safe while other threads
+// use the consumer.
 //
 // Errors: `MQ_ERR_NULL`.
 //

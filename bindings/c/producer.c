@@ -92,16 +92,14 @@ static const char *send_status(int32_t status)
     }
 }
 
-/* Prints where a send result says the message went. */
+/* Prints where a send result says the message went: every field in one
+ * call (the strings borrow from r). */
 static void print_result(const mq_send_result_t *r)
 {
-    const char *broker = NULL;
-    int32_t queue_id = -1;
-    int64_t offset = -1;
-    CHECK(mq_send_result_queue(r, NULL, &broker, &queue_id, &offset));
+    mq_send_result_view_t v;
+    CHECK(mq_send_result_view(r, &v, sizeof v));
     printf(" status=%s msg_id=%s queue=%s:%" PRId32 " offset=%" PRId64 "\n",
-           send_status(mq_send_result_status(r)), mq_send_result_msg_id(r), broker,
-           queue_id, offset);
+           send_status(v.status), v.msg_id, v.broker_name, v.queue_id, v.queue_offset);
 }
 
 static void print_sent(const char *kind, const void *body, size_t len)
@@ -251,10 +249,9 @@ int main(int argc, char **argv)
             CHECK(mq_message_set_tags(msgs[i], "TagB"));
         }
         mq_send_result_t *r = NULL;
-        /* The cast is needed in C: mq_message_t ** does not convert to
-         * const mq_message_t *const * by itself (it does in C++). */
-        CHECK(mq_producer_send_batch(p, (const mq_message_t *const *)msgs,
-                                     (size_t)count, -1, &r));
+        /* The array of built messages as it is: libmq reads (copies) them
+         * and changes neither the array nor the messages. */
+        CHECK(mq_producer_send_batch(p, msgs, (size_t)count, -1, &r));
         /* The result names the queue and the first offset; its msg_id holds
          * the batch's ids joined by commas, in order. */
         const char *broker = NULL;

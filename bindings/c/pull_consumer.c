@@ -2,13 +2,16 @@
  * pull_consumer.c: reading with libmq's lite pull consumer, at your pace.
  *
  *   pull_consumer [-n NAMESRV] [-t TOPIC] [-g GROUP] [-e EXPECT] [-w SECONDS]
- *                 [-a BROKER:QUEUE[,QUEUE...]]
+ *                 [-a [BROKER:]QUEUE[,QUEUE...] | -a all]
  *
  * NAMESRV comes from -n or the environment variable NAMESRV_ADDR. GROUP
  * ("c_example_pull") subscribes to TOPIC ("CExample"), and the group's
  * rebalance decides which queues this consumer reads; with -a it reads
  * exactly the queues given (assign: no rebalance, e.g. the one queue an
- * ordered producer wrote to, whose messages it then reads in order).
+ * ordered producer wrote to, whose messages it then reads in order). It
+ * lists the topic's queues (mq_pull_consumer_fetch_queues, printing a
+ * "queue ..." line for each) and assigns those with the ids given (of
+ * BROKER only, if named), or all of them.
  *
  * It polls until it has seen EXPECT (1) different messages, then
  *   - seeks the queue of the first message back to that message's offset,
@@ -179,7 +182,7 @@ int main(int argc, char **argv)
         case 'w': wait_s = atoi(optarg); break;
         case 'a': assign = optarg; break;
         default:
-            fprintf(stderr, "usage: %s [-n namesrv] [-t topic] [-g group] [-e expect] [-w seconds] [-a broker:queue[,queue...]]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-n namesrv] [-t topic] [-g group] [-e expect] [-w seconds] [-a [broker:]queue[,queue...]|all]\n", argv[0]);
             return 2;
         }
     }
@@ -203,22 +206,40 @@ int main(int argc, char **argv)
         /* subscribe: the group's rebalance shares the topic's queues. */
         CHECK(mq_pull_consumer_subscribe(c, topic, "*"));
     } else {
-        /* assign: exactly these queues, "broker:1,2,3". */
-        char broker[128];
-        const char *colon = strchr(assign, ':');
-        if (colon == NULL || (size_t)(colon - assign) >= sizeof broker)
-            die("-a wants BROKER:QUEUE[,QUEUE...]");
-        snprintf(broker, sizeof broker, "%.*s", (int)(colon - assign), assign);
-        mq_queue_list_t *queues = NULL;
-        CHECK(mq_queue_list_new(&queues));
-        for (const char *q = colon + 1; *q != '\0';) {
-            char *end = NULL;
-            long id = strtol(q, &end, 10);
-            if (end == q || (*end != ',' && *end != '\0'))
-                die("-a wants BROKER:QUEUE[,QUEUE...]");
-            CHECK(mq_queue_list_add(queues, topic, broker, (int32_t)id));
-            q = *end == ',' ? end + 1 : end;
+        /* assign: exactly these of the topic's queues ("broker:1,2,3",
+         * "1,2,3" or "all"), from the list the NameServer has. */
+        const char *ids = assign, *colon = strchr(assign, ':');
+        size_t broker_len = 0;
+        if (colon != NULL) {
+            broker_len = (size_t)(colon - assign);
+            ids = colon + 1;
         }
+        int all = strcmp(ids, "all") == 0;
+        mq_queue_list_t *topic_queues = NULL, *queues = NULL;
+        CHECK(mq_pull_consumer_fetch_queues(c, topic, &topic_queues));
+        CHECK(mq_queue_list_new(&queues));
+        for (size_t i = 0; i < mq_queue_list_len(topic_queues); i++) {
+            const char *t = NULL, *b = NULL;
+            int32_t id = -1;
+            CHECK(mq_queue_list_get(topic_queues, i, &t, &b, &id));
+            printf("queue %s:%" PRId32 " topic=%s\n", b, id, t);
+            if (broker_len > 0 && (strlen(b) != broker_len || strncmp(b, assign, broker_len) != 0))
+                continue;
+            int wanted = all;
+            for (const char *q = ids; !wanted && !all && *q != '\0';) {
+                char *end = NULL;
+                long want = strtol(q, &end, 10);
+                if (end == q || (*end != ',' && *end != '\0'))
+                    die("-a wants [BROKER:]QUEUE[,QUEUE...] or all");
+                wanted = want == id;
+                q = *end == ',' ? end + 1 : end;
+            }
+            if (wanted)
+                CHECK(mq_queue_list_add(queues, t, b, id));
+        }
+        mq_queue_list_free(topic_queues);
+        if (mq_queue_list_len(queues) == 0)
+            die("-a names none of the topic's queues");
         CHECK(mq_pull_consumer_assign(c, queues));
         mq_queue_list_free(queues); /* copied by assign */
     }

@@ -122,10 +122,9 @@ int main(int argc, char **argv)
     CHECK(mq_config_new(&cfg));
     CHECK(mq_config_set(cfg, "namesrv_addr", namesrv));
     CHECK(mq_config_set(cfg, "group", group));
-    /* The broker checks back the producers of the group it has heard from
-     * (heartbeats, every 30 s by default): heartbeat sooner, so that the
-     * check-back for order-2 comes within seconds. */
-    CHECK(mq_config_set(cfg, "heartbeat_broker_interval_ms", "1000"));
+    /* The broker checks back the producers of the group it has heard from:
+     * libmq sends a heartbeat to a broker as soon as a send learns of it,
+     * so the check-back for order-2 comes within seconds. */
     /* How long a check-back waits for its answer (else UNKNOWN). */
     CHECK(mq_config_set(cfg, "txn_check_timeout_ms", "5000"));
     mq_txn_producer_t *tp = NULL;
@@ -144,7 +143,7 @@ int main(int argc, char **argv)
         CHECK(mq_message_set_body(m, (const uint8_t *)body, strlen(body)));
         CHECK(mq_message_set_keys(m, keys));
         mq_txn_t *txn = NULL;
-        CHECK(mq_txn_producer_send_half(tp, m, &txn));
+        CHECK(mq_txn_producer_send_half(tp, m, -1 /* send_timeout_ms */, &txn));
         mq_message_free(m);
         const mq_send_result_t *r = mq_txn_result(txn); /* borrowed from txn */
         printf("half body=%s keys=%s txn_id=%s msg_id=%s\n", body, keys,
@@ -157,8 +156,9 @@ int main(int argc, char **argv)
         if (strcmp(keys, "order-2") == 0)
             state = MQ_TXN_UNKNOWN;
 
-        /* 3. End it: commit, rollback or unknown. mq_txn_end frees txn. */
-        CHECK(mq_txn_end(txn, state));
+        /* 3. End it: commit, rollback or unknown (one-way; it waits at most
+         *    send_timeout_ms for the connection). mq_txn_end frees txn. */
+        CHECK(mq_txn_end(txn, state, -1));
         printf("end keys=%s state=%s\n", keys, state_name(state));
         committed += state == MQ_TXN_COMMIT;
         rolled_back += state == MQ_TXN_ROLLBACK;

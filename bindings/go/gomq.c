@@ -50,6 +50,9 @@ static mq_status_t build(const char *strs, const int64_t *ints, const uint8_t *b
     if (s == MQ_OK && ints[3] != 0) {
         s = mq_message_set_delay_level(m, (int32_t)ints[3]);
     }
+    if (s == MQ_OK && ints[7] != 0) {
+        s = mq_message_set_flag(m, (int32_t)ints[7]);
+    }
     if (s != MQ_OK) {
         mq_message_free(m);
         return s;
@@ -120,16 +123,18 @@ void gomq_destroy(int kind, void *h) {
     }
 }
 
-/* Copies a send result's fields into *out: strings into buf, or big. The
- * transaction id only when txn is set (one libmq call less for the rest). */
-static void read_result(const mq_send_result_t *res, gomq_send_ret *out, char *buf, size_t cap,
-                        int txn) {
-    const char *strs[5] = {0};
-    out->send_status = mq_send_result_status(res);
-    strs[0] = mq_send_result_msg_id(res);
-    strs[1] = mq_send_result_offset_msg_id(res);
-    mq_send_result_queue(res, &strs[2], &strs[3], &out->queue_id, &out->queue_offset);
-    strs[4] = txn ? mq_send_result_transaction_id(res) : NULL;
+/* Copies a send result's fields into *out (one libmq call reads them all):
+ * strings into buf, or big. */
+static void read_result(const mq_send_result_t *res, gomq_send_ret *out, char *buf, size_t cap) {
+    mq_send_result_view_t v;
+    memset(&v, 0, sizeof v);
+    if (mq_send_result_view(res, &v, sizeof v) != MQ_OK) {
+        return;
+    }
+    const char *strs[5] = {v.msg_id, v.offset_msg_id, v.topic, v.broker_name, v.transaction_id};
+    out->send_status = v.status;
+    out->queue_id = v.queue_id;
+    out->queue_offset = v.queue_offset;
     size_t total = 0;
     for (int i = 0; i < 5; i++) {
         size_t n = strs[i] == NULL ? 0 : strlen(strs[i]);
@@ -183,7 +188,7 @@ gomq_send_ret gomq_send_built(const mq_producer_t *p, int mode, const mq_message
     }
     gomq_send_ret out = send_ret(s);
     if (res != NULL) {
-        read_result(res, &out, buf, cap, 0);
+        read_result(res, &out, buf, cap);
         mq_send_result_free(res);
     }
     return out;
@@ -227,10 +232,9 @@ gomq_send_ret gomq_send_batch(const mq_producer_t *p, const char *strs, const in
         out = send_ret(s);
     } else {
         mq_send_result_t *res = NULL;
-        out = send_ret(mq_producer_send_batch(p, (const mq_message_t *const *)msgs, n, timeout_ms,
-                                              &res));
+        out = send_ret(mq_producer_send_batch(p, msgs, n, timeout_ms, &res));
         if (res != NULL) {
-            read_result(res, &out, buf, cap, 0);
+            read_result(res, &out, buf, cap);
             mq_send_result_free(res);
         }
     }
@@ -271,7 +275,7 @@ gomq_send_ret gomq_report_take(mq_send_report_t *rep, char *buf, size_t cap) {
     }
     const mq_send_result_t *res = mq_send_report_result(rep);
     if (res != NULL) {
-        read_result(res, &out, buf, cap, 0);
+        read_result(res, &out, buf, cap);
     }
     mq_send_report_free(rep);
     return out;
@@ -299,19 +303,19 @@ void gomq_message_free(void *m) {
     mq_message_free(m);
 }
 
-gomq_send_ret gomq_txn_send_half(const mq_txn_producer_t *tp, const mq_message_t *m, char *buf,
-                                 size_t cap) {
+gomq_send_ret gomq_txn_send_half(const mq_txn_producer_t *tp, const mq_message_t *m,
+                                 int32_t timeout_ms, char *buf, size_t cap) {
     mq_txn_t *t = NULL;
-    gomq_send_ret out = send_ret(mq_txn_producer_send_half(tp, m, &t));
+    gomq_send_ret out = send_ret(mq_txn_producer_send_half(tp, m, timeout_ms, &t));
     if (t != NULL) {
-        read_result(mq_txn_result(t), &out, buf, cap, 1);
+        read_result(mq_txn_result(t), &out, buf, cap);
         out.r.ptr = t;
     }
     return out;
 }
 
-gomq_ret gomq_txn_end(void *t, int32_t state) {
-    return ret_of(mq_txn_end(t, state));
+gomq_ret gomq_txn_end(void *t, int32_t state, int32_t timeout_ms) {
+    return ret_of(mq_txn_end(t, state, timeout_ms));
 }
 
 void gomq_txn_free(void *t) {
@@ -373,7 +377,7 @@ gomq_ret gomq_push_poll(const mq_push_consumer_t *c, int32_t timeout_ms) {
     mq_batch_t *b = NULL;
     gomq_ret r = ret_of(mq_push_consumer_poll(c, timeout_ms, &b));
     r.ptr = b;
-    r.val = b == NULL ? 0 : (int64_t)mq_batch_len(b);
+    r.val = (int64_t)mq_batch_len(b); /* 0 for NULL */
     return r;
 }
 
@@ -409,7 +413,15 @@ gomq_ret gomq_pull_assignment(const mq_pull_consumer_t *c) {
     mq_queue_list_t *l = NULL;
     gomq_ret r = ret_of(mq_pull_consumer_assignment(c, &l));
     r.ptr = l;
-    r.val = l == NULL ? 0 : (int64_t)mq_queue_list_len(l);
+    r.val = (int64_t)mq_queue_list_len(l); /* 0 for NULL */
+    return r;
+}
+
+gomq_ret gomq_pull_fetch_queues(const mq_pull_consumer_t *c, const char *topic) {
+    mq_queue_list_t *l = NULL;
+    gomq_ret r = ret_of(mq_pull_consumer_fetch_queues(c, topic, &l));
+    r.ptr = l;
+    r.val = (int64_t)mq_queue_list_len(l); /* 0 for NULL */
     return r;
 }
 
@@ -417,7 +429,7 @@ gomq_ret gomq_pull_poll(const mq_pull_consumer_t *c, int32_t timeout_ms) {
     mq_batch_t *b = NULL;
     gomq_ret r = ret_of(mq_pull_consumer_poll(c, timeout_ms, &b));
     r.ptr = b;
-    r.val = b == NULL ? 0 : (int64_t)mq_batch_len(b);
+    r.val = (int64_t)mq_batch_len(b); /* 0 for NULL */
     return r;
 }
 

@@ -43,9 +43,10 @@ typedef struct {
 /* What a message is encoded as (ints, per message):
  *   [0] topic offset in strs   [1] tags offset or -1   [2] keys offset or -1
  *   [3] delay level            [4] body offset in bodies  [5] body length
- *   [6] property count n       then n pairs (name offset, value offset)
+ *   [6] property count n       [7] user flag
+ *   then n pairs (name offset, value offset)
  */
-enum { GOMQ_MSG_FIXED = 7 };
+enum { GOMQ_MSG_FIXED = 8 };
 
 enum { GOMQ_PRODUCER = 0, GOMQ_TXN_PRODUCER = 1, GOMQ_PUSH = 2, GOMQ_PULL = 3 };
 enum { GOMQ_SEND_SYNC = 0, GOMQ_SEND_ORDERED = 1, GOMQ_SEND_ONEWAY = 2 };
@@ -76,9 +77,9 @@ void gomq_message_free(void *m);
 gomq_send_ret gomq_send_built(const mq_producer_t *p, int mode, const mq_message_t *m,
                               const char *sharding_key, int32_t timeout_ms, char *buf, size_t cap);
 
-gomq_send_ret gomq_txn_send_half(const mq_txn_producer_t *tp, const mq_message_t *m, char *buf,
-                                 size_t cap);
-gomq_ret gomq_txn_end(void *t, int32_t state);
+gomq_send_ret gomq_txn_send_half(const mq_txn_producer_t *tp, const mq_message_t *m,
+                                 int32_t timeout_ms, char *buf, size_t cap);
+gomq_ret gomq_txn_end(void *t, int32_t state, int32_t timeout_ms);
 void gomq_txn_free(void *t);
 gomq_ret gomq_txn_poll_check(const mq_txn_producer_t *tp, int32_t timeout_ms);
 gomq_ret gomq_txn_check_answer(void *c, int32_t state);
@@ -102,6 +103,9 @@ gomq_ret gomq_pull_subscribe(const mq_pull_consumer_t *c, const char *topic, con
 gomq_ret gomq_pull_assign(const mq_pull_consumer_t *c, const char *strs, const int64_t *ints,
                           size_t n);
 gomq_ret gomq_pull_assignment(const mq_pull_consumer_t *c);
+/* The readable queues of topic (an mq_queue_list_t in ptr, its length in
+ * val). */
+gomq_ret gomq_pull_fetch_queues(const mq_pull_consumer_t *c, const char *topic);
 gomq_ret gomq_pull_poll(const mq_pull_consumer_t *c, int32_t timeout_ms);
 gomq_ret gomq_pull_seek(const mq_pull_consumer_t *c, const char *topic, const char *broker,
                         int32_t queue_id, int64_t value, int by_timestamp);

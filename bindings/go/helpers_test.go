@@ -25,7 +25,6 @@ func config(group string, extra ...string) mq.Config {
 	c := mq.Config{
 		"namesrv_addr":                 namesrv,
 		"group":                        group,
-		"heartbeat_broker_interval_ms": "500",
 		"poll_name_server_interval_ms": "500",
 	}
 	for i := 0; i+1 < len(extra); i += 2 {
@@ -88,6 +87,23 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 }
 
 // pollUntil polls c until cond(all received so far) holds or d passes.
+// waitRoute waits until the NameServer has a route for topic: a topic the
+// broker created on a send is registered moments after the send returns.
+func waitRoute(t *testing.T, c *mq.PullConsumer, topic string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := c.FetchQueues(ctxFor(t, 5*time.Second), topic)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, mq.ErrNoRoute) || time.Now().After(deadline) {
+			t.Fatalf("no route for %s: %v", topic, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func pollUntil(t *testing.T, c *mq.PullConsumer, d time.Duration, what string, cond func([]*mq.Message) bool) []*mq.Message {
 	t.Helper()
 	ctx := ctxFor(t, d)

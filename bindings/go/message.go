@@ -29,6 +29,8 @@ type Message struct {
 	// DelayLevel delays delivery (1 = 1 s, 2 = 5 s, ... 18 = 2 h; 0 none).
 	// Sending only.
 	DelayLevel int
+	// Flag is the user flag: sent, and read back on received messages.
+	Flag int32
 
 	// The fields below are set on received messages only.
 
@@ -51,8 +53,8 @@ type Message struct {
 	StoreHost string
 	// ReconsumeTimes counts the deliveries before this one (0 at first).
 	ReconsumeTimes int32
-	// Flag is the user flag, SysFlag the system flag.
-	Flag    int32
+	// SysFlag is the system flag (compression, transaction bits); received
+	// messages only.
 	SysFlag int32
 }
 
@@ -107,7 +109,7 @@ func (e *encoding) add(m *Message, bodyOff int) error {
 		return err
 	}
 	e.ints = append(e.ints, topic, tags, keys, int64(m.DelayLevel), int64(bodyOff),
-		int64(len(m.Body)), int64(len(m.Properties)))
+		int64(len(m.Body)), int64(len(m.Properties)), int64(m.Flag))
 	for k, v := range m.Properties {
 		name, err := e.str("property name", k)
 		if err != nil {

@@ -83,6 +83,7 @@ func TestContextDeadlineAndCancel(t *testing.T) {
 	r := send(t, p, &mq.Message{Topic: topic, Body: []byte("one")})
 	c := newPull(t)
 	q := mq.Queue{Topic: topic, BrokerName: r.BrokerName, QueueID: r.QueueID}
+	waitRoute(t, c, topic)
 	if err := c.Assign(ctxFor(t, 10*time.Second), []mq.Queue{q}); err != nil {
 		t.Fatalf("Assign: %v", err)
 	}

@@ -1,6 +1,7 @@
 package mq
 
 /*
+#include <stdlib.h>
 #include "gomq.h"
 */
 import "C"
@@ -8,6 +9,7 @@ import "C"
 import (
 	"context"
 	"time"
+	"unsafe"
 )
 
 // Queue names one message queue.
@@ -106,23 +108,38 @@ func (c *PullConsumer) Assign(ctx context.Context, queues []Queue) error {
 // Assignment is the queues the consumer reads now.
 func (c *PullConsumer) Assignment(ctx context.Context) ([]Queue, error) {
 	return pullCall(ctx, c, func(p *C.mq_pull_consumer_t) ([]Queue, error) {
-		r := C.gomq_pull_assignment(p)
-		if err := errOf(r); err != nil {
-			return nil, err
-		}
-		var queues []Queue
-		l := (*C.mq_queue_list_t)(r.ptr)
-		defer C.mq_queue_list_free(l)
-		for i := range int(r.val) {
-			var topic, broker *C.char
-			var id C.int32_t
-			if C.mq_queue_list_get(l, C.size_t(i), &topic, &broker, &id) != C.MQ_OK {
-				continue
-			}
-			queues = append(queues, Queue{Topic: goStr(topic), BrokerName: goStr(broker), QueueID: int32(id)})
-		}
-		return queues, nil
+		return takeQueues(C.gomq_pull_assignment(p))
 	})
+}
+
+// FetchQueues is the readable queues of topic, from its route as the
+// NameServer has it now (Java's fetchMessageQueues): what to choose from
+// for Assign. A topic without a route fails with ErrNoRoute.
+func (c *PullConsumer) FetchQueues(ctx context.Context, topic string) ([]Queue, error) {
+	cTopic := C.CString(topic)
+	return pullCall(ctx, c, func(p *C.mq_pull_consumer_t) ([]Queue, error) {
+		defer C.free(unsafe.Pointer(cTopic))
+		return takeQueues(C.gomq_pull_fetch_queues(p, cTopic))
+	})
+}
+
+// takeQueues reads and frees the queue list a shim returned.
+func takeQueues(r C.gomq_ret) ([]Queue, error) {
+	if err := errOf(r); err != nil {
+		return nil, err
+	}
+	l := (*C.mq_queue_list_t)(r.ptr)
+	defer C.mq_queue_list_free(l)
+	queues := make([]Queue, 0, int(r.val))
+	for i := range int(r.val) {
+		var topic, broker *C.char
+		var id C.int32_t
+		if C.mq_queue_list_get(l, C.size_t(i), &topic, &broker, &id) != C.MQ_OK {
+			continue
+		}
+		queues = append(queues, Queue{Topic: goStr(topic), BrokerName: goStr(broker), QueueID: int32(id)})
+	}
+	return queues, nil
 }
 
 // Poll returns the next messages (1 to pull_batch_size, all of one queue),

@@ -2,6 +2,7 @@ package mq_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sort"
 	"testing"
@@ -149,5 +150,41 @@ func TestBinaryBody(t *testing.T) {
 	}
 	if got := bodies(all); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("bodies arrived as %v, want %v", got, want)
+	}
+}
+
+// FetchQueues lists a topic's queues for Assign (assign mode without a
+// queue from a send result); the user flag travels with each message.
+func TestFetchQueuesThenAssignThemAll(t *testing.T) {
+	p := newProducer(t)
+	topic := unique(t, "t")
+	const n = 8
+	for i := range n {
+		send(t, p, &mq.Message{Topic: topic, Body: []byte(fmt.Sprintf("f-%d", i)), Flag: int32(100 + i)})
+	}
+	c := newPull(t, "consume_from", "first")
+	ctx := ctxFor(t, 20*time.Second)
+	queues, err := c.FetchQueues(ctx, topic)
+	if err != nil || len(queues) == 0 {
+		t.Fatalf("FetchQueues: %v, %v", queues, err)
+	}
+	for _, q := range queues {
+		if q.Topic != topic || q.BrokerName == "" || q.QueueID < 0 {
+			t.Errorf("FetchQueues: queue %+v", q)
+		}
+	}
+	if err := c.Assign(ctx, queues); err != nil {
+		t.Fatalf("Assign: %v", err)
+	}
+	all := pollUntil(t, c, 20*time.Second, "every message", func(m []*mq.Message) bool { return len(bodies(m)) == n })
+	for _, m := range all {
+		var i int32
+		if _, err := fmt.Sscanf(string(m.Body), "f-%d", &i); err != nil || m.Flag != 100+i {
+			t.Errorf("message %q has flag %d", m.Body, m.Flag)
+		}
+	}
+	_, err = c.FetchQueues(ctx, unique(t, "none"))
+	if !errors.Is(err, mq.ErrNoRoute) {
+		t.Errorf("FetchQueues of an unknown topic: %v, want ErrNoRoute", err)
 	}
 }

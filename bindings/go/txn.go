@@ -139,10 +139,15 @@ type Transaction struct {
 }
 
 // SendHalf stores msg as a half message, invisible to consumers until the
-// transaction commits. When ctx ends first, the half message (if it was
-// stored) is rolled back.
+// transaction commits: within ctx's deadline, or the producer's
+// send_timeout_ms without one. When ctx ends first, the half message (if
+// it was stored) is rolled back.
 func (p *TransactionProducer) SendHalf(ctx context.Context, msg *Message) (*Transaction, error) {
 	e, err := encodeOne(msg)
+	if err != nil {
+		return nil, err
+	}
+	timeout, err := timeoutMS(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +166,7 @@ func (p *TransactionProducer) SendHalf(ctx context.Context, msg *Message) (*Tran
 		}
 		defer p.h.mu.RUnlock()
 		buf := make([]byte, resultBuf)
-		s := C.gomq_txn_send_half((*C.mq_txn_producer_t)(ptr), m, cstr(buf), C.size_t(len(buf)))
+		s := C.gomq_txn_send_half((*C.mq_txn_producer_t)(ptr), m, timeout, cstr(buf), C.size_t(len(buf)))
 		res, err := sendOutcome(&s, buf, true)
 		if err != nil {
 			return nil, err
@@ -172,9 +177,15 @@ func (p *TransactionProducer) SendHalf(ctx context.Context, msg *Message) (*Tran
 	}, func(t *Transaction) { _ = t.End(context.Background(), TxnRollback) }, free)
 }
 
-// End ends the transaction with state. The transaction is gone afterwards
-// whatever End returns (unless ctx had ended before End began).
+// End ends the transaction with state (one-way: it waits only for a
+// connection to the broker, until ctx's deadline or the producer's
+// send_timeout_ms). The transaction is gone afterwards whatever End returns
+// (unless ctx had ended before End began).
 func (t *Transaction) End(ctx context.Context, state TxnState) error {
+	timeout, err := timeoutMS(ctx)
+	if err != nil {
+		return err
+	}
 	t.mu.Lock()
 	ptr := t.t
 	t.t = nil
@@ -185,8 +196,8 @@ func (t *Transaction) End(ctx context.Context, state TxnState) error {
 	if ptr == nil {
 		return newError(ErrState, "the transaction has ended already", 0)
 	}
-	_, err := call(ctx, func() (struct{}, error) {
-		return struct{}{}, errOf(C.gomq_txn_end(ptr, C.int32_t(state)))
+	_, err = call(ctx, func() (struct{}, error) {
+		return struct{}{}, errOf(C.gomq_txn_end(ptr, C.int32_t(state), timeout))
 	}, nil, func() {
 		t.mu.Lock()
 		t.t = ptr

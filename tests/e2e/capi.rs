@@ -263,12 +263,10 @@ fn libmq_produces_consumes_and_transacts_against_mqd() {
     // Transactions: one committed by the application, one left open and
     // committed by the answer to the broker's check-back.
     let txn_topic = "CapiTxn";
-    let txn_cfg = mq.config(&[
-        ("namesrv_addr", ns),
-        ("group", "capi_txn"),
-        // The broker checks back only producers it has heard from.
-        ("heartbeat_broker_interval_ms", "300"),
-    ]);
+    // The broker checks back only producers it has heard from: the
+    // producer's heartbeat goes out when its first send learns the broker
+    // (the periodic one is 30 s away).
+    let txn_cfg = mq.config(&[("namesrv_addr", ns), ("group", "capi_txn")]);
     let mut tp = null_mut();
     // SAFETY: valid pointers; each transaction ended or freed once.
     unsafe {
@@ -276,9 +274,9 @@ fn libmq_produces_consumes_and_transacts_against_mqd() {
         for (body, end) in [("txn-commit", true), ("txn-check", false)] {
             let m = message(mq, txn_topic, body.as_bytes());
             let mut txn = null_mut();
-            mq.ok((mq.mq_txn_producer_send_half)(tp, m, &mut txn));
+            mq.ok((mq.mq_txn_producer_send_half)(tp, m, -1, &mut txn));
             if end {
-                mq.ok((mq.mq_txn_end)(txn, MQ_TXN_COMMIT));
+                mq.ok((mq.mq_txn_end)(txn, MQ_TXN_COMMIT, -1));
             } else {
                 (mq.mq_txn_free)(txn);
             }

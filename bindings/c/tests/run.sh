@@ -238,6 +238,8 @@ suite() {
     run "$pass" pull_assign pull_consumer -t "$topic" -g "c_${pass}_pull_assign" -e "$n_queue" -w $wait -a "$queue"
     out="$work/$pass/pull_assign.out"
     check "$pass: pull_consumer (assign $queue) exits 0" [ $rc -eq 0 ]
+    check "$pass: pull_consumer (assign) listed the topic's queues, $queue among them" \
+        grep -q "^queue $queue topic=$topic\$" "$out"
     check "$pass: pull_consumer (assign) read the ordered messages in order" \
         [ "$(awk '$1 == "pulled"' "$out" | field body | grep '^ordered-' | tr '\n' ' ')" = \
           "$(seq -f 'ordered-%g' 0 $((COUNT - 1)) | tr '\n' ' ')" ]

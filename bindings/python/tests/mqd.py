@@ -34,8 +34,6 @@ FAST_RETRIES = [("messageDelayLevel", " ".join(["1s"] * 18))]
 FAST_TRANSACTIONS = [
     ("transactionCheckInterval", "300"),
     ("transactionTimeOut", "500"),
-    # Enough rounds not to give up before the producer's first heartbeat.
-    ("transactionCheckMax", "1000"),
 ]
 
 READY_TIMEOUT = 30.0

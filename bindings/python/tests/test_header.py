@@ -1,6 +1,7 @@
 """The binding cannot drift from include/mq.h: every function the header
 declares is bound with the same arity and compatible ctypes types, the
-message view has the header's fields in the header's order, the constants
+message and send-result views have the header's fields in the header's
+order, the constants
 the binding mirrors have the header's values, and every status in libmq's
 table has its exception class."""
 
@@ -69,6 +70,10 @@ def compatible(ctype: str, bound: object, is_return: bool) -> bool:
     ctype = ctype.replace(" *", "*").replace("* ", "*").strip()
     if ctype == "void":
         return bound is None
+    if ctype == "mq_report_handler_t":
+        return bound is _lib.REPORT_HANDLER
+    if ctype == "mq_batch_handler_t":
+        return bound is _lib.BATCH_HANDLER
     if "*" not in ctype:
         base = ctype.replace("const ", "")
         return bound is SCALARS[base]
@@ -86,6 +91,8 @@ def compatible(ctype: str, bound: object, is_return: bool) -> bool:
         return bound in (ctypes.c_void_p, ctypes.c_char_p)
     if stars == 1 and base == "mq_message_view_t":
         return bound is ctypes.POINTER(_lib.MessageView)
+    if stars == 1 and base == "mq_send_result_view_t":
+        return bound is ctypes.POINTER(_lib.SendResultView)
     if stars == 1:  # an opaque handle
         return bound is ctypes.c_void_p
     if stars == 2 and base == "char":
@@ -116,16 +123,20 @@ def test_every_function_of_the_header_is_bound_with_its_signature() -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_the_message_view_matches_the_header() -> None:
-    body = re.search(r"typedef struct \{(.*?)\} mq_message_view_t;", _source(), re.S)
-    assert body, "mq_message_view_t not found in mq.h"
+@pytest.mark.parametrize(
+    "c_name, structure",
+    [("mq_message_view_t", _lib.MessageView), ("mq_send_result_view_t", _lib.SendResultView)],
+)
+def test_the_views_match_the_header(c_name: str, structure: type) -> None:
+    body = re.search(r"typedef struct \{([^{}]*)\} " + c_name + ";", _source())
+    assert body, f"{c_name} not found in mq.h"
     fields = re.findall(r"([\w\s\*]+?)\s*\b(\w+)\s*;", body.group(1))
     header = [(" ".join(t.split()), n) for t, n in fields]
-    bound = [(n, t) for n, t in _lib.MessageView._fields_]
+    bound = [(n, t) for n, t in structure._fields_]  # type: ignore[attr-defined]
     # The binding may know fewer fields than a newer header (appended
     # only), never other ones.
     assert [n for _, n in header][: len(bound)] == [n for n, _ in bound]
-    assert len(bound) == len(header), "mq.h has view fields the binding does not read"
+    assert len(bound) == len(header), f"mq.h has {c_name} fields the binding does not read"
     for (ctype, name), (_, btype) in zip(header, bound):
         ctype = ctype.replace(" *", "*")
         if "*" in ctype:

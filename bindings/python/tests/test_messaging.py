@@ -108,6 +108,29 @@ def test_pull_iterator_seek_and_commit(namesrv: str, names: Tuple[str, str]) -> 
         assert consumer.poll(1.0) == []
 
 
+def test_fetch_queues_then_assign_them_all(namesrv: str, names: Tuple[str, str]) -> None:
+    topic, group = names
+    with mq.Producer(namesrv_addr=namesrv, group=group + "_p") as producer:
+        sent = [producer.send(mq.Message(topic, f"f{i}".encode(), flag=100 + i)) for i in range(8)]
+    assert all(r.transaction_id is None and r.topic == topic for r in sent)
+    with mq.PullConsumer(namesrv_addr=namesrv, group=group, consume_from="first") as consumer:
+        deadline = time.monotonic() + WAIT
+        while True:  # a topic created by a send is registered moments later
+            try:
+                queues = consumer.fetch_queues(topic)
+                break
+            except mq.MqNoRouteError:
+                assert time.monotonic() < deadline, "no route for the topic"
+                time.sleep(0.05)
+        assert queues and all(q.topic == topic and q.broker_name for q in queues)
+        assert {r.queue for r in sent} <= set(queues)
+        consumer.assign(queues)
+        got = drain(consumer, 8)
+        with pytest.raises(mq.MqNoRouteError):
+            consumer.fetch_queues(topic + "_none")
+    assert sorted((m.body, m.flag) for m in got) == [(f"f{i}".encode(), 100 + i) for i in range(8)]
+
+
 def test_a_body_with_nul_bytes_arrives_whole(namesrv: str, names: Tuple[str, str]) -> None:
     topic, group = names
     body = b"\x00head\x00\xff\xd8\xff\xdb" + bytes(range(256)) + b"\x00"
@@ -164,10 +187,8 @@ def test_transaction_committed_by_the_check_back(namesrv: str, names: Tuple[str,
     checked: List[Tuple[mq.Message, str]] = []
 
     # The broker checks back with a producer of the group it knows from a
-    # heartbeat: send them often (the default is every 30 s).
-    with mq.TransactionProducer(
-        namesrv_addr=namesrv, group=group + "_p", heartbeat_broker_interval_ms=300
-    ) as producer:
+    # heartbeat: libmq sends one as soon as a send learns the broker.
+    with mq.TransactionProducer(namesrv_addr=namesrv, group=group + "_p") as producer:
 
         @producer.check_handler
         def check(msg: mq.Message) -> mq.TxnState:

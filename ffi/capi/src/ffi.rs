@@ -4,21 +4,30 @@
 //! [`ffi!`] wraps an export's body: it refuses calls from a forked child
 //! (`MQ_ERR_FORKED`), runs the body under `catch_unwind` (a panic becomes
 //! `MQ_ERR_PANIC` and never unwinds into C), and turns the body's
-//! `Result<R, Error>` into the C return value, recording the error as this
-//! thread's last error. The helpers check what C hands in (NULL pointers,
-//! NUL-terminated UTF-8) and carry the unsafety of raw pointers in one place,
-//! each with the contract its caller promises.
+//! `Result<R, Error>` into the C return value. A failure is recorded as
+//! this thread's last error only by exports that return a status: an
+//! accessor that answers NULL, 0 or -1 (for a NULL argument, an index out
+//! of range) and a `_free` that does nothing leave the detail of the
+//! previous failure alone (a caught panic is recorded by every export: it
+//! is a bug, and there is no other way to tell of it). The helpers check
+//! what C hands in (NULL pointers, NUL-terminated UTF-8) and carry the
+//! unsafety of raw pointers in one place, each with the contract its caller
+//! promises.
 //!
-//! Why a pid check and not `pthread_atfork`: a forked child has none of the
-//! parent's threads (the client's executor, async-io's reactor, the
-//! blocking pool), so anything that waits on them would hang. The pid is
-//! recorded when the first client instance starts ([`claim_process`]); from
-//! then on any other pid is a child. `getpid` costs a system call (tens of
-//! nanoseconds), far below any call that does work.
-
-use std::ffi::{c_char, CStr};
+//! Forks: a forked child has none of the parent's threads (the client's
+//! executor, async-io's reactor, the blocking pool), so anything that waits
+//! on them would hang. When the first client instance starts
+//! ([`claim_process`]) libmq registers a `pthread_atfork` child handler,
+//! which marks the child as forked; every export then tests that mark, one
+//! atomic load. (A pid check, `getpid()` in every export, cost a system call
+//! per accessor: seven per send and result read.) A child made without the
+//! atfork handlers (`_Fork`, a raw `clone`) is not marked; it is still
+//! refused when it starts a client, which compares the pid with the one
+//! recorded at the first start.
+use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Once;
 
 use crate::status::{mq_status_t, record, Error, MQ_ERR_FORKED, MQ_ERR_PANIC, MQ_OK};
 
@@ -28,7 +37,8 @@ use crate::status::{mq_status_t, record, Error, MQ_ERR_FORKED, MQ_ERR_PANIC, MQ_
 ///   function's return type; an error returns `R`'s [`Fallback`] (the status
 ///   for `mq_status_t`, NULL for pointers, 0 for sizes).
 /// - `ffi!(or VALUE; body)`: the same with an explicit fallback, for
-///   `int32_t` results that are not statuses.
+///   `int32_t` results that are not statuses (such a failure is not
+///   recorded as the last error).
 /// - `ffi!(pure: body)`: no fork check, for functions that only read static
 ///   or thread-local data (version, status names, the last error), which a
 ///   forked child may call to learn why it was refused.
@@ -55,11 +65,15 @@ macro_rules! ffi {
 
 /// What an export returns when it fails.
 pub(crate) trait Fallback {
+    /// Whether a failure is the caller's to read in `mq_last_error`: only
+    /// for exports that return the status.
+    const RECORDS: bool = false;
     /// The value for a failure with `status`.
     fn fallback(status: mq_status_t) -> Self;
 }
 
 impl Fallback for mq_status_t {
+    const RECORDS: bool = true;
     fn fallback(status: mq_status_t) -> Self {
         status
     }
@@ -102,16 +116,59 @@ impl Fallback for () {
 /// The process that started libmq's threads; 0 until one was started.
 static OWNER: AtomicU32 = AtomicU32::new(0);
 
+/// Set in a forked child of the process that started libmq's threads.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+extern "C" {
+    // POSIX; glibc and musl run the child handler in the child of every
+    // fork() (also Python's os.fork and multiprocessing's fork start method).
+    fn pthread_atfork(
+        prepare: Option<unsafe extern "C" fn()>,
+        parent: Option<unsafe extern "C" fn()>,
+        child: Option<unsafe extern "C" fn()>,
+    ) -> c_int;
+}
+
+/// The atfork child handler: one atomic store, async-signal-safe.
+unsafe extern "C" fn mark_forked() {
+    FORKED.store(true, Ordering::Relaxed);
+}
+
 /// Records this process as the one whose threads libmq runs (at the start
-/// of every client instance; the first call wins).
-pub(crate) fn claim_process() {
-    let _ = OWNER.compare_exchange(0, std::process::id(), Ordering::AcqRel, Ordering::Acquire);
+/// of every client instance; the first call wins), and refuses a child of
+/// it that the atfork handler did not mark (see the module doc).
+pub(crate) fn claim_process() -> Result<(), Error> {
+    static ATFORK: Once = Once::new();
+    ATFORK.call_once(|| {
+        // SAFETY: registers a handler that only stores to a static; it
+        // stays valid for the life of the process (libmq is never unloaded
+        // while its threads run). A failure (ENOMEM) leaves the pid check.
+        if unsafe { pthread_atfork(None, None, Some(mark_forked)) } != 0 {
+            log::warn!("pthread_atfork failed: a forked child is detected only by its pid");
+        }
+    });
+    let pid = std::process::id();
+    match OWNER.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Ok(()),
+        Err(owner) if owner == pid => Ok(()),
+        Err(_) => {
+            FORKED.store(true, Ordering::Relaxed);
+            Err(forked_error())
+        }
+    }
 }
 
 /// Whether this is a forked child of the process libmq's threads run in.
 pub(crate) fn forked() -> bool {
-    let owner = OWNER.load(Ordering::Acquire);
-    owner != 0 && owner != std::process::id()
+    FORKED.load(Ordering::Relaxed)
+}
+
+fn forked_error() -> Error {
+    Error::new(
+        MQ_ERR_FORKED,
+        "this process was forked from the one that started libmq's threads; \
+         create clients in the child only if the parent never did",
+    )
 }
 
 /// The body of every export (through [`ffi!`]): see the module doc.
@@ -120,22 +177,21 @@ pub(crate) fn boundary<R: Fallback>(
     fallback: Option<R>,
     body: impl FnOnce() -> Result<R, Error>,
 ) -> R {
-    let failed = |e: Error, fallback: Option<R>| {
+    // An explicit fallback is a value (-1, 0), not a status.
+    let records = R::RECORDS && fallback.is_none();
+    let failed = |e: Error, fallback: Option<R>, records: bool| {
         let status = e.status;
-        record(e);
+        if records {
+            record(e);
+        }
         fallback.unwrap_or_else(|| R::fallback(status))
     };
     if check_fork && forked() {
-        let e = Error::new(
-            MQ_ERR_FORKED,
-            "this process was forked from the one that started libmq's threads; \
-             create clients in the child only if the parent never did",
-        );
-        return failed(e, fallback);
+        return failed(forked_error(), fallback, records);
     }
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(value)) => value,
-        Ok(Err(e)) => failed(e, fallback),
+        Ok(Err(e)) => failed(e, fallback, records),
         Err(payload) => {
             let what = payload
                 .downcast_ref::<&str>()
@@ -145,6 +201,7 @@ pub(crate) fn boundary<R: Fallback>(
             failed(
                 Error::new(MQ_ERR_PANIC, format!("libmq panicked: {what}")),
                 fallback,
+                true,
             )
         }
     }

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use mq_client::protocol::properties::keys;
 use mq_client::{Message, MessageExt};
 
-use crate::ffi::{arg, arg_mut, bytes, ok, put, take, text, Out};
+use crate::ffi::{arg, arg_mut, bytes, ok, put, take, text, text_opt, Out};
 use crate::status::{mq_status_t, Error};
 
 /// What only a received message has.
@@ -275,7 +275,8 @@ pub unsafe extern "C" fn mq_message_set_body(
     }
 }
 
-/// Sets a property of a built message; `what` names it in errors.
+/// Sets a property of a built message, or removes it when `value` is NULL;
+/// `what` names it in errors.
 ///
 /// # Safety
 ///
@@ -287,17 +288,20 @@ unsafe fn set_property(
     what: &str,
 ) -> Result<mq_status_t, Error> {
     // SAFETY: the caller's promises, passed on.
-    let (m, value) = unsafe { (arg_mut(m, "message")?, text(value, what)?) };
-    m.built()?
-        .properties
-        .insert(name.to_owned(), value.to_owned());
+    let (m, value) = unsafe { (arg_mut(m, "message")?, text_opt(value, what)?) };
+    let properties = &mut m.built()?.properties;
+    match value {
+        Some(value) => properties.insert(name.to_owned(), value.to_owned()),
+        None => properties.remove(name),
+    };
     ok()
 }
 
-/// Sets the tag (one word, used by consumers' tag expressions). Copied.
+/// Sets the tag (one word, used by consumers' tag expressions), or removes
+/// it when `tags` is NULL. Copied.
 ///
-/// Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG` (not UTF-8), `MQ_ERR_STATE`
-/// (a received message).
+/// Errors: `MQ_ERR_NULL` (`m`), `MQ_ERR_INVALID_ARG` (not UTF-8),
+/// `MQ_ERR_STATE` (a received message).
 ///
 /// # Safety
 ///
@@ -313,7 +317,7 @@ pub unsafe extern "C" fn mq_message_set_tags(
 }
 
 /// Sets the keys the broker indexes, separated by spaces (`"order-1
-/// user-7"`). Copied.
+/// user-7"`), or removes them when `keys` is NULL. Copied.
 ///
 /// Errors: as `mq_message_set_tags`.
 ///
@@ -329,13 +333,16 @@ pub unsafe extern "C" fn mq_message_set_keys(
     ffi!(unsafe { set_property(m, keys::KEYS, keys, "keys") })
 }
 
-/// Sets a user property, replacing an earlier value. Both copied.
+/// Sets a user property, replacing an earlier value, or removes it when
+/// `value` is NULL. Both copied.
 ///
-/// Errors: as `mq_message_set_tags`; `MQ_ERR_INVALID_ARG` for an empty name.
+/// Errors: as `mq_message_set_tags`; `MQ_ERR_NULL` for a NULL name,
+/// `MQ_ERR_INVALID_ARG` for an empty one.
 ///
 /// # Safety
 ///
-/// As for `mq_message_set_tags`; `name` likewise.
+/// As for `mq_message_set_tags`; `name` is NULL or a NUL-terminated
+/// string.
 #[no_mangle]
 pub unsafe extern "C" fn mq_message_set_property(
     m: *mut mq_message_t,
@@ -350,6 +357,23 @@ pub unsafe extern "C" fn mq_message_set_property(
         }
         // SAFETY: the caller's promises, passed on.
         unsafe { set_property(m, name, value, "value") }
+    }
+}
+
+/// Sets the user flag (an `int32_t` the broker stores and consumers read
+/// back, as RocketMQ's `Message.setFlag`; 0 by default).
+///
+/// Errors: `MQ_ERR_NULL`, `MQ_ERR_STATE` (a received message).
+///
+/// # Safety
+///
+/// `m` is NULL or a live message no other thread uses meanwhile.
+#[no_mangle]
+pub unsafe extern "C" fn mq_message_set_flag(m: *mut mq_message_t, flag: i32) -> mq_status_t {
+    ffi! {
+        // SAFETY: the caller's promise.
+        unsafe { arg_mut(m, "message") }?.built()?.flag = flag;
+        ok()
     }
 }
 
@@ -715,7 +739,8 @@ pub unsafe extern "C" fn mq_message_free(m: *mut mq_message_t) {
         // SAFETY: the caller's promise: NULL or live.
         let received = unsafe { m.as_ref() }.is_some_and(|m| m.received.is_some());
         if received {
-            return Err(Error::state("a received message belongs to its batch; not freed"));
+            // Its batch or check frees it.
+            return Ok(());
         }
         // SAFETY: a built message from `mq_message_new`, by the caller's promise.
         drop(unsafe { take(m) });

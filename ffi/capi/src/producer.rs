@@ -4,14 +4,14 @@
 //! flushes within `close_timeout_ms`.
 
 use std::ffi::{c_char, c_void};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_channel::{unbounded, Receiver, Sender};
 use mq_client::{Message, Producer};
 
-use crate::client::{block_on, instance, next, timeout};
+use crate::client::{block_on, instance, next, timeout, Gate};
 use crate::config::{mq_config_t, Extra};
 use crate::ffi::{arg, ok, put, take, text, Out};
 use crate::message::mq_message_t;
@@ -25,7 +25,9 @@ pub struct mq_producer_t {
     producer: Producer,
     extra: Extra,
     async_sends: Arc<AsyncSends>,
-    closed: AtomicBool,
+    /// Closed by close: sends fail with `MQ_ERR_CLOSED`, also those in
+    /// flight.
+    gate: Gate,
 }
 
 /// What async sends share with their completions (which run on a library
@@ -78,10 +80,18 @@ impl AsyncSends {
 
 impl mq_producer_t {
     fn open(&self) -> Result<&Producer, Error> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.gate.is_closed() {
             return Err(Error::closed("producer"));
         }
         Ok(&self.producer)
+    }
+
+    /// Runs a blocking send on the calling thread; close ends it.
+    fn run<T>(
+        &self,
+        send: impl std::future::Future<Output = mq_client::Result<T>>,
+    ) -> Result<T, Error> {
+        Ok(self.gate.run("producer", send)??)
     }
 
     /// The send budget of a call: `timeout_ms`, or `send_timeout_ms` when
@@ -95,7 +105,9 @@ impl mq_producer_t {
     }
 
     fn close(&self) {
-        if self.closed.swap(true, Ordering::AcqRel) {
+        // Sync sends in flight end now (MQ_ERR_CLOSED); async ones are
+        // waited for.
+        if !self.gate.close() {
             return;
         }
         if !self.async_sends.flush(self.extra.close_timeout) {
@@ -150,7 +162,7 @@ pub unsafe extern "C" fn mq_producer_new(
                 unfinished: Mutex::new(0),
                 finished: Condvar::new(),
             }),
-            closed: AtomicBool::new(false),
+            gate: Gate::default(),
         });
         ok()
     }
@@ -162,6 +174,9 @@ pub unsafe extern "C" fn mq_producer_new(
 ///
 /// Ownership: `*out` (when `out` is not NULL) is the caller's: free it with
 /// `mq_send_result_free`. Pass NULL to skip making it.
+///
+/// Thread: `mq_producer_close` on another thread ends the call with
+/// `MQ_ERR_CLOSED` at once (the message may have been stored or not).
 ///
 /// Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG` (empty body, too large),
 /// `MQ_ERR_TIMEOUT`, `MQ_ERR_TRANSPORT`, `MQ_ERR_BROKER`, `MQ_ERR_NO_ROUTE`,
@@ -181,7 +196,7 @@ pub unsafe extern "C" fn mq_producer_send(
     ffi! {
         // SAFETY: the caller's promises.
         let (out, p, m) = unsafe { (Out::optional(out), arg(p, "producer")?, arg(m, "message")?) };
-        let r = block_on(p.open()?.send_within(m.message(), p.budget(timeout_ms)))?;
+        let r = p.run(p.open()?.send_within(m.message(), p.budget(timeout_ms)))?;
         give(out, &r);
         ok()
     }
@@ -214,14 +229,15 @@ pub unsafe extern "C" fn mq_producer_send_ordered(
             )
         };
         let budget = p.budget(timeout_ms);
-        let r = block_on(p.open()?.send_ordered_within(m.message(), key, budget))?;
+        let r = p.run(p.open()?.send_ordered_within(m.message(), key, budget))?;
         give(out, &r);
         ok()
     }
 }
 
 /// Sends `m` without waiting for the broker's answer (no result, no
-/// retry). `m` is copied.
+/// retry), within `send_timeout_ms` (the route lookup and the connection).
+/// `m` is copied. Close ends it as it ends `mq_producer_send`.
 ///
 /// Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG`, `MQ_ERR_TRANSPORT`,
 /// `MQ_ERR_NO_ROUTE`, `MQ_ERR_CLOSED`.
@@ -238,14 +254,16 @@ pub unsafe extern "C" fn mq_producer_send_oneway(
     ffi! {
         // SAFETY: the caller's promises.
         let (p, m) = unsafe { (arg(p, "producer")?, arg(m, "message")?) };
-        block_on(p.open()?.send_oneway(m.message()))?;
+        p.run(p.open()?.send_oneway(m.message()))?;
         ok()
     }
 }
 
 /// Sends `n` messages of one topic as one batch (one request, consecutive
-/// offsets in one queue). The messages are copied. The result's ids are
-/// comma-joined. Otherwise as `mq_producer_send`.
+/// offsets in one queue). The messages are copied and not changed (`msgs`
+/// is `mq_message_t *const *` so that an `mq_message_t **` array is
+/// accepted without a cast). The result's ids are comma-joined. Otherwise
+/// as `mq_producer_send`.
 ///
 /// Errors: as `mq_producer_send`; `MQ_ERR_INVALID_ARG` for an empty batch,
 /// several topics or a delayed message; `MQ_ERR_NULL` when `msgs` or one
@@ -258,7 +276,7 @@ pub unsafe extern "C" fn mq_producer_send_oneway(
 #[no_mangle]
 pub unsafe extern "C" fn mq_producer_send_batch(
     p: *const mq_producer_t,
-    msgs: *const *const mq_message_t,
+    msgs: *const *mut mq_message_t,
     n: usize,
     timeout_ms: i32,
     out: *mut *mut mq_send_result_t,
@@ -275,10 +293,10 @@ pub unsafe extern "C" fn mq_producer_send_batch(
             .iter()
             .enumerate()
             // SAFETY: each is NULL or a live message (the caller's promise).
-            .map(|(i, m)| unsafe { arg(*m, &format!("msgs[{i}]")) }.map(|m| m.message().clone()))
+            .map(|(i, m)| unsafe { arg(m.cast_const(), &format!("msgs[{i}]")) }.map(|m| m.message().clone()))
             .collect::<Result<Vec<Message>, Error>>()?;
         let budget = p.budget(timeout_ms);
-        let r = block_on(p.open()?.send_batch_within(&batch, budget))?;
+        let r = p.run(p.open()?.send_batch_within(&batch, budget))?;
         give(out, &r);
         ok()
     }
@@ -441,10 +459,12 @@ pub unsafe extern "C" fn mq_producer_flush(
     }
 }
 
-/// Closes the producer: waits up to `close_timeout_ms` (30 s) for async
-/// sends in flight, then tells the brokers it left. Idempotent; safe while
-/// other threads send or poll (sends then fail with `MQ_ERR_CLOSED`; polls
-/// return the reports queued, then `MQ_ERR_CLOSED`).
+/// Closes the producer: sync sends in flight on other threads return
+/// `MQ_ERR_CLOSED` at once, async sends in flight are waited for up to
+/// `close_timeout_ms` (30 s), then the brokers are told it left.
+/// Idempotent; safe while other threads send or poll (sends then fail with
+/// `MQ_ERR_CLOSED`; polls return the reports queued, then
+/// `MQ_ERR_CLOSED`).
 ///
 /// Errors: `MQ_ERR_NULL`.
 ///

@@ -4,12 +4,12 @@
 //! automatically (`auto_commit`) or by `commit`.
 
 use std::ffi::c_char;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
 
 use mq_client::PullConsumer;
 
 use crate::batch::mq_batch_t;
-use crate::client::{block_on, instance, timeout};
+use crate::client::{block_on, instance, timeout, Gate};
 use crate::config::mq_config_t;
 use crate::ffi::{arg, ok, put, take, text, text_opt, Out};
 use crate::queue_list::{mq_queue_list_t, queue};
@@ -20,19 +20,27 @@ use crate::status::{mq_status_t, Error};
 /// which must be the last call on it.
 pub struct mq_pull_consumer_t {
     consumer: PullConsumer,
-    closed: AtomicBool,
+    /// Closed by close: calls fail with `MQ_ERR_CLOSED`, also those in
+    /// flight.
+    gate: Gate,
 }
 
 impl mq_pull_consumer_t {
     fn open(&self) -> Result<&PullConsumer, Error> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.gate.is_closed() {
             return Err(Error::closed("pull consumer"));
         }
         Ok(&self.consumer)
     }
 
+    /// Runs a blocking call on the calling thread; close ends it.
+    fn run<T>(&self, call: impl Future<Output = mq_client::Result<T>>) -> Result<T, Error> {
+        Ok(self.gate.run("pull consumer", call)??)
+    }
+
     fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        // Calls in flight end now (MQ_ERR_CLOSED).
+        self.gate.close();
         // Idempotent; wakes waiting polls first, then commits.
         block_on(self.consumer.shutdown());
     }
@@ -63,7 +71,7 @@ pub unsafe extern "C" fn mq_pull_consumer_new(
         let consumer = PullConsumer::start(instance(cfg)?, config)?;
         out.set(mq_pull_consumer_t {
             consumer,
-            closed: AtomicBool::new(false),
+            gate: Gate::default(),
         });
         ok()
     }
@@ -91,7 +99,36 @@ pub unsafe extern "C" fn mq_pull_consumer_subscribe(
         let (c, topic, expr) = unsafe {
             (arg(c, "consumer")?, text(topic, "topic")?, text_opt(expr, "expr")?)
         };
-        block_on(c.open()?.subscribe(topic, expr.unwrap_or("*")))?;
+        c.run(c.open()?.subscribe(topic, expr.unwrap_or("*")))?;
+        ok()
+    }
+}
+
+/// The readable queues of `topic`, from its route as the NameServer has it
+/// now (Java's `fetchMessageQueues`): what to choose from for
+/// `mq_pull_consumer_assign`.
+///
+/// Ownership: `*out` is the caller's: free it with `mq_queue_list_free`.
+///
+/// Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG` (not UTF-8, empty),
+/// `MQ_ERR_NO_ROUTE` (no route, or no readable queue), `MQ_ERR_NO_NAMESRV`,
+/// `MQ_ERR_CLOSED`.
+///
+/// # Safety
+///
+/// `c` is NULL or a live consumer; `topic` is NULL or a NUL-terminated
+/// string; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn mq_pull_consumer_fetch_queues(
+    c: *const mq_pull_consumer_t,
+    topic: *const c_char,
+    out: *mut *mut mq_queue_list_t,
+) -> mq_status_t {
+    ffi! {
+        // SAFETY: the caller's promises.
+        let (out, c, topic) = unsafe { (Out::new(out, "out")?, arg(c, "consumer")?, text(topic, "topic")?) };
+        let queues = c.run(c.open()?.fetch_queues(topic))?;
+        out.set(mq_queue_list_t::new(queues));
         ok()
     }
 }
@@ -113,7 +150,7 @@ pub unsafe extern "C" fn mq_pull_consumer_assign(
     ffi! {
         // SAFETY: the caller's promises.
         let (c, queues) = unsafe { (arg(c, "consumer")?, arg(queues, "queues")?) };
-        block_on(c.open()?.assign(queues.queues()))?;
+        c.run(c.open()?.assign(queues.queues()))?;
         ok()
     }
 }
@@ -191,7 +228,7 @@ pub unsafe extern "C" fn mq_pull_consumer_seek(
     ffi! {
         // SAFETY: the caller's promises.
         let (c, mq) = unsafe { (arg(c, "consumer")?, queue(topic, broker, queue_id)?) };
-        block_on(c.open()?.seek(&mq, offset))?;
+        c.run(c.open()?.seek(&mq, offset))?;
         ok()
     }
 }
@@ -215,7 +252,7 @@ pub unsafe extern "C" fn mq_pull_consumer_seek_to_timestamp(
     ffi! {
         // SAFETY: the caller's promises.
         let (c, mq) = unsafe { (arg(c, "consumer")?, queue(topic, broker, queue_id)?) };
-        block_on(c.open()?.seek_to_timestamp(&mq, timestamp_ms))?;
+        c.run(c.open()?.seek_to_timestamp(&mq, timestamp_ms))?;
         ok()
     }
 }
@@ -233,7 +270,7 @@ pub unsafe extern "C" fn mq_pull_consumer_commit(c: *const mq_pull_consumer_t) -
     ffi! {
         // SAFETY: the caller's promise.
         let c = unsafe { arg(c, "consumer") }?;
-        block_on(c.open()?.commit())?;
+        c.run(c.open()?.commit())?;
         ok()
     }
 }
@@ -261,7 +298,7 @@ pub unsafe extern "C" fn mq_pull_consumer_committed(
         if offset.is_null() {
             return Err(Error::null("offset"));
         }
-        let committed = block_on(c.open()?.committed(&mq))?;
+        let committed = c.run(c.open()?.committed(&mq))?;
         // SAFETY: checked non-NULL; writable by the caller's promise.
         unsafe { put(offset, committed.unwrap_or(-1)) };
         ok()
@@ -286,9 +323,11 @@ pub unsafe extern "C" fn mq_pull_consumer_wakeup(c: *const mq_pull_consumer_t) -
     }
 }
 
-/// Closes the consumer: waiting polls return `MQ_ERR_CLOSED` at once, then
-/// positions are committed (with auto-commit) and the brokers told.
-/// Idempotent; safe while other threads poll.
+/// Closes the consumer: calls in flight on other threads (polls, and
+/// subscribe, assign, fetch_queues, seek, commit, committed) return
+/// `MQ_ERR_CLOSED` at once, then positions are committed (with
+/// auto-commit) and the brokers told. Idempotent; safe while other threads
+/// use the consumer.
 ///
 /// Errors: `MQ_ERR_NULL`.
 ///

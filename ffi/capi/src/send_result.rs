@@ -33,6 +33,36 @@ pub struct mq_send_result_t {
     transaction_id: Option<CString>,
 }
 
+/// Every field of a send result at once: one call instead of five
+/// (bindings cross the FFI once per result). Filled by
+/// `mq_send_result_view`.
+///
+/// Pointers borrow from the result: valid until it is freed (for a
+/// borrowed result, until its report or transaction is). Strings are
+/// NUL-terminated; NULL means "none". Fields are only ever appended in
+/// later versions; pass `sizeof(mq_send_result_view_t)` so that an older
+/// program gets the fields it knows and no more.
+#[repr(C)]
+pub struct mq_send_result_view_t {
+    /// How the broker stored it: `MQ_SEND_OK` or another `MQ_SEND_*`.
+    pub status: i32,
+    /// The queue's id.
+    pub queue_id: i32,
+    /// The message's offset in its queue (the first message's, for a
+    /// batch).
+    pub queue_offset: i64,
+    /// The message id (UNIQ_KEY) consumers see; comma-joined for a batch.
+    pub msg_id: *const c_char,
+    /// The broker's offset message id (comma-joined for a batch).
+    pub offset_msg_id: *const c_char,
+    /// The topic.
+    pub topic: *const c_char,
+    /// The broker that stored it.
+    pub broker_name: *const c_char,
+    /// The transaction id of a half message; NULL otherwise.
+    pub transaction_id: *const c_char,
+}
+
 impl mq_send_result_t {
     pub(crate) fn new(r: &SendResult) -> mq_send_result_t {
         let c = |s: &str| CString::new(s.replace('\0', "")).unwrap_or_default();
@@ -147,6 +177,55 @@ pub unsafe extern "C" fn mq_send_result_queue(
             put(broker, r.broker_name.as_ptr());
             put(queue_id, r.queue_id);
             put(queue_offset, r.queue_offset);
+        }
+        ok()
+    }
+}
+
+/// Fills `*out` with every field of `r` (see `mq_send_result_view_t`), at
+/// most `out_size` bytes of it: pass `sizeof(mq_send_result_view_t)`.
+///
+/// Ownership: the strings in `*out` borrow from `r`, as
+/// `mq_send_result_msg_id`'s result does.
+///
+/// Errors: `MQ_ERR_NULL`.
+///
+/// # Safety
+///
+/// `r` is NULL or a live send result; `out` is NULL or points to
+/// `out_size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn mq_send_result_view(
+    r: *const mq_send_result_t,
+    out: *mut mq_send_result_view_t,
+    out_size: usize,
+) -> mq_status_t {
+    ffi! {
+        // SAFETY: the caller's promise.
+        let r = unsafe { arg(r, "result") }?;
+        if out.is_null() {
+            return Err(Error::null("out"));
+        }
+        let view = mq_send_result_view_t {
+            status: r.status,
+            queue_id: r.queue_id,
+            queue_offset: r.queue_offset,
+            msg_id: r.msg_id.as_ptr(),
+            offset_msg_id: r.offset_msg_id.as_ptr(),
+            topic: r.topic.as_ptr(),
+            broker_name: r.broker_name.as_ptr(),
+            transaction_id: r.transaction_id.as_ref().map_or(std::ptr::null(), |t| t.as_ptr()),
+        };
+        let n = out_size.min(std::mem::size_of::<mq_send_result_view_t>());
+        // SAFETY: `out` has `out_size` writable bytes (the caller's
+        // promise) and n <= out_size; `view` is a plain struct of n bytes or
+        // more, and the regions are distinct.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                std::ptr::from_ref(&view).cast::<u8>(),
+                out.cast::<u8>(),
+                n,
+            );
         }
         ok()
     }

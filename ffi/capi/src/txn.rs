@@ -11,7 +11,6 @@
 //! later) after `txn_check_timeout_ms`, when the check is freed unanswered,
 //! or once the producer is closing.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use mq_client::{
     TransactionState,
 };
 
-use crate::client::{block_on, instance, next, timeout};
+use crate::client::{block_on, instance, next, timeout, Gate};
 use crate::config::{mq_config_t, Extra};
 use crate::ffi::{arg, choice, ok, take, Out};
 use crate::message::mq_message_t;
@@ -90,7 +89,9 @@ pub struct mq_txn_producer_t {
     producer: TransactionProducer,
     bridge: Arc<CheckBridge>,
     extra: Extra,
-    closed: AtomicBool,
+    /// Closed by close: half sends fail with `MQ_ERR_CLOSED`, also those in
+    /// flight.
+    gate: Gate,
 }
 
 /// A half message waiting for its outcome. End it with `mq_txn_end` (or
@@ -110,7 +111,7 @@ pub struct mq_txn_check_t {
 
 impl mq_txn_producer_t {
     fn close(&self) {
-        if self.closed.swap(true, Ordering::AcqRel) {
+        if !self.gate.close() {
             return;
         }
         self.bridge.closing.start(self.extra.close_timeout);
@@ -154,17 +155,22 @@ pub unsafe extern "C" fn mq_txn_producer_new(
             producer,
             bridge,
             extra,
-            closed: AtomicBool::new(false),
+            gate: Gate::default(),
         });
         ok()
     }
 }
 
 /// Sends `m` as a half message (stored, invisible to consumers) and returns
-/// the transaction to end once the local transaction has an outcome. `m`
-/// is copied. A half message cannot be delayed.
+/// the transaction to end once the local transaction has an outcome, within
+/// `timeout_ms` (negative: `send_timeout_ms`). `m` is copied. A half
+/// message cannot be delayed.
 ///
 /// Ownership: `*out` is the caller's until `mq_txn_end` or `mq_txn_free`.
+///
+/// Thread: `mq_txn_producer_close` on another thread ends the call with
+/// `MQ_ERR_CLOSED` at once (the half message may have been stored; the
+/// broker then checks it back).
 ///
 /// Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG`, `MQ_ERR_TIMEOUT`,
 /// `MQ_ERR_TRANSPORT`, `MQ_ERR_BROKER`, `MQ_ERR_NO_ROUTE`, `MQ_ERR_CLOSED`.
@@ -177,15 +183,20 @@ pub unsafe extern "C" fn mq_txn_producer_new(
 pub unsafe extern "C" fn mq_txn_producer_send_half(
     tp: *const mq_txn_producer_t,
     m: *const mq_message_t,
+    timeout_ms: i32,
     out: *mut *mut mq_txn_t,
 ) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promises.
         let (out, tp, m) = unsafe { (Out::new(out, "out")?, arg(tp, "producer")?, arg(m, "message")?) };
-        if tp.closed.load(Ordering::Acquire) {
-            return Err(Error::closed("transactional producer"));
-        }
-        let txn = block_on(tp.producer.send_half(m.message()))?;
+        let budget = if timeout_ms < 0 {
+            tp.producer.producer().config().send_timeout
+        } else {
+            timeout(timeout_ms)
+        };
+        let txn = tp
+            .gate
+            .run("transactional producer", tp.producer.send_half_within(m.message(), budget))??;
         let result = mq_send_result_t::new(txn.result());
         out.set(mq_txn_t { txn, result });
         ok()
@@ -211,21 +222,29 @@ pub unsafe extern "C" fn mq_txn_result(t: *const mq_txn_t) -> *const mq_send_res
 /// Ends the transaction with `state` (`MQ_TXN_COMMIT`, `MQ_TXN_ROLLBACK`,
 /// or `MQ_TXN_UNKNOWN` to leave it to the check-back) and frees `t`: `t` is
 /// gone after this call whatever it returns (unless NULL; with a state out
-/// of range the outcome is left to the check-back).
+/// of range the outcome is left to the check-back). The outcome goes
+/// one-way (as Java's clients send it); the call waits only for a
+/// connection to the broker, at most `timeout_ms` (negative: the producer's
+/// `send_timeout_ms`). Not ended by the producer's close: a transaction
+/// outlives its producer.
 ///
-/// Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG`, `MQ_ERR_TRANSPORT`,
-/// `MQ_ERR_NO_ROUTE`.
+/// Errors: `MQ_ERR_NULL`, `MQ_ERR_INVALID_ARG`, `MQ_ERR_TIMEOUT`,
+/// `MQ_ERR_TRANSPORT`, `MQ_ERR_NO_ROUTE`.
 ///
 /// # Safety
 ///
 /// `t` is NULL or a live transaction, not used afterwards.
 #[no_mangle]
-pub unsafe extern "C" fn mq_txn_end(t: *mut mq_txn_t, state: i32) -> mq_status_t {
+pub unsafe extern "C" fn mq_txn_end(t: *mut mq_txn_t, state: i32, timeout_ms: i32) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promise.
         let t = unsafe { take(t) }.ok_or_else(|| Error::null("transaction"))?;
         let state = txn_state(state)?;
-        block_on(t.txn.end(state))?;
+        if timeout_ms < 0 {
+            block_on(t.txn.end(state))?;
+        } else {
+            block_on(t.txn.end_within(state, timeout(timeout_ms)))?;
+        }
         ok()
     }
 }
@@ -331,9 +350,10 @@ pub unsafe extern "C" fn mq_txn_check_free(c: *mut mq_txn_check_t) {
     }
 }
 
-/// Closes the producer: waiting `mq_txn_producer_poll_check` calls return
-/// `MQ_ERR_CLOSED`, pending check-backs are answered UNKNOWN, and the
-/// brokers are told. Transactions already sent can still be ended.
+/// Closes the producer: `mq_txn_producer_send_half` and
+/// `mq_txn_producer_poll_check` calls in flight on other threads return
+/// `MQ_ERR_CLOSED` at once, pending check-backs are answered UNKNOWN, and
+/// the brokers are told. Transactions already sent can still be ended.
 /// Idempotent; safe while other threads send or poll.
 ///
 /// Errors: `MQ_ERR_NULL`.

@@ -5,19 +5,29 @@
 //! client instance that made the connection; a connection made on its own
 //! ([`RemotingClient::connect`]) runs them on a thread of its own, which ends
 //! when the connection is dropped.
+//!
+//! Timeouts: a request does not arm a timer of its own. Each waiting request
+//! has a deadline in the connection's [`Pending`] table, and one sweeper task
+//! per connection sleeps until the earliest deadline it knows of, fails the
+//! requests due then, and sleeps again. A request whose deadline comes after
+//! the one the sweeper waits for (the usual case: one timeout for all) costs
+//! no timer and no wake-up; an async-io timer per request would cost an
+//! insertion into the reactor, which wakes the reactor's thread, on every
+//! request.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use async_channel::{bounded, Sender};
+use async_channel::{bounded, Receiver, Sender};
 use async_net::TcpStream;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use thiserror::Error;
 
 use mq_protocol::frame::{frame_length, LanguageCode, RemotingCommand, DEFAULT_MAX_FRAME};
 
+use crate::oneshot;
 use crate::runtime::Runtime;
 use crate::timeout::within;
 
@@ -63,11 +73,159 @@ pub(crate) fn client_request(code: i32) -> RemotingCommand {
 /// Answers requests the server sends on this connection.
 pub type RequestHandler = Arc<dyn Fn(RemotingCommand) -> Option<RemotingCommand> + Send + Sync>;
 
+/// How a waiting request ends (a closed connection drops the sender).
+enum Reply {
+    /// The server answered.
+    Response(RemotingCommand),
+    /// The deadline passed first.
+    TimedOut,
+}
+
+/// A request waiting for its response.
+struct Waiting {
+    reply: oneshot::Sender<Reply>,
+    /// `None`: a timeout too long to be a point in time.
+    deadline: Option<Instant>,
+}
+
+/// The requests of a connection waiting for responses, and when its
+/// sweeper looks at them next.
+#[derive(Default)]
+struct Pending {
+    waiting: HashMap<i32, Waiting>,
+    /// When the sweeper wakes next; no waiting request has an earlier
+    /// deadline. `None`: it sleeps until told.
+    armed: Option<Instant>,
+    /// The connection has closed: nothing waits any more.
+    closed: bool,
+}
+
+/// [`Pending`] and the signal that tells its sweeper to look again.
+struct Requests {
+    table: Mutex<Pending>,
+    sweep: (Sender<()>, Receiver<()>),
+}
+
+impl Requests {
+    fn table(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a request; false once the connection has closed.
+    fn insert(
+        &self,
+        opaque: i32,
+        reply: oneshot::Sender<Reply>,
+        deadline: Option<Instant>,
+    ) -> bool {
+        let rearm = {
+            let mut t = self.table();
+            if t.closed {
+                return false;
+            }
+            t.waiting.insert(opaque, Waiting { reply, deadline });
+            match (deadline, t.armed) {
+                (Some(d), Some(armed)) if d < armed => {
+                    t.armed = Some(d);
+                    true
+                }
+                (Some(d), None) => {
+                    t.armed = Some(d);
+                    true
+                }
+                _ => false,
+            }
+        };
+        if rearm {
+            // Full means the sweeper is told already.
+            let _ = self.sweep.0.try_send(());
+        }
+        true
+    }
+
+    /// Takes a waiting request (answered, timed out or given up).
+    fn remove(&self, opaque: i32) -> Option<Waiting> {
+        self.table().waiting.remove(&opaque)
+    }
+
+    /// The connection closed: every waiter sees its reply dropped.
+    fn close(&self) {
+        let waiting = {
+            let mut t = self.table();
+            t.closed = true;
+            std::mem::take(&mut t.waiting)
+        };
+        drop(waiting);
+        self.sweep.0.close();
+    }
+
+    /// Fails the requests due by now; returns when the sweeper should look
+    /// next.
+    fn expire(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let (due, next) = {
+            let mut t = self.table();
+            let due: Vec<i32> = t
+                .waiting
+                .iter()
+                .filter(|(_, w)| w.deadline.is_some_and(|d| d <= now))
+                .map(|(o, _)| *o)
+                .collect();
+            let due: Vec<Waiting> = due.iter().filter_map(|o| t.waiting.remove(o)).collect();
+            let next = t.waiting.values().filter_map(|w| w.deadline).min();
+            t.armed = next;
+            (due, next)
+        };
+        for w in due {
+            w.reply.send(Reply::TimedOut);
+        }
+        next
+    }
+}
+
+/// Fails a connection's requests at their deadlines (see the module doc);
+/// ends when the connection closes.
+async fn sweeper(requests: Arc<Requests>) {
+    let told = requests.sweep.1.clone();
+    loop {
+        let armed = {
+            let t = requests.table();
+            if t.closed {
+                return;
+            }
+            t.armed
+        };
+        let open = match armed {
+            None => told.recv().await.is_ok(),
+            Some(at) => {
+                futures_lite::future::or(async { told.recv().await.is_ok() }, async {
+                    async_io::Timer::at(at).await;
+                    true
+                })
+                .await
+            }
+        };
+        if !open {
+            return;
+        }
+        requests.expire();
+    }
+}
+
+/// Forgets a request when its caller stops waiting, however that happens.
+struct Forget<'a>(&'a Requests, i32);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.remove(self.1);
+    }
+}
+
 /// A connection to one server.
 pub struct RemotingClient {
     addr: String,
     out: Sender<Vec<u8>>,
-    pending: Arc<Mutex<HashMap<i32, Sender<RemotingCommand>>>>,
+    requests: Arc<Requests>,
     next_opaque: AtomicI32,
     closed: Arc<AtomicBool>,
     /// A connection of its own: the thread running its read and write loops,
@@ -133,16 +291,21 @@ impl RemotingClient {
         // Latency matters more than packet count for request/response traffic.
         let _ = stream.set_nodelay(true);
         let (out, frames) = bounded::<Vec<u8>>(1024);
-        let pending: Arc<Mutex<HashMap<i32, Sender<RemotingCommand>>>> = Arc::default();
+        let requests = Arc::new(Requests {
+            table: Mutex::default(),
+            sweep: bounded(1),
+        });
         let closed = Arc::new(AtomicBool::new(false));
         let client = RemotingClient {
             addr: addr.to_owned(),
             out: out.clone(),
-            pending: pending.clone(),
+            requests: requests.clone(),
             next_opaque: AtomicI32::new(1),
             closed: closed.clone(),
             own_runtime: None,
         };
+        // Ends when the reader closes the requests.
+        runtime.spawn_detached(sweeper(requests.clone()));
         let mut writer = stream.clone();
         // Both loops end with the connection (or with the runtime, which
         // drops them); detached on purpose.
@@ -162,13 +325,9 @@ impl RemotingClient {
             loop {
                 match read_command(&mut reader).await {
                     Ok(cmd) if cmd.is_response() => {
-                        let waiter = pending
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .remove(&cmd.opaque);
-                        if let Some(tx) = waiter {
-                            // The caller may have timed out already.
-                            let _ = tx.try_send(cmd);
+                        // None: the caller timed out or gave up already.
+                        if let Some(w) = requests.remove(cmd.opaque) {
+                            w.reply.send(Reply::Response(cmd));
                         }
                     }
                     Ok(cmd) => {
@@ -190,11 +349,8 @@ impl RemotingClient {
                 }
             }
             closed.store(true, Ordering::Release);
-            // Waiters see their channel close and report Closed.
-            pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clear();
+            // Waiters see their reply dropped and report Closed.
+            requests.close();
             out.close();
         });
         Ok(client)
@@ -219,31 +375,24 @@ impl RemotingClient {
         let opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
         cmd.opaque = opaque;
         let frame = cmd.encode()?;
-        let (tx, rx) = bounded(1);
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(opaque, tx);
-        if self.is_closed() || self.out.send(frame).await.is_err() {
-            self.pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&opaque);
+        let (tx, rx) = oneshot::channel();
+        let deadline = Instant::now().checked_add(timeout);
+        if !self.requests.insert(opaque, tx, deadline) {
             return Err(RemotingError::Closed(self.addr.clone()));
         }
-        let answer = within(timeout, rx.recv()).await;
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&opaque);
-        match answer {
-            Some(Ok(response)) => Ok(response),
-            Some(Err(_)) => Err(RemotingError::Closed(self.addr.clone())),
-            None => Err(RemotingError::Timeout {
+        // Answered, timed out, failed or dropped by its caller: forgotten.
+        let _forget = Forget(&self.requests, opaque);
+        if self.out.send(frame).await.is_err() {
+            return Err(RemotingError::Closed(self.addr.clone()));
+        }
+        match rx.await {
+            Some(Reply::Response(response)) => Ok(response),
+            Some(Reply::TimedOut) => Err(RemotingError::Timeout {
                 code: cmd.code,
                 addr: self.addr.clone(),
                 timeout,
             }),
+            None => Err(RemotingError::Closed(self.addr.clone())),
         }
     }
 
@@ -280,4 +429,51 @@ async fn read_command(stream: &mut TcpStream) -> std::io::Result<RemotingCommand
     stream.read_exact(&mut frame).await?;
     RemotingCommand::decode_frame_body(&frame)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_time_out_at_their_own_deadlines() {
+        // A server that accepts and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+        let addr = silent.local_addr().expect("its address").to_string();
+        let client = crate::block_on(RemotingClient::connect(&addr, Duration::from_secs(5), None))
+            .expect("a connection");
+        let request = || client_request(mq_protocol::codes::request::GET_ROUTEINFO_BY_TOPIC);
+        // A long one first, then a short one: the sweeper must wake for
+        // the short one's earlier deadline, not sleep until the long one's.
+        let started = Instant::now();
+        let (long, short) = crate::block_on(futures_lite::future::zip(
+            client.invoke(request(), Duration::from_millis(900)),
+            async {
+                async_io::Timer::after(Duration::from_millis(20)).await;
+                let r = client.invoke(request(), Duration::from_millis(100)).await;
+                (r, started.elapsed())
+            },
+        ));
+        let (short, short_took) = short;
+        assert!(
+            matches!(short, Err(RemotingError::Timeout { .. })),
+            "{short:?}"
+        );
+        assert!(
+            short_took >= Duration::from_millis(100) && short_took < Duration::from_millis(600),
+            "the short request took {short_took:?}"
+        );
+        assert!(
+            matches!(long, Err(RemotingError::Timeout { .. })),
+            "{long:?}"
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+        // Nothing is left waiting.
+        assert!(client.requests.table().waiting.is_empty());
+        drop(silent);
+    }
 }

@@ -12,9 +12,9 @@
 //! [`shutdown`](ClientInstance::shutdown), the threads stop and the tasks
 //! left are dropped. A caller that is not async uses the `*_blocking`
 //! wrappers of the producers and consumers, which block the calling thread
-//! on the future (`async_io::block_on`) and need no executor of its own.
+//! on the future ([`block_on`](crate::block_on)) and need no executor of its own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
@@ -237,12 +237,21 @@ impl ClientInstance {
         &self.client_id
     }
 
-    /// Adds a producer or consumer; it is forgotten when dropped.
-    pub fn register(&self, member: Weak<dyn Member>) {
+    /// Adds a producer or consumer; it is forgotten when dropped. Brokers
+    /// known already hear of a producer at once (a heartbeat in the
+    /// background), as Java's producers announce themselves when they start
+    /// (consumers do when they subscribe).
+    pub fn register(self: &Arc<Self>, member: Weak<dyn Member>) {
+        let producer = member
+            .upgrade()
+            .is_some_and(|m| m.producer_data().is_some());
         self.members
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(member);
+        if producer {
+            self.heartbeat_soon(self.all_broker_addrs());
+        }
     }
 
     fn members(&self) -> Vec<Arc<dyn Member>> {
@@ -413,13 +422,34 @@ impl ClientInstance {
         self.update_route(topic).await
     }
 
-    /// Fetches the topic's route now and caches it.
+    /// Fetches the topic's route now and caches it. Brokers it names that
+    /// no cached route did get a heartbeat at once (in the background):
+    /// a broker checks a transaction back, and balances a consumer group,
+    /// only with the clients it has heard from, and the periodic heartbeat
+    /// may be 30 s away.
     pub async fn update_route(self: &Arc<Self>, topic: &str) -> Result<TopicRouteData> {
         let route = self.fetch_route(topic).await?;
-        self.routes
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(topic.to_owned(), route.clone());
+        let new = {
+            let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+            let known: HashSet<&String> = routes
+                .values()
+                .flat_map(|r| r.broker_datas.iter())
+                .flat_map(|b| b.broker_addrs.values())
+                .collect();
+            let new: Vec<(String, i64, String)> = route
+                .broker_datas
+                .iter()
+                .flat_map(|b| {
+                    b.broker_addrs
+                        .iter()
+                        .map(|(id, addr)| (b.broker_name.clone(), *id, addr.clone()))
+                })
+                .filter(|(_, _, addr)| !known.contains(addr))
+                .collect();
+            routes.insert(topic.to_owned(), route.clone());
+            new
+        };
+        self.heartbeat_soon(new);
         Ok(route)
     }
 
@@ -512,13 +542,34 @@ impl ClientInstance {
 
     /// Sends a heartbeat to every master (and, with consumers, every slave).
     pub async fn send_heartbeat_to_all_brokers(self: &Arc<Self>) {
+        self.send_heartbeat_to(self.all_broker_addrs()).await;
+    }
+
+    /// [`send_heartbeat_to`](Self::send_heartbeat_to) `brokers` in the
+    /// background, if there are members to announce.
+    fn heartbeat_soon(self: &Arc<Self>, brokers: Vec<(String, i64, String)>) {
+        if brokers.is_empty() || self.is_closed() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        // Detached: a heartbeat missed here is sent by the periodic one.
+        self.spawn_detached(async move {
+            if let Some(instance) = weak.upgrade() {
+                instance.send_heartbeat_to(brokers).await;
+            }
+        });
+    }
+
+    /// Sends a heartbeat to the masters among `brokers` (and, with
+    /// consumers, the slaves).
+    async fn send_heartbeat_to(self: &Arc<Self>, brokers: Vec<(String, i64, String)>) {
         let data = self.heartbeat_data();
         if data.producer_data_set.is_empty() && data.consumer_data_set.is_empty() {
             return;
         }
         let body = data.encode();
         let has_consumers = !data.consumer_data_set.is_empty();
-        for (name, id, addr) in self.all_broker_addrs() {
+        for (name, id, addr) in brokers {
             if id != 0 && !has_consumers {
                 continue;
             }

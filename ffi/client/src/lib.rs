@@ -18,9 +18,10 @@
 //! there is no global executor. An instance stops its threads when it is
 //! shut down or when its last handle (its own, a producer's or a consumer's)
 //! is dropped, also from a callback on one of those threads. The `*_blocking`
-//! wrappers run a call on the caller's thread (`async_io::block_on`). Not the
-//! library's own: `async-io`'s reactor thread (one per process) and the
-//! `blocking` pool (listener calls, file writes), whose threads exit when idle.
+//! wrappers run a call on the caller's thread with [`block_on`], which parks
+//! it while the call waits. Not the library's own: `async-io`'s reactor
+//! thread (one per process) and the `blocking` pool (listener calls, file
+//! writes), whose threads exit when idle.
 //!
 //! Locks: every `std::sync` lock is taken with
 //! `.unwrap_or_else(PoisonError::into_inner)`, as in the daemon. A lock is
@@ -37,6 +38,7 @@ pub mod consumer;
 pub mod error;
 pub mod instance;
 pub mod message;
+mod oneshot;
 pub mod producer;
 mod route;
 mod runtime;
@@ -54,4 +56,5 @@ pub use error::{ClientError, ErrorKind, Result};
 pub use instance::{ClientConfig, ClientInstance, Member};
 pub use message::{Message, MessageExt};
 pub use producer::{Producer, ProducerConfig, SendResult, SendStatus};
+pub use runtime::block_on;
 pub use transaction::{Transaction, TransactionListener, TransactionProducer, TransactionState};

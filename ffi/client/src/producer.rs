@@ -342,7 +342,7 @@ impl Producer {
 
     /// [`queues_for`](Self::queues_for), failing with a timeout at `deadline`
     /// (`budget` is what the error reports).
-    async fn queues_before(
+    pub(crate) async fn queues_before(
         &self,
         topic: &str,
         deadline: Instant,
@@ -448,10 +448,13 @@ impl Producer {
         self.send_to(msg, &queues[index], left).await
     }
 
-    /// Sends one message without waiting for the broker.
+    /// Sends one message without waiting for the broker, within the
+    /// configured `send_timeout` (the route lookup and the connection).
     pub async fn send_oneway(&self, msg: &Message) -> Result<()> {
+        let budget = self.inner.config.send_timeout;
+        let deadline = Instant::now() + budget;
         self.check(msg)?;
-        let queues = self.queues_for(&msg.topic).await?;
+        let queues = self.queues_before(&msg.topic, deadline, budget).await?;
         let mq = self.select(&queues, None);
         let addr = self
             .inner
@@ -459,12 +462,17 @@ impl Producer {
             .master_addr(&mq.broker_name)
             .ok_or_else(|| ClientError::NoBrokerAddress(mq.broker_name.clone()))?;
         let (cmd, _) = self.build(msg, &mq, true, 0);
-        self.inner.instance.invoke_oneway(&addr, cmd).await
+        let left = deadline.saturating_duration_since(Instant::now());
+        within(left, self.inner.instance.invoke_oneway(&addr, cmd))
+            .await
+            .unwrap_or_else(|| Err(send_timed_out(&msg.topic, budget)))
     }
 
     /// Sends a message in the background; `callback` gets the outcome, once,
     /// on a thread of the client instance: [`ClientError::Closed`] when the
-    /// instance shuts down before the send ends.
+    /// instance shuts down before the send ends. The whole send (the route
+    /// lookup, every attempt and retry) ends within `send_timeout`, counted
+    /// from this call.
     pub fn send_async(
         &self,
         msg: Message,
@@ -472,17 +480,16 @@ impl Producer {
     ) {
         let producer = self.clone();
         let report = Report(Some(callback));
+        let budget = self.inner.config.send_timeout;
+        let deadline = Instant::now() + budget;
         // Detached: the callback is how the caller hears of the outcome. If
         // the instance stops first, the task is dropped and `report` says so.
         self.inner.instance.spawn_detached(async move {
             let outcome = match producer.check(&msg) {
                 Err(e) => Err(e),
-                Ok(()) => match producer.queues_for(&msg.topic).await {
+                Ok(()) => match producer.queues_before(&msg.topic, deadline, budget).await {
                     Ok(queues) => {
-                        let config = &producer.inner.config;
-                        let retries = config.retry_times_when_send_async_failed;
-                        let budget = config.send_timeout;
-                        let deadline = Instant::now() + budget;
+                        let retries = producer.inner.config.retry_times_when_send_async_failed;
                         producer
                             .send_with_retries(&msg, &queues, retries, deadline, budget)
                             .await
@@ -613,7 +620,7 @@ impl Producer {
 
     /// [`send`](Self::send) for callers without an executor.
     pub fn send_blocking(&self, msg: &Message) -> Result<SendResult> {
-        async_io::block_on(self.send(msg))
+        crate::block_on(self.send(msg))
     }
 
     /// Stops the producer and tells the brokers its group left.
@@ -650,7 +657,7 @@ impl<F: FnOnce(Result<SendResult>)> Drop for Report<F> {
 }
 
 /// The error of a send whose budget ran out before an answer came.
-fn send_timed_out(topic: &str, budget: Duration) -> ClientError {
+pub(crate) fn send_timed_out(topic: &str, budget: Duration) -> ClientError {
     ClientError::Remoting(super::connection::RemotingError::Timeout {
         code: request::SEND_MESSAGE_V2,
         addr: topic.to_owned(),
@@ -741,6 +748,29 @@ mod tests {
             sent.expect_err("nothing answers").kind(),
             crate::ErrorKind::Timeout
         );
+        // Async and one-way sends: within send_timeout, the route lookup
+        // included.
+        let mut config = ProducerConfig::new("P2");
+        config.send_timeout = Duration::from_millis(200);
+        let quick = Producer::start(instance.clone(), config).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let started = Instant::now();
+        quick.send_async(msg.clone(), move |outcome| {
+            let _ = tx.send((outcome, started.elapsed()));
+        });
+        let (outcome, took) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the callback");
+        let err = outcome.expect_err("nothing answers");
+        assert_eq!(err.kind(), crate::ErrorKind::Timeout, "{err}");
+        assert!(took < Duration::from_millis(1500), "took {took:?}");
+        let started = Instant::now();
+        let sent = crate::block_on(quick.send_oneway(&msg));
+        assert_eq!(
+            sent.expect_err("nothing answers").kind(),
+            crate::ErrorKind::Timeout
+        );
+        assert!(started.elapsed() < Duration::from_millis(1500));
         drop(silent);
         instance.shutdown();
     }

@@ -10,13 +10,20 @@
 //! thread `stop` returns once every thread has exited.
 //!
 //! Two threads the library uses are not a runtime's: `async-io`'s reactor
-//! thread (one per process, parked while a `block_on` drives the reactor) and
-//! the `blocking` pool's threads (listener calls, file writes), which exit
-//! after half a second of idleness.
+//! thread (one per process, parked while a runtime thread drives the
+//! reactor) and the `blocking` pool's threads (listener calls, file
+//! writes), which exit after half a second of idleness.
+//!
+//! [`block_on`] is how a thread outside every runtime (an application's,
+//! a C caller's) waits for the client: it parks, and the runtime's threads
+//! wake it.
 
+use std::cell::Cell;
 use std::future::Future;
+use std::pin::pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, JoinHandle, Thread};
 
 use async_channel::{Receiver, Sender};
 use async_executor::{Executor, Task};
@@ -116,5 +123,63 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Runs `future` to its end on the calling thread, which sleeps
+/// (`std::thread::park`) whenever the future waits, until a waker unparks it.
+///
+/// What the client's futures wait for (sockets, timers, other tasks) is
+/// driven by the client instance's threads and async-io's thread, so the
+/// caller's thread only sleeps and wakes: one futex wait and one wake at
+/// most per wait. `async_io::block_on` would also have the caller's thread
+/// take turns at driving the reactor, so that waking it means interrupting
+/// `epoll_wait`, and it wakes async-io's thread at every return: two
+/// context switches per call that a synchronous send through the C ABI
+/// paid on every message.
+///
+/// Not for a runtime's own threads (a task that blocks its thread stalls
+/// the other tasks there). Calls may nest.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    /// Unparks the thread that made it.
+    struct Unparker(Thread);
+    impl Wake for Unparker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    thread_local! {
+        /// This thread's waker, made once.
+        static WAKER: Waker = Waker::from(Arc::new(Unparker(thread::current())));
+        /// How many `block_on` calls this thread is inside.
+        static DEPTH: Cell<usize> = const { Cell::new(0) };
+    }
+    let run = |waker: &Waker| {
+        let mut future = pin!(future);
+        let mut cx = Context::from_waker(waker);
+        let depth = DEPTH.with(|d| d.replace(d.get() + 1));
+        let output = loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                break output;
+            }
+            // A stale unpark (from an earlier call's wake) only costs a
+            // second poll.
+            thread::park();
+        };
+        DEPTH.with(|d| d.set(depth));
+        if depth > 0 {
+            // Nested: a wake meant for the outer call may have been taken
+            // by this call's park; have the outer call poll again.
+            thread::current().unpark();
+        }
+        output
+    };
+    // `try_with` fails only while the thread's locals are being destroyed.
+    match WAKER.try_with(Waker::clone) {
+        Ok(waker) => run(&waker),
+        Err(_) => run(&Waker::from(Arc::new(Unparker(thread::current())))),
     }
 }

@@ -1,13 +1,22 @@
 //! Waiting with a limit: a future raced against a timer (the house way to
 //! time out, so that every wait in the client can end).
+//!
+//! The timer is made only when the future does not end at its first poll:
+//! inserting one into async-io's reactor wakes the reactor's thread, a
+//! context switch that a cached route or a queued item need not cost.
 
 use std::future::Future;
+use std::pin::pin;
 use std::time::Duration;
 
 use async_channel::Receiver;
 
 /// `f`'s output, or `None` when `limit` passes first (`f` is then dropped).
 pub(crate) async fn within<T>(limit: Duration, f: impl Future<Output = T>) -> Option<T> {
+    let mut f = pin!(f);
+    if let Some(output) = futures_lite::future::poll_once(f.as_mut()).await {
+        return Some(output);
+    }
     futures_lite::future::or(async { Some(f.await) }, async {
         async_io::Timer::after(limit).await;
         None

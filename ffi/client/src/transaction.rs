@@ -4,6 +4,7 @@
 //! (CHECK_TRANSACTION_STATE) and the listener's check answers.
 
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use mq_protocol::codes::request;
 use mq_protocol::frame::RemotingCommand;
@@ -11,11 +12,12 @@ use mq_protocol::headers::{CommandHeader, EndTransactionRequestHeader};
 use mq_protocol::message::{decode_offset_msg_id, sys_flag};
 use mq_protocol::properties::keys;
 
-use super::connection::client_request;
+use super::connection::{client_request, RemotingError};
 use super::error::{ClientError, Result};
 use super::instance::{ClientInstance, Member};
 use super::message::{decode_messages, Message, MessageExt};
-use super::producer::{Producer, ProducerConfig, SendResult, SendStatus};
+use super::producer::{send_timed_out, Producer, ProducerConfig, SendResult, SendStatus};
+use super::timeout::within;
 
 /// The outcome of a local transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +65,28 @@ impl Transaction {
 
     /// Commits or rolls back the half message (one-way, as the Java client
     /// does); [`TransactionState::Unknown`] tells the broker nothing new, so
-    /// it will check back.
+    /// it will check back. Within the producer's `send_timeout` (a
+    /// connection to make, a full send queue).
     pub async fn end(self, state: TransactionState) -> Result<()> {
+        let budget = self.producer.config().send_timeout;
+        self.end_within(state, budget).await
+    }
+
+    /// [`end`](Self::end) within `timeout` instead of `send_timeout`.
+    pub async fn end_within(self, state: TransactionState, timeout: Duration) -> Result<()> {
+        let broker = self.result.queue.broker_name.clone();
+        within(timeout, self.end_now(state))
+            .await
+            .unwrap_or_else(|| {
+                Err(ClientError::Remoting(RemotingError::Timeout {
+                    code: request::END_TRANSACTION,
+                    addr: broker,
+                    timeout,
+                }))
+            })
+    }
+
+    async fn end_now(self, state: TransactionState) -> Result<()> {
         let result = &self.result;
         let instance = self.producer.instance();
         let addr = instance
@@ -209,8 +231,21 @@ impl TransactionProducer {
     /// consumers) and returns the [`Transaction`] to end once the caller's
     /// local transaction has an outcome. The listener's `execute_local` is not
     /// called; its `check_local` still answers the broker's check-backs for
-    /// transactions never ended.
+    /// transactions never ended. Within the producer's `send_timeout`.
     pub async fn send_half(&self, msg: &Message) -> Result<Transaction> {
+        self.send_half_within(msg, self.producer.config().send_timeout)
+            .await
+    }
+
+    /// [`send_half`](Self::send_half) within `timeout` (the route lookup
+    /// and the send) instead of `send_timeout`.
+    pub async fn send_half_within(&self, msg: &Message, timeout: Duration) -> Result<Transaction> {
+        within(timeout, self.send_half_now(msg, timeout))
+            .await
+            .unwrap_or_else(|| Err(send_timed_out(&msg.topic, timeout)))
+    }
+
+    async fn send_half_now(&self, msg: &Message, timeout: Duration) -> Result<Transaction> {
         if msg.properties.contains_key(keys::DELAY) {
             return Err(ClientError::InvalidArgument(
                 "transactional messages cannot be delayed".into(),
@@ -224,12 +259,7 @@ impl TransactionProducer {
         let mq = self.producer.select(&queues, None);
         let result = self
             .producer
-            .send_to_with_flag(
-                &half,
-                &mq,
-                self.producer.config().send_timeout,
-                sys_flag::TRANSACTION_PREPARED,
-            )
+            .send_to_with_flag(&half, &mq, timeout, sys_flag::TRANSACTION_PREPARED)
             .await?;
         Ok(Transaction {
             producer: self.producer.clone(),
@@ -245,5 +275,46 @@ impl TransactionProducer {
     /// Stops the producer.
     pub async fn shutdown(&self) {
         self.producer.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::ClientConfig;
+    use std::time::Instant;
+
+    struct Undecided;
+    impl TransactionListener for Undecided {
+        fn execute_local(&self, _: &Message, _: &SendResult) -> TransactionState {
+            TransactionState::Unknown
+        }
+        fn check_local(&self, _: &MessageExt) -> TransactionState {
+            TransactionState::Unknown
+        }
+    }
+
+    #[test]
+    fn a_half_send_ends_within_its_budget() {
+        // A NameServer that accepts and never answers: the route lookup
+        // alone would take the request timeout (3 s).
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+        let addr = silent.local_addr().expect("its address").to_string();
+        let instance = ClientInstance::start(ClientConfig::new(&addr)).expect("an instance");
+        let producer = TransactionProducer::start(
+            instance.clone(),
+            ProducerConfig::new("T"),
+            Arc::new(Undecided),
+        )
+        .expect("a producer");
+        let started = Instant::now();
+        let sent = crate::block_on(
+            producer.send_half_within(&Message::new("T", "x"), Duration::from_millis(200)),
+        );
+        let err = sent.err().expect("nothing answers");
+        assert_eq!(err.kind(), crate::ErrorKind::Timeout, "{err}");
+        assert!(started.elapsed() < Duration::from_millis(1500));
+        drop(silent);
+        instance.shutdown();
     }
 }

@@ -107,8 +107,8 @@ abi! {
     mq_send_report_result: fn(H) -> H;
     mq_send_report_free: fn(H);
     mq_txn_producer_new: fn(H, *mut H) -> Status;
-    mq_txn_producer_send_half: fn(H, H, *mut H) -> Status;
-    mq_txn_end: fn(H, i32) -> Status;
+    mq_txn_producer_send_half: fn(H, H, i32, *mut H) -> Status;
+    mq_txn_end: fn(H, i32, i32) -> Status;
     mq_txn_free: fn(H);
     mq_txn_producer_poll_check: fn(H, i32, *mut H) -> Status;
     mq_txn_check_message: fn(H) -> H;

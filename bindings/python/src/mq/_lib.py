@@ -20,6 +20,7 @@ import ctypes
 import ctypes.util
 import os
 from ctypes import (
+    CFUNCTYPE,
     POINTER,
     Structure,
     c_char_p,
@@ -79,6 +80,28 @@ class MessageView(Structure):
     ]
 
 
+class SendResultView(Structure):
+    """``mq_send_result_view_t``: every field of a send result in one call
+    (appended to as ``MessageView`` is)."""
+
+    _fields_ = [
+        ("status", c_int32),
+        ("queue_id", c_int32),
+        ("queue_offset", c_int64),
+        ("msg_id", c_char_p),
+        ("offset_msg_id", c_char_p),
+        ("topic", c_char_p),
+        ("broker_name", c_char_p),
+        ("transaction_id", c_char_p),
+    ]
+
+
+#: ``mq_report_handler_t`` and ``mq_batch_handler_t``, the handlers of the
+#: serve functions: sugar for C programs, which this binding does not call
+#: (it polls), bound so that the table covers the whole header.
+REPORT_HANDLER = CFUNCTYPE(None, c_void_p, c_void_p)
+BATCH_HANDLER = CFUNCTYPE(c_int32, c_void_p, c_void_p)
+
 _P = c_void_p  # any opaque handle or object pointer
 _S = c_char_p  # a NUL-terminated string (in: bytes; out: bytes or None)
 _PP = POINTER(c_void_p)  # T **out
@@ -109,6 +132,7 @@ SIGNATURES: Dict[str, Tuple[object, List[object]]] = {
     "mq_message_set_tags": (_ST, [_P, _S]),
     "mq_message_set_keys": (_ST, [_P, _S]),
     "mq_message_set_property": (_ST, [_P, _S, _S]),
+    "mq_message_set_flag": (_ST, [_P, c_int32]),
     "mq_message_set_delay_level": (_ST, [_P, c_int32]),
     "mq_message_topic": (_S, [_P]),
     "mq_message_tags": (_S, [_P]),
@@ -133,6 +157,7 @@ SIGNATURES: Dict[str, Tuple[object, List[object]]] = {
     "mq_producer_send_batch": (_ST, [_P, _PP, c_size_t, c_int32, _PP]),
     "mq_producer_send_async": (_ST, [_P, _P, c_uint64]),
     "mq_producer_poll": (_ST, [_P, c_int32, _PP]),
+    "mq_producer_serve": (_ST, [_P, c_int32, REPORT_HANDLER, c_void_p, _PSZ]),
     "mq_producer_flush": (_ST, [_P, c_int32]),
     "mq_producer_close": (_ST, [_P]),
     "mq_producer_destroy": (None, [_P]),
@@ -142,6 +167,7 @@ SIGNATURES: Dict[str, Tuple[object, List[object]]] = {
     "mq_send_result_offset_msg_id": (_S, [_P]),
     "mq_send_result_transaction_id": (_S, [_P]),
     "mq_send_result_queue": (_ST, [_P, _PS, _PS, _PI32, _PI64]),
+    "mq_send_result_view": (_ST, [_P, POINTER(SendResultView), c_size_t]),
     "mq_send_result_free": (None, [_P]),
     "mq_send_report_token": (c_uint64, [_P]),
     "mq_send_report_status": (_ST, [_P, _PS, _PI32]),
@@ -149,9 +175,9 @@ SIGNATURES: Dict[str, Tuple[object, List[object]]] = {
     "mq_send_report_free": (None, [_P]),
     # transactional producer
     "mq_txn_producer_new": (_ST, [_P, _PP]),
-    "mq_txn_producer_send_half": (_ST, [_P, _P, _PP]),
+    "mq_txn_producer_send_half": (_ST, [_P, _P, c_int32, _PP]),
     "mq_txn_result": (c_void_p, [_P]),
-    "mq_txn_end": (_ST, [_P, c_int32]),
+    "mq_txn_end": (_ST, [_P, c_int32, c_int32]),
     "mq_txn_free": (None, [_P]),
     "mq_txn_producer_poll_check": (_ST, [_P, c_int32, _PP]),
     "mq_txn_check_message": (c_void_p, [_P]),
@@ -164,6 +190,7 @@ SIGNATURES: Dict[str, Tuple[object, List[object]]] = {
     "mq_push_consumer_subscribe": (_ST, [_P, _S, _S]),
     "mq_push_consumer_start": (_ST, [_P]),
     "mq_push_consumer_poll": (_ST, [_P, c_int32, _PP]),
+    "mq_push_consumer_serve": (_ST, [_P, c_int32, BATCH_HANDLER, c_void_p, _PSZ]),
     "mq_push_consumer_wakeup": (_ST, [_P]),
     "mq_push_consumer_close": (_ST, [_P]),
     "mq_push_consumer_destroy": (None, [_P]),
@@ -175,6 +202,7 @@ SIGNATURES: Dict[str, Tuple[object, List[object]]] = {
     # pull consumer
     "mq_pull_consumer_new": (_ST, [_P, _PP]),
     "mq_pull_consumer_subscribe": (_ST, [_P, _S, _S]),
+    "mq_pull_consumer_fetch_queues": (_ST, [_P, _S, _PP]),
     "mq_pull_consumer_assign": (_ST, [_P, _P]),
     "mq_pull_consumer_assignment": (_ST, [_P, _PP]),
     "mq_pull_consumer_poll": (_ST, [_P, c_int32, _PP]),

@@ -259,6 +259,22 @@ class PullConsumer(_Client):
         """The queues this consumer reads now."""
         return _native.interruptible(self._assignment)
 
+    def fetch_queues(self, topic: str) -> List[MessageQueue]:
+        """The readable queues of ``topic``, from its route as the
+        NameServer has it now (Java's ``fetchMessageQueues``): what to
+        choose from for :meth:`assign`. Raises :class:`mq.MqNoRouteError`
+        for a topic without a route."""
+        return _native.interruptible(self._fetch_queues, topic)
+
+    def _fetch_queues(self, topic: str) -> List[MessageQueue]:
+        lib = _lib.lib
+        out = c_void_p()
+        self._call(lib.mq_pull_consumer_fetch_queues, topic.encode(), byref(out))
+        try:
+            return read_queue_list(out.value)  # type: ignore[arg-type]
+        finally:
+            lib.mq_queue_list_free(out.value)
+
     def _assignment(self) -> List[MessageQueue]:
         lib = _lib.lib
         out = c_void_p()

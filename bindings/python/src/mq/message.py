@@ -73,9 +73,10 @@ class Message:
     """A message: built to send, or received (then every field is set).
 
     ``Message("Topic", b"body", tags="TagA", keys=["order-1"],
-    properties={"k": "v"}, delay_level=3)``. ``body`` may be bytes or str
-    (UTF-8) and may contain NUL bytes. ``keys`` is a space-separated string
-    or a list of keys.
+    properties={"k": "v"}, delay_level=3, flag=7)``. ``body`` may be bytes
+    or str (UTF-8) and may contain NUL bytes. ``keys`` is a space-separated
+    string or a list of keys. ``flag`` is the user flag (an int32 the
+    broker stores and consumers read back).
     """
 
     __slots__ = (
@@ -132,6 +133,7 @@ class Message:
         keys: Union[None, str, Sequence[str]] = None,
         properties: Optional[Dict[str, str]] = None,
         delay_level: int = 0,
+        flag: int = 0,
     ) -> None:
         self.topic = topic
         self.body = _body(body)
@@ -150,7 +152,7 @@ class Message:
         self.store_timestamp = 0
         self.born_host = None
         self.store_host = None
-        self.flag = 0
+        self.flag = flag
         self.sys_flag = 0
 
     @property
@@ -207,6 +209,8 @@ class Message:
                 check(lib.mq_message_set_property(m, name.encode(), str(value).encode()))
             if self.delay_level:
                 check(lib.mq_message_set_delay_level(m, self.delay_level))
+            if self.flag:
+                check(lib.mq_message_set_flag(m, self.flag))
         except BaseException:
             lib.mq_message_free(m)
             raise
@@ -401,8 +405,9 @@ class SendResult:
     ``transaction_id`` (of a half message, else None), and ``queue``.
 
     A sync send returns the result unread: its fields are copied out of
-    libmq on first access (then it is freed), so a sender that ignores
-    results crosses into libmq once for it instead of six times.
+    libmq on first access (one ``mq_send_result_view`` call, then it is
+    freed), so a sender that ignores results crosses into libmq once for
+    it (the free) instead of twice.
     """
 
     __slots__ = ("_ptr",) + tuple("_" + f for f in _FIELDS)
@@ -506,19 +511,17 @@ del _f
 
 
 def _read_into(r: SendResult, ptr: int) -> None:
-    lib = _lib.lib
-    topic, broker = c_char_p(), c_char_p()
-    qid, qoff = c_int32(), c_int64()
-    check(lib.mq_send_result_queue(ptr, byref(topic), byref(broker), byref(qid), byref(qoff)))
-    status = lib.mq_send_result_status(ptr)
-    r._status = _status_values.get(status, status)  # type: ignore[assignment]
-    r._msg_id = _str(lib.mq_send_result_msg_id(ptr))
-    r._offset_msg_id = _str(lib.mq_send_result_offset_msg_id(ptr))
-    r._topic = _str(topic.value)
-    r._broker_name = _str(broker.value)
-    r._queue_id = qid.value
-    r._queue_offset = qoff.value
-    r._transaction_id = _str(lib.mq_send_result_transaction_id(ptr))
+    """Every field of ``mq_send_result_t`` ``ptr``, in one libmq call."""
+    v = _lib.SendResultView()
+    check(_lib.lib.mq_send_result_view(ptr, byref(v), sizeof(v)))
+    r._status = _status_values.get(v.status, v.status)  # type: ignore[assignment]
+    r._msg_id = _str(v.msg_id)
+    r._offset_msg_id = _str(v.offset_msg_id)
+    r._topic = _str(v.topic)
+    r._broker_name = _str(v.broker_name)
+    r._queue_id = v.queue_id
+    r._queue_offset = v.queue_offset
+    r._transaction_id = _str(v.transaction_id)
 
 
 def send_result(ptr: int) -> SendResult:

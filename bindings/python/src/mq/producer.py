@@ -427,24 +427,27 @@ class Transaction:
         self.result: SendResult = send_result(_lib.lib.mq_txn_result(ptr))
         self._finalizer = _native_finalize_txn(self)
 
-    def end(self, state: Union[TxnState, bool, None]) -> None:
+    def end(self, state: Union[TxnState, bool, None], *, timeout: Optional[float] = None) -> None:
         """Ends the transaction with ``state`` (True/False: commit/rollback,
-        None: unknown, left to the check-back)."""
+        None: unknown, left to the check-back). One-way: it waits only for
+        a connection to the broker, at most ``timeout`` seconds (default
+        ``send_timeout_ms``)."""
+        ms = timeout_ms(timeout)
         with self._lock:
             ptr, self._ptr = self._ptr, None
         if ptr is None:
             raise MqClosedError(message="the transaction was ended already")
         self._finalizer.detach()
         _native.check_not_forked("transaction")
-        st = _lib.lib.mq_txn_end(ptr, int(_state(state)))
+        st = _lib.lib.mq_txn_end(ptr, int(_state(state)), ms)
         if st:
             raise last_error(st)
 
-    def commit(self) -> None:
-        self.end(TxnState.COMMIT)
+    def commit(self, *, timeout: Optional[float] = None) -> None:
+        self.end(TxnState.COMMIT, timeout=timeout)
 
-    def rollback(self) -> None:
-        self.end(TxnState.ROLLBACK)
+    def rollback(self, *, timeout: Optional[float] = None) -> None:
+        self.end(TxnState.ROLLBACK, timeout=timeout)
 
 
 def _native_finalize_txn(txn: Transaction) -> Any:
@@ -504,18 +507,25 @@ class TransactionProducer(_Client):
         return fn
 
     def send_half(
-        self, message: Union[Message, str], body: Optional[BytesLike] = None, **fields: Any
+        self,
+        message: Union[Message, str],
+        body: Optional[BytesLike] = None,
+        *,
+        timeout: Optional[float] = None,
+        **fields: Any,
     ) -> Transaction:
-        """Stores a half message (invisible to consumers) and returns its
+        """Stores a half message (invisible to consumers) within ``timeout``
+        seconds (default ``send_timeout_ms``) and returns its
         :class:`Transaction` to end."""
-        return _native.interruptible(self._send_half, message_of(message, body, fields))
+        msg = message_of(message, body, fields)
+        return _native.interruptible(self._send_half, msg, timeout_ms(timeout))
 
-    def _send_half(self, message: Message) -> Transaction:
+    def _send_half(self, message: Message, ms: int) -> Transaction:
         lib = _lib.lib
         m = message._build()
         try:
             out = c_void_p()
-            self._call(lib.mq_txn_producer_send_half, m, byref(out))
+            self._call(lib.mq_txn_producer_send_half, m, ms, byref(out))
         finally:
             lib.mq_message_free(m)
         return Transaction(out.value)  # type: ignore[arg-type]

@@ -41,6 +41,7 @@ fn null_handles_and_out_pointers_are_mq_err_null() {
             MQ_ERR_NULL,
         );
         expect(mq_message_set_delay_level(null_mut(), 1), MQ_ERR_NULL);
+        expect(mq_message_set_flag(null_mut(), 1), MQ_ERR_NULL);
         assert!(mq_message_topic(null()).is_null());
         assert!(mq_message_tags(null()).is_null());
         assert!(mq_message_keys(null()).is_null());
@@ -98,6 +99,7 @@ fn null_handles_and_out_pointers_are_mq_err_null() {
             mq_send_result_queue(null(), null_mut(), null_mut(), null_mut(), null_mut()),
             MQ_ERR_NULL,
         );
+        expect(mq_send_result_view(null(), null_mut(), 0), MQ_ERR_NULL);
         assert_eq!(mq_send_report_token(null()), 0);
         let mut error: *const c_char = t.as_ptr();
         expect(
@@ -109,11 +111,11 @@ fn null_handles_and_out_pointers_are_mq_err_null() {
 
         expect(mq_txn_producer_new(null(), &mut null_mut()), MQ_ERR_NULL);
         expect(
-            mq_txn_producer_send_half(null(), null(), &mut null_mut()),
+            mq_txn_producer_send_half(null(), null(), -1, &mut null_mut()),
             MQ_ERR_NULL,
         );
         assert!(mq_txn_result(null()).is_null());
-        expect(mq_txn_end(null_mut(), MQ_TXN_COMMIT), MQ_ERR_NULL);
+        expect(mq_txn_end(null_mut(), MQ_TXN_COMMIT, -1), MQ_ERR_NULL);
         expect(
             mq_txn_producer_poll_check(null(), 0, &mut null_mut()),
             MQ_ERR_NULL,
@@ -145,6 +147,10 @@ fn null_handles_and_out_pointers_are_mq_err_null() {
             MQ_ERR_NULL,
         );
         expect(mq_pull_consumer_assign(null(), null()), MQ_ERR_NULL);
+        expect(
+            mq_pull_consumer_fetch_queues(null(), t.as_ptr(), &mut null_mut()),
+            MQ_ERR_NULL,
+        );
         expect(
             mq_pull_consumer_assignment(null(), &mut null_mut()),
             MQ_ERR_NULL,
@@ -443,9 +449,124 @@ fn a_built_message_reads_back_whole_and_a_received_one_is_read_only() {
             mq_message_set_tags(got.cast_mut(), c("X").as_ptr()),
             MQ_ERR_STATE,
         );
+        expect(mq_message_set_flag(got.cast_mut(), 1), MQ_ERR_STATE);
         mq_message_free(got.cast_mut());
         assert_eq!(mq_batch_len(batch), 1, "still whole");
         // A pull batch has nothing to ack: freed all the same.
         expect(mq_batch_ack(batch, MQ_CONSUME_SUCCESS), MQ_ERR_STATE);
+    }
+}
+
+#[test]
+fn accessors_and_no_op_frees_keep_the_last_error() {
+    let mut props = std::collections::BTreeMap::new();
+    props.insert("TAGS".to_owned(), "TagB".to_owned());
+    let batch = Box::into_raw(Box::new(mq_batch_t::new(vec![for_test(props, b"x")], None)));
+    // SAFETY: NULL or live pointers; the batch is freed once.
+    unsafe {
+        expect(mq_message_new(null(), &mut null_mut()), MQ_ERR_NULL);
+        let before = last_error();
+        assert!(before.contains("topic is NULL"), "{before}");
+        assert_eq!(mq_batch_len(null()), 0);
+        assert!(mq_batch_get(batch, 9).is_null());
+        assert_eq!(mq_queue_list_len(null()), 0);
+        assert!(mq_message_topic(null()).is_null());
+        assert_eq!(mq_message_reconsume_times(null()), -1);
+        assert_eq!(mq_send_result_status(null()), -1);
+        assert!(mq_send_result_msg_id(null()).is_null());
+        assert_eq!(mq_send_report_token(null()), 0);
+        assert!(mq_txn_result(null()).is_null());
+        // A received message is its batch's: freeing it is a no-op.
+        mq_message_free(mq_batch_get(batch, 0).cast_mut());
+        assert_eq!(last_error(), before);
+        // A call that fails with a status still records its own.
+        expect(mq_queue_list_new(null_mut()), MQ_ERR_NULL);
+        assert!(last_error().contains("out is NULL"), "{}", last_error());
+        mq_batch_free(batch);
+    }
+}
+
+#[test]
+fn a_send_result_reads_whole_in_one_view() {
+    let r = mq_send_result_t::new(&mq_client::SendResult {
+        status: mq_client::SendStatus::FlushDiskTimeout,
+        msg_id: "ID1".into(),
+        offset_msg_id: "OFF1".into(),
+        queue: mq_client::protocol::body::MessageQueue::new("T", "b", 3),
+        queue_offset: 77,
+        transaction_id: None,
+    });
+    let view_of = |r: &mq_send_result_t, size: usize| {
+        // SAFETY: zeroes are a valid view (NULL pointers, 0 numbers).
+        let mut view = unsafe { std::mem::zeroed::<mq_send_result_view_t>() };
+        view.queue_id = -5;
+        // SAFETY: a live result; `view` has room for `size` bytes or more.
+        expect(unsafe { mq_send_result_view(r, &mut view, size) }, MQ_OK);
+        view
+    };
+    let text = |p: *const c_char| {
+        // SAFETY: a NUL-terminated string of the result, which lives.
+        unsafe { std::ffi::CStr::from_ptr(p) }
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let view = view_of(&r, std::mem::size_of::<mq_send_result_view_t>());
+    assert_eq!(view.status, MQ_SEND_FLUSH_DISK_TIMEOUT);
+    assert_eq!((view.queue_id, view.queue_offset), (3, 77));
+    assert_eq!(text(view.msg_id), "ID1");
+    assert_eq!(text(view.offset_msg_id), "OFF1");
+    assert_eq!(text(view.topic), "T");
+    assert_eq!(text(view.broker_name), "b");
+    assert!(view.transaction_id.is_null());
+    // An older, smaller view gets only its fields.
+    let small = view_of(&r, std::mem::offset_of!(mq_send_result_view_t, queue_id));
+    assert_eq!(small.status, MQ_SEND_FLUSH_DISK_TIMEOUT);
+    assert_eq!(small.queue_id, -5, "not written past the size given");
+    // SAFETY: a live result and a NULL out-pointer.
+    expect(
+        unsafe { mq_send_result_view(&r, null_mut(), 0) },
+        MQ_ERR_NULL,
+    );
+}
+
+#[test]
+fn tags_keys_and_properties_clear_with_null_and_the_flag_is_set() {
+    let t = c("T");
+    let mut m = null_mut();
+    // SAFETY: valid pointers; `view` is written up to its size.
+    unsafe {
+        expect(mq_message_new(t.as_ptr(), &mut m), MQ_OK);
+        expect(mq_message_set_tags(m, c("TagA").as_ptr()), MQ_OK);
+        expect(mq_message_set_keys(m, c("k1").as_ptr()), MQ_OK);
+        expect(
+            mq_message_set_property(m, c("color").as_ptr(), c("red").as_ptr()),
+            MQ_OK,
+        );
+        expect(mq_message_set_flag(m, 42), MQ_OK);
+        assert_eq!(mq_message_property_count(m), 3);
+        expect(mq_message_set_tags(m, null()), MQ_OK);
+        expect(mq_message_set_keys(m, null()), MQ_OK);
+        expect(
+            mq_message_set_property(m, c("color").as_ptr(), null()),
+            MQ_OK,
+        );
+        // Clearing what is not there is fine too.
+        expect(
+            mq_message_set_property(m, c("none").as_ptr(), null()),
+            MQ_OK,
+        );
+        expect(mq_message_set_property(m, null(), null()), MQ_ERR_NULL);
+        assert!(mq_message_tags(m).is_null());
+        assert!(mq_message_keys(m).is_null());
+        assert!(mq_message_property(m, c("color").as_ptr()).is_null());
+        assert_eq!(mq_message_property_count(m), 0);
+        let mut view = std::mem::zeroed::<mq_message_view_t>();
+        expect(
+            mq_message_view(m, &mut view, std::mem::size_of::<mq_message_view_t>()),
+            MQ_OK,
+        );
+        assert_eq!(view.flag, 42);
+        mq_message_free(m);
     }
 }

@@ -1,5 +1,5 @@
 //! Close and destroy: idempotent close, calls after close, and close while
-//! another thread waits in a poll.
+//! another thread waits in a poll or a blocking call.
 
 use std::ptr::{null, null_mut};
 use std::time::{Duration, Instant};
@@ -14,8 +14,13 @@ use crate::status::*;
 use crate::txn::*;
 
 /// A raw pointer that may cross threads (the handle is thread-safe).
-#[derive(Clone, Copy)]
 struct Shared<T>(*const T);
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Shared<T> {}
 // SAFETY: the handles behind these pointers are documented thread-safe.
 unsafe impl<T> Send for Shared<T> {}
 
@@ -201,9 +206,126 @@ fn a_transactional_producer_closes_once_and_wakes_a_waiting_poll() {
         close_ends_a_waiting_poll(tp, poll, close);
         expect(mq_message_new(c("T").as_ptr(), &mut m), MQ_OK);
         let mut txn = null_mut();
-        expect(mq_txn_producer_send_half(tp, m, &mut txn), MQ_ERR_CLOSED);
+        expect(
+            mq_txn_producer_send_half(tp, m, -1, &mut txn),
+            MQ_ERR_CLOSED,
+        );
         assert!(txn.is_null());
         mq_txn_producer_destroy(tp);
+        mq_message_free(m);
+    }
+    free_config(cfg);
+}
+
+/// A NameServer that accepts connections and never answers: a call that
+/// needs a route waits until its timeout (a minute here) or until close.
+fn silent_namesrv() -> (std::net::TcpListener, String) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let addr = l.local_addr().expect("its address").to_string();
+    (l, addr)
+}
+
+#[test]
+fn close_ends_blocking_calls_in_flight_with_mq_err_closed() {
+    let (_silent, addr) = silent_namesrv();
+    let cfg = config(&[
+        ("namesrv_addr", &addr),
+        ("request_timeout_ms", "60000"),
+        ("send_timeout_ms", "60000"),
+    ]);
+    let (mut p, mut tp, mut pc, mut m) = (null_mut(), null_mut(), null_mut(), null_mut());
+    // SAFETY: valid pointers; each object freed once, after the threads
+    // that use it are joined.
+    unsafe {
+        expect(mq_producer_new(cfg, &mut p), MQ_OK);
+        expect(mq_txn_producer_new(cfg, &mut tp), MQ_OK);
+        expect(mq_pull_consumer_new(cfg, &mut pc), MQ_OK);
+        expect(mq_message_new(c("T").as_ptr(), &mut m), MQ_OK);
+        expect(mq_message_set_body(m, b"x".as_ptr(), 1), MQ_OK);
+    }
+    let (sp, stp, spc, sm) = (
+        Shared(p.cast_const()),
+        Shared(tp.cast_const()),
+        Shared(pc.cast_const()),
+        Shared(m.cast_const()),
+    );
+    type Call = Box<dyn FnOnce() -> mq_status_t + Send>;
+    let calls: Vec<(&str, Call)> = vec![
+        // SAFETY (each): live handles and message, destroyed only after
+        // the threads are joined.
+        (
+            "send",
+            Box::new(move || unsafe {
+                let (p, m) = (sp, sm);
+                mq_producer_send(p.0, m.0, -1, null_mut())
+            }),
+        ),
+        (
+            "send_oneway",
+            Box::new(move || unsafe {
+                let (p, m) = (sp, sm);
+                mq_producer_send_oneway(p.0, m.0)
+            }),
+        ),
+        (
+            "send_half",
+            Box::new(move || unsafe {
+                let (tp, m) = (stp, sm);
+                let mut txn = null_mut();
+                mq_txn_producer_send_half(tp.0, m.0, -1, &mut txn)
+            }),
+        ),
+        (
+            "subscribe",
+            Box::new(move || unsafe {
+                let pc = spc;
+                mq_pull_consumer_subscribe(pc.0, c("T").as_ptr(), null())
+            }),
+        ),
+        (
+            "fetch_queues",
+            Box::new(move || unsafe {
+                let pc = spc;
+                let mut list = null_mut();
+                mq_pull_consumer_fetch_queues(pc.0, c("T").as_ptr(), &mut list)
+            }),
+        ),
+        (
+            "committed",
+            Box::new(move || unsafe {
+                let pc = spc;
+                let mut offset = 0;
+                mq_pull_consumer_committed(pc.0, c("T").as_ptr(), c("b").as_ptr(), 0, &mut offset)
+            }),
+        ),
+    ];
+    let threads: Vec<_> = calls
+        .into_iter()
+        .map(|(name, call)| {
+            let t = std::thread::spawn(move || {
+                let started = Instant::now();
+                (call(), started.elapsed())
+            });
+            (name, t)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: live handles; close may overlap the calls.
+    unsafe {
+        expect(mq_producer_close(p), MQ_OK);
+        expect(mq_txn_producer_close(tp), MQ_OK);
+        expect(mq_pull_consumer_close(pc), MQ_OK);
+    }
+    for (name, t) in threads {
+        let (status, took) = t.join().expect("the caller");
+        assert_eq!(status, MQ_ERR_CLOSED, "{name}");
+        assert!(took < Duration::from_secs(10), "{name} took {took:?}");
+    }
+    // SAFETY: no call is in them any more; each destroyed once.
+    unsafe {
+        mq_producer_destroy(p);
+        mq_txn_producer_destroy(tp);
+        mq_pull_consumer_destroy(pc);
         mq_message_free(m);
     }
     free_config(cfg);

@@ -30,6 +30,7 @@ use super::rebalance::{self, Incomplete, REBALANCE_INTERVAL};
 use crate::error::{ClientError, Result};
 use crate::instance::{ClientInstance, Member};
 use crate::message::MessageExt;
+use crate::route::subscribe_queues;
 use crate::timeout::wait_signal;
 
 /// Lite pull consumer settings (DefaultLitePullConsumer's fields).
@@ -295,6 +296,23 @@ impl PullConsumer {
         Ok(())
     }
 
+    /// The readable queues of `topic`, from its route as a NameServer has it
+    /// now (Java's `fetchMessageQueues`): what to choose from for
+    /// [`assign`](Self::assign). Fails with [`ClientError::NoRoute`] when the
+    /// topic has none.
+    pub async fn fetch_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
+        self.check_open()?;
+        if topic.is_empty() {
+            return Err(ClientError::InvalidArgument("topic is empty".into()));
+        }
+        let route = self.inner.instance.update_route(topic).await?;
+        let queues = subscribe_queues(topic, &route);
+        if queues.is_empty() {
+            return Err(ClientError::NoRoute(topic.to_owned()));
+        }
+        Ok(queues)
+    }
+
     /// Reads exactly `queues` (no rebalance), replacing any earlier assignment.
     pub async fn assign(&self, queues: Vec<MessageQueue>) -> Result<()> {
         self.check_open()?;
@@ -361,7 +379,7 @@ impl PullConsumer {
 
     /// [`poll`](Self::poll) for callers without an executor.
     pub fn poll_blocking(&self, timeout: Duration) -> Result<Vec<MessageExt>> {
-        async_io::block_on(self.poll(timeout))
+        crate::block_on(self.poll(timeout))
     }
 
     /// Moves `mq`'s position to `offset` (between the queue's min and max

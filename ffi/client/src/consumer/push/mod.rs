@@ -237,7 +237,7 @@ impl PushConsumer {
 
     /// [`shutdown`](Self::shutdown) for callers without an executor.
     pub fn shutdown_blocking(&self) {
-        async_io::block_on(self.shutdown())
+        crate::block_on(self.shutdown())
     }
 }
 
