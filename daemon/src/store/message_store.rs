@@ -457,7 +457,6 @@ impl MessageStore {
     fn report_dropped(&self, from: i64, end: i64, old_end: i64) -> usize {
         /// Messages logged one by one; the rest are counted.
         const LOGGED: usize = 20;
-        let host = self.config.store_host;
         let mut count = 0;
         let mut offset = from;
         while offset < old_end {
@@ -480,7 +479,7 @@ impl MessageStore {
                     log::warn!(
                         "replication: dropping message {} ({} queue {} offset {}, stored at {}): \
                          the master does not have it",
-                        mq_protocol::message::offset_msg_id(&host, offset),
+                        mq_protocol::message::offset_msg_id(&msg.store_host, offset),
                         msg.topic,
                         msg.queue_id,
                         msg.queue_offset,
