@@ -6,6 +6,8 @@
 //! - [`mqd`]: `mqd` processes, always this build's: start, readiness,
 //!   SIGTERM, restart, logs on failure; `mqd standalone` for client tests.
 //! - [`threads`] and [`broker`]: a NameServer and a Broker in this process.
+//! - [`ha`]: master/slave groups of `mqd` processes, and what replication
+//!   tests ask of them.
 //! - [`remoting`]: connections, requests and calls over `RemotingClient`;
 //!   waiting for a condition with a deadline.
 //! - [`requests`]: the broker's requests as Java clients send them.
@@ -18,6 +20,7 @@ pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod frames;
+pub mod ha;
 pub mod mqd;
 pub mod ports;
 pub mod remoting;
@@ -30,6 +33,7 @@ pub use broker::*;
 pub use cli::*;
 pub use client::*;
 pub use frames::*;
+pub use ha::*;
 pub use mqd::*;
 pub use ports::*;
 pub use remoting::*;

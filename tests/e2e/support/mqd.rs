@@ -211,6 +211,28 @@ impl Mqd {
         self.child.as_ref().expect("mqd is running").id()
     }
 
+    /// SIGKILL and wait: the process dies at whatever it was doing.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("[e2e] killed {} (SIGKILL)", self.command.name);
+        }
+    }
+
+    /// Sends `signal` (SIGSTOP, SIGCONT) to the running process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal mqd");
+        eprintln!("[e2e] sent {signal:?} to {}", self.command.name);
+    }
+
+    /// Starts the same command again after [`kill`](Self::kill) or
+    /// [`stop`](Self::stop), and waits until it is ready.
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
     /// SIGTERM and wait; the exit status, or `None` if it had to be killed.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
@@ -218,6 +240,8 @@ impl Mqd {
             return Some(status);
         }
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        // A process a test froze (SIGSTOP) would not act on SIGTERM.
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
