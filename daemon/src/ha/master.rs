@@ -137,9 +137,10 @@ impl HaService {
             log::info!("HA: slave {addr} connected");
             // Latency matters: a SYNC_MASTER's sends wait for the round trip.
             let _ = stream.set_nodelay(true);
-            // Each link ends on its own (error, silence, shutdown); detached.
-            ex.spawn(self.clone().link(stream, addr, shutdown.clone()))
-                .detach();
+            // Each link ends on its own (error, silence, or the process
+            // ending): it outlives the shutdown signal on purpose, so that
+            // sends still in flight then get their slave's acknowledgement.
+            ex.spawn(self.clone().link(stream, addr)).detach();
         }
     }
 
@@ -203,8 +204,8 @@ impl HaService {
         }
     }
 
-    /// Runs one link until it fails, goes silent, or shutdown.
-    async fn link(self: Arc<Self>, stream: TcpStream, addr: SocketAddr, shutdown: Shutdown) {
+    /// Runs one link until it fails or goes silent.
+    async fn link(self: Arc<Self>, stream: TcpStream, addr: SocketAddr) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let link = Arc::new(Link {
             addr,
@@ -217,16 +218,12 @@ impl HaService {
         let (start_tx, start_rx) = async_channel::bounded(1);
         let reader = self.read_reports(stream.clone(), &link, start_tx);
         let writer = self.write_frames(stream, addr, start_rx);
-        let why = shutdown
-            .wait_or(futures_lite::future::or(reader, writer))
-            .await;
+        futures_lite::future::or(reader, writer).await;
         self.links
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&id);
-        if !why {
-            log::warn!("HA: slave {addr} disconnected");
-        }
+        log::warn!("HA: slave {addr} disconnected");
     }
 
     /// The reader half: takes reports until the slave hangs up, falls silent
