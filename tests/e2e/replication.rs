@@ -19,6 +19,10 @@
 //! - `a_slave_ahead_of_a_restarted_master_cuts_back_to_it`: a master that lost
 //!   the end of its log (as in a power failure) makes its slave drop what the
 //!   master no longer has; then both agree again.
+//! - `a_frozen_slave_never_stalls_an_async_master`: sends go on at once
+//!   while the slave is frozen, far past what the link's buffers hold.
+//! - `a_master_suggests_the_slave_to_a_consumer_far_behind`:
+//!   `suggestWhichBrokerId` with and without `slaveReadEnable`.
 //!
 //! Run: `cargo test -p mq-daemon --test e2e replication::`
 
@@ -271,7 +275,13 @@ fn two_namesrvs_and_two_sync_groups_serve_producers_and_consumers() {
 
 #[test]
 fn acknowledged_sends_survive_sigkill_of_the_sync_master() {
-    let mut cluster = HaCluster::start("ha-sigkill", 1, &["ha-k"], &[]);
+    // SYNC_FLUSH on both: an acknowledgement means on both disks.
+    let mut cluster = HaCluster::start(
+        "ha-sigkill",
+        1,
+        &["ha-k"],
+        &[("flushDiskType", "SYNC_FLUSH")],
+    );
     let topic = "HaKillTopic";
     let mut all_acked: Vec<Acked> = Vec::new();
     let mut thread_base = 0;
@@ -727,5 +737,103 @@ fn a_slave_ahead_of_a_restarted_master_cuts_back_to_it() {
         let mut expect: Vec<String> = (0..15).map(|i| format!("old-{i}")).collect();
         expect.extend((0..3).map(|i| format!("new-{i}")));
         assert_eq!(bodies, expect);
+    });
+}
+
+#[test]
+fn a_frozen_slave_never_stalls_an_async_master() {
+    let mut cluster = HaCluster::start_with_role("ha-async", 1, &["ha-s"], "ASYNC_MASTER", &[]);
+    let topic = "HaAsyncTopic";
+    let group = &mut cluster.groups[0];
+    let master_addr = group.master.addr.clone();
+    group.slave.mqd.signal(Signal::SIGSTOP);
+    // 16 MiB: far more than the link's socket buffers hold, so the master's
+    // sender to the slave is stuck the whole time.
+    const COUNT: usize = 4096;
+    let body = vec![b'x'; 4096];
+    let started = Instant::now();
+    async_io::block_on(async {
+        let client = connect(&master_addr).await;
+        create_topic(&client, topic, QUEUES).await;
+        for i in 0..COUNT {
+            let answer = call(
+                &client,
+                send_v2(SerializeType::Json, topic, (i % 4) as i32, &body, ""),
+            )
+            .await;
+            assert_eq!(answer.code, resp::SUCCESS, "send {i} to an ASYNC_MASTER");
+        }
+    });
+    let took = started.elapsed();
+    eprintln!("[ha] {COUNT} sends of 4 KiB with the slave frozen took {took:?}");
+    // Each send answered at once: a stalled send would wait for the 5 s
+    // request timeout and fail the loop above.
+    group.slave.mqd.signal(Signal::SIGCONT);
+    async_io::block_on(async {
+        group.wait_linked().await;
+        group.wait_caught_up(Duration::from_secs(30)).await;
+    });
+}
+
+#[test]
+fn a_master_suggests_the_slave_to_a_consumer_far_behind() {
+    // With accessMessageInMemoryMaxRatio=0 any backlog counts as far behind.
+    let cluster = HaCluster::start(
+        "ha-suggest",
+        1,
+        &["ha-g"],
+        &[
+            ("slaveReadEnable", "true"),
+            ("accessMessageInMemoryMaxRatio", "0"),
+        ],
+    );
+    let topic = "HaSuggestTopic";
+    let group = &cluster.groups[0];
+    async_io::block_on(async {
+        let master = connect(&group.master.addr).await;
+        create_topic(&master, topic, 1).await;
+        for i in 0..10 {
+            send(&master, topic, 0, format!("m{i}").as_bytes(), "").await;
+        }
+        group.wait_caught_up(Duration::from_secs(20)).await;
+        let slave = connect(&group.slave.addr).await;
+        wait_max_offset(&slave, topic, 0, 10).await;
+        let suggested = |answer: &mq_protocol::frame::RemotingCommand| {
+            assert_eq!(answer.code, resp::SUCCESS, "{:?}", answer.remark);
+            field_i64(answer, "suggestWhichBrokerId")
+        };
+        // Behind: two messages of ten read, the rest beyond the (zero) limit.
+        let mut pull = Pull::new("ha_suggest_g", topic, 0, 0);
+        pull.max = 2;
+        let answer = call(&master, pull.command(SerializeType::Json)).await;
+        assert_eq!(suggested(&answer), 1, "the master suggests the slave");
+        // Caught up (nothing left to read): the group's broker, the master.
+        pull.offset = 10;
+        let answer = call(&slave, pull.command(SerializeType::Json)).await;
+        assert_eq!(answer.code, resp::PULL_NOT_FOUND);
+        assert_eq!(
+            field_i64(&answer, "suggestWhichBrokerId"),
+            0,
+            "the slave sends a caught-up consumer back"
+        );
+    });
+    // Without slaveReadEnable the master is always suggested.
+    let plain = HaCluster::start(
+        "ha-suggest-off",
+        1,
+        &["ha-h"],
+        &[("accessMessageInMemoryMaxRatio", "0")],
+    );
+    let group = &plain.groups[0];
+    async_io::block_on(async {
+        let master = connect(&group.master.addr).await;
+        create_topic(&master, topic, 1).await;
+        for i in 0..10 {
+            send(&master, topic, 0, format!("m{i}").as_bytes(), "").await;
+        }
+        let mut pull = Pull::new("ha_suggest_g", topic, 0, 0);
+        pull.max = 2;
+        let answer = call(&master, pull.command(SerializeType::Json)).await;
+        assert_eq!(field_i64(&answer, "suggestWhichBrokerId"), 0);
     });
 }

@@ -29,7 +29,7 @@ pub struct HaBroker {
     pub data: PathBuf,
 }
 
-/// A broker name served by a SYNC_MASTER (id 0) and a SLAVE (id 1).
+/// A broker name served by a master (id 0) and a SLAVE (id 1).
 pub struct HaGroup {
     /// `brokerName`.
     pub name: String,
@@ -62,6 +62,18 @@ impl HaCluster {
         names: &[&str],
         extra: &[(&str, &str)],
     ) -> HaCluster {
+        HaCluster::start_with_role(test, namesrv_count, names, "SYNC_MASTER", extra)
+    }
+
+    /// [`start`](Self::start) with masters of `master_role` (ASYNC_MASTER or
+    /// SYNC_MASTER).
+    pub fn start_with_role(
+        test: &str,
+        namesrv_count: usize,
+        names: &[&str],
+        master_role: &str,
+        extra: &[(&str, &str)],
+    ) -> HaCluster {
         let dir = TempDir::new(test).keep_on_failure();
         let mut namesrvs = Vec::new();
         let mut namesrv_addrs = Vec::new();
@@ -84,8 +96,8 @@ impl HaCluster {
             .iter()
             .map(|name| HaGroup {
                 name: (*name).to_owned(),
-                master: start_broker(&dir, &namesrv, name, 0, extra),
-                slave: start_broker(&dir, &namesrv, name, 1, extra),
+                master: start_broker(&dir, &namesrv, name, master_role, extra),
+                slave: start_broker(&dir, &namesrv, name, "SLAVE", extra),
             })
             .collect::<Vec<_>>();
         let cluster = HaCluster {
@@ -110,14 +122,14 @@ fn start_broker(
     dir: &TempDir,
     namesrv: &str,
     name: &str,
-    id: i64,
+    role: &str,
     extra: &[(&str, &str)],
 ) -> HaBroker {
     let port = free_broker_port();
-    let (role, what) = if id == 0 {
-        ("SYNC_MASTER", "master")
+    let (id, what) = if role == "SLAVE" {
+        (1, "slave")
     } else {
-        ("SLAVE", "slave")
+        (0, "master")
     };
     let data = dir.path().join(format!("{name}-{what}"));
     let mut settings: Vec<(&str, String)> = vec![
