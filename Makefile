@@ -2,7 +2,7 @@
 # then one closing line that adds up every test binary's results.
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
-.PHONY: test lint bench
+.PHONY: test lint bench bench-ha
 
 test: lint
 	mkdir -p target
@@ -15,3 +15,7 @@ lint:
 
 bench:
 	cargo run --release -p mq-daemon --example store_bench
+
+# ASYNC_MASTER alone vs SYNC_MASTER + SLAVE, mqctl bench produce (README, Performance).
+bench-ha:
+	tests/bench/replication.sh
