@@ -23,6 +23,9 @@
 //!   while the slave is frozen, far past what the link's buffers hold.
 //! - `a_master_suggests_the_slave_to_a_consumer_far_behind`:
 //!   `suggestWhichBrokerId` with and without `slaveReadEnable`.
+//! - `a_partition_between_master_and_slave_heals`: the slave in a network
+//!   namespace of the test's own behind a veth pair (root needed), the pair
+//!   cut and restored.
 //!
 //! Run: `cargo test -p mq-daemon --test e2e replication::`
 
@@ -836,4 +839,93 @@ fn a_master_suggests_the_slave_to_a_consumer_far_behind() {
         let answer = call(&master, pull.command(SerializeType::Json)).await;
         assert_eq!(field_i64(&answer, "suggestWhichBrokerId"), 0);
     });
+}
+
+#[test]
+fn a_partition_between_master_and_slave_heals() {
+    // Declared first, dropped last: after the daemons.
+    let net = VethNetns::create();
+    let dir = TempDir::new("ha-partition").keep_on_failure();
+    let (host, inside) = (net.host_ip.to_string(), net.ns_ip.to_string());
+    let ns_port = free_port();
+    let namesrv = format!("{host}:{ns_port}");
+    let _namesrv = MqdCommand::new(
+        "mqd namesrv",
+        &["namesrv", "--listen", &namesrv],
+        &dir.path().join("namesrv.log"),
+    )
+    .ready_at(namesrv.parse().unwrap())
+    .start();
+    let extra = [
+        ("slaveTimeout", "1000"),
+        ("haSendHeartbeatInterval", "500"),
+        ("haHousekeepingInterval", "2000"),
+    ];
+    let mut group = HaGroup {
+        name: "ha-p".into(),
+        master: start_broker_at(&dir, &namesrv, "ha-p", "SYNC_MASTER", &host, None, &extra),
+        slave: start_broker_at(
+            &dir,
+            &namesrv,
+            "ha-p",
+            "SLAVE",
+            &inside,
+            Some(&net.name),
+            &extra,
+        ),
+    };
+    let topic = "HaPartitionTopic";
+    let master_addr = group.master.addr.clone();
+    let send_code = |body: &str| {
+        async_io::block_on(async {
+            let client = connect(&master_addr).await;
+            call(
+                &client,
+                send_v2(SerializeType::Json, topic, 0, body.as_bytes(), ""),
+            )
+            .await
+            .code
+        })
+    };
+    async_io::block_on(async {
+        group.wait_linked().await;
+        create_topic(&*connect(&master_addr).await, topic, 1).await;
+    });
+    assert_eq!(send_code("before"), resp::SUCCESS);
+
+    net.cut();
+    assert_eq!(send_code("cut-1"), resp::FLUSH_SLAVE_TIMEOUT);
+    async_io::block_on(async {
+        let master = connect(&master_addr).await;
+        eventually(
+            "the master to drop the cut link",
+            Duration::from_secs(10),
+            || async {
+                let info = runtime_info(&master).await?;
+                (info.get("haSlaveCount").map(String::as_str) == Some("0")).then_some(())
+            },
+        )
+        .await;
+    });
+    assert_eq!(send_code("cut-2"), resp::SLAVE_NOT_AVAILABLE);
+
+    net.heal();
+    async_io::block_on(async {
+        group.wait_linked().await;
+        group.wait_caught_up(Duration::from_secs(20)).await;
+    });
+    assert_eq!(send_code("healed"), resp::SUCCESS);
+    let on_slave = async_io::block_on(async {
+        let slave = connect(&group.slave.addr).await;
+        wait_max_offset(&slave, topic, 0, 4).await;
+        queue_records(&slave, topic, 0).await
+    });
+    let bodies: Vec<String> = on_slave
+        .iter()
+        .map(|r| {
+            String::from_utf8_lossy(decode_records(&r.bytes, false).unwrap()[0].body).into_owned()
+        })
+        .collect();
+    assert_eq!(bodies, ["before", "cut-1", "cut-2", "healed"]);
+    group.slave.mqd.terminate();
 }

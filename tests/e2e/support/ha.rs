@@ -125,7 +125,22 @@ fn start_broker(
     role: &str,
     extra: &[(&str, &str)],
 ) -> HaBroker {
+    start_broker_at(dir, namesrv, name, role, "127.0.0.1", None, extra)
+}
+
+/// Starts one broker of a group on `ip` (in network namespace `netns` if
+/// given): a master when `role` is not SLAVE (id 0), else a slave (id 1).
+pub fn start_broker_at(
+    dir: &TempDir,
+    namesrv: &str,
+    name: &str,
+    role: &str,
+    ip: &str,
+    netns: Option<&str>,
+    extra: &[(&str, &str)],
+) -> HaBroker {
     let port = free_broker_port();
+    let at = |port: u16| std::net::SocketAddr::new(ip.parse().expect("an IP address"), port);
     let (id, what) = if role == "SLAVE" {
         (1, "slave")
     } else {
@@ -138,7 +153,7 @@ fn start_broker(
         ("brokerName", name.to_owned()),
         ("brokerId", id.to_string()),
         ("brokerRole", role.to_owned()),
-        ("brokerIP1", "127.0.0.1".to_owned()),
+        ("brokerIP1", ip.to_owned()),
         ("listenPort", port.to_string()),
         ("storePathRootDir", data.display().to_string()),
     ];
@@ -151,13 +166,16 @@ fn start_broker(
         &dir.path().join(format!("{name}-{what}.log")),
     )
     .args(flags(&pairs))
-    .ready_at(local(port));
+    .ready_at(at(port));
     if id == 0 {
-        command = command.ready_at(local(port + 1));
+        command = command.ready_at(at(port + 1));
+    }
+    if let Some(ns) = netns {
+        command = command.netns(ns);
     }
     HaBroker {
         mqd: command.start(),
-        addr: local(port).to_string(),
+        addr: at(port).to_string(),
         data,
     }
 }

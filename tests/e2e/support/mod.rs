@@ -6,6 +6,7 @@
 //! - [`mqd`]: `mqd` processes, always this build's: start, readiness,
 //!   SIGTERM, restart, logs on failure; `mqd standalone` for client tests.
 //! - [`threads`] and [`broker`]: a NameServer and a Broker in this process.
+//! - [`netns`]: a network namespace behind a veth pair, to cut and heal.
 //! - [`ha`]: master/slave groups of `mqd` processes, and what replication
 //!   tests ask of them.
 //! - [`remoting`]: connections, requests and calls over `RemotingClient`;
@@ -22,6 +23,7 @@ pub mod client;
 pub mod frames;
 pub mod ha;
 pub mod mqd;
+pub mod netns;
 pub mod ports;
 pub mod remoting;
 pub mod requests;
@@ -35,6 +37,7 @@ pub use client::*;
 pub use frames::*;
 pub use ha::*;
 pub use mqd::*;
+pub use netns::*;
 pub use ports::*;
 pub use remoting::*;
 pub use requests::*;

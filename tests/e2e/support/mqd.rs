@@ -57,6 +57,9 @@ pub struct MqdCommand {
     /// RLIMIT_NOFILE, set as both the soft and the hard limit so that mqd's
     /// raise to the hard limit cannot escape it.
     pub nofile: Option<u64>,
+    /// The network namespace to run in (`ip netns exec`, which execs mqd
+    /// in the same process).
+    pub netns: Option<String>,
 }
 
 /// A loopback address.
@@ -73,6 +76,7 @@ impl MqdCommand {
             log: log.to_owned(),
             ready: Vec::new(),
             nofile: None,
+            netns: None,
         }
     }
 
@@ -114,6 +118,12 @@ impl MqdCommand {
         self
     }
 
+    /// Runs in the network namespace `name`.
+    pub fn netns(mut self, name: &str) -> MqdCommand {
+        self.netns = Some(name.to_owned());
+        self
+    }
+
     /// Runs under this RLIMIT_NOFILE.
     pub fn nofile(mut self, limit: u64) -> MqdCommand {
         self.nofile = Some(limit);
@@ -147,17 +157,24 @@ impl Mqd {
             .append(true)
             .open(&cmd.log)
             .expect("open the mqd log");
-        let mut process = match cmd.nofile {
+        let mut process = match (cmd.nofile, &cmd.netns) {
             // The shell's `ulimit -n` sets both limits, then execs mqd in the
             // same process, so the child's pid is mqd's.
-            Some(limit) => {
+            (Some(limit), None) => {
                 let mut sh = Command::new("sh");
                 sh.args(["-c", r#"ulimit -n "$0" && exec "$@""#])
                     .arg(limit.to_string())
                     .arg(env!("CARGO_BIN_EXE_mqd"));
                 sh
             }
-            None => Command::new(env!("CARGO_BIN_EXE_mqd")),
+            (None, Some(netns)) => {
+                let mut ip = Command::new("ip");
+                ip.args(["netns", "exec", netns])
+                    .arg(env!("CARGO_BIN_EXE_mqd"));
+                ip
+            }
+            (None, None) => Command::new(env!("CARGO_BIN_EXE_mqd")),
+            (Some(_), Some(_)) => panic!("{}: nofile and netns together", cmd.name),
         };
         let child = process
             .args(&cmd.args)
