@@ -399,9 +399,16 @@ impl CommitLog {
             }
             None => 0,
         };
+        let appender = self.add_segment(next_base)?;
+        Ok(current.insert(appender))
+    }
+
+    /// Adds the segment at `base` (made ahead of time, or now) to the end of
+    /// the log, asks for the one after it, and returns its writer.
+    fn add_segment(&self, base: u64) -> Result<Appender> {
         let next = self
             .allocator
-            .take(next_base)
+            .take(base)
             .map_err(|e| self.out_of_space(e))?;
         let appender = next
             .appender()
@@ -410,8 +417,8 @@ impl CommitLog {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .push(next);
-        self.allocator.request(next_base + self.file_size as u64);
-        Ok(current.insert(appender))
+        self.allocator.request(base + self.file_size as u64);
+        Ok(appender)
     }
 
     /// Makes this a slave's log (at open, before use): see
@@ -457,19 +464,7 @@ impl CommitLog {
                             "an empty log starts at a segment boundary (a multiple of {size})"
                         ))
                     })?;
-                let file = self
-                    .allocator
-                    .take(first)
-                    .map_err(|e| self.out_of_space(e))?;
-                let appender = file
-                    .appender()
-                    .expect("a segment new to the log has no writer yet");
-                self.files
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(file);
-                self.allocator.request(first + size);
-                state.current = Some(appender);
+                state.current = Some(self.add_segment(first)?);
                 first
             }
         };
@@ -480,16 +475,7 @@ impl CommitLog {
             return Ok(());
         }
         if state.current.as_ref().is_some_and(|file| file.is_full()) {
-            let next = self.allocator.take(end).map_err(|e| self.out_of_space(e))?;
-            let appender = next
-                .appender()
-                .expect("a segment new to the log has no writer yet");
-            self.files
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(next);
-            self.allocator.request(end + size);
-            state.current = Some(appender);
+            state.current = Some(self.add_segment(end)?);
         }
         let file = state.current.as_mut().expect("set above");
         if data.len() > file.remaining() {
