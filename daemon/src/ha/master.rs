@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_net::{TcpListener, TcpStream};
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::AsyncWriteExt;
 
 use super::transfer::GroupTransfer;
 use super::wire::{self, HEADER_LEN, REPORT_LEN};
@@ -239,14 +239,7 @@ impl HaService {
         let mut filled = 0;
         let silence = self.config.housekeeping_interval;
         loop {
-            let read = futures_lite::future::or(
-                async { Some(stream.read(&mut buf[filled..]).await) },
-                async {
-                    async_io::Timer::after(silence).await;
-                    None
-                },
-            )
-            .await;
+            let read = super::read_within(&mut stream, &mut buf[filled..], silence).await;
             let n = match read {
                 None => {
                     log::warn!("HA: nothing from slave {addr} for {silence:?}; closing its link");

@@ -81,3 +81,18 @@ impl HaConfig {
         Ok(())
     }
 }
+
+/// Reads what `stream` has into `buf`, waiting at most `limit`: `None` if
+/// nothing came in time, else what `read` gave (0 is the peer hanging up).
+pub(crate) async fn read_within(
+    stream: &mut async_net::TcpStream,
+    buf: &mut [u8],
+    limit: Duration,
+) -> Option<std::io::Result<usize>> {
+    use futures_lite::io::AsyncReadExt;
+    futures_lite::future::or(async { Some(stream.read(buf).await) }, async {
+        async_io::Timer::after(limit).await;
+        None
+    })
+    .await
+}

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_net::TcpStream;
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::AsyncWriteExt;
 
 use super::wire::{self, HEADER_LEN};
 use super::HaConfig;
@@ -172,14 +172,7 @@ impl HaClient {
                 }
                 buf.resize(want, 0);
             }
-            let read = futures_lite::future::or(
-                async { Some(stream.read(&mut buf[filled..]).await) },
-                async {
-                    async_io::Timer::after(wait).await;
-                    None
-                },
-            )
-            .await;
+            let read = super::read_within(&mut stream, &mut buf[filled..], wait).await;
             match read {
                 Some(Ok(0)) => return Ok(()),
                 Some(Ok(n)) => {
