@@ -117,6 +117,26 @@ fn send_until_stopped(
         .collect()
 }
 
+/// Sends `body` to queue 0 of `topic` at `addr`; the response code.
+fn send_code(addr: &str, topic: &str, body: &str) -> i32 {
+    async_io::block_on(async {
+        let client = connect(addr).await;
+        let cmd = send_v2(SerializeType::Json, topic, 0, body.as_bytes(), "");
+        call(&client, cmd).await.code
+    })
+}
+
+/// The bodies of `records`, as text.
+fn bodies_of(records: &[RawRecord]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| {
+            let stored = decode_records(&r.bytes, false).expect("a valid record");
+            String::from_utf8_lossy(stored[0].body).into_owned()
+        })
+        .collect()
+}
+
 /// Waits until `count` sends have been acknowledged, up to 30 s.
 fn wait_acked(count: &AtomicUsize, at_least: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -596,17 +616,7 @@ fn a_frozen_or_stopped_slave_gives_flush_slave_timeout_and_slave_not_available()
     let topic = "HaFrozenTopic";
     let group = &mut cluster.groups[0];
     let (master_addr, slave_addr) = (group.master.addr.clone(), group.slave.addr.clone());
-    let send_code = |body: &str| {
-        async_io::block_on(async {
-            let client = connect(&master_addr).await;
-            let answer = call(
-                &client,
-                send_v2(SerializeType::Json, topic, 0, body.as_bytes(), ""),
-            )
-            .await;
-            answer.code
-        })
-    };
+    let send_code = |body: &str| send_code(&master_addr, topic, body);
     async_io::block_on(async {
         create_topic(&*connect(&master_addr).await, topic, QUEUES).await;
     });
@@ -619,18 +629,7 @@ fn a_frozen_or_stopped_slave_gives_flush_slave_timeout_and_slave_not_available()
     assert!(started.elapsed() >= Duration::from_millis(900));
     // The master gives up on the silent link (haHousekeepingInterval): no
     // slave in step, so no wait at all.
-    async_io::block_on(async {
-        let master = connect(&master_addr).await;
-        eventually(
-            "the master to drop the frozen link",
-            Duration::from_secs(10),
-            || async {
-                let info = runtime_info(&master).await?;
-                (info.get("haSlaveCount").map(String::as_str) == Some("0")).then_some(())
-            },
-        )
-        .await;
-    });
+    async_io::block_on(group.wait_unlinked());
     let started = Instant::now();
     assert_eq!(send_code("frozen-2"), resp::SLAVE_NOT_AVAILABLE);
     assert!(started.elapsed() < Duration::from_millis(500));
@@ -647,12 +646,7 @@ fn a_frozen_or_stopped_slave_gives_flush_slave_timeout_and_slave_not_available()
         let slave = connect(&slave_addr).await;
         queue_records(&slave, topic, 0).await
     });
-    let bodies: Vec<String> = on_slave
-        .iter()
-        .map(|r| {
-            String::from_utf8_lossy(decode_records(&r.bytes, false).unwrap()[0].body).into_owned()
-        })
-        .collect();
+    let bodies = bodies_of(&on_slave);
     assert_eq!(bodies, ["linked", "frozen-1", "frozen-2", "thawed"]);
 
     // Stopped: SLAVE_NOT_AVAILABLE at once; started again: caught up.
@@ -730,13 +724,7 @@ fn a_slave_ahead_of_a_restarted_master_cuts_back_to_it() {
         let on_master = all_records(&client, topic, &ends).await;
         let on_slave = all_records(&slave, topic, &ends).await;
         assert_eq!(on_master, on_slave);
-        let bodies: Vec<String> = on_slave[&0]
-            .iter()
-            .map(|r| {
-                String::from_utf8_lossy(decode_records(&r.bytes, false).unwrap()[0].body)
-                    .into_owned()
-            })
-            .collect();
+        let bodies = bodies_of(&on_slave[&0]);
         let mut expect: Vec<String> = (0..15).map(|i| format!("old-{i}")).collect();
         expect.extend((0..3).map(|i| format!("new-{i}")));
         assert_eq!(bodies, expect);
@@ -876,17 +864,7 @@ fn a_partition_between_master_and_slave_heals() {
     };
     let topic = "HaPartitionTopic";
     let master_addr = group.master.addr.clone();
-    let send_code = |body: &str| {
-        async_io::block_on(async {
-            let client = connect(&master_addr).await;
-            call(
-                &client,
-                send_v2(SerializeType::Json, topic, 0, body.as_bytes(), ""),
-            )
-            .await
-            .code
-        })
-    };
+    let send_code = |body: &str| send_code(&master_addr, topic, body);
     async_io::block_on(async {
         group.wait_linked().await;
         create_topic(&*connect(&master_addr).await, topic, 1).await;
@@ -895,18 +873,7 @@ fn a_partition_between_master_and_slave_heals() {
 
     net.cut();
     assert_eq!(send_code("cut-1"), resp::FLUSH_SLAVE_TIMEOUT);
-    async_io::block_on(async {
-        let master = connect(&master_addr).await;
-        eventually(
-            "the master to drop the cut link",
-            Duration::from_secs(10),
-            || async {
-                let info = runtime_info(&master).await?;
-                (info.get("haSlaveCount").map(String::as_str) == Some("0")).then_some(())
-            },
-        )
-        .await;
-    });
+    async_io::block_on(group.wait_unlinked());
     assert_eq!(send_code("cut-2"), resp::SLAVE_NOT_AVAILABLE);
 
     net.heal();
@@ -920,12 +887,7 @@ fn a_partition_between_master_and_slave_heals() {
         wait_max_offset(&slave, topic, 0, 4).await;
         queue_records(&slave, topic, 0).await
     });
-    let bodies: Vec<String> = on_slave
-        .iter()
-        .map(|r| {
-            String::from_utf8_lossy(decode_records(&r.bytes, false).unwrap()[0].body).into_owned()
-        })
-        .collect();
+    let bodies = bodies_of(&on_slave);
     assert_eq!(bodies, ["before", "cut-1", "cut-2", "healed"]);
     group.slave.mqd.terminate();
 }

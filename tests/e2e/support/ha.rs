@@ -202,6 +202,21 @@ impl HaGroup {
         .await
     }
 
+    /// Waits (up to 10 s) until the master counts no slave link (it has
+    /// given up on a silent one).
+    pub async fn wait_unlinked(&self) {
+        let master = connect(&self.master.addr).await;
+        eventually(
+            &format!("the master of {} to drop its slave link", self.name),
+            Duration::from_secs(10),
+            || async {
+                let info = runtime_info(&master).await?;
+                (info.get("haSlaveCount").map(String::as_str) == Some("0")).then_some(())
+            },
+        )
+        .await
+    }
+
     /// Waits (up to `limit`) until the slave's CommitLog ends where the
     /// master's does, and returns that offset.
     pub async fn wait_caught_up(&self, limit: Duration) -> i64 {
