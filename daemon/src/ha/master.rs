@@ -302,12 +302,10 @@ impl HaService {
         let heartbeat = self.config.send_heartbeat_interval;
         let batch = self.config.transfer_batch_size;
         let mut frame = Vec::with_capacity(HEADER_LEN + batch);
-        // A heartbeat at once tells a slave that is ahead where to cut back.
-        let mut last_write = if cut {
-            Instant::now() - heartbeat
-        } else {
-            Instant::now()
-        };
+        let mut last_write = Instant::now();
+        // A heartbeat at once tells a slave that is ahead where to cut back
+        // (when there is no data to send it at once, which would tell it too).
+        let mut heartbeat_now = cut;
         loop {
             frame.clear();
             if let Some(data) = self.store.replication_data(next, batch) {
@@ -324,7 +322,7 @@ impl HaService {
                     return;
                 }
                 let idle = last_write.elapsed();
-                if idle < heartbeat {
+                if idle < heartbeat && !heartbeat_now {
                     let store = &self.store;
                     store
                         .new_data()
@@ -339,6 +337,7 @@ impl HaService {
                 return;
             }
             last_write = Instant::now();
+            heartbeat_now = false;
             self.streamed.fetch_max(next, Ordering::AcqRel);
         }
     }
