@@ -342,3 +342,39 @@ impl HaService {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_util::{message, TempDir};
+    use crate::store::StoreConfig;
+
+    #[test]
+    fn a_slave_starts_where_it_stands_unless_it_holds_what_this_master_lost() {
+        let dir = TempDir::new("ha_start");
+        let mut config = StoreConfig::new(dir.path());
+        config.commit_log_file_size = 4096;
+        config.index_hash_slots = 16;
+        config.index_max_entries = 64;
+        let store = MessageStore::open(config).unwrap();
+        for _ in 0..30 {
+            store.put_blocking(&[message(&[7; 300])], false).unwrap();
+        }
+        let end = store.commit_log_range().1;
+        assert!(end > 2 * 4096);
+        let ha = HaService::new(store.clone(), HaConfig::default());
+        // An empty slave starts at the master's last segment.
+        assert_eq!(ha.start_for(0), (end - end % 4096, false));
+        // A slave behind, or level, starts where it stands.
+        assert_eq!(ha.start_for(100), (100, false));
+        assert_eq!(ha.start_for(end), (end, false));
+        // A slave ahead of what this master opened with is told to cut back.
+        assert_eq!(ha.start_for(end + 500), (end, true));
+        // Once this master has written and sent past that point, it is not.
+        store.put_blocking(&[message(&[8; 300])], false).unwrap();
+        let later = store.commit_log_range().1;
+        ha.streamed.fetch_max(later, Ordering::AcqRel);
+        assert_eq!(ha.start_for(later), (later, false));
+        assert_eq!(ha.start_for(later + 1), (end, true));
+    }
+}
