@@ -6,6 +6,12 @@
 #
 #   tests/bench/replication.sh                # 3 rounds of 15 s each
 #   ROUNDS=1 DURATION=5 tests/bench/replication.sh
+#   MODE=sync tests/bench/replication.sh      # 64 blocking sender threads
+#
+# MODE (default async) is mqctl's --mode: async keeps 64 sends in flight from
+# a few threads; sync runs 64 threads that each wait for their answer, and on
+# two cores those threads' scheduling adds tens of milliseconds to the tail
+# whatever the broker does (an ASYNC_MASTER alone shows it too).
 #
 # Release build; one NameServer and the three brokers as separate mqd
 # processes on loopback ports, ASYNC_FLUSH, data in a temporary directory.
@@ -15,6 +21,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 rounds=${ROUNDS:-3}
+mode=${MODE:-async}
 duration=${DURATION:-15}
 base_port=${BASE_PORT:-21000}
 
@@ -60,7 +67,8 @@ mqctl topic create --topic AsyncBenchTopic --cluster BenchAsync --queues 8 >/dev
 mqctl topic create --topic SyncBenchTopic --cluster BenchSync --queues 8 >/dev/null
 
 run() {
-    mqctl bench produce --topic "$1" --size 1024 --threads 64 --duration "$duration" 2>/dev/null |
+    mqctl bench produce --topic "$1" --size 1024 --threads 64 --mode "$mode" \
+        --duration "$duration" 2>/dev/null |
         grep '^bench produce'
 }
 for r in $(seq "$rounds"); do
