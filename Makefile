@@ -6,7 +6,7 @@
 # every result. A failure in one part still runs the next, and fails the whole.
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
-.PHONY: test lint libmq tools bench
+.PHONY: test lint libmq tools bench bench-ha
 
 test: lint libmq tools
 	mkdir -p target
@@ -47,3 +47,7 @@ lint:
 
 bench:
 	cargo run --release -p mq-daemon --example store_bench
+
+# ASYNC_MASTER alone vs SYNC_MASTER + SLAVE, mqctl bench produce (README, Performance).
+bench-ha:
+	tests/bench/replication.sh

@@ -63,7 +63,7 @@ fn workspace_root() -> PathBuf {
 }
 
 /// The full path of `tool` on PATH, or a test failure naming it.
-fn require_tool(tool: &str) -> PathBuf {
+pub(crate) fn require_tool(tool: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {
         let candidate = dir.join(tool);
@@ -81,7 +81,7 @@ fn require_tool(tool: &str) -> PathBuf {
 }
 
 /// Builds `tests/java` once per process (and under a file lock across processes).
-fn compat_jar() -> PathBuf {
+pub(crate) fn compat_jar() -> PathBuf {
     static JAR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     JAR.get_or_init(build_jar)
         .clone()
@@ -131,7 +131,7 @@ fn build_jar() -> Result<PathBuf, String> {
 }
 
 /// The two tests share two cores with everything else: run them one at a time.
-fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn exclusive() -> std::sync::MutexGuard<'static, ()> {
     static HEAVY: Mutex<()> = Mutex::new(());
     HEAVY.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -17,4 +17,5 @@ mod java_compat;
 mod mqctl;
 mod multi_namesrv;
 mod namesrv;
+mod replication;
 mod support;

@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::ha::HaConfig;
 use crate::store::{FlushDiskType, StoreConfig};
 
 /// The broker's role in a master/slave pair.
@@ -56,6 +57,18 @@ pub struct BrokerConfig {
     pub listen_ip: Option<IpAddr>,
     /// `brokerRole`.
     pub broker_role: BrokerRole,
+    /// `haListenPort`: the HA port a master's slaves connect to; `None` is
+    /// `listenPort + 1`, as RocketMQ's BrokerStartup sets it.
+    pub ha_listen_port: Option<u16>,
+    /// Replication: `haSendHeartbeatInterval`, `haHousekeepingInterval`,
+    /// `haTransferBatchSize`, `haSlaveFallbehindMax`, `slaveTimeout`,
+    /// `haMasterAddress`.
+    pub ha: HaConfig,
+    /// `slaveReadEnable` (false): a master tells a consumer that has fallen
+    /// more than `accessMessageInMemoryMaxRatio` of memory behind to pull from
+    /// the slave (its group's `whichBrokerWhenConsumeSlowly`), and a slave
+    /// keeps such a consumer (else it sends it back to the master).
+    pub slave_read_enable: bool,
     /// `brokerPermission`: ANDed into every topic's permission on registration.
     pub broker_permission: i32,
     /// `autoCreateTopicEnable`.
@@ -105,6 +118,9 @@ impl Default for BrokerConfig {
             listen_port: 10911,
             listen_ip: None,
             broker_role: BrokerRole::AsyncMaster,
+            ha_listen_port: None,
+            ha: HaConfig::default(),
+            slave_read_enable: false,
             broker_permission: 6,
             auto_create_topic_enable: true,
             default_topic_queue_nums: 8,
@@ -183,6 +199,23 @@ impl BrokerConfig {
             "listenPort" => self.listen_port = parse(key, v)?,
             "listenIP" => self.listen_ip = Some(parse(key, v)?),
             "brokerRole" => self.broker_role = parse(key, v)?,
+            "haListenPort" => self.ha_listen_port = Some(parse(key, v)?),
+            "haSendHeartbeatInterval" => {
+                self.ha.send_heartbeat_interval = Duration::from_millis(parse(key, v)?)
+            }
+            "haHousekeepingInterval" => {
+                self.ha.housekeeping_interval = Duration::from_millis(parse(key, v)?)
+            }
+            "haTransferBatchSize" => self.ha.transfer_batch_size = parse(key, v)?,
+            "haSlaveFallbehindMax" => self.ha.slave_fallbehind_max = parse(key, v)?,
+            "slaveTimeout" => self.ha.slave_timeout = Duration::from_millis(parse(key, v)?),
+            "haMasterAddress" => {
+                self.ha.master_address = Some(v.to_owned()).filter(|a| !a.is_empty())
+            }
+            "slaveReadEnable" => self.slave_read_enable = parse_bool(key, v)?,
+            "accessMessageInMemoryMaxRatio" => {
+                s.access_message_in_memory_max_ratio = parse(key, v)?
+            }
             "brokerPermission" => self.broker_permission = parse(key, v)?,
             "autoCreateTopicEnable" => self.auto_create_topic_enable = parse_bool(key, v)?,
             "defaultTopicQueueNums" => self.default_topic_queue_nums = parse(key, v)?,
@@ -267,28 +300,20 @@ impl BrokerConfig {
 
     /// Checks the settings against each other.
     pub fn validate(&mut self) -> Result<(), String> {
-        // Refused rather than run without what the role promises: a SYNC_MASTER
-        // would acknowledge before any slave has the bytes, a SLAVE would hold
-        // nothing.
-        if self.broker_role != BrokerRole::AsyncMaster {
-            return Err(format!(
-                "brokerRole {}: master/slave replication is not implemented in mq yet; \
-                 run ASYNC_MASTER brokers",
-                self.role_name()
-            ));
-        }
         if self.broker_role == BrokerRole::Slave && self.broker_id == 0 {
             return Err("a SLAVE must have brokerId > 0".into());
         }
         if self.broker_role != BrokerRole::Slave && self.broker_id != 0 {
             return Err("a master must have brokerId 0".into());
         }
-        if self.listen_port < 3 || self.listen_port == u16::MAX {
+        if self.listen_port < 3 || (self.listen_port == u16::MAX && self.ha_listen_port.is_none()) {
             return Err(format!(
                 "listenPort {} leaves no room for the VIP port (listenPort - 2) and HA port (+1)",
                 self.listen_port
             ));
         }
+        self.ha.validate()?;
+        self.store.replica = self.broker_role == BrokerRole::Slave;
         if !(1..=1024).contains(&self.default_topic_queue_nums) {
             return Err("defaultTopicQueueNums must be 1..=1024".into());
         }
@@ -310,9 +335,20 @@ impl BrokerConfig {
         SocketAddr::new(self.broker_ip1, self.listen_port)
     }
 
-    /// The address of the HA service (`brokerIP2:listenPort+1`).
+    /// The HA port (`haListenPort`, by default `listenPort + 1`).
+    pub fn ha_port(&self) -> u16 {
+        self.ha_listen_port
+            .unwrap_or_else(|| self.listen_port.saturating_add(1))
+    }
+
+    /// The address of the HA service slaves are told (`brokerIP2:haListenPort`).
     pub fn ha_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.broker_ip2, self.listen_port + 1)
+        SocketAddr::new(self.broker_ip2, self.ha_port())
+    }
+
+    /// The address the HA service binds (the main listener's IP, HA port).
+    pub fn ha_bind_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.listen_ip.unwrap_or(self.broker_ip1), self.ha_port())
     }
 
     /// The address the main server binds.
@@ -343,6 +379,35 @@ impl BrokerConfig {
         put("brokerIP2", self.broker_ip2.to_string());
         put("listenPort", self.listen_port.to_string());
         put("brokerRole", self.role_name().into());
+        put("haListenPort", self.ha_port().to_string());
+        put(
+            "haSendHeartbeatInterval",
+            self.ha.send_heartbeat_interval.as_millis().to_string(),
+        );
+        put(
+            "haHousekeepingInterval",
+            self.ha.housekeeping_interval.as_millis().to_string(),
+        );
+        put(
+            "haTransferBatchSize",
+            self.ha.transfer_batch_size.to_string(),
+        );
+        put(
+            "haSlaveFallbehindMax",
+            self.ha.slave_fallbehind_max.to_string(),
+        );
+        put(
+            "slaveTimeout",
+            self.ha.slave_timeout.as_millis().to_string(),
+        );
+        if let Some(addr) = &self.ha.master_address {
+            put("haMasterAddress", addr.clone());
+        }
+        put("slaveReadEnable", self.slave_read_enable.to_string());
+        put(
+            "accessMessageInMemoryMaxRatio",
+            s.access_message_in_memory_max_ratio.to_string(),
+        );
         put("brokerPermission", self.broker_permission.to_string());
         put(
             "autoCreateTopicEnable",
@@ -442,6 +507,40 @@ autoCreateTopicEnable=false
     }
 
     #[test]
+    fn replication_roles_and_keys() {
+        let text = "\
+brokerRole=SLAVE
+brokerId=1
+listenPort=20911
+haMasterAddress=10.0.0.1:20912
+haSendHeartbeatInterval=1000
+haHousekeepingInterval=3000
+haTransferBatchSize=65536
+haSlaveFallbehindMax=1048576
+slaveTimeout=800
+slaveReadEnable=true
+";
+        let mut c = BrokerConfig::from_properties(text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.broker_role, BrokerRole::Slave);
+        assert!(c.store.replica);
+        assert_eq!(c.ha_addr().port(), 20912);
+        assert_eq!(c.ha.master_address.as_deref(), Some("10.0.0.1:20912"));
+        assert_eq!(c.ha.send_heartbeat_interval, Duration::from_secs(1));
+        assert_eq!(c.ha.housekeeping_interval, Duration::from_secs(3));
+        assert_eq!(c.ha.transfer_batch_size, 65536);
+        assert_eq!(c.ha.slave_fallbehind_max, 1 << 20);
+        assert_eq!(c.ha.slave_timeout, Duration::from_millis(800));
+        assert!(c.slave_read_enable);
+        let mut c =
+            BrokerConfig::from_properties("brokerRole=SYNC_MASTER\nhaListenPort=30000").unwrap();
+        c.validate().unwrap();
+        assert!(!c.store.replica);
+        assert_eq!(c.ha_bind_addr().port(), 30000);
+        assert!(c.to_properties().contains("brokerRole=SYNC_MASTER\n"));
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let err = BrokerConfig::from_properties("listenPort=abc").unwrap_err();
         assert!(err.contains("listenPort"), "{err}");
@@ -451,11 +550,14 @@ autoCreateTopicEnable=false
         assert!(err.contains("serverMaxConnections"), "{err}");
         let mut c = BrokerConfig::from_properties("brokerId=1").unwrap();
         assert!(c.validate().is_err());
-        for role in ["SYNC_MASTER", "SLAVE"] {
-            let mut c =
-                BrokerConfig::from_properties(&format!("brokerRole={role}\nbrokerId=1")).unwrap();
-            let err = c.validate().unwrap_err();
-            assert!(err.contains("not implemented"), "{err}");
-        }
+        let mut c = BrokerConfig::from_properties("brokerRole=SLAVE\nbrokerId=0").unwrap();
+        assert!(c.validate().unwrap_err().contains("brokerId > 0"));
+        let mut c = BrokerConfig::from_properties("brokerRole=SYNC_MASTER\nbrokerId=1").unwrap();
+        assert!(c.validate().unwrap_err().contains("brokerId 0"));
+        let mut c = BrokerConfig::from_properties(
+            "haSendHeartbeatInterval=5000\nhaHousekeepingInterval=1000",
+        )
+        .unwrap();
+        assert!(c.validate().unwrap_err().contains("haHousekeepingInterval"));
     }
 }

@@ -56,6 +56,14 @@ pub enum BrokerError {
         /// Why.
         source: io::Error,
     },
+    /// The HA port (`haListenPort`, listenPort + 1) could not be bound.
+    #[error("binding the HA port {addr}: {source}")]
+    BindHa {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
     /// Shutdown could not save everything; each failure names what it was
     /// saving (`consumer offsets`, `topics`, `delay offsets`, `store`).
     #[error("{}", ShutdownFailures(.0))]
@@ -340,6 +348,7 @@ impl BrokerError {
             | LoadTable(_)
             | Bind { .. }
             | BindVip { .. }
+            | BindHa { .. }
             | Shutdown(_)
             | Header(_)
             | Body { .. }

@@ -25,7 +25,7 @@ mod task;
 pub mod transaction;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use async_executor::Executor;
@@ -35,6 +35,8 @@ use mq_protocol::frame::RemotingCommand;
 
 pub use config::BrokerConfig;
 pub use error::BrokerError;
+
+use crate::ha::{HaClient, HaService};
 
 use crate::server::{serve, BoxFuture, Connection, RequestHandler, ServerLimits};
 use crate::shutdown::Shutdown;
@@ -70,6 +72,11 @@ pub struct Broker {
     transaction_config: transaction::TransactionConfig,
     /// Connections to the NameServers.
     registrar: task::register::Registrar,
+    /// Replication: a master's HA service, or a slave's client.
+    pub(crate) replication: Replication,
+    /// A slave's master (its main address, from the NameServers' answer to
+    /// each registration), whose topics, offsets and groups it copies.
+    master_addr: Mutex<Option<String>>,
     ex: Arc<Executor<'static>>,
     shutdown: Shutdown,
     /// Set once shutdown begins: sends are refused, pulls not parked.
@@ -82,6 +89,14 @@ pub struct Broker {
     put_count: AtomicI64,
     /// Messages sent to consumers since start.
     get_count: AtomicI64,
+}
+
+/// Which side of replication a broker is.
+pub(crate) enum Replication {
+    /// ASYNC_MASTER or SYNC_MASTER: slaves connect to its HA port.
+    Master(Arc<HaService>),
+    /// SLAVE: it connects to its master.
+    Slave(Arc<HaClient>),
 }
 
 impl Broker {
@@ -123,9 +138,25 @@ impl Broker {
                 addr: config.vip_bind_addr(),
                 source,
             })?;
+        let ha_listener = if config.broker_role == config::BrokerRole::Slave {
+            None
+        } else {
+            let addr = config.ha_bind_addr();
+            Some(
+                async_net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| BrokerError::BindHa { addr, source })?,
+            )
+        };
+        let replication = match ha_listener {
+            Some(_) => Replication::Master(HaService::new(store.clone(), config.ha.clone())),
+            None => Replication::Slave(HaClient::new(store.clone(), config.ha.clone())),
+        };
         let transaction_config = config.transaction.clone();
         let broker = Arc::new(Broker {
             registrar: task::register::Registrar::new(config.namesrv_addrs.clone()),
+            replication,
+            master_addr: Mutex::new(None),
             config,
             store,
             topics,
@@ -185,16 +216,36 @@ impl Broker {
             .detach();
         ex.spawn(task::register::register_loop(broker.clone()))
             .detach();
-        ex.spawn(task::schedule::schedule_loop(broker.clone()))
-            .detach();
-        ex.spawn(task::transaction_check::check_loop(broker.clone()))
-            .detach();
+        match (&broker.replication, ha_listener) {
+            (Replication::Master(ha), Some(listener)) => {
+                ex.spawn(ha.clone().serve(ex.clone(), listener, shutdown.clone()))
+                    .detach();
+                // Delayed delivery and transaction checks write to the log:
+                // masters only, as in RocketMQ.
+                ex.spawn(task::schedule::schedule_loop(broker.clone()))
+                    .detach();
+                ex.spawn(task::transaction_check::check_loop(broker.clone()))
+                    .detach();
+            }
+            (Replication::Slave(client), _) => {
+                ex.spawn(client.clone().run(shutdown.clone())).detach();
+                ex.spawn(task::slave_sync::sync_loop(broker.clone()))
+                    .detach();
+            }
+            (Replication::Master(_), None) => unreachable!("a master binds its HA port"),
+        }
         log::info!(
-            "broker {} ({}) serving on {} and VIP {}",
+            "broker {} ({}, {} id {}) serving on {} and VIP {}{}",
             broker.config.broker_name,
             broker.config.cluster_name,
+            broker.config.role_name(),
+            broker.config.broker_id,
             broker.config.bind_addr(),
-            broker.config.vip_bind_addr()
+            broker.config.vip_bind_addr(),
+            match &broker.replication {
+                Replication::Master(_) => format!(", HA on {}", broker.config.ha_bind_addr()),
+                Replication::Slave(_) => String::new(),
+            }
         );
         Ok(broker)
     }
@@ -243,6 +294,38 @@ impl Broker {
             Ok(())
         } else {
             Err(BrokerError::Shutdown(failures))
+        }
+    }
+
+    /// A slave's master, as the NameServers said last (`None` on a master, or
+    /// while the master is not registered).
+    pub(crate) fn master_addr(&self) -> Option<String> {
+        self.master_addr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records what a NameServer answered a slave's registration: its
+    /// master's address and HA address.
+    pub(crate) fn set_master(&self, addr: Option<String>, ha_addr: Option<String>) {
+        let Replication::Slave(client) = &self.replication else {
+            return;
+        };
+        if let Some(ha) = ha_addr.filter(|a| !a.is_empty()) {
+            client.set_master(&ha);
+        }
+        let mut master = self
+            .master_addr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *master != addr {
+            log::info!(
+                "master of {} is now {}",
+                self.config.broker_name,
+                addr.as_deref().unwrap_or("(not registered)")
+            );
+            *master = addr;
         }
     }
 

@@ -129,6 +129,9 @@ pub struct CommitLog {
     flushed_where: AtomicI64,
     /// Set at shutdown; appends then fail with [`StoreError::Closed`].
     closed: AtomicBool,
+    /// A slave's log: written only by [`append_replica`](Self::append_replica),
+    /// and its store times learnt from the dispatcher rather than the appender.
+    replica: AtomicBool,
 }
 
 impl CommitLog {
@@ -178,6 +181,7 @@ impl CommitLog {
             last_store_timestamp: AtomicI64::new(0),
             flushed_where: AtomicI64::new(0),
             closed: AtomicBool::new(false),
+            replica: AtomicBool::new(false),
         })
     }
 
@@ -395,14 +399,17 @@ impl CommitLog {
             }
             None => 0,
         };
-        let next = self.allocator.take(next_base).map_err(|e| {
-            if e.is_out_of_space() {
-                log::warn!("{e}");
-                self.disk.out_of_space(self.file_size as u64)
-            } else {
-                e
-            }
-        })?;
+        let appender = self.add_segment(next_base)?;
+        Ok(current.insert(appender))
+    }
+
+    /// Adds the segment at `base` (made ahead of time, or now) to the end of
+    /// the log, asks for the one after it, and returns its writer.
+    fn add_segment(&self, base: u64) -> Result<Appender> {
+        let next = self
+            .allocator
+            .take(base)
+            .map_err(|e| self.out_of_space(e))?;
         let appender = next
             .appender()
             .expect("a segment new to the log has no writer yet");
@@ -410,8 +417,148 @@ impl CommitLog {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .push(next);
-        self.allocator.request(next_base + self.file_size as u64);
-        Ok(current.insert(appender))
+        self.allocator.request(base + self.file_size as u64);
+        Ok(appender)
+    }
+
+    /// Makes this a slave's log (at open, before use): see
+    /// [`append_replica`](Self::append_replica).
+    pub fn set_replica(&self, replica: bool) {
+        self.replica.store(replica, Ordering::Release);
+    }
+
+    /// Whether this is a slave's log.
+    pub fn is_replica(&self) -> bool {
+        self.replica.load(Ordering::Relaxed)
+    }
+
+    /// A slave's log learns the store time of its records from the dispatcher,
+    /// which sees each one once it is complete: the flusher then knows which
+    /// store time a flush covers (the checkpoint's physic time).
+    pub fn note_replica_timestamp(&self, store_timestamp: i64) {
+        self.last_store_timestamp
+            .fetch_max(store_timestamp, Ordering::AcqRel);
+    }
+
+    /// Appends `data`, bytes of the master's log that start at `offset`, as
+    /// they are (they may end inside a record; the rest follows). `offset`
+    /// must be where this log ends, or, for an empty log, the start of a
+    /// segment; `data` must fit the segment (the master never sends across a
+    /// segment's end: its blank marker fills the end, and the next bytes start
+    /// the next segment).
+    pub fn append_replica(&self, offset: i64, data: &[u8]) -> Result<()> {
+        let mut state = self.append.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let replica = |why: String| StoreError::Replica { offset, why };
+        let size = self.file_size as u64;
+        let end = match state.current.as_ref() {
+            Some(file) => file.base() + file.wrote_position() as u64,
+            None => {
+                let first = u64::try_from(offset)
+                    .ok()
+                    .filter(|o| o % size == 0)
+                    .ok_or_else(|| {
+                        replica(format!(
+                            "an empty log starts at a segment boundary (a multiple of {size})"
+                        ))
+                    })?;
+                state.current = Some(self.add_segment(first)?);
+                first
+            }
+        };
+        if u64::try_from(offset).ok() != Some(end) {
+            return Err(replica(format!("this log ends at {end}")));
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        if state.current.as_ref().is_some_and(|file| file.is_full()) {
+            state.current = Some(self.add_segment(end)?);
+        }
+        let file = state.current.as_mut().expect("set above");
+        if data.len() > file.remaining() {
+            return Err(replica(format!(
+                "{} bytes do not fit the {} left in segment {}",
+                data.len(),
+                file.remaining(),
+                file.base()
+            )));
+        }
+        file.append(data);
+        Ok(())
+    }
+
+    /// Tells the disk guard when a segment could not be created for lack of space.
+    fn out_of_space(&self, e: StoreError) -> StoreError {
+        if e.is_out_of_space() {
+            log::warn!("{e}");
+            self.disk.out_of_space(self.file_size as u64)
+        } else {
+            e
+        }
+    }
+
+    /// Up to `max` written bytes from `offset` on, within the segment holding
+    /// `offset` (what a master sends its slave in one frame). `None` when
+    /// nothing is written there yet, or the segment is no longer stored.
+    pub fn read_published(&self, offset: i64, max: usize) -> Option<RecordBytes> {
+        let file = self.file_for(offset)?;
+        let pos = usize::try_from(offset as u64 - file.base()).ok()?;
+        let len = file.wrote_position().checked_sub(pos)?.min(max);
+        if len == 0 {
+            return None;
+        }
+        self.read(offset, len)
+    }
+
+    /// Cuts a slave's log back to `end` while it is in use (its master has
+    /// less than it has). Segments that start at or after `end` are deleted.
+    /// The segment holding `end` is replaced by a copy of its bytes before
+    /// `end`, renamed over it: readers may still hold the old one's bytes
+    /// (published bytes never change), so they are not rewritten in place.
+    /// The caller keeps the dispatcher away meanwhile.
+    pub fn truncate_live(&self, end: i64) -> Result<()> {
+        let end_u = u64::try_from(end).map_err(|_| StoreError::Replica {
+            offset: end,
+            why: "a negative offset".into(),
+        })?;
+        let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.append.lock().unwrap_or_else(PoisonError::into_inner);
+        state.current = None;
+        while let Some(last) = files.last() {
+            if last.base() < end_u {
+                break;
+            }
+            log::warn!(
+                "replication: deleting commit log segment {}: the master's log ends at {end}",
+                last.path().display()
+            );
+            last.destroy()?;
+            files.pop();
+        }
+        if let Some(last) = files.last().cloned() {
+            let keep = usize::try_from(end_u - last.base()).expect("inside the segment");
+            if keep < last.wrote_position() {
+                *files.last_mut().expect("checked above") = copy_prefix(&last, keep)?;
+            }
+            let last = files.last().expect("checked above");
+            state.current = Some(
+                last.appender()
+                    .expect("the log let go of every appender above"),
+            );
+        }
+        // A segment made ahead of time for a base past the new end would be
+        // a file after a hole at the next start.
+        let next = files
+            .last()
+            .map_or(end_u - end_u % self.file_size as u64, |last| {
+                last.base() + self.file_size as u64
+            });
+        self.allocator.reset(next);
+        self.flushed_where.fetch_min(end, Ordering::AcqRel);
+        Ok(())
     }
 
     /// Sets the next queue offset of every queue (after recovery).
@@ -559,6 +706,33 @@ impl Drop for CommitLog {
         // Ends the allocator thread even when opening the store failed half way.
         self.allocator.stop();
     }
+}
+
+/// A new segment file with the first `len` bytes of `old` and nothing after
+/// them, in `old`'s place: written beside it, synced and renamed over it.
+/// `old` keeps its (now unlinked) mapping for whoever still reads it.
+fn copy_prefix(old: &MappedFile, len: usize) -> Result<Arc<MappedFile>> {
+    use std::io::Write;
+    let path = old.path().to_path_buf();
+    let tmp = path.with_extension("truncating");
+    let prefix = old.slice(0, len).expect("below the write position");
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(prefix)?;
+        file.set_len(old.size() as u64)?;
+        file.sync_all()
+    };
+    write().map_err(|e| StoreError::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| StoreError::io("rename", &tmp, e))?;
+    if let Some(dir) = path.parent() {
+        super::checkpoint::sync_dir(dir)?;
+    }
+    let copy = Arc::new(MappedFile::open(&path, old.base(), old.size())?);
+    // Publishes the prefix and reserves the blocks of the rest (zeroed).
+    copy.appender()
+        .expect("a file just opened has no writer")
+        .recover_to(len)?;
+    Ok(copy)
 }
 
 /// The marker that fills the `remaining` bytes at the end of a segment: their
@@ -736,6 +910,28 @@ impl Allocator {
             self.disk.refresh();
         }
         made
+    }
+
+    /// Forgets a segment made ahead of time for another base than `next`
+    /// (deleting its file), and asks for `next` instead.
+    fn reset(&self, next: u64) {
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        while slot.busy {
+            slot = self
+                .changed
+                .wait(slot)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        match slot.ready.take() {
+            Some((base, Ok(file))) if base != next => {
+                if let Err(e) = file.destroy() {
+                    log::warn!("deleting pre-created segment {base}: {e}");
+                }
+            }
+            other => slot.ready = other,
+        }
+        drop(slot);
+        self.request(next);
     }
 
     fn stop(&self) {

@@ -88,6 +88,13 @@ pub struct StoreConfig {
     pub message_delay_level: String,
     /// This broker's `brokerIP1:listenPort`, written as STOREHOST in every record.
     pub store_host: SocketAddr,
+    /// `accessMessageInMemoryMaxRatio`: a pull that leaves more than this share
+    /// of physical memory (percent) unread behind the log's end suggests the
+    /// slave to its consumer (40).
+    pub access_message_in_memory_max_ratio: u32,
+    /// `brokerRole=SLAVE`: the CommitLog is written only by replication, with
+    /// the master's bytes at the master's offsets (see [`MessageStore::append_replica`](super::MessageStore::append_replica)).
+    pub replica: bool,
 }
 
 impl StoreConfig {
@@ -118,6 +125,8 @@ impl StoreConfig {
             message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
                 .into(),
             store_host: SocketAddr::from(([127, 0, 0, 1], 10911)),
+            access_message_in_memory_max_ratio: 40,
+            replica: false,
         }
     }
 
@@ -206,6 +215,9 @@ impl StoreConfig {
             && self.disk_space_warning_level_ratio <= 100)
         {
             return Err("disk ratios must rise: diskMaxUsedSpaceRatio <= clean forcibly <= warning level <= 100".into());
+        }
+        if self.access_message_in_memory_max_ratio > 100 {
+            return Err("accessMessageInMemoryMaxRatio is a percentage (0-100)".into());
         }
         Ok(())
     }

@@ -53,6 +53,9 @@ pub struct Dispatcher {
     listener: RwLock<Option<ArrivalListener>>,
     /// Signalled after each dispatched range, for `wait_dispatched`.
     progress: (Mutex<()>, Condvar),
+    /// Held by the thread while it dispatches a range, and by
+    /// [`rewind`](Self::rewind) while the log and the queues are cut back.
+    work: Mutex<()>,
     stop: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -77,6 +80,7 @@ impl Dispatcher {
             dispatched_store_timestamp: AtomicI64::new(0),
             listener: RwLock::new(None),
             progress: (Mutex::new(()), Condvar::new()),
+            work: Mutex::new(()),
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
         })
@@ -161,15 +165,21 @@ impl Dispatcher {
                     offset = next_file;
                     break;
                 }
-                let record = usize::try_from(size)
+                let Some(size) = usize::try_from(size)
                     .ok()
-                    .and_then(|size| file.slice(pos, size))
-                    .ok_or_else(|| {
-                        corrupt(
-                            offset,
-                            format!("record size {size} runs past the written data"),
-                        )
-                    })?;
+                    .filter(|&size| size >= BLANK_MARKER_LEN && pos + size <= file.size())
+                else {
+                    return Err(corrupt(
+                        offset,
+                        format!("record size {size} does not fit the segment"),
+                    ));
+                };
+                let Some(record) = file.slice(pos, size) else {
+                    // Not all written yet: a slave receives the master's log in
+                    // pieces that may end inside a record (a master's appends
+                    // publish whole records).
+                    break;
+                };
                 let msg = match message::decode_record(record, false) {
                     Ok(Record::Message(msg, _)) => msg,
                     Ok(Record::Blank(_)) => unreachable!("blank handled above"),
@@ -260,6 +270,9 @@ impl Dispatcher {
         }
         self.dispatched_store_timestamp
             .store(msg.store_timestamp, Ordering::Release);
+        if self.log.is_replica() {
+            self.log.note_replica_timestamp(msg.store_timestamp);
+        }
         Ok(())
     }
 
@@ -286,7 +299,11 @@ impl Dispatcher {
             let stopping = self.stop.load(Ordering::Acquire);
             let end = self.log.max_offset();
             let before = self.dispatched_offset();
-            match self.dispatch_until(end) {
+            let round = {
+                let _working = self.work.lock().unwrap_or_else(PoisonError::into_inner);
+                self.dispatch_until(end)
+            };
+            match round {
                 Ok(()) => last_error = None,
                 Err(e) => {
                     if e.is_out_of_space() {
@@ -317,12 +334,25 @@ impl Dispatcher {
             if stopping {
                 return;
             }
-            if self.dispatched_offset() >= end {
+            let idle = self.dispatched_offset() >= end || self.dispatched_offset() == before;
+            if idle {
                 // RocketMQ's reput also polls every millisecond; a condition
-                // variable per append would cost the append path more.
+                // variable per append would cost the append path more. (On a
+                // slave the log may end inside a record: no progress then.)
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
+    }
+
+    /// Runs `cut` (which cuts the log, the queues and the index back) while the
+    /// thread is kept from dispatching, then moves the dispatch position back
+    /// to the offset `cut` returns if it was past it: what follows is
+    /// dispatched again from the log as it is now.
+    pub fn rewind(&self, cut: impl FnOnce() -> Result<i64>) -> Result<i64> {
+        let _working = self.work.lock().unwrap_or_else(PoisonError::into_inner);
+        let from = cut()?;
+        self.reput.fetch_min(from, Ordering::AcqRel);
+        Ok(self.dispatched_offset())
     }
 
     /// Dispatches what is left and stops the thread.

@@ -76,6 +76,16 @@ pub enum StoreError {
         /// What is wrong.
         why: String,
     },
+    /// Bytes a master replicated cannot be appended to this slave's log: they
+    /// do not start where the log ends, or do not fit its segment. The
+    /// replication link is dropped and made again from the log's end.
+    #[error("replicated data at commit log offset {offset}: {why}")]
+    Replica {
+        /// Where the master said the bytes go.
+        offset: i64,
+        /// What is wrong with them.
+        why: String,
+    },
     /// The configuration cannot work.
     #[error("invalid store configuration: {0}")]
     Config(String),

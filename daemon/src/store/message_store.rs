@@ -27,6 +27,7 @@ use super::config::{FlushDiskType, StoreConfig};
 use super::consume_queue::{ConsumeQueues, CqEntry, LogBounds};
 use super::disk_guard::{DiskGuard, DiskReading};
 use super::dispatch::{ArrivalListener, Dispatcher};
+use super::doorbell::Doorbell;
 use super::error::{Result, StoreError};
 use super::flush::FlushService;
 use super::index_file::IndexService;
@@ -95,6 +96,17 @@ impl GetStatus {
     }
 }
 
+/// What [`MessageStore::truncate_replica`] dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Truncated {
+    /// Where the log ends now.
+    pub from: i64,
+    /// Where it ended before.
+    pub to: i64,
+    /// Messages whose records did not end before `from`.
+    pub messages: usize,
+}
+
 /// What a read returns.
 pub struct GetResult {
     /// Why.
@@ -107,6 +119,10 @@ pub struct GetResult {
     pub max_offset: i64,
     /// The records found, each exactly as stored.
     pub messages: Vec<RecordBytes>,
+    /// The reader is far behind the log's end, more than
+    /// `accessMessageInMemoryMaxRatio` of memory: a master tells the consumer
+    /// to pull from its slave (when `slaveReadEnable`).
+    pub suggest_pulling_from_slave: bool,
 }
 
 impl GetResult {
@@ -132,6 +148,11 @@ pub struct MessageStore {
     /// Holds the store's `lock` file (flock) until close.
     lock: Mutex<Option<Flock<File>>>,
     closed: AtomicBool,
+    /// Rung after every append (replication's senders wait on it).
+    new_data: Doorbell,
+    /// Bytes behind the log's end a reader may be before it is told to read
+    /// from the slave: `accessMessageInMemoryMaxRatio` of physical memory.
+    memory_for_reads: i64,
 }
 
 /// The housekeeping thread's handle and its stop signal.
@@ -178,6 +199,7 @@ impl MessageStore {
             config.max_message_size,
             disk.clone(),
         )?);
+        log.set_replica(config.replica);
         let queues = Arc::new(ConsumeQueues::load(
             &root.join("consumequeue"),
             config.consume_queue_entries_per_file,
@@ -255,6 +277,9 @@ impl MessageStore {
             log.min_offset()
         );
 
+        let memory_for_reads = (physical_memory() as f64
+            * f64::from(config.access_message_in_memory_max_ratio)
+            / 100.0) as i64;
         let flusher = FlushService::start(
             log.clone(),
             config.flush_disk_type,
@@ -278,6 +303,8 @@ impl MessageStore {
             housekeeping: Housekeeping::default(),
             lock: Mutex::new(Some(lock)),
             closed: AtomicBool::new(false),
+            new_data: Doorbell::new(),
+            memory_for_reads,
         });
         store.disk.refresh();
         store.start_housekeeping();
@@ -292,23 +319,182 @@ impl MessageStore {
     /// Appends `messages` as one unit (a batch), then, under SYNC_FLUSH and when
     /// `wait_store` is true (the WAIT property), waits for a flush that covers them.
     pub async fn put(&self, messages: &[PutMessage<'_>], wait_store: bool) -> Result<Stored> {
+        let append = self.append(messages)?;
+        let durability = self.wait_durable(&append, wait_store).await;
+        Ok(Stored { append, durability })
+    }
+
+    /// The first half of [`put`](Self::put): appends `messages` as one unit
+    /// and returns once they are in the mapping, ringing [`new_data`](Self::new_data).
+    pub fn append(&self, messages: &[PutMessage<'_>]) -> Result<AppendResult> {
+        if self.config.replica {
+            return Err(StoreError::Replica {
+                offset: self.log.max_offset(),
+                why: "a slave's log is written only by replication".into(),
+            });
+        }
         self.disk.check_writable()?;
         let append = self.log.append(messages)?;
-        let durability = if self.config.flush_disk_type == FlushDiskType::SyncFlush {
-            if wait_store {
-                match self.flusher.wait_flushed(append.end_offset()).await {
-                    Ok(()) => Durability::Done,
-                    Err(StoreError::FlushTimeout { .. }) => Durability::FlushTimeout,
-                    Err(e) => Durability::FlushFailed(e.to_string()),
-                }
-            } else {
-                self.flusher.wake_up();
-                Durability::Done
-            }
-        } else {
-            Durability::Done
+        self.new_data.ring();
+        Ok(append)
+    }
+
+    /// The second half of [`put`](Self::put): under SYNC_FLUSH, waits for a
+    /// flush covering `append` when `wait_store` is true.
+    pub async fn wait_durable(&self, append: &AppendResult, wait_store: bool) -> Durability {
+        if self.config.flush_disk_type != FlushDiskType::SyncFlush {
+            return Durability::Done;
+        }
+        if !wait_store {
+            self.flusher.wake_up();
+            return Durability::Done;
+        }
+        match self.flusher.wait_flushed(append.end_offset()).await {
+            Ok(()) => Durability::Done,
+            Err(StoreError::FlushTimeout { .. }) => Durability::FlushTimeout,
+            Err(e) => Durability::FlushFailed(e.to_string()),
+        }
+    }
+
+    /// Rung after every append: replication waits here for bytes to send.
+    pub fn new_data(&self) -> &Doorbell {
+        &self.new_data
+    }
+
+    /// A slave appends `data`, the master's CommitLog bytes from `offset`, as
+    /// they are: byte for byte at the master's offsets, possibly ending inside
+    /// a record. The dispatcher builds the slave's own ConsumeQueues and index
+    /// from them once records are complete. Refused while the disk is full.
+    pub fn append_replica(&self, offset: i64, data: &[u8]) -> Result<()> {
+        self.disk.check_writable()?;
+        self.log.append_replica(offset, data)?;
+        self.new_data.ring();
+        Ok(())
+    }
+
+    /// Under SYNC_FLUSH, waits for a flush of everything up to `offset` (a
+    /// slave does before it reports `offset` to its master, so that the
+    /// master's acknowledgement means "on the slave's disk" too); at once
+    /// under ASYNC_FLUSH.
+    pub async fn flush_replica(&self, offset: i64) -> Result<()> {
+        if self.config.flush_disk_type != FlushDiskType::SyncFlush {
+            return Ok(());
+        }
+        self.flusher.wait_flushed(offset).await
+    }
+
+    /// Up to `max` bytes of the CommitLog from `offset`, within one segment:
+    /// what a master sends a slave in one frame. `None` when nothing is
+    /// written there yet (or the segment is gone).
+    pub fn replication_data(&self, offset: i64, max: usize) -> Option<RecordBytes> {
+        self.log.read_published(offset, max)
+    }
+
+    /// Cuts a slave's store back to `end`, where its master's log ends: the
+    /// CommitLog (live, see [`CommitLog::truncate_live`]), then the queue and
+    /// index entries of records that do not end before `end`, which are
+    /// dispatched again as the master's bytes arrive. Logs every message
+    /// dropped (up to a limit) and returns what was dropped. Blocking.
+    pub fn truncate_replica(&self, end: i64) -> Result<Truncated> {
+        let old_end = self.log.max_offset();
+        let mut report = Truncated {
+            from: end,
+            to: old_end,
+            messages: 0,
         };
-        Ok(Stored { append, durability })
+        if end >= old_end {
+            return Ok(report);
+        }
+        let first_cut = self.record_start_at_or_before(end);
+        report.messages = self.report_dropped(first_cut, end, old_end);
+        let queues = &self.queues;
+        let index = &self.index;
+        let log = &self.log;
+        self.dispatcher.rewind(|| {
+            log.truncate_live(end)?;
+            for queue in queues.all() {
+                queue.truncate_dirty(end)?;
+            }
+            let mut from = first_cut;
+            if let Some(index) = index {
+                if let Some(begin) = index.truncate_from(end)? {
+                    from = from.min(begin);
+                }
+            }
+            Ok(from.max(log.min_offset()))
+        })?;
+        Ok(report)
+    }
+
+    /// Where the record holding log offset `at` starts (or `at` itself, if it
+    /// is the start of a record or the end of the log): records are walked
+    /// from the start of the segment holding `at`.
+    fn record_start_at_or_before(&self, at: i64) -> i64 {
+        let Some(file) = self.log.file_for(at) else {
+            return at;
+        };
+        let mut offset = file.base() as i64;
+        while offset < at {
+            let pos = (offset as u64 - file.base()) as usize;
+            let Some((size, magic)) = file
+                .slice(pos, mq_protocol::message::BLANK_MARKER_LEN)
+                .and_then(mq_protocol::message::peek_header)
+            else {
+                return offset;
+            };
+            let size = i64::from(size.max(1));
+            if magic != mq_protocol::message::MESSAGE_MAGIC || offset + size > at {
+                return offset;
+            }
+            offset += size;
+        }
+        at
+    }
+
+    /// Logs the messages of `from..old_end` (records starting there; the one at
+    /// `from` may straddle `end`), before a slave cuts its log at `end`.
+    /// Returns how many there were.
+    fn report_dropped(&self, from: i64, end: i64, old_end: i64) -> usize {
+        /// Messages logged one by one; the rest are counted.
+        const LOGGED: usize = 20;
+        let mut count = 0;
+        let mut offset = from;
+        while offset < old_end {
+            let Some(record) = self.log.read_record(offset) else {
+                // A blank marker (the rest of the segment) or a partial record.
+                let size = self.log.file_size() as i64;
+                let next = (offset / size + 1) * size;
+                if self.log.file_for(offset).is_some_and(|f| {
+                    f.slice((offset as u64 - f.base()) as usize, 8)
+                        .and_then(mq_protocol::message::peek_header)
+                        .is_some_and(|(_, m)| m == mq_protocol::message::BLANK_MAGIC)
+                }) {
+                    offset = next;
+                    continue;
+                }
+                break;
+            };
+            if let Some(msg) = record.decode() {
+                if count < LOGGED {
+                    log::warn!(
+                        "replication: dropping message {} ({} queue {} offset {}, stored at {}): \
+                         the master does not have it",
+                        mq_protocol::message::offset_msg_id(&msg.store_host, offset),
+                        msg.topic,
+                        msg.queue_id,
+                        msg.queue_offset,
+                        msg.store_timestamp
+                    );
+                }
+                count += 1;
+            }
+            offset += record.len() as i64;
+        }
+        log::warn!(
+            "replication: this slave held commit log {end}..{old_end} that its master does \
+             not have (the master lost it); dropping it: {count} message(s) from {from} on",
+        );
+        count
     }
 
     /// [`put`](Self::put) for callers without an executor.
@@ -334,6 +520,7 @@ impl MessageStore {
                 min_offset: 0,
                 max_offset: 0,
                 messages: Vec::new(),
+                suggest_pulling_from_slave: false,
             };
         };
         let (min, max) = (queue.min_offset(), queue.max_offset());
@@ -343,6 +530,7 @@ impl MessageStore {
             min_offset: min,
             max_offset: max,
             messages: Vec::new(),
+            suggest_pulling_from_slave: false,
         };
         if max == 0 {
             result.next_begin_offset = 0;
@@ -369,6 +557,7 @@ impl MessageStore {
         let mut next = offset;
         let mut status = GetStatus::NoMatchedMessage;
         let mut bytes = 0;
+        let mut last_phys: i64 = -1;
         'scan: while next < max && next - offset < scan_limit as i64 {
             let entries = queue.entries_from(next, (scan_limit as i64 - (next - offset)) as usize);
             if entries.is_empty() {
@@ -381,6 +570,7 @@ impl MessageStore {
                     break 'scan;
                 }
                 next = logical + 1;
+                last_phys = entry.phys_offset;
                 if entry.phys_offset < log_min {
                     status = GetStatus::MessageWasRemoving;
                     continue;
@@ -412,6 +602,11 @@ impl MessageStore {
             GetStatus::Found
         };
         result.next_begin_offset = next;
+        // As RocketMQ: measured from the last entry looked at.
+        if last_phys >= 0 {
+            result.suggest_pulling_from_slave =
+                self.log.max_offset() - last_phys > self.memory_for_reads;
+        }
         result
     }
 
@@ -704,6 +899,19 @@ fn has_key(msg: &StoredMessage<'_>, key: &str) -> bool {
     })
 }
 
+/// Bytes of physical memory (0 if the system does not say).
+pub fn physical_memory() -> u64 {
+    use nix::unistd::{sysconf, SysconfVar};
+    let pages = sysconf(SysconfVar::_PHYS_PAGES).ok().flatten().unwrap_or(0);
+    let size = sysconf(SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096);
+    u64::try_from(pages)
+        .unwrap_or(0)
+        .saturating_mul(u64::try_from(size).unwrap_or(4096))
+}
+
 /// Takes the store's `lock` file so that two processes never open one store.
 fn lock_store(root: &Path) -> Result<Flock<File>> {
     let path: PathBuf = root.join("lock");
@@ -862,5 +1070,154 @@ mod tests {
         assert_eq!(bodies(&store), [&b"one"[..], b"two", b"three"]);
         assert_eq!(store.message_store_time(TOPIC, 0, 2), Some(1000));
         assert_eq!(put(&store, b"four"), (log_end, 3));
+    }
+
+    /// A store of [`SIZE`]-byte segments in `dir`, a slave's when `replica`.
+    fn open_store(dir: &TempDir, replica: bool) -> Arc<MessageStore> {
+        let mut config = StoreConfig::new(dir.path());
+        config.commit_log_file_size = SIZE;
+        config.consume_queue_entries_per_file = 16;
+        config.index_hash_slots = 16;
+        config.index_max_entries = 64;
+        config.replica = replica;
+        MessageStore::open(config).unwrap()
+    }
+
+    /// Sends `slave` what `master` has beyond the slave's end, in pieces of
+    /// at most `piece` bytes, as replication does.
+    fn replicate(master: &MessageStore, slave: &MessageStore, piece: usize) {
+        let mut offset = slave.commit_log_range().1;
+        while let Some(data) = master.replication_data(offset, piece) {
+            slave.append_replica(offset, &data).unwrap();
+            offset += data.len() as i64;
+        }
+        assert_eq!(offset, master.commit_log_range().1);
+    }
+
+    /// The CommitLog bytes of a store from `from` to its end.
+    fn log_bytes(store: &MessageStore, from: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut offset = from;
+        while let Some(data) = store.replication_data(offset, usize::MAX) {
+            out.extend_from_slice(&data);
+            offset += data.len() as i64;
+        }
+        out
+    }
+
+    fn bodies_of(range: std::ops::Range<u8>) -> Vec<Vec<u8>> {
+        range.map(|i| vec![b'a' + i % 26; 300]).collect()
+    }
+
+    #[test]
+    fn a_slave_fed_the_masters_bytes_in_pieces_has_the_same_log_and_queues() {
+        let (mdir, sdir) = (TempDir::new("replica_m"), TempDir::new("replica_s"));
+        let master = open_store(&mdir, false);
+        let slave = open_store(&sdir, true);
+        let sent = bodies_of(0..30);
+        for body in &sent {
+            put(&master, body);
+        }
+        // Pieces of 100 bytes end inside records and cross no segment end.
+        replicate(&master, &slave, 100);
+        assert!(slave.wait_dispatched(Duration::from_secs(10)));
+        assert_eq!(slave.commit_log_range(), master.commit_log_range());
+        assert!(master.commit_log_range().1 > 2 * SIZE as i64, "rolled over");
+        assert_eq!(log_bytes(&slave, 0), log_bytes(&master, 0));
+        assert_eq!(bodies(&slave), sent);
+        assert_eq!(slave.max_offset(TOPIC, 0), 30);
+        // A slave's own sends are refused; it only replicates.
+        assert!(slave.put_blocking(&[message(b"no")], false).is_err());
+        // Bytes that do not start where the slave ends are refused.
+        let end = slave.commit_log_range().1;
+        assert!(slave.append_replica(end + 1, b"x").is_err());
+        assert!(slave.append_replica(end - 1, b"x").is_err());
+    }
+
+    #[test]
+    fn a_slave_restarted_mid_record_recovers_to_a_record_and_catches_up() {
+        let (mdir, sdir) = (TempDir::new("replica_m2"), TempDir::new("replica_s2"));
+        let master = open_store(&mdir, false);
+        let sent = bodies_of(0..8);
+        for body in &sent {
+            put(&master, body);
+        }
+        let cut;
+        {
+            let slave = open_store(&sdir, true);
+            // Everything but the last 50 bytes: the last record is partial.
+            let data = master.replication_data(0, usize::MAX).unwrap();
+            cut = data.len() - 50;
+            slave.append_replica(0, &data[..cut]).unwrap();
+            slave.close().unwrap();
+        }
+        let slave = open_store(&sdir, true);
+        let (_, end) = slave.commit_log_range();
+        assert!(end < cut as i64, "the partial record is cut: {end}");
+        assert_eq!(bodies(&slave), sent[..7]);
+        replicate(&master, &slave, 4096);
+        assert!(slave.wait_dispatched(Duration::from_secs(10)));
+        assert_eq!(bodies(&slave), sent);
+    }
+
+    #[test]
+    fn a_slave_ahead_of_its_master_cuts_back_and_takes_the_masters_bytes() {
+        let (mdir, sdir, m2dir) = (
+            TempDir::new("replica_m3"),
+            TempDir::new("replica_s3"),
+            TempDir::new("replica_m3b"),
+        );
+        let old = bodies_of(0..30);
+        let lost_from;
+        {
+            let master = open_store(&mdir, false);
+            let mut at = Vec::new();
+            for body in &old {
+                at.push(put(&master, body).0);
+            }
+            let slave = open_store(&sdir, true);
+            replicate(&master, &slave, 1000);
+            slave.close().unwrap();
+            master.close().unwrap();
+            // The master comes back having lost everything from message 5 on
+            // (its first segment's tail and the segments after it): a copy of
+            // its first segment with zeros from there, opened after a crash.
+            lost_from = at[5];
+            let seg = std::fs::read(
+                mdir.path()
+                    .join("commitlog")
+                    .join(super::super::mapped_file::offset_file_name(0)),
+            )
+            .unwrap();
+            let mut seg = seg;
+            seg[lost_from as usize..].fill(0);
+            write_segments(&m2dir.path().join("commitlog"), SIZE, &[&seg]);
+            std::fs::write(m2dir.path().join("abort"), b"").unwrap();
+        }
+        let master = open_store(&m2dir, false);
+        assert_eq!(master.commit_log_range().1, lost_from);
+        let new = bodies_of(100..104);
+        for body in &new {
+            put(&master, body);
+        }
+        let slave = open_store(&sdir, true);
+        assert!(slave.wait_dispatched(Duration::from_secs(10)));
+        assert_eq!(slave.max_offset(TOPIC, 0), 30);
+        let dropped = slave.truncate_replica(lost_from).unwrap();
+        assert_eq!(dropped.messages, 25);
+        assert_eq!(slave.commit_log_range().1, lost_from);
+        assert_eq!(slave.max_offset(TOPIC, 0), 5);
+        replicate(&master, &slave, 333);
+        assert!(slave.wait_dispatched(Duration::from_secs(10)));
+        assert_eq!(log_bytes(&slave, 0), log_bytes(&master, 0));
+        let mut expect = old[..5].to_vec();
+        expect.extend(new);
+        assert_eq!(bodies(&slave), expect);
+        assert_eq!(slave.max_offset(TOPIC, 0), 9);
+        // And so it stays after a restart.
+        slave.close().unwrap();
+        drop(slave);
+        let slave = open_store(&sdir, true);
+        assert_eq!(bodies(&slave), expect);
     }
 }

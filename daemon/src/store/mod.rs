@@ -7,6 +7,7 @@
 //! - [`index_file`]: the key index (RocketMQ's IndexFile layout).
 //! - [`dispatch`]: the thread that builds queues and index from the log.
 //! - [`flush`]: ASYNC_FLUSH and SYNC_FLUSH (group commit).
+//! - [`doorbell`]: wakes whoever waits for new CommitLog data (replication).
 //! - [`recovery`]: finding the valid end of the log after a clean stop or a crash.
 //! - [`checkpoint`]: flush times that tell crash recovery where to start.
 //! - [`retention`]: deleting expired segments.
@@ -24,6 +25,7 @@ pub(crate) mod config;
 pub(crate) mod consume_queue;
 pub(crate) mod disk_guard;
 pub(crate) mod dispatch;
+pub(crate) mod doorbell;
 pub(crate) mod error;
 pub(crate) mod flush;
 pub(crate) mod index_file;
@@ -39,5 +41,8 @@ pub use config::{FlushDiskType, StoreConfig};
 pub use consume_queue::CqEntry;
 pub use disk_guard::DiskReading;
 pub use dispatch::{Arrival, ArrivalListener};
+pub use doorbell::Doorbell;
 pub use error::StoreError;
-pub use message_store::{Durability, GetResult, GetStatus, MessageStore, Stored};
+pub use message_store::{
+    physical_memory, Durability, GetResult, GetStatus, MessageStore, Stored, Truncated,
+};

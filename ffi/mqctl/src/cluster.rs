@@ -1,6 +1,7 @@
 //! `mqctl cluster`: every broker of every cluster (GET_BROKER_CLUSTER_INFO),
 //! with version and today's put/get totals from each broker's runtime info,
-//! like mqadmin's clusterList.
+//! like mqadmin's clusterList, and for each slave how far behind its master
+//! it is (the bytes between the two CommitLog ends).
 
 use argh::FromArgs;
 use mq_protocol::body::KvTable;
@@ -9,7 +10,8 @@ use mq_protocol::codes::request;
 use crate::admin::{self, bare_command, call, Ctx};
 use crate::output::{failed, Format, Outcome, Table};
 
-/// list the brokers of every cluster with their version and message totals
+/// list the brokers of every cluster with their version, message totals, role,
+/// and how many bytes each slave is behind its master
 #[derive(FromArgs)]
 #[argh(
     subcommand,
@@ -43,6 +45,8 @@ impl ClusterCmd {
             "VERSION",
             "PUT TODAY",
             "GET TODAY",
+            "ROLE",
+            "BEHIND",
         ]);
         let mut unreachable = 0;
         for (cluster, names) in &info.cluster_addr_table {
@@ -53,6 +57,8 @@ impl ClusterCmd {
                 let Some(broker) = info.broker_addr_table.get(name) else {
                     continue;
                 };
+                // Ids in order: the master (0) comes first, its end measures the slaves.
+                let mut master_end: Option<i64> = None;
                 for (id, addr) in &broker.broker_addrs {
                     let what = format!("get runtime info of {name} ({addr})");
                     let runtime = match call(
@@ -81,6 +87,16 @@ impl ClusterCmd {
                             .and_then(|t| t.get(k).cloned())
                             .unwrap_or_else(|| "-".into())
                     };
+                    let end = runtime
+                        .as_ref()
+                        .and_then(|t| t.get("commitLogMaxOffset"))
+                        .and_then(|v| v.parse::<i64>().ok());
+                    let behind = if *id == 0 {
+                        master_end = end;
+                        None
+                    } else {
+                        master_end.zip(end).map(|(m, s)| (m - s).max(0))
+                    };
                     match self.format {
                         Format::Text => table.row(vec![
                             cluster.clone(),
@@ -90,6 +106,8 @@ impl ClusterCmd {
                             get("brokerVersionDesc"),
                             get("msgPutTotalTodayNow"),
                             get("msgGetTotalTodayNow"),
+                            get("brokerRole"),
+                            behind.map_or_else(|| "-".into(), |b| b.to_string()),
                         ]),
                         Format::Json => ctx.console.json_line(&serde_json::json!({
                             "cluster": cluster,
@@ -100,6 +118,9 @@ impl ClusterCmd {
                             "version": runtime.as_ref().and_then(|t| t.get("brokerVersionDesc")),
                             "msgPutTotalTodayNow": runtime.as_ref().and_then(|t| t.get("msgPutTotalTodayNow")).and_then(|v| v.parse::<i64>().ok()),
                             "msgGetTotalTodayNow": runtime.as_ref().and_then(|t| t.get("msgGetTotalTodayNow")).and_then(|v| v.parse::<i64>().ok()),
+                            "role": runtime.as_ref().and_then(|t| t.get("brokerRole")),
+                            "commitLogMaxOffset": end,
+                            "behindBytes": behind,
                         }))?,
                     }
                 }

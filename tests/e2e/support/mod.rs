@@ -6,6 +6,9 @@
 //! - [`mqd`]: `mqd` processes, always this build's: start, readiness,
 //!   SIGTERM, restart, logs on failure; `mqd standalone` for client tests.
 //! - [`threads`] and [`broker`]: a NameServer and a Broker in this process.
+//! - [`netns`]: a network namespace behind a veth pair, to cut and heal.
+//! - [`ha`]: master/slave groups of `mqd` processes, and what replication
+//!   tests ask of them.
 //! - [`remoting`]: connections, requests and calls over `RemotingClient`;
 //!   waiting for a condition with a deadline.
 //! - [`requests`]: the broker's requests as Java clients send them.
@@ -20,8 +23,10 @@ pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod frames;
+pub mod ha;
 pub mod libmq;
 pub mod mqd;
+pub mod netns;
 pub mod ports;
 pub mod remoting;
 pub mod requests;
@@ -33,7 +38,9 @@ pub use broker::*;
 pub use cli::*;
 pub use client::*;
 pub use frames::*;
+pub use ha::*;
 pub use mqd::*;
+pub use netns::*;
 pub use ports::*;
 pub use remoting::*;
 pub use requests::*;

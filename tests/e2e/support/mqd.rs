@@ -57,6 +57,9 @@ pub struct MqdCommand {
     /// RLIMIT_NOFILE, set as both the soft and the hard limit so that mqd's
     /// raise to the hard limit cannot escape it.
     pub nofile: Option<u64>,
+    /// The network namespace to run in (`ip netns exec`, which execs mqd
+    /// in the same process).
+    pub netns: Option<String>,
 }
 
 /// A loopback address.
@@ -73,6 +76,7 @@ impl MqdCommand {
             log: log.to_owned(),
             ready: Vec::new(),
             nofile: None,
+            netns: None,
         }
     }
 
@@ -114,6 +118,12 @@ impl MqdCommand {
         self
     }
 
+    /// Runs in the network namespace `name`.
+    pub fn netns(mut self, name: &str) -> MqdCommand {
+        self.netns = Some(name.to_owned());
+        self
+    }
+
     /// Runs under this RLIMIT_NOFILE.
     pub fn nofile(mut self, limit: u64) -> MqdCommand {
         self.nofile = Some(limit);
@@ -147,17 +157,24 @@ impl Mqd {
             .append(true)
             .open(&cmd.log)
             .expect("open the mqd log");
-        let mut process = match cmd.nofile {
+        let mut process = match (cmd.nofile, &cmd.netns) {
             // The shell's `ulimit -n` sets both limits, then execs mqd in the
             // same process, so the child's pid is mqd's.
-            Some(limit) => {
+            (Some(limit), None) => {
                 let mut sh = Command::new("sh");
                 sh.args(["-c", r#"ulimit -n "$0" && exec "$@""#])
                     .arg(limit.to_string())
                     .arg(env!("CARGO_BIN_EXE_mqd"));
                 sh
             }
-            None => Command::new(env!("CARGO_BIN_EXE_mqd")),
+            (None, Some(netns)) => {
+                let mut ip = Command::new("ip");
+                ip.args(["netns", "exec", netns])
+                    .arg(env!("CARGO_BIN_EXE_mqd"));
+                ip
+            }
+            (None, None) => Command::new(env!("CARGO_BIN_EXE_mqd")),
+            (Some(_), Some(_)) => panic!("{}: nofile and netns together", cmd.name),
         };
         let child = process
             .args(&cmd.args)
@@ -211,6 +228,28 @@ impl Mqd {
         self.child.as_ref().expect("mqd is running").id()
     }
 
+    /// SIGKILL and wait: the process dies at whatever it was doing.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("[e2e] killed {} (SIGKILL)", self.command.name);
+        }
+    }
+
+    /// Sends `signal` (SIGSTOP, SIGCONT) to the running process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal mqd");
+        eprintln!("[e2e] sent {signal:?} to {}", self.command.name);
+    }
+
+    /// Starts the same command again after [`kill`](Self::kill) or
+    /// [`stop`](Self::stop), and waits until it is ready.
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
     /// SIGTERM and wait; the exit status, or `None` if it had to be killed.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
@@ -218,6 +257,8 @@ impl Mqd {
             return Some(status);
         }
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        // A process a test froze (SIGSTOP) would not act on SIGTERM.
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {

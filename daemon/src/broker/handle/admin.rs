@@ -9,7 +9,7 @@ use mq_protocol::body::KvTable;
 use mq_protocol::frame::RemotingCommand;
 
 use super::{ok, ok_body, Reply};
-use crate::broker::Broker;
+use crate::broker::{Broker, Replication};
 
 /// GET_BROKER_RUNTIME_INFO: counters and store state, as a KV table.
 pub(crate) fn get_broker_runtime_info(broker: &Broker, req: &RemotingCommand) -> Reply {
@@ -74,6 +74,23 @@ fn runtime_info(broker: &Broker) -> KvTable {
     put("commitLogDiskRatio", disk_ratio.clone());
     put("consumeQueueDiskRatio", disk_ratio);
     put("brokerRole", broker.config().role_name().to_owned());
+    // Replication (mq's keys; RocketMQ 4.9 reports none): a master's slaves
+    // and how far they acknowledged, a slave's master and whether it is linked.
+    match &broker.replication {
+        Replication::Master(ha) => {
+            let links = ha.links();
+            put("haSlaveCount", links.len().to_string());
+            put("haSlaveAckOffset", ha.acked().to_string());
+            for link in links {
+                put(&format!("haSlave_{}", link.addr), link.acked.to_string());
+            }
+        }
+        Replication::Slave(client) => {
+            put("haMasterAddress", client.master().unwrap_or_default());
+            put("haConnected", client.is_connected().to_string());
+            put("masterAddr", broker.master_addr().unwrap_or_default());
+        }
+    }
     put("pullHoldingRequests", broker.holds.len().to_string());
     KvTable { table }
 }

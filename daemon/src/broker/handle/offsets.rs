@@ -49,23 +49,15 @@ pub(crate) fn query_consumer_offset(broker: &Broker, req: &RemotingCommand) -> R
 }
 
 /// Whether the message at offset 0 of a queue has left memory (RocketMQ's
-/// checkInDiskByConsumeOffset: more than 40 % of RAM behind the log's end).
+/// checkInDiskByConsumeOffset: more than `accessMessageInMemoryMaxRatio`, 40 %,
+/// of RAM behind the log's end).
 fn first_message_on_disk(broker: &Broker, topic: &str, queue_id: i32) -> bool {
     let Some(first) = broker.store.first_entry_phys_offset(topic, queue_id, 0) else {
         return false;
     };
     let behind = broker.store.commit_log_range().1 - first;
-    behind > (physical_memory() as f64 * 0.4) as i64
-}
-
-fn physical_memory() -> u64 {
-    use nix::unistd::{sysconf, SysconfVar};
-    let pages = sysconf(SysconfVar::_PHYS_PAGES).ok().flatten().unwrap_or(0);
-    let size = sysconf(SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .unwrap_or(4096);
-    (pages.max(0) as u64).saturating_mul(size.max(0) as u64)
+    let ratio = f64::from(broker.store.config().access_message_in_memory_max_ratio) / 100.0;
+    behind > (crate::store::physical_memory() as f64 * ratio) as i64
 }
 
 /// UPDATE_CONSUMER_OFFSET: commits the group's offset on a queue.

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mq_protocol::body::SubscriptionData;
+use mq_protocol::body::{SubscriptionData, TopicConfig};
 use mq_protocol::codes::response;
 use mq_protocol::frame::RemotingCommand;
 use mq_protocol::headers::{
@@ -23,6 +23,9 @@ use crate::broker::state::topics::perm;
 use crate::broker::Broker;
 use crate::server::Connection;
 use crate::store::GetStatus;
+
+/// The broker id of a master.
+const MASTER_ID: i64 = 0;
 
 /// Most messages one pull returns (RocketMQ: maxTransferCountOnMessageInMemory).
 const MAX_TRANSFER_COUNT: usize = 32;
@@ -61,20 +64,25 @@ async fn pull(
             access: Access::Pull,
         });
     }
-    match broker.groups.find_or_create(&h.consumer_group)? {
+    let group = match broker.groups.find_or_create(&h.consumer_group)? {
         Some(group) if !group.consume_enable => {
             return Err(BrokerError::GroupConsumeDisabled {
                 group: h.consumer_group,
             })
         }
-        Some(_) => {}
+        Some(group) => group,
         None => {
             return Err(BrokerError::GroupNotExist {
                 group: h.consumer_group,
             })
         }
-    }
-    let Some(topic) = broker.topics.get(&h.topic) else {
+    };
+    let slave = config.broker_role == BrokerRole::Slave;
+    let Some(topic) = broker
+        .topics
+        .get(&h.topic)
+        .or_else(|| slave.then(|| replicated_topic(broker, &h.topic)).flatten())
+    else {
         return Err(BrokerError::TopicNotExist { topic: h.topic });
     };
     if !perm::readable(topic.perm) {
@@ -123,7 +131,7 @@ async fn pull(
         &filter,
     );
 
-    let code = match result.status {
+    let mut code = match result.status {
         GetStatus::Found => response::SUCCESS,
         GetStatus::MessageWasRemoving | GetStatus::NoMatchedMessage => {
             response::PULL_RETRY_IMMEDIATELY
@@ -137,6 +145,23 @@ async fn pull(
         }
         GetStatus::OffsetFoundNull | GetStatus::OffsetOverflowOne => response::PULL_NOT_FOUND,
         GetStatus::OffsetOverflowBadly | GetStatus::OffsetTooSmall => response::PULL_OFFSET_MOVED,
+    };
+    // A slave may be behind its master: it never moves a consumer's offset
+    // (RocketMQ without offsetCheckInSlave), the consumer asks again.
+    if slave && code == response::PULL_OFFSET_MOVED {
+        code = response::PULL_RETRY_IMMEDIATELY;
+    }
+    // Where to pull next (RocketMQ's suggestWhichBrokerId): with
+    // slaveReadEnable, the slave when this consumer is far behind, else the
+    // group's broker (the master by default); without it, the master.
+    let suggest_which_broker_id = if config.slave_read_enable {
+        if result.suggest_pulling_from_slave {
+            group.which_broker_when_consume_slowly
+        } else {
+            group.broker_id
+        }
+    } else {
+        MASTER_ID
     };
     // Store the consumer's committed offset (masters only, as RocketMQ), and
     // only on the pull's first run: a parked pull woken later carries an
@@ -180,7 +205,7 @@ async fn pull(
     let mut resp =
         RemotingCommand::response_to(req, code, Some(result.status.java_name().to_owned()));
     PullMessageResponseHeader {
-        suggest_which_broker_id: 0,
+        suggest_which_broker_id,
         next_begin_offset: result.next_begin_offset,
         min_offset: result.min_offset,
         max_offset: result.max_offset,
@@ -197,4 +222,18 @@ async fn pull(
             .fetch_add(result.messages.len() as i64, Ordering::Relaxed);
     }
     Ok(Some(resp))
+}
+
+/// A slave serves a topic whose queues it holds before it has copied the
+/// topic's config from its master (it copies every 10 s): readable, with as
+/// many queues as it holds. RocketMQ's slave answers TOPIC_NOT_EXIST then.
+fn replicated_topic(broker: &Broker, topic: &str) -> Option<TopicConfig> {
+    let queues = broker.store.queue_ids(topic).into_iter().max()? + 1;
+    Some(TopicConfig {
+        topic_name: topic.to_owned(),
+        read_queue_nums: queues,
+        write_queue_nums: queues,
+        perm: perm::READ,
+        ..TopicConfig::default()
+    })
 }

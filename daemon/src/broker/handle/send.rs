@@ -17,9 +17,10 @@ use crate::broker::error::{Access, BrokerError};
 use crate::broker::state::topics::{
     perm, validate_topic, AUTO_CREATE_TOPIC_KEY, RETRY_GROUP_TOPIC_PREFIX,
 };
-use crate::broker::{transaction, Broker};
+use crate::broker::{transaction, Broker, Replication};
+use crate::ha::ReplicaStatus;
 use crate::server::Connection;
-use crate::store::{Durability, PutMessage};
+use crate::store::{AppendResult, Durability, PutMessage};
 
 /// The property a 4.9 broker adds to every message: its cluster's name.
 const PROPERTY_CLUSTER: &str = "CLUSTER";
@@ -183,21 +184,13 @@ pub(crate) async fn send_message(
         })
         .collect();
 
-    let stored = broker
-        .store
-        .put(&messages, wait)
-        .await
-        .map_err(BrokerError::put)?;
+    let append = broker.store.append(&messages).map_err(BrokerError::put)?;
     broker
         .put_count
         .fetch_add(messages.len() as i64, Ordering::Relaxed);
-    let code = match stored.durability {
-        Durability::Done => response::SUCCESS,
-        Durability::FlushTimeout | Durability::FlushFailed(_) => response::FLUSH_DISK_TIMEOUT,
-    };
+    let code = durable_and_replicated(broker, &append, wait).await;
     let store_host = broker.store.config().store_host;
-    let msg_id = stored
-        .append
+    let msg_id = append
         .messages
         .iter()
         .map(|(phys, _)| offset_msg_id(&store_host, *phys))
@@ -206,7 +199,7 @@ pub(crate) async fn send_message(
     let resp_header = SendMessageResponseHeader {
         msg_id,
         queue_id,
-        queue_offset: stored.append.messages.first().map_or(0, |m| m.1),
+        queue_offset: append.messages.first().map_or(0, |m| m.1),
         transaction_id,
         msg_region: Some(config.region_id.clone()),
         trace_on: Some(config.trace_on.to_string()),
@@ -214,6 +207,38 @@ pub(crate) async fn send_message(
     let mut resp = RemotingCommand::response_to(req, code, None);
     resp_header.encode(&mut resp.ext_fields);
     Ok(resp)
+}
+
+/// Waits for what the broker promises a send that asked to wait (the WAIT
+/// property): the flush under SYNC_FLUSH, and on a SYNC_MASTER a slave's
+/// acknowledgement, both at once (RocketMQ 4.9 combines the two futures).
+/// The response code: SUCCESS, else FLUSH_DISK_TIMEOUT, overridden by
+/// FLUSH_SLAVE_TIMEOUT or SLAVE_NOT_AVAILABLE. In every case the message is
+/// stored on this broker.
+async fn durable_and_replicated(broker: &Broker, append: &AppendResult, wait: bool) -> i32 {
+    let flushed = broker.store.wait_durable(append, wait);
+    let ha = match &broker.replication {
+        Replication::Master(ha)
+            if wait && broker.config().broker_role == BrokerRole::SyncMaster =>
+        {
+            ha
+        }
+        _ => return flush_code(flushed.await),
+    };
+    let (durability, replica) =
+        futures_lite::future::zip(flushed, ha.wait_replicated(append.end_offset())).await;
+    match replica {
+        ReplicaStatus::Done => flush_code(durability),
+        ReplicaStatus::Timeout => response::FLUSH_SLAVE_TIMEOUT,
+        ReplicaStatus::NotAvailable => response::SLAVE_NOT_AVAILABLE,
+    }
+}
+
+fn flush_code(durability: Durability) -> i32 {
+    match durability {
+        Durability::Done => response::SUCCESS,
+        Durability::FlushTimeout | Durability::FlushFailed(_) => response::FLUSH_DISK_TIMEOUT,
+    }
 }
 
 fn append_property(props: &mut String, name: &str, value: &str) {

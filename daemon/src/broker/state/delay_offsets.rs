@@ -76,6 +76,20 @@ impl ScheduleOffsets {
         mq_protocol::fastjson::to_vec(&offsets).expect("integers always serialise")
     }
 
+    /// A slave takes its master's table (GET_ALL_DELAY_OFFSET's body) in
+    /// place of its own.
+    pub(crate) fn replace_from(&self, body: &[u8]) -> Result<(), String> {
+        let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
+        let offsets: DelayOffsets =
+            mq_protocol::fastjson::from_str(text).map_err(|e| e.to_string())?;
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        if *table != offsets.offset_table {
+            *table = offsets.offset_table;
+            self.dirty.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
     /// Writes the file if anything changed.
     pub(crate) fn persist(&self) -> Result<(), StoreError> {
         if !self.dirty.swap(false, Ordering::AcqRel) {

@@ -100,6 +100,21 @@ impl GroupManager {
         }
     }
 
+    /// A slave takes its master's groups: the whole table and its data
+    /// version replace its own when the version differs, and are persisted.
+    /// Returns whether anything changed.
+    pub(crate) fn replace_all(&self, master: SubscriptionGroupWrapper) -> Result<bool, StoreError> {
+        {
+            let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+            if table.1 == master.data_version {
+                return Ok(false);
+            }
+            *table = (master.subscription_group_table, master.data_version);
+        }
+        self.persist()?;
+        Ok(true)
+    }
+
     fn persist(&self) -> Result<(), StoreError> {
         self.file.save_with(|| {
             mq_protocol::fastjson::to_string_pretty(&self.snapshot())

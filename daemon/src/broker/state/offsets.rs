@@ -109,6 +109,23 @@ impl OffsetManager {
         }
     }
 
+    /// A slave takes its master's offsets: each of the master's entries
+    /// replaces its own (entries only the slave has stay, as in RocketMQ).
+    pub(crate) fn merge_from_master(&self, master: ConsumerOffsetSerializeWrapper) {
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        let mut changed = false;
+        for (key, queues) in master.offset_table {
+            let entry = table.entry(key).or_default();
+            if *entry != queues {
+                *entry = queues;
+                changed = true;
+            }
+        }
+        if changed {
+            self.dirty.store(true, Ordering::Release);
+        }
+    }
+
     /// Writes the file if anything changed since the last write.
     pub(crate) fn persist(&self) -> Result<(), StoreError> {
         if !self.dirty.swap(false, Ordering::AcqRel) {

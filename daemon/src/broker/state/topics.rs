@@ -228,6 +228,24 @@ impl TopicManager {
         Ok((config, true))
     }
 
+    /// A slave takes its master's topics: the whole table and its data
+    /// version replace its own when the version differs, and are persisted.
+    /// Returns whether anything changed.
+    pub(crate) fn replace_all(
+        &self,
+        master: TopicConfigSerializeWrapper,
+    ) -> Result<bool, StoreError> {
+        {
+            let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+            if table.1 == master.data_version {
+                return Ok(false);
+            }
+            *table = (master.topic_config_table, master.data_version);
+        }
+        self.persist()?;
+        Ok(true)
+    }
+
     /// Writes `config/topics.json`.
     pub(crate) fn persist(&self) -> Result<(), StoreError> {
         self.file.save_with(|| {

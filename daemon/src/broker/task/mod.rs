@@ -6,9 +6,11 @@
 //! - [`schedule`]: delivers delayed messages when due.
 //! - [`transaction_check`]: asks producers about undecided half messages.
 //! - [`housekeeping`]: persists offsets, expires silent clients and stale locks.
+//! - [`slave_sync`]: a slave copies its master's topics, offsets and groups.
 
 pub(crate) mod hold;
 pub(crate) mod housekeeping;
 pub(crate) mod register;
 pub(crate) mod schedule;
+pub(crate) mod slave_sync;
 pub(crate) mod transaction_check;

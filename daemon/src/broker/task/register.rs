@@ -12,6 +12,7 @@ use mq_protocol::codes::{request, response};
 use mq_protocol::frame::RemotingCommand;
 use mq_protocol::headers::{
     BrokerIdentityRequestHeader, CommandHeader, RegisterBrokerRequestHeader,
+    RegisterBrokerResponseHeader,
 };
 
 use crate::broker::Broker;
@@ -76,13 +77,20 @@ pub(crate) async fn register_all(broker: &Arc<Broker>) -> usize {
         body_crc32: Some((crc32fast::hash(&body) & 0x7FFF_FFFF) as i32),
     };
     let mut accepted = 0;
+    // A slave learns its master from the answers (the first that names one).
+    let mut master: Option<RegisterBrokerResponseHeader> = None;
     for namesrv in &broker.registrar.namesrvs {
         let addr = namesrv.addr();
         let mut cmd = RemotingCommand::request(request::REGISTER_BROKER);
         header.encode(&mut cmd.ext_fields);
         cmd.body = body.clone();
         match namesrv.invoke(cmd, REGISTER_TIMEOUT).await {
-            Ok(resp) if resp.code == response::SUCCESS => accepted += 1,
+            Ok(resp) if resp.code == response::SUCCESS => {
+                accepted += 1;
+                if master.as_ref().is_none_or(|m| m.master_addr.is_none()) {
+                    master = RegisterBrokerResponseHeader::decode(&resp.ext_fields).ok();
+                }
+            }
             Ok(resp) => log::warn!(
                 "NameServer {addr} refused registration: code {} {}",
                 resp.code,
@@ -90,6 +98,13 @@ pub(crate) async fn register_all(broker: &Arc<Broker>) -> usize {
             ),
             Err(e) => log::warn!("registering with NameServer {addr}: {e}"),
         }
+    }
+    if accepted > 0 {
+        let master = master.unwrap_or_default();
+        broker.set_master(
+            master.master_addr.filter(|a| !a.is_empty()),
+            master.ha_server_addr,
+        );
     }
     accepted
 }

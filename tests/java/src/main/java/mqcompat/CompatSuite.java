@@ -41,7 +41,7 @@ import org.apache.rocketmq.common.protocol.heartbeat.MessageModel;
  *      [--count N] [--start S] [--extra E] [--committed C] [--timeout SECONDS]
  * </pre>
  *
- * Scenarios: produce, push-pair, push-tags, lite-pull, offsets-phase1, offsets-phase2.
+ * Scenarios: produce, push-pair, push-tags, lite-pull, offsets-phase1, offsets-phase2, push-watch.
  * Prints progress lines and finally {@code SCENARIO <name> OK <details>} (exit 0) or
  * {@code SCENARIO <name> FAILED: <reason>} (exit 1).
  *
@@ -76,6 +76,12 @@ public final class CompatSuite {
     long timeoutSec = 60;
     /** With --pad N, every fifth body gets N dots, so that bodies over 4 KiB travel compressed. */
     static int pad = 0;
+    /** push-watch: the file whose appearance ends the scenario. */
+    String stopFile;
+    /** push-watch: while this file exists the consumer is suspended (no new pulls). */
+    String pauseFile;
+    /** push-watch: the client's route refresh interval (pollNameServerInterval), ms. */
+    int pollNameServerMs = 30_000;
 
     long deadline;
     final String pid = Long.toString(ProcessHandle.current().pid());
@@ -112,6 +118,9 @@ public final class CompatSuite {
                 case "--committed": committed = Long.parseLong(v); break;
                 case "--timeout": timeoutSec = Long.parseLong(v); break;
                 case "--pad": pad = Integer.parseInt(v); break;
+                case "--stop-file": stopFile = v; break;
+                case "--pause-file": pauseFile = v; break;
+                case "--poll-ns-ms": pollNameServerMs = Integer.parseInt(v); break;
                 default: throw new IllegalArgumentException("unknown option " + a);
             }
         }
@@ -152,6 +161,7 @@ public final class CompatSuite {
                 case "lite-pull": details = litePull(); break;
                 case "offsets-phase1": details = offsetsPhase1(); break;
                 case "offsets-phase2": details = offsetsPhase2(); break;
+                case "push-watch": details = pushWatch(); break;
                 default: throw new Failure("unknown scenario " + scenario);
             }
             System.out.println("SCENARIO " + scenario + " OK " + details + " elapsed_ms="
@@ -403,6 +413,55 @@ public final class CompatSuite {
         }
         t.assertClean("push-tags");
         return String.format("%s %s", t.summary(), tagLine(tags));
+    }
+
+    /**
+     * A push consumer that prints every message it receives ({@code [compat] GOT <body>}) until
+     * {@code --stop-file} exists: the replication tests kill and restart brokers under it and
+     * check, from the lines, that it kept consuming. While {@code --pause-file} exists the consumer
+     * is suspended (it prints {@code PAUSED}, then {@code RESUMED}), so that a test can make it
+     * fall behind. {@code --poll-ns-ms} shortens the client's route refresh (30 s by default) so
+     * that it notices a dead master sooner.
+     */
+    String pushWatch() throws Exception {
+        if (stopFile == null) {
+            throw new Failure("push-watch needs --stop-file");
+        }
+        waitForRoute(topic);
+        AtomicLong received = new AtomicLong();
+        DefaultMQPushConsumer c = newPushConsumer(group, "*");
+        c.setPollNameServerInterval(pollNameServerMs);
+        c.registerMessageListener((MessageListenerConcurrently) (msgs, ctx) -> {
+            for (MessageExt m : msgs) {
+                log("GOT %s", new String(m.getBody(), StandardCharsets.UTF_8));
+                received.incrementAndGet();
+            }
+            return ConsumeConcurrentlyStatus.CONSUME_SUCCESS;
+        });
+        try {
+            c.start();
+            log("STARTED");
+            java.nio.file.Path stop = java.nio.file.Paths.get(stopFile);
+            java.nio.file.Path pause = pauseFile == null ? null : java.nio.file.Paths.get(pauseFile);
+            boolean paused = false;
+            while (!java.nio.file.Files.exists(stop)) {
+                checkDeadline("push-watch: waiting for " + stopFile);
+                boolean wantPause = pause != null && java.nio.file.Files.exists(pause);
+                if (wantPause && !paused) {
+                    c.suspend();
+                    paused = true;
+                    log("PAUSED");
+                } else if (!wantPause && paused) {
+                    c.resume();
+                    paused = false;
+                    log("RESUMED");
+                }
+                Thread.sleep(50);
+            }
+        } finally {
+            c.shutdown();
+        }
+        return "received=" + received.get();
     }
 
     /** DefaultLitePullConsumer (subscribe mode) polls until it has every message. */
