@@ -4,12 +4,13 @@
 //! - [`descriptors`]: the file descriptor budget shared by connections and the store.
 //! - [`ha`]: master/slave replication (RocketMQ's classic HA protocol).
 //! - [`namesrv`]: the NameServer (route table, broker liveness).
+//! - [`notify`]: systemd's readiness protocol (`READY=1`, `STOPPING=1`, `WATCHDOG=1`).
 //! - [`peer`]: connections the daemon opens to other servers (NameServers).
 //! - [`properties_file`]: Java's `.properties` format, read as UTF-8 (`broker.conf`).
 //! - [`server`]: the TCP server speaking RocketMQ's remoting protocol.
 //! - [`shutdown`]: the one shutdown signal every listener and loop waits on.
 //! - [`store`]: the message store (CommitLog, ConsumeQueue, IndexFile, recovery).
-
+//! - [`watchdog`]: the systemd watchdog ping, sent only while the servers answer.
 //!
 //! Locks: every `std::sync` lock is taken with
 //! `.unwrap_or_else(PoisonError::into_inner)`. A handler that panics costs its
@@ -23,8 +24,10 @@ pub mod broker;
 pub mod descriptors;
 pub mod ha;
 pub mod namesrv;
+pub mod notify;
 pub mod peer;
 pub mod properties_file;
 pub mod server;
 pub mod shutdown;
 pub mod store;
+pub mod watchdog;

@@ -16,7 +16,9 @@ use nix::sys::signal::{SigSet, Signal};
 use mq_daemon::broker::{Broker, BrokerConfig};
 use mq_daemon::descriptors;
 use mq_daemon::namesrv::{self, NamesrvConfig};
+use mq_daemon::notify::Notifier;
 use mq_daemon::shutdown::Shutdown;
+use mq_daemon::watchdog::{self, Probe};
 
 /// Every request allocates (header maps, JSON, bodies) on worker threads
 /// that free each other's memory; glibc's malloc spent about a quarter of
@@ -251,6 +253,10 @@ fn connection_limit(option: &str, value: Option<usize>) -> Result<Option<usize>,
 }
 
 fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
+    let notifier = match Notifier::from_env() {
+        Ok(n) => n.map(Arc::new),
+        Err(e) => return Err(Failure::Usage(format!("NOTIFY_SOCKET: {e}"))),
+    };
     let ex = Arc::new(Executor::new());
     let (shutdown, trigger) = Shutdown::new();
     let threads = std::thread::available_parallelism()
@@ -329,6 +335,21 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
                 b.config().broker_addr()
             );
         }
+        let mut probes: Vec<Probe> = namesrv_addr.into_iter().map(Probe::namesrv).collect();
+        probes.extend(broker.iter().map(|b| Probe::broker(b.config().bind_addr())));
+        if let Some(notifier) = &notifier {
+            // Every listener is bound and the store recovered: serving.
+            notifier.notify_or_log("READY=1");
+            if let Some(interval) = notifier.watchdog() {
+                ex.spawn(watchdog::run(
+                    notifier.clone(),
+                    interval,
+                    probes,
+                    shutdown.clone(),
+                ))
+                .detach();
+            }
+        }
         Ok::<_, Failure>(broker)
     }));
     let broker = match result {
@@ -343,6 +364,9 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
     match signals.wait() {
         Ok(sig) => log::warn!("{sig:?} received: shutting down"),
         Err(e) => log::error!("waiting for signals: {e}; shutting down"),
+    }
+    if let Some(notifier) = &notifier {
+        notifier.notify_or_log("STOPPING=1");
     }
     let outcome = async_io::block_on(ex.run(async {
         if let Some(broker) = &broker {
