@@ -8,6 +8,7 @@
 //! - [`peer`]: connections the daemon opens to other servers (NameServers).
 //! - [`properties_file`]: Java's `.properties` format, read as UTF-8 (`broker.conf`).
 //! - [`server`]: the TCP server speaking RocketMQ's remoting protocol.
+//! - [`settings`]: settings as one table of keys, read with the source of each value.
 //! - [`shutdown`]: the one shutdown signal every listener and loop waits on.
 //! - [`store`]: the message store (CommitLog, ConsumeQueue, IndexFile, recovery).
 //! - [`watchdog`]: the systemd watchdog ping, sent only while the servers answer.
@@ -28,6 +29,7 @@ pub mod notify;
 pub mod peer;
 pub mod properties_file;
 pub mod server;
+pub mod settings;
 pub mod shutdown;
 pub mod store;
 pub mod watchdog;

@@ -17,6 +17,7 @@ use mq_daemon::broker::{Broker, BrokerConfig};
 use mq_daemon::descriptors;
 use mq_daemon::namesrv::{self, NamesrvConfig};
 use mq_daemon::notify::Notifier;
+use mq_daemon::settings::{Layered, Source};
 use mq_daemon::shutdown::Shutdown;
 use mq_daemon::watchdog::{self, Probe};
 
@@ -46,16 +47,28 @@ enum Command {
 #[argh(
     subcommand,
     name = "namesrv",
-    example = "{command_name} --listen 127.0.0.1:9876"
+    example = "{command_name} -c /etc/mq/namesrv.conf",
+    example = "{command_name} --listen 0.0.0.0:9876"
 )]
 struct NamesrvCmd {
-    /// address to listen on (default 127.0.0.1:9876)
-    #[argh(option, default = "String::from(\"127.0.0.1:9876\")")]
-    listen: String,
+    /// a namesrv.conf (key=value lines: listenIP, listenPort,
+    /// serverMaxConnections, ...); any of its keys may also be given as
+    /// `--key value`, which wins over the file
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// address to listen on (default 127.0.0.1:9876; sets listenIP and listenPort)
+    #[argh(option)]
+    listen: Option<String>,
     /// connections held at once (serverMaxConnections; default: the
     /// descriptor limit less a reserve for the process)
     #[argh(option)]
     max_connections: Option<usize>,
+    /// namesrv.conf overrides as key=value (from `--key value` on the command line)
+    #[argh(option, hidden_help)]
+    r#override: Vec<String>,
+    /// print every setting in effect and where it came from, then exit
+    #[argh(switch)]
+    print_config: bool,
 }
 
 /// run a Broker configured by a RocketMQ-style broker.conf
@@ -73,6 +86,10 @@ struct BrokerCmd {
     /// broker.conf overrides as key=value (from `--key value` on the command line)
     #[argh(option, hidden_help)]
     r#override: Vec<String>,
+    /// print every setting in effect and where it came from (default, file:line,
+    /// command line, environment), then exit
+    #[argh(switch)]
+    print_config: bool,
 }
 
 /// run a NameServer and one master Broker in one process (the embedded default)
@@ -120,6 +137,7 @@ const KNOWN_OPTIONS: &[&str] = &[
     "--namesrv-max-connections",
     "--listen",
     "--max-connections",
+    "--print-config",
     "--help",
     "help",
 ];
@@ -131,7 +149,7 @@ fn rewrite_overrides(args: Vec<String>) -> Vec<String> {
     let mut iter = args.into_iter();
     out.extend(iter.next()); // program name
     let Some(sub) = iter.next() else { return out };
-    let takes_overrides = sub == "broker" || sub == "standalone";
+    let takes_overrides = matches!(sub.as_str(), "namesrv" | "broker" | "standalone");
     out.push(sub);
     while let Some(arg) = iter.next() {
         let is_known = KNOWN_OPTIONS
@@ -169,6 +187,20 @@ fn main() -> ExitCode {
         }
     };
     init_logger();
+    let printed = match &args.command {
+        Command::Broker(cmd) if cmd.print_config => Some(print_broker_config(cmd)),
+        Command::Namesrv(cmd) if cmd.print_config => Some(print_namesrv_config(cmd)),
+        _ => None,
+    };
+    if let Some(printed) = printed {
+        return match printed {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(Failure::Usage(msg) | Failure::Runtime(msg)) => {
+                eprintln!("mqd: {msg}");
+                ExitCode::from(2)
+            }
+        };
+    }
     raise_descriptor_limit();
     // Block the stop signals in every thread (threads inherit the mask), so
     // that one thread can wait for them with sigwait.
@@ -197,15 +229,16 @@ enum Failure {
     Runtime(String),
 }
 
-fn broker_config(file: Option<&PathBuf>, overrides: &[String]) -> Result<BrokerConfig, Failure> {
-    let mut config = match file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))?;
-            BrokerConfig::from_properties(&text).map_err(Failure::Usage)?
-        }
-        None => BrokerConfig::default(),
-    };
+/// The broker's settings from defaults, the file, `--key value` and
+/// `NAMESRV_ADDR`, each value remembering where it came from.
+fn broker_config(
+    file: Option<&PathBuf>,
+    overrides: &[String],
+) -> Result<Layered<BrokerConfig>, Failure> {
+    let mut layered = Layered::<BrokerConfig>::default();
+    if let Some(path) = file {
+        layered.read_file(path).map_err(Failure::Usage)?;
+    }
     for pair in overrides {
         let (key, value) = pair
             .split_once('=')
@@ -213,14 +246,81 @@ fn broker_config(file: Option<&PathBuf>, overrides: &[String]) -> Result<BrokerC
         if value.is_empty() {
             return Err(Failure::Usage(format!("--{key} needs a value")));
         }
-        config.set(key, value).map_err(Failure::Usage)?;
+        layered
+            .set(key, value, Source::CommandLine)
+            .map_err(Failure::Usage)?;
     }
-    if config.namesrv_addrs.is_empty() {
+    if !layered.is_set("namesrvAddr") {
         if let Ok(addrs) = std::env::var("NAMESRV_ADDR") {
-            config.set("namesrvAddr", &addrs).map_err(Failure::Usage)?;
+            layered
+                .set("namesrvAddr", &addrs, Source::Environment("NAMESRV_ADDR"))
+                .map_err(Failure::Usage)?;
         }
     }
-    Ok(config)
+    if !layered.is_set("storePathRootDir") {
+        log::info!(
+            "storePathRootDir not set; using {}",
+            layered.config().store.root.display()
+        );
+    }
+    Ok(layered)
+}
+
+/// Checks the settings against each other; an error names where the keys
+/// it involves were set.
+fn validated(mut layered: Layered<BrokerConfig>) -> Result<BrokerConfig, Failure> {
+    match layered.config_mut().validate() {
+        Ok(()) => Ok(layered.into_config()),
+        Err(e) => Err(Failure::Usage(layered.explain(&e))),
+    }
+}
+
+/// `mqd broker --print-config`: the effective settings and their sources,
+/// after the same checks as a start.
+fn print_broker_config(cmd: &BrokerCmd) -> Result<(), Failure> {
+    let mut layered = broker_config(cmd.config.as_ref(), &cmd.r#override)?;
+    if let Err(e) = layered.config_mut().validate() {
+        return Err(Failure::Usage(layered.explain(&e)));
+    }
+    print!("{}", layered.render());
+    Ok(())
+}
+
+/// The NameServer's settings from defaults, the file and the command line.
+fn namesrv_config(cmd: &NamesrvCmd) -> Result<Layered<NamesrvConfig>, Failure> {
+    let mut layered = Layered::<NamesrvConfig>::default();
+    if let Some(path) = &cmd.config {
+        layered.read_file(path).map_err(Failure::Usage)?;
+    }
+    let mut set = |k: &str, v: &str| {
+        layered
+            .set(k, v, Source::CommandLine)
+            .map_err(Failure::Usage)
+    };
+    if let Some(listen) = &cmd.listen {
+        let addr = parse_addr(listen)?;
+        set("listenIP", &addr.ip().to_string())?;
+        set("listenPort", &addr.port().to_string())?;
+    }
+    if let Some(max) = connection_limit("--max-connections", cmd.max_connections)? {
+        set("serverMaxConnections", &max.to_string())?;
+    }
+    for pair in &cmd.r#override {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| Failure::Usage(format!("expected --key value, found --{pair}")))?;
+        if value.is_empty() {
+            return Err(Failure::Usage(format!("--{key} needs a value")));
+        }
+        set(key, value)?;
+    }
+    Ok(layered)
+}
+
+/// `mqd namesrv --print-config`.
+fn print_namesrv_config(cmd: &NamesrvCmd) -> Result<(), Failure> {
+    print!("{}", namesrv_config(cmd)?.render());
+    Ok(())
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit, before anything is opened
@@ -282,14 +382,15 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
         let mut listener_limits = Vec::new();
         match command {
             Command::Namesrv(cmd) => {
-                let addr = parse_addr(&cmd.listen)?;
-                let max = connection_limit("--max-connections", cmd.max_connections)?
-                    .unwrap_or_else(|| descriptors::connections_per_listener(1));
+                let mut config = namesrv_config(&cmd)?.into_config();
+                let max = *config
+                    .max_connections
+                    .get_or_insert_with(|| descriptors::connections_per_listener(1));
                 listener_limits.push(max);
-                namesrv_addr = Some(start_namesrv(&ex, addr, max, &shutdown).await?);
+                namesrv_addr = Some(start_namesrv(&ex, config, &shutdown).await?);
             }
             Command::Broker(cmd) => {
-                let mut config = broker_config(cmd.config.as_ref(), &cmd.r#override)?;
+                let mut config = validated(broker_config(cmd.config.as_ref(), &cmd.r#override)?)?;
                 let max = *config
                     .max_connections
                     .get_or_insert_with(|| descriptors::connections_per_listener(2));
@@ -305,22 +406,29 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
                     connection_limit("--namesrv-max-connections", cmd.namesrv_max_connections)?
                         .unwrap_or(share);
                 listener_limits.push(max);
-                let bound = start_namesrv(&ex, addr, max, &shutdown).await?;
-                namesrv_addr = Some(bound);
-                let mut config = broker_config(cmd.config.as_ref(), &cmd.r#override)?;
-                let max = *config.max_connections.get_or_insert(share);
-                listener_limits.extend([max, max]);
-                let set = |config: &mut BrokerConfig, k: &str, v: &str| {
-                    config.set(k, v).map_err(Failure::Usage)
+                let config = NamesrvConfig {
+                    listen: addr,
+                    max_connections: Some(max),
+                    ..NamesrvConfig::default()
                 };
-                set(&mut config, "namesrvAddr", &bound.to_string())?;
-                set(&mut config, "listenPort", &cmd.listen_port.to_string())?;
-                set(&mut config, "brokerIP1", &cmd.broker_ip)?;
+                let bound = start_namesrv(&ex, config, &shutdown).await?;
+                namesrv_addr = Some(bound);
+                let mut layered = broker_config(cmd.config.as_ref(), &cmd.r#override)?;
+                let mut set = |k: &str, v: &str| {
+                    layered
+                        .set(k, v, Source::CommandLine)
+                        .map_err(Failure::Usage)
+                };
+                set("namesrvAddr", &bound.to_string())?;
+                set("listenPort", &cmd.listen_port.to_string())?;
+                set("brokerIP1", &cmd.broker_ip)?;
                 set(
-                    &mut config,
                     "storePathRootDir",
                     &cmd.data.join("store").display().to_string(),
                 )?;
+                let mut config = validated(layered)?;
+                let max = *config.max_connections.get_or_insert(share);
+                listener_limits.extend([max, max]);
                 broker = Some(start_broker(&ex, config, &shutdown).await?);
             }
         }
@@ -392,14 +500,10 @@ fn parse_addr(text: &str) -> Result<SocketAddr, Failure> {
 
 async fn start_namesrv(
     ex: &Arc<Executor<'static>>,
-    addr: SocketAddr,
-    max_connections: usize,
+    config: NamesrvConfig,
     shutdown: &Shutdown,
 ) -> Result<SocketAddr, Failure> {
-    let config = NamesrvConfig {
-        max_connections: Some(max_connections),
-        ..NamesrvConfig::default()
-    };
+    let addr = config.listen;
     namesrv::start_with(ex.clone(), addr, shutdown.clone(), config)
         .await
         .map_err(|e| Failure::Runtime(format!("namesrv on {addr}: {e}")))
@@ -407,10 +511,9 @@ async fn start_namesrv(
 
 async fn start_broker(
     ex: &Arc<Executor<'static>>,
-    mut config: BrokerConfig,
+    config: BrokerConfig,
     shutdown: &Shutdown,
 ) -> Result<Arc<Broker>, Failure> {
-    config.validate().map_err(Failure::Usage)?;
     Broker::start(ex.clone(), config, shutdown.clone())
         .await
         .map_err(|e| Failure::Runtime(format!("broker: {e}")))

@@ -7,8 +7,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::settings::{BROKER_SETTINGS, IGNORED};
 use crate::ha::HaConfig;
-use crate::store::{FlushDiskType, StoreConfig};
+use crate::settings::{Configurable, Layered, Setting};
+use crate::store::StoreConfig;
 
 /// The broker's role in a master/slave pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -140,171 +142,38 @@ impl Default for BrokerConfig {
     }
 }
 
-fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| format!("{key}: {value:?} is not a valid value"))
-}
-
-fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
-    match value.trim() {
-        v if v.eq_ignore_ascii_case("true") => Ok(true),
-        v if v.eq_ignore_ascii_case("false") => Ok(false),
-        other => Err(format!("{key}: {other:?} is not true or false")),
-    }
-}
-
 impl BrokerConfig {
-    /// Reads a Java properties file's text.
+    /// Reads a Java properties file's text (as if it were the file `broker.conf`).
     pub fn from_properties(text: &str) -> Result<Self, String> {
-        let entries =
-            crate::properties_file::parse(text).map_err(|e| format!("broker config: {e}"))?;
-        let mut config = BrokerConfig::default();
-        let mut store_path_set = false;
-        for entry in &entries {
-            store_path_set |= entry.key == "storePathRootDir";
-            config.set(&entry.key, &entry.value)?;
-        }
-        if !store_path_set {
-            log::info!(
-                "storePathRootDir not set; using {}",
-                config.store.root.display()
-            );
-        }
-        Ok(config)
+        let mut layered = Layered::<BrokerConfig>::default();
+        layered.apply_text(text, std::path::Path::new("broker.conf"))?;
+        Ok(layered.into_config())
     }
 
-    /// Sets one key, as given in the file or as `--key value`.
+    /// Sets one key, as given in the file or as `--key value`; an unknown
+    /// key is logged and kept for GET_BROKER_CONFIG.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let v = value.trim();
-        let s = &mut self.store;
-        match key {
-            "brokerClusterName" => self.cluster_name = v.to_owned(),
-            "brokerName" => self.broker_name = v.to_owned(),
-            "brokerId" => self.broker_id = parse(key, v)?,
-            "namesrvAddr" => {
-                self.namesrv_addrs = v
-                    .split(';')
-                    .map(str::trim)
-                    .filter(|a| !a.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-            }
-            "brokerIP1" => {
-                self.broker_ip1 = parse(key, v)?;
-                self.broker_ip2 = self.broker_ip1;
-            }
-            "brokerIP2" => self.broker_ip2 = parse(key, v)?,
-            "listenPort" => self.listen_port = parse(key, v)?,
-            "listenIP" => self.listen_ip = Some(parse(key, v)?),
-            "brokerRole" => self.broker_role = parse(key, v)?,
-            "haListenPort" => self.ha_listen_port = Some(parse(key, v)?),
-            "haSendHeartbeatInterval" => {
-                self.ha.send_heartbeat_interval = Duration::from_millis(parse(key, v)?)
-            }
-            "haHousekeepingInterval" => {
-                self.ha.housekeeping_interval = Duration::from_millis(parse(key, v)?)
-            }
-            "haTransferBatchSize" => self.ha.transfer_batch_size = parse(key, v)?,
-            "haSlaveFallbehindMax" => self.ha.slave_fallbehind_max = parse(key, v)?,
-            "slaveTimeout" => self.ha.slave_timeout = Duration::from_millis(parse(key, v)?),
-            "haMasterAddress" => {
-                self.ha.master_address = Some(v.to_owned()).filter(|a| !a.is_empty())
-            }
-            "slaveReadEnable" => self.slave_read_enable = parse_bool(key, v)?,
-            "accessMessageInMemoryMaxRatio" => {
-                s.access_message_in_memory_max_ratio = parse(key, v)?
-            }
-            "brokerPermission" => self.broker_permission = parse(key, v)?,
-            "autoCreateTopicEnable" => self.auto_create_topic_enable = parse_bool(key, v)?,
-            "defaultTopicQueueNums" => self.default_topic_queue_nums = parse(key, v)?,
-            "autoCreateSubscriptionGroup" => {
-                self.auto_create_subscription_group = parse_bool(key, v)?
-            }
-            "registerNameServerPeriod" => {
-                // RocketMQ clamps it to 10..60 s.
-                let ms: u64 = parse(key, v)?;
-                self.register_name_server_period = Duration::from_millis(ms.clamp(10_000, 60_000));
-            }
-            "longPollingEnable" => self.long_polling_enable = parse_bool(key, v)?,
-            "shortPollingTimeMills" => {
-                self.short_polling_time = Duration::from_millis(parse(key, v)?)
-            }
-            "regionId" => self.region_id = v.to_owned(),
-            "traceOn" => self.trace_on = parse_bool(key, v)?,
-            "flushConsumerOffsetInterval" => {
-                self.flush_consumer_offset_interval = Duration::from_millis(parse(key, v)?)
-            }
-            "serverFrameMaxLength" => self.max_frame = parse(key, v)?,
-            "serverMaxConnections" => match parse::<usize>(key, v)? {
-                0 => return Err(format!("{key}: must be at least 1")),
-                n => self.max_connections = Some(n),
-            },
-            "transactionTimeOut" => {
-                self.transaction.timeout = Duration::from_millis(parse(key, v)?)
-            }
-            "transactionCheckInterval" => {
-                self.transaction.check_interval = Duration::from_millis(parse(key, v)?)
-            }
-            "transactionCheckMax" => self.transaction.check_max = parse(key, v)?,
-            "storePathRootDir" => s.root = PathBuf::from(v),
-            "flushDiskType" => s.flush_disk_type = v.parse::<FlushDiskType>()?,
-            "mappedFileSizeCommitLog" => s.commit_log_file_size = parse(key, v)?,
-            "mappedFileSizeConsumeQueue" => {
-                let bytes: usize = parse(key, v)?;
-                s.consume_queue_entries_per_file = (bytes / 20).max(1);
-            }
-            "maxHashSlotNum" => s.index_hash_slots = parse(key, v)?,
-            "maxIndexNum" => s.index_max_entries = parse(key, v)?,
-            "messageIndexEnable" => s.message_index_enable = parse_bool(key, v)?,
-            "flushIntervalCommitLog" => {
-                s.flush_interval_commit_log = Duration::from_millis(parse(key, v)?)
-            }
-            "flushCommitLogLeastPages" => s.flush_commit_log_least_pages = parse(key, v)?,
-            "flushCommitLogThoroughInterval" => {
-                s.flush_commit_log_thorough_interval = Duration::from_millis(parse(key, v)?)
-            }
-            "flushIntervalConsumeQueue" => {
-                s.flush_interval_consume_queue = Duration::from_millis(parse(key, v)?)
-            }
-            "syncFlushTimeout" => s.sync_flush_timeout = Duration::from_millis(parse(key, v)?),
-            "fileReservedTime" => {
-                s.file_reserved_time = Duration::from_secs(parse::<u64>(key, v)? * 3600)
-            }
-            "deleteWhen" => s.delete_when = v.to_owned(),
-            "diskMaxUsedSpaceRatio" => s.disk_max_used_space_ratio = parse(key, v)?,
-            // RocketMQ 4.9 reads these two as system properties
-            // (rocketmq.broker.diskSpace...), 5.x as broker.conf keys.
-            "diskSpaceCleanForciblyRatio" => s.disk_space_clean_forcibly_ratio = parse(key, v)?,
-            "diskSpaceWarningLevelRatio" => s.disk_space_warning_level_ratio = parse(key, v)?,
-            "cleanFileForciblyEnable" => s.clean_file_forcibly_enable = parse_bool(key, v)?,
-            "cleanResourceInterval" => {
-                s.clean_resource_interval = Duration::from_millis(parse(key, v)?)
-            }
-            "maxMessageSize" => s.max_message_size = parse(key, v)?,
-            "messageDelayLevel" => s.message_delay_level = v.to_owned(),
-            "deleteCommitLogFilesInterval"
-            | "destroyMapedFileIntervalForcibly"
-            | "redeleteHangedFileInterval" => {
-                // Timing knobs of RocketMQ's file deletion that mq does not need.
-                self.unknown.insert(key.to_owned(), v.to_owned());
-            }
-            other => {
-                log::warn!("unknown broker config key {other} (ignored)");
-                self.unknown.insert(other.to_owned(), v.to_owned());
+        match BROKER_SETTINGS.iter().find(|s| s.key == key) {
+            Some(setting) => (setting.set)(self, value).map_err(|e| format!("{key}: {e}")),
+            None => {
+                if !self.keep_unknown(key, value) {
+                    log::warn!("unknown broker config key {key} (ignored)");
+                }
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// Checks the settings against each other.
     pub fn validate(&mut self) -> Result<(), String> {
         if self.broker_role == BrokerRole::Slave && self.broker_id == 0 {
-            return Err("a SLAVE must have brokerId > 0".into());
+            return Err("brokerRole SLAVE needs brokerId > 0".into());
         }
         if self.broker_role != BrokerRole::Slave && self.broker_id != 0 {
-            return Err("a master must have brokerId 0".into());
+            return Err(format!(
+                "brokerRole {} (a master) needs brokerId 0",
+                self.role_name()
+            ));
         }
         if self.listen_port < 3 || (self.listen_port == u16::MAX && self.ha_listen_port.is_none()) {
             return Err(format!(
@@ -315,7 +184,7 @@ impl BrokerConfig {
         self.ha.validate()?;
         self.store.replica = self.broker_role == BrokerRole::Slave;
         if !(1..=1024).contains(&self.default_topic_queue_nums) {
-            return Err("defaultTopicQueueNums must be 1..=1024".into());
+            return Err("defaultTopicQueueNums must be 1 to 1024".into());
         }
         self.store.store_host = self.broker_addr();
         self.store.validate()
@@ -364,104 +233,17 @@ impl BrokerConfig {
         )
     }
 
-    /// The configuration as RocketMQ's GET_BROKER_CONFIG prints it.
+    /// The configuration as RocketMQ's GET_BROKER_CONFIG prints it: every
+    /// key with a value, and the unknown keys given, sorted.
     pub fn to_properties(&self) -> String {
-        let s = &self.store;
         let mut pairs: BTreeMap<String, String> = self.unknown.clone();
-        let mut put = |k: &str, v: String| {
-            pairs.insert(k.to_owned(), v);
-        };
-        put("brokerClusterName", self.cluster_name.clone());
-        put("brokerName", self.broker_name.clone());
-        put("brokerId", self.broker_id.to_string());
-        put("namesrvAddr", self.namesrv_addrs.join(";"));
-        put("brokerIP1", self.broker_ip1.to_string());
-        put("brokerIP2", self.broker_ip2.to_string());
-        put("listenPort", self.listen_port.to_string());
-        put("brokerRole", self.role_name().into());
-        put("haListenPort", self.ha_port().to_string());
-        put(
-            "haSendHeartbeatInterval",
-            self.ha.send_heartbeat_interval.as_millis().to_string(),
-        );
-        put(
-            "haHousekeepingInterval",
-            self.ha.housekeeping_interval.as_millis().to_string(),
-        );
-        put(
-            "haTransferBatchSize",
-            self.ha.transfer_batch_size.to_string(),
-        );
-        put(
-            "haSlaveFallbehindMax",
-            self.ha.slave_fallbehind_max.to_string(),
-        );
-        put(
-            "slaveTimeout",
-            self.ha.slave_timeout.as_millis().to_string(),
-        );
-        if let Some(addr) = &self.ha.master_address {
-            put("haMasterAddress", addr.clone());
-        }
-        put("slaveReadEnable", self.slave_read_enable.to_string());
-        put(
-            "accessMessageInMemoryMaxRatio",
-            s.access_message_in_memory_max_ratio.to_string(),
-        );
-        put("brokerPermission", self.broker_permission.to_string());
-        put(
-            "autoCreateTopicEnable",
-            self.auto_create_topic_enable.to_string(),
-        );
-        put(
-            "defaultTopicQueueNums",
-            self.default_topic_queue_nums.to_string(),
-        );
-        put(
-            "autoCreateSubscriptionGroup",
-            self.auto_create_subscription_group.to_string(),
-        );
-        put("longPollingEnable", self.long_polling_enable.to_string());
-        put("regionId", self.region_id.clone());
-        put("traceOn", self.trace_on.to_string());
-        put("storePathRootDir", s.root.display().to_string());
-        put(
-            "flushDiskType",
-            match s.flush_disk_type {
-                FlushDiskType::AsyncFlush => "ASYNC_FLUSH",
-                FlushDiskType::SyncFlush => "SYNC_FLUSH",
+        for setting in &BROKER_SETTINGS {
+            let value = (setting.get)(self);
+            // An unset optional key (listenIP, haMasterAddress) is left out
+            // rather than shown empty; namesrvAddr is always there.
+            if !value.is_empty() || setting.key == "namesrvAddr" {
+                pairs.insert(setting.key.to_owned(), value);
             }
-            .into(),
-        );
-        put(
-            "mappedFileSizeCommitLog",
-            s.commit_log_file_size.to_string(),
-        );
-        put("maxMessageSize", s.max_message_size.to_string());
-        put("deleteWhen", s.delete_when.clone());
-        put(
-            "fileReservedTime",
-            (s.file_reserved_time.as_secs() / 3600).to_string(),
-        );
-        put(
-            "diskMaxUsedSpaceRatio",
-            s.disk_max_used_space_ratio.to_string(),
-        );
-        put(
-            "diskSpaceCleanForciblyRatio",
-            s.disk_space_clean_forcibly_ratio.to_string(),
-        );
-        put(
-            "diskSpaceWarningLevelRatio",
-            s.disk_space_warning_level_ratio.to_string(),
-        );
-        put(
-            "cleanFileForciblyEnable",
-            s.clean_file_forcibly_enable.to_string(),
-        );
-        put("messageDelayLevel", s.message_delay_level.clone());
-        if let Some(n) = self.max_connections {
-            put("serverMaxConnections", n.to_string());
         }
         pairs
             .into_iter()
@@ -470,9 +252,23 @@ impl BrokerConfig {
     }
 }
 
+impl Configurable for BrokerConfig {
+    const NAME: &'static str = "broker";
+
+    fn settings() -> &'static [Setting<Self>] {
+        &BROKER_SETTINGS
+    }
+
+    fn keep_unknown(&mut self, key: &str, value: &str) -> bool {
+        self.unknown.insert(key.to_owned(), value.trim().to_owned());
+        IGNORED.contains(&key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::FlushDiskType;
 
     #[test]
     fn reads_a_rocketmq_broker_conf() {

@@ -20,6 +20,7 @@ mod delay;
 pub mod error;
 mod handle;
 pub mod persist;
+mod settings;
 mod state;
 mod task;
 pub mod transaction;

@@ -18,6 +18,7 @@
 //! `clusterTest`, the Netty settings) mean nothing to mq and are refused by
 //! name rather than silently ignored.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -37,6 +38,9 @@ pub struct NamesrvConfig {
     /// it being closed as soon as it is accepted; `None` for the listener's
     /// share of the descriptor limit. Read at start only.
     pub max_connections: Option<usize>,
+    /// `listenIP` and `listenPort`: where `mqd namesrv` listens. Read at start
+    /// only.
+    pub listen: SocketAddr,
 }
 
 impl Default for NamesrvConfig {
@@ -46,6 +50,7 @@ impl Default for NamesrvConfig {
             scan_interval: Duration::from_secs(10),
             order_message_enable: false,
             max_connections: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9876)),
         }
     }
 }

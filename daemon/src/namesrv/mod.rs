@@ -11,11 +11,13 @@
 //! - `kv`: the in-memory KV configuration (`ORDER_TOPIC_CONFIG`).
 //! - `config`: [`NamesrvConfig`] and its properties form.
 //! - `handler`: one function per request code.
+//! - `settings`: the table of its keys (`mqd namesrv -c namesrv.conf`).
 
 mod config;
 mod handler;
 mod kv;
 mod route;
+mod settings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
