@@ -19,3 +19,4 @@ mod multi_namesrv;
 mod namesrv;
 mod replication;
 mod support;
+mod systemd;
