@@ -6,7 +6,7 @@
 # every result. A failure in one part still runs the next, and fails the whole.
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
-.PHONY: test lint libmq tools bench bench-ha
+.PHONY: test lint libmq tools bench bench-ha install install-build
 
 test: lint libmq tools
 	mkdir -p target
@@ -51,3 +51,51 @@ bench:
 # ASYNC_MASTER alone vs SYNC_MASTER + SLAVE, mqctl bench produce (README, Performance).
 bench-ha:
 	tests/bench/replication.sh
+
+# Installs mq under PREFIX, staged under DESTDIR when packaging:
+#   make install [PREFIX=/usr/local] [DESTDIR=] [PROFILE=release]
+# bin/mqd, bin/mqctl; lib/libmq.so.1.0.0 with its soname link libmq.so.1 and
+# the link libmq.so for -lmq, lib/libmq.a; include/mq.h; lib/pkgconfig/mq.pc
+# (pkg-config --cflags --libs mq); the systemd units in lib/systemd/system
+# (their /usr/local rewritten to PREFIX) and the mq user in lib/sysusers.d;
+# example configurations in share/mq/examples. Nothing under /etc: the
+# README's set-up copies the examples there. PROFILE=debug installs the debug
+# build (the install test does, to reuse the test build).
+PREFIX ?= /usr/local
+DESTDIR ?=
+PROFILE ?= release
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+EXAMPLESDIR ?= $(PREFIX)/share/mq/examples
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+# The soname (ffi/capi/build.rs) is the ABI version; the file behind it
+# carries minor and patch levels of that ABI.
+SONAME := libmq.so.1
+LIBMQ_FILE := $(SONAME).0.0
+BUILT := target/$(PROFILE)
+CARGO_PROFILE := $(if $(filter release,$(PROFILE)),--release,--profile $(PROFILE))
+
+install-build:
+	cargo build $(if $(filter debug,$(PROFILE)),,$(CARGO_PROFILE)) -p mq-capi -p mq-daemon -p mqctl
+
+install: install-build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(EXAMPLESDIR)
+	install -m 0755 $(BUILT)/mqd $(BUILT)/mqctl $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(BUILT)/libmq.so $(DESTDIR)$(LIBDIR)/$(LIBMQ_FILE)
+	ln -sfn $(LIBMQ_FILE) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sfn $(SONAME) $(DESTDIR)$(LIBDIR)/libmq.so
+	install -m 0644 $(BUILT)/libmq.a $(DESTDIR)$(LIBDIR)/libmq.a
+	install -m 0644 include/mq.h $(DESTDIR)$(INCLUDEDIR)/mq.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+		mq.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/mq.pc
+	for unit in systemd/*.service; do \
+		sed 's|/usr/local/bin/mqd|$(BINDIR)/mqd|g' $$unit > $(DESTDIR)$(UNITDIR)/$${unit#systemd/}; \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$${unit#systemd/}; \
+	done
+	install -m 0644 systemd/mq.sysusers $(DESTDIR)$(SYSUSERSDIR)/mq.conf
+	install -m 0644 systemd/examples/*.conf $(DESTDIR)$(EXAMPLESDIR)/

@@ -13,6 +13,7 @@ mod client_producer;
 mod client_transaction;
 mod descriptors;
 mod disk_full;
+mod install;
 mod java_compat;
 mod mqctl;
 mod multi_namesrv;

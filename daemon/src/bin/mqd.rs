@@ -29,6 +29,25 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mq daemon: RocketMQ-compatible NameServer and Broker.
 #[derive(FromArgs)]
+#[argh(
+    example = "{command_name} namesrv -c /etc/mq/namesrv.conf",
+    example = "{command_name} broker -c /etc/mq/broker-a.conf",
+    example = "{command_name} broker -c /etc/mq/broker-a.conf --print-config",
+    example = "{command_name} standalone --data ./mq-data",
+    note = "Files: /etc/mq/namesrv.conf and /etc/mq/broker-<instance>.conf under the systemd units mq-namesrv.service and mq-broker@<instance>.service; every key is in the README's Configuration table, and `--print-config` shows the settings in effect and where each came from.\n\nEnvironment: NAMESRV_ADDR (the broker's namesrvAddr when nothing else sets it); RUST_LOG (log level, warn by default: info, debug, or per module); NOTIFY_SOCKET and WATCHDOG_USEC (set by systemd: READY=1 once serving, STOPPING=1 on SIGTERM, WATCHDOG=1 while the servers answer).\n\nSignals: SIGTERM or SIGINT stop cleanly (unregister, answer requests in flight, flush the store).",
+    error_code(
+        0,
+        "stopped cleanly after SIGTERM or SIGINT (or --help, --print-config)"
+    ),
+    error_code(
+        1,
+        "the daemon failed (a port in use, a store that cannot open, a failed shutdown)"
+    ),
+    error_code(
+        2,
+        "usage or configuration error: the message names the file, line and reason"
+    )
+)]
 struct Mqd {
     #[argh(subcommand)]
     command: Command,
