@@ -19,5 +19,6 @@ mod mqctl;
 mod multi_namesrv;
 mod namesrv;
 mod replication;
+mod settings;
 mod support;
 mod systemd;

@@ -17,7 +17,7 @@ use mq_daemon::broker::{Broker, BrokerConfig};
 use mq_daemon::descriptors;
 use mq_daemon::namesrv::{self, NamesrvConfig};
 use mq_daemon::notify::Notifier;
-use mq_daemon::settings::{Layered, Source};
+use mq_daemon::settings::{Configurable, Layered, Source};
 use mq_daemon::shutdown::Shutdown;
 use mq_daemon::watchdog::{self, Probe};
 
@@ -258,17 +258,7 @@ fn broker_config(
     if let Some(path) = file {
         layered.read_file(path).map_err(Failure::Usage)?;
     }
-    for pair in overrides {
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| Failure::Usage(format!("expected --key value, found --{pair}")))?;
-        if value.is_empty() {
-            return Err(Failure::Usage(format!("--{key} needs a value")));
-        }
-        layered
-            .set(key, value, Source::CommandLine)
-            .map_err(Failure::Usage)?;
-    }
+    apply_overrides(&mut layered, overrides)?;
     if !layered.is_set("namesrvAddr") {
         if let Ok(addrs) = std::env::var("NAMESRV_ADDR") {
             layered
@@ -283,6 +273,25 @@ fn broker_config(
         );
     }
     Ok(layered)
+}
+
+/// Applies `--key value` pairs (as `key=value`, see [`rewrite_overrides`]).
+fn apply_overrides<C: Configurable>(
+    layered: &mut Layered<C>,
+    overrides: &[String],
+) -> Result<(), Failure> {
+    for pair in overrides {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| Failure::Usage(format!("expected --key value, found --{pair}")))?;
+        if value.is_empty() {
+            return Err(Failure::Usage(format!("--{key} needs a value")));
+        }
+        layered
+            .set(key, value, Source::CommandLine)
+            .map_err(Failure::Usage)?;
+    }
+    Ok(())
 }
 
 /// Checks the settings against each other; an error names where the keys
@@ -324,15 +333,7 @@ fn namesrv_config(cmd: &NamesrvCmd) -> Result<Layered<NamesrvConfig>, Failure> {
     if let Some(max) = connection_limit("--max-connections", cmd.max_connections)? {
         set("serverMaxConnections", &max.to_string())?;
     }
-    for pair in &cmd.r#override {
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| Failure::Usage(format!("expected --key value, found --{pair}")))?;
-        if value.is_empty() {
-            return Err(Failure::Usage(format!("--{key} needs a value")));
-        }
-        set(key, value)?;
-    }
+    apply_overrides(&mut layered, &cmd.r#override)?;
     Ok(layered)
 }
 

@@ -16,9 +16,11 @@ use crate::store::FlushDiskType;
 /// the store counts entries.
 const CQ_ENTRY: usize = 20;
 
-/// RocketMQ keys mq accepts without a warning and without effect: timing
-/// knobs of RocketMQ's file deletion that mq's retention does not need.
+/// RocketMQ keys mq accepts without a warning and without effect: the JVM
+/// broker's home directory, and timing knobs of RocketMQ's file deletion that
+/// mq's retention does not need.
 pub(crate) const IGNORED: &[&str] = &[
+    "rocketmqHome",
     "deleteCommitLogFilesInterval",
     "destroyMapedFileIntervalForcibly",
     "redeleteHangedFileInterval",

@@ -60,6 +60,8 @@ pub struct MqdCommand {
     /// The network namespace to run in (`ip netns exec`, which execs mqd
     /// in the same process).
     pub netns: Option<String>,
+    /// `RUST_LOG` for the process (default: the test's own, else info).
+    pub rust_log: Option<String>,
 }
 
 /// A loopback address.
@@ -77,6 +79,7 @@ impl MqdCommand {
             ready: Vec::new(),
             nofile: None,
             netns: None,
+            rust_log: None,
         }
     }
 
@@ -121,6 +124,12 @@ impl MqdCommand {
     /// Runs in the network namespace `name`.
     pub fn netns(mut self, name: &str) -> MqdCommand {
         self.netns = Some(name.to_owned());
+        self
+    }
+
+    /// Runs with this `RUST_LOG`.
+    pub fn rust_log(mut self, filter: &str) -> MqdCommand {
+        self.rust_log = Some(filter.to_owned());
         self
     }
 
@@ -180,7 +189,10 @@ impl Mqd {
             .args(&cmd.args)
             .env(
                 "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                cmd.rust_log
+                    .clone()
+                    .or_else(|| std::env::var("RUST_LOG").ok())
+                    .unwrap_or_else(|| "info".into()),
             )
             // Should the tests run under systemd, mqd must not talk to it.
             .env_remove("NOTIFY_SOCKET")
