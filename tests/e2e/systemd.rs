@@ -64,6 +64,7 @@ struct NotifySocket {
 impl NotifySocket {
     /// A socket at a path in `dir`.
     fn at_path(dir: &Path) -> NotifySocket {
+        std::fs::create_dir_all(dir).expect("mkdir for the notify socket");
         let path = dir.join("notify.sock");
         let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
         NotifySocket {
@@ -219,16 +220,7 @@ fn the_units_exec_start_lines_notify_ready_watchdog_and_stopping() {
 
     // A broker, instance "a", its socket a path.
     let port = free_broker_port();
-    let mut extra = vec![
-        ("namesrvAddr", local(namesrv_port).to_string()),
-        ("listenIP", "127.0.0.1".into()),
-        ("listenPort", port.to_string()),
-        (
-            "storePathRootDir",
-            dir.path().join("store-a").display().to_string(),
-        ),
-    ];
-    extra.extend(SMALL_STORE.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let extra = broker_keys(dir.path(), "a", port, namesrv_port);
     write_config(&etc, "broker-a.conf", &extra);
     let broker_notify = NotifySocket::at_path(dir.path());
     let broker_log = dir.path().join("broker-a.log");
@@ -265,6 +257,93 @@ fn the_units_exec_start_lines_notify_ready_watchdog_and_stopping() {
     }
 
     stop_unit(broker.take(), &broker_notify, &broker_log);
+    stop_unit(namesrv.take(), &ns_notify, &ns_log);
+}
+
+/// The broker.conf keys that put a broker on `port` in `dir`, registered
+/// with the NameServer on `namesrv_port`.
+fn broker_keys(
+    dir: &Path,
+    name: &str,
+    port: u16,
+    namesrv_port: u16,
+) -> Vec<(&'static str, String)> {
+    let mut keys = vec![
+        ("namesrvAddr", local(namesrv_port).to_string()),
+        ("listenIP", "127.0.0.1".into()),
+        ("listenPort", port.to_string()),
+        ("haListenPort", (port + 1).to_string()),
+        (
+            "storePathRootDir",
+            dir.join(format!("store-{name}")).display().to_string(),
+        ),
+    ];
+    keys.extend(SMALL_STORE.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    keys
+}
+
+#[test]
+fn the_example_sync_master_and_slave_run_as_unit_instances_and_link() {
+    let dir = TempDir::new("systemd-pair").keep_on_failure();
+    let etc = dir.path().join("etc-mq");
+    std::fs::create_dir_all(&etc).expect("mkdir etc");
+    let namesrv_port = free_port();
+    write_config(
+        &etc,
+        "namesrv.conf",
+        &[
+            ("listenIP", "127.0.0.1".into()),
+            ("listenPort", namesrv_port.to_string()),
+        ],
+    );
+    let ns_notify = NotifySocket::at_path(&dir.path().join("ns"));
+    let ns_log = dir.path().join("namesrv.log");
+    let mut namesrv = KillOnDrop(Some(spawn_unit(
+        &exec_start("mq-namesrv.service", "", &etc),
+        &ns_notify,
+        &ns_log,
+    )));
+    ns_notify.wait_for("READY=1", Duration::from_secs(30), namesrv.child(), &ns_log);
+
+    let mut brokers = Vec::new();
+    for instance in ["b-master", "b-slave"] {
+        let port = free_broker_port();
+        let file = format!("broker-{instance}.conf");
+        write_config(
+            &etc,
+            &file,
+            &broker_keys(dir.path(), instance, port, namesrv_port),
+        );
+        let notify = NotifySocket::at_path(&dir.path().join(instance));
+        let log = dir.path().join(format!("{instance}.log"));
+        let mut child = KillOnDrop(Some(spawn_unit(
+            &exec_start("mq-broker@.service", instance, &etc),
+            &notify,
+            &log,
+        )));
+        notify.wait_for("READY=1", Duration::from_secs(60), child.child(), &log);
+        all_accept(&[local(port), local(port - 2)]).expect("the broker accepts after READY=1");
+        brokers.push((child, notify, log, local(port).to_string()));
+    }
+    async_io::block_on(async {
+        let master = connect(&brokers[0].3).await;
+        let slave = connect(&brokers[1].3).await;
+        eventually(
+            "the example slave to link to the example SYNC_MASTER",
+            Duration::from_secs(20),
+            || async {
+                let m = runtime_info(&master).await?;
+                let s = runtime_info(&slave).await?;
+                let linked = m.get("haSlaveCount").is_some_and(|n| n != "0")
+                    && s.get("haConnected").is_some_and(|c| c == "true");
+                linked.then_some(())
+            },
+        )
+        .await
+    });
+    for (child, notify, log, _) in brokers.into_iter().rev() {
+        stop_unit(child.take(), &notify, &log);
+    }
     stop_unit(namesrv.take(), &ns_notify, &ns_log);
 }
 
