@@ -29,8 +29,9 @@ GO_RESULT := awk '/^ *--- PASS/ { p++ } /^ *--- FAIL/ { f++ } /^(FAIL|panic:)/ {
 # target/debug/libmq.so and libmq.a, and mqd for the bindings' tests. cargo
 # names the shared library libmq.so, but its soname is libmq.so.1, the name a
 # program linked with -lmq looks for at run time: link it.
+# mqctl too: the install test (tests/e2e/install.rs) installs these builds.
 libmq:
-	cargo build -p mq-capi -p mq-daemon
+	cargo build -p mq-capi -p mq-daemon -p mqctl
 	ln -sfn libmq.so target/debug/libmq.so.1
 
 # The pinned cbindgen that renders include/mq.h (tests/header.rs compares the
@@ -60,7 +61,8 @@ bench-ha:
 # (their /usr/local rewritten to PREFIX) and the mq user in lib/sysusers.d;
 # example configurations in share/mq/examples. Nothing under /etc: the
 # README's set-up copies the examples there. PROFILE=debug installs the debug
-# build (the install test does, to reuse the test build).
+# build; NO_BUILD=1 installs what BUILT (target/$(PROFILE)) holds without
+# running cargo (the install test does: a test never runs cargo itself).
 PREFIX ?= /usr/local
 DESTDIR ?=
 PROFILE ?= release
@@ -75,13 +77,13 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 # carries minor and patch levels of that ABI.
 SONAME := libmq.so.1
 LIBMQ_FILE := $(SONAME).0.0
-BUILT := target/$(PROFILE)
+BUILT ?= target/$(PROFILE)
 CARGO_PROFILE := $(if $(filter release,$(PROFILE)),--release,--profile $(PROFILE))
 
 install-build:
 	cargo build $(if $(filter debug,$(PROFILE)),,$(CARGO_PROFILE)) -p mq-capi -p mq-daemon -p mqctl
 
-install: install-build
+install: $(if $(filter 1,$(NO_BUILD)),,install-build)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) \
 		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(EXAMPLESDIR)
 	install -m 0755 $(BUILT)/mqd $(BUILT)/mqctl $(DESTDIR)$(BINDIR)/

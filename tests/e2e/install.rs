@@ -1,4 +1,6 @@
-//! `make install` into a temporary DESTDIR, then the installed files alone:
+//! `make install` of this build (`NO_BUILD=1 BUILT=target/<profile>`: a test runs no
+//! cargo; `make test` builds libmq and mqctl first) into a temporary
+//! DESTDIR, then the installed files alone:
 //! the C example producer built with `pkg-config --cflags --libs mq` and
 //! nothing from the source tree but its own .c file, run (through the
 //! installed `libmq.so.1`) against the installed `mqd`; the units rewritten
@@ -8,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::libmq::fresh;
 use crate::support::*;
 
 /// The repository.
@@ -44,12 +47,24 @@ fn make_install_gives_what_a_c_program_and_systemd_need() {
     require("make", "runs the install");
     require("pkg-config", "finds libmq's flags from the installed mq.pc");
     require("cc", "builds the C example");
+    let profile_dir = Path::new(env!("CARGO_BIN_EXE_mqd"))
+        .parent()
+        .expect("mqd is in target/<profile>/");
+    fresh::fresh_library(profile_dir, &root().join("ffi"));
+    for built in ["libmq.a", "mqctl"] {
+        assert!(
+            profile_dir.join(built).is_file(),
+            "{} is missing: run `cargo build -p mq-capi -p mqctl` before the tests (`make test` does)",
+            profile_dir.join(built).display()
+        );
+    }
     let dir = TempDir::new("install").keep_on_failure();
     let dest = dir.path().join("dest");
     let prefix = "/opt/mq";
     run(Command::new("make")
         .current_dir(root())
-        .args(["install", "PROFILE=debug", &format!("PREFIX={prefix}")])
+        .args(["install", "NO_BUILD=1", &format!("PREFIX={prefix}")])
+        .arg(format!("BUILT={}", profile_dir.display()))
         .arg(format!("DESTDIR={}", dest.display()))
         .env_remove("MAKEFLAGS")
         .env_remove("MFLAGS")

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 #[path = "../../../ffi/capi/tests/support/fresh_library.rs"]
-mod fresh;
+pub(crate) mod fresh;
 
 extern "C" {
     fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
