@@ -194,11 +194,20 @@ impl<C: Configurable> Layered<C> {
     }
 }
 
-/// The rows of the README's table of `C`'s keys: key, default, meaning.
+/// The rows of the README's settings table for `C`'s keys: what they
+/// configure, key, default, meaning.
 pub fn markdown_rows<C: Configurable>() -> String {
     C::settings()
         .iter()
-        .map(|s| format!("| `{}` | {} | {} |\n", s.key, s.default, s.meaning))
+        .map(|s| {
+            format!(
+                "| {} | `{}` | {} | {} |\n",
+                C::NAME,
+                s.key,
+                s.default,
+                s.meaning
+            )
+        })
         .collect()
 }
 
