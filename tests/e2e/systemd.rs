@@ -93,7 +93,8 @@ impl NotifySocket {
         Some(String::from_utf8_lossy(&buf[..n]).into_owned())
     }
 
-    /// Waits for a message holding the line `state`; the messages before it.
+    /// Waits for a message holding the line `state`; the messages before it,
+    /// and it.
     /// A process that exits may have sent it just before: the socket is
     /// read before the exit counts.
     fn wait_for(
@@ -102,7 +103,7 @@ impl NotifySocket {
         within: Duration,
         child: &mut Child,
         log: &Path,
-    ) -> Vec<String> {
+    ) -> (Vec<String>, String) {
         let deadline = Instant::now() + within;
         let mut seen = Vec::new();
         loop {
@@ -114,7 +115,7 @@ impl NotifySocket {
                 left.min(Duration::from_millis(200))
             };
             match self.next(wait.max(Duration::from_millis(1))) {
-                Some(message) if message.lines().any(|l| l == state) => return seen,
+                Some(message) if message.lines().any(|l| l == state) => return (seen, message),
                 Some(message) => seen.push(message),
                 None => {
                     if let Some(status) = exited {
@@ -238,13 +239,19 @@ fn the_units_exec_start_lines_notify_ready_watchdog_and_stopping() {
         "the instance name picks the file: {argv:?}"
     );
     let mut broker = KillOnDrop(Some(spawn_unit(&argv, &broker_notify, &broker_log)));
-    let before = broker_notify.wait_for(
+    let (before, ready) = broker_notify.wait_for(
         "READY=1",
         Duration::from_secs(60),
         broker.child(),
         &broker_log,
     );
     assert!(before.is_empty(), "messages before READY=1: {before:?}");
+    assert!(
+        ready.contains(&format!(
+            "\nSTATUS=broker broker-a (ASYNC_MASTER) listening on 127.0.0.1:{port}"
+        )),
+        "{ready:?}"
+    );
     all_accept(&[local(port), local(port - 2), local(port + 1)])
         .expect("the broker's main, VIP and HA ports accept once READY=1 came");
 

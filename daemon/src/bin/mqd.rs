@@ -453,21 +453,27 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
             }
         }
         descriptors::check_headroom(&listener_limits);
+        let mut serving = Vec::new();
         if let Some(addr) = namesrv_addr {
-            println!("mqd: namesrv listening on {addr}");
+            serving.push(format!("namesrv listening on {addr}"));
         }
         if let Some(b) = &broker {
-            println!(
-                "mqd: broker {} listening on {}",
+            serving.push(format!(
+                "broker {} ({}) listening on {}",
                 b.config().broker_name,
+                b.config().role_name(),
                 b.config().broker_addr()
-            );
+            ));
+        }
+        for line in &serving {
+            println!("mqd: {line}");
         }
         let mut probes: Vec<Probe> = namesrv_addr.into_iter().map(Probe::namesrv).collect();
         probes.extend(broker.iter().map(|b| Probe::broker(b.config().bind_addr())));
         if let Some(notifier) = &notifier {
             // Every listener is bound and the store recovered: serving.
-            notifier.notify_or_log("READY=1");
+            // STATUS is what `systemctl status` shows.
+            notifier.notify_or_log(&format!("READY=1\nSTATUS={}", serving.join("; ")));
             if let Some(interval) = notifier.watchdog() {
                 ex.spawn(watchdog::run(
                     notifier.clone(),
@@ -494,7 +500,7 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
         Err(e) => log::error!("waiting for signals: {e}; shutting down"),
     }
     if let Some(notifier) = &notifier {
-        notifier.notify_or_log("STOPPING=1");
+        notifier.notify_or_log("STOPPING=1\nSTATUS=shutting down");
     }
     let outcome = async_io::block_on(ex.run(async {
         if let Some(broker) = &broker {
