@@ -26,17 +26,22 @@ impl Notifier {
         let Some(path) = std::env::var_os("NOTIFY_SOCKET").filter(|p| !p.is_empty()) else {
             return Ok(None);
         };
-        let target = socket_addr(path.as_encoded_bytes())?;
         let watchdog = watchdog_interval(
             std::env::var("WATCHDOG_USEC").ok().as_deref(),
             std::env::var("WATCHDOG_PID").ok().as_deref(),
             std::process::id(),
         );
-        Ok(Some(Notifier {
+        Notifier::new(path.as_encoded_bytes(), watchdog).map(Some)
+    }
+
+    /// A notifier sending to `socket` (a path, or `@name` in the abstract
+    /// namespace), with the watchdog timeout `watchdog`.
+    pub fn new(socket: &[u8], watchdog: Option<Duration>) -> io::Result<Notifier> {
+        Ok(Notifier {
             socket: UnixDatagram::unbound()?,
-            target,
+            target: socket_addr(socket)?,
             watchdog,
-        }))
+        })
     }
 
     /// Sends one state message, such as `READY=1`.
@@ -129,11 +134,7 @@ mod tests {
         let listener =
             UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap())
                 .unwrap();
-        let notifier = Notifier {
-            socket: UnixDatagram::unbound().unwrap(),
-            target: socket_addr(format!("@{name}").as_bytes()).unwrap(),
-            watchdog: None,
-        };
+        let notifier = Notifier::new(format!("@{name}").as_bytes(), None).unwrap();
         notifier.notify("READY=1").unwrap();
         let mut buf = [0u8; 64];
         let n = listener.recv(&mut buf).unwrap();

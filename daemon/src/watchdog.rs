@@ -116,6 +116,66 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+
+    /// Runs the watchdog (a 400 ms interval: a round every 200 ms) against
+    /// `probe` for a second; the pings systemd would have received.
+    fn pings_for(probe: Probe, ex: &Arc<async_executor::Executor<'static>>, tag: &str) -> usize {
+        let name = format!("mq-watchdog-test-{}-{tag}", std::process::id());
+        let systemd =
+            UnixDatagram::bind_addr(&UnixAddr::from_abstract_name(name.as_bytes()).unwrap())
+                .unwrap();
+        systemd.set_nonblocking(true).unwrap();
+        let notifier = Arc::new(Notifier::new(format!("@{name}").as_bytes(), None).unwrap());
+        let (shutdown, mut trigger) = Shutdown::new();
+        let task = ex.spawn(run(
+            notifier,
+            Duration::from_millis(400),
+            vec![probe],
+            shutdown,
+        ));
+        std::thread::sleep(Duration::from_secs(1));
+        trigger.trigger();
+        async_io::block_on(ex.run(task));
+        let mut buf = [0u8; 64];
+        let mut pings = 0;
+        while let Ok(n) = systemd.recv(&mut buf) {
+            pings += usize::from(&buf[..n] == b"WATCHDOG=1");
+        }
+        pings
+    }
+
+    #[test]
+    fn pings_only_while_the_server_answers() {
+        let ex = Arc::new(async_executor::Executor::new());
+        let (stop, stopped) = async_channel::bounded::<()>(1);
+        let runner = {
+            let ex = ex.clone();
+            std::thread::spawn(move || async_io::block_on(ex.run(stopped.recv())))
+        };
+        let (shutdown, mut trigger) = Shutdown::new();
+        let answering = async_io::block_on(crate::namesrv::start(
+            ex.clone(),
+            "127.0.0.1:0".parse().unwrap(),
+            shutdown,
+        ))
+        .unwrap();
+        assert!(pings_for(Probe::namesrv(answering), &ex, "answers") >= 3);
+
+        // A listener the kernel accepts connections for, whose server never
+        // answers: a wedged daemon.
+        let wedged = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = wedged.local_addr().unwrap();
+        assert_eq!(pings_for(Probe::namesrv(addr), &ex, "wedged"), 0);
+        // And one nobody listens on any more.
+        drop(wedged);
+        assert_eq!(pings_for(Probe::namesrv(addr), &ex, "gone"), 0);
+
+        trigger.trigger();
+        drop(stop);
+        let _ = runner.join().unwrap();
+    }
 
     #[test]
     fn unspecified_addresses_are_asked_on_loopback() {
