@@ -6,7 +6,7 @@
 # every result. A failure in one part still runs the next, and fails the whole.
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
-.PHONY: test lint libmq tools bench bench-ha install install-build
+.PHONY: test lint libmq tools bench bench-ha install install-build uninstall
 
 test: lint libmq tools
 	mkdir -p target
@@ -101,3 +101,15 @@ install: $(if $(filter 1,$(NO_BUILD)),,install-build)
 	done
 	install -m 0644 systemd/mq.sysusers $(DESTDIR)$(SYSUSERSDIR)/mq.conf
 	install -m 0644 systemd/examples/*.conf $(DESTDIR)$(EXAMPLESDIR)/
+
+# Removes what `make install` put there (same PREFIX and DESTDIR); the store
+# and /etc/mq are the operator's and stay.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/mqd $(DESTDIR)$(BINDIR)/mqctl \
+		$(DESTDIR)$(LIBDIR)/$(LIBMQ_FILE) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+		$(DESTDIR)$(LIBDIR)/libmq.so $(DESTDIR)$(LIBDIR)/libmq.a \
+		$(DESTDIR)$(INCLUDEDIR)/mq.h $(DESTDIR)$(LIBDIR)/pkgconfig/mq.pc \
+		$(DESTDIR)$(UNITDIR)/mq-namesrv.service $(DESTDIR)$(UNITDIR)/mq-broker@.service \
+		$(DESTDIR)$(SYSUSERSDIR)/mq.conf
+	rm -f $(addprefix $(DESTDIR)$(EXAMPLESDIR)/,$(notdir $(wildcard systemd/examples/*.conf)))
+	-rmdir $(DESTDIR)$(EXAMPLESDIR) $(DESTDIR)$(PREFIX)/share/mq 2>/dev/null

@@ -181,4 +181,32 @@ fn make_install_gives_what_a_c_program_and_systemd_need() {
         let text = String::from_utf8_lossy(&help.stdout);
         assert!(text.starts_with("Usage: "), "{bin} --help:\n{text}");
     }
+
+    // `make uninstall` takes every file back.
+    run(Command::new("make")
+        .current_dir(root())
+        .args(["uninstall", &format!("PREFIX={prefix}")])
+        .arg(format!("DESTDIR={}", dest.display()))
+        .env_remove("MAKEFLAGS")
+        .env_remove("MFLAGS")
+        .env_remove("MAKELEVEL"));
+    let left: Vec<PathBuf> = files_under(&dest);
+    assert!(left.is_empty(), "left after make uninstall: {left:?}");
+}
+
+/// Every file and link under `dir`, directories not counted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let path = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => files_under(&path),
+                _ => vec![path],
+            }
+        })
+        .collect()
 }
