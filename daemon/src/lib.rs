@@ -3,6 +3,7 @@
 //! - [`broker`]: the Broker (send, pull with long polling, offsets, admin).
 //! - [`descriptors`]: the file descriptor budget shared by connections and the store.
 //! - [`ha`]: master/slave replication (RocketMQ's classic HA protocol).
+//! - [`metrics`]: the optional Prometheus endpoint of the broker and the NameServer.
 //! - [`namesrv`]: the NameServer (route table, broker liveness).
 //! - [`peer`]: connections the daemon opens to other servers (NameServers).
 //! - [`properties_file`]: Java's `.properties` format, read as UTF-8 (`broker.conf`).
@@ -22,6 +23,7 @@
 pub mod broker;
 pub mod descriptors;
 pub mod ha;
+pub mod metrics;
 pub mod namesrv;
 pub mod peer;
 pub mod properties_file;

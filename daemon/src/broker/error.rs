@@ -168,6 +168,15 @@ pub enum BrokerError {
         group: String,
     },
 
+    /// VIEW_BROKER_STATS_DATA named a statistic never counted (or no such name).
+    #[error("The stats <{name}> <{key}> not exist")]
+    NoStats {
+        /// The statistic's name.
+        name: String,
+        /// Its key.
+        key: String,
+    },
+
     // Refusals by role and permission.
     /// Shutdown has begun: sends are refused.
     #[error("the broker is shutting down")]
@@ -359,6 +368,7 @@ impl BrokerError {
             | PullQueueIllegal { .. }
             | Store(_)
             | NoConsumer { .. }
+            | NoStats { .. }
             | NoProducer { .. }
             | Sql92
             | NoMessageAt { .. }
