@@ -14,6 +14,7 @@ mod client_transaction;
 mod descriptors;
 mod disk_full;
 mod java_compat;
+mod metrics;
 mod mqadmin;
 mod mqctl;
 mod multi_namesrv;

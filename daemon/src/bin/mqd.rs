@@ -54,6 +54,10 @@ struct NamesrvCmd {
     /// descriptor limit less a reserve for the process)
     #[argh(option)]
     max_connections: Option<usize>,
+    /// port of the Prometheus endpoint (metricsPort; default: none), on the
+    /// --listen address
+    #[argh(option)]
+    metrics_port: Option<u16>,
 }
 
 /// run a Broker configured by a RocketMQ-style broker.conf
@@ -92,6 +96,10 @@ struct StandaloneCmd {
     /// sets each of its two listeners)
     #[argh(option)]
     namesrv_max_connections: Option<usize>,
+    /// port of the NameServer's Prometheus endpoint (default: none; the
+    /// broker's is its metricsPort key)
+    #[argh(option)]
+    namesrv_metrics_port: Option<u16>,
     /// broker port (default 10911; the VIP port is this minus 2, HA this plus 1)
     #[argh(option, default = "10911")]
     listen_port: u16,
@@ -116,8 +124,10 @@ const KNOWN_OPTIONS: &[&str] = &[
     "--listen-port",
     "--broker-ip",
     "--namesrv-max-connections",
+    "--namesrv-metrics-port",
     "--listen",
     "--max-connections",
+    "--metrics-port",
     "--help",
     "help",
 ];
@@ -280,7 +290,8 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
                 let max = connection_limit("--max-connections", cmd.max_connections)?
                     .unwrap_or_else(|| descriptors::connections_per_listener(1));
                 listener_limits.push(max);
-                namesrv_addr = Some(start_namesrv(&ex, addr, max, &shutdown).await?);
+                namesrv_addr =
+                    Some(start_namesrv(&ex, addr, max, cmd.metrics_port, &shutdown).await?);
             }
             Command::Broker(cmd) => {
                 let mut config = broker_config(cmd.config.as_ref(), &cmd.r#override)?;
@@ -299,7 +310,8 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
                     connection_limit("--namesrv-max-connections", cmd.namesrv_max_connections)?
                         .unwrap_or(share);
                 listener_limits.push(max);
-                let bound = start_namesrv(&ex, addr, max, &shutdown).await?;
+                let bound =
+                    start_namesrv(&ex, addr, max, cmd.namesrv_metrics_port, &shutdown).await?;
                 namesrv_addr = Some(bound);
                 let mut config = broker_config(cmd.config.as_ref(), &cmd.r#override)?;
                 let max = *config.max_connections.get_or_insert(share);
@@ -370,10 +382,12 @@ async fn start_namesrv(
     ex: &Arc<Executor<'static>>,
     addr: SocketAddr,
     max_connections: usize,
+    metrics_port: Option<u16>,
     shutdown: &Shutdown,
 ) -> Result<SocketAddr, Failure> {
     let config = NamesrvConfig {
         max_connections: Some(max_connections),
+        metrics_port,
         ..NamesrvConfig::default()
     };
     namesrv::start_with(ex.clone(), addr, shutdown.clone(), config)

@@ -96,6 +96,10 @@ pub struct BrokerConfig {
     /// being closed as soon as it is accepted. `None`: each listener's share
     /// of the descriptor limit ([`crate::descriptors`]).
     pub max_connections: Option<usize>,
+    /// `metricsPort` (mq): the port of the Prometheus endpoint (`GET
+    /// /metrics`, rocketmq-exporter's metric names), on the main port's
+    /// address. Absent or 0: no endpoint.
+    pub metrics_port: Option<u16>,
     /// `transactionTimeOut`, `transactionCheckInterval`, `transactionCheckMax`.
     pub transaction: super::transaction::TransactionConfig,
     /// The store's settings (`storePathRootDir`, `flushDiskType`, ...).
@@ -133,6 +137,7 @@ impl Default for BrokerConfig {
             flush_consumer_offset_interval: Duration::from_secs(5),
             max_frame: mq_protocol::frame::DEFAULT_MAX_FRAME,
             max_connections: None,
+            metrics_port: None,
             transaction: super::transaction::TransactionConfig::default(),
             store: StoreConfig::new(home.join("store")),
             unknown: BTreeMap::new(),
@@ -241,6 +246,7 @@ impl BrokerConfig {
                 0 => return Err(format!("{key}: must be at least 1")),
                 n => self.max_connections = Some(n),
             },
+            "metricsPort" => self.metrics_port = Some(parse::<u16>(key, v)?).filter(|p| *p != 0),
             "transactionTimeOut" => {
                 self.transaction.timeout = Duration::from_millis(parse(key, v)?)
             }
@@ -349,6 +355,15 @@ impl BrokerConfig {
     /// The address the HA service binds (the main listener's IP, HA port).
     pub fn ha_bind_addr(&self) -> SocketAddr {
         SocketAddr::new(self.listen_ip.unwrap_or(self.broker_ip1), self.ha_port())
+    }
+
+    /// Where the metrics endpoint listens, when there is one.
+    pub fn metrics_bind_addr(&self) -> Option<SocketAddr> {
+        let port = self.metrics_port?;
+        Some(SocketAddr::new(
+            self.listen_ip.unwrap_or(self.broker_ip1),
+            port,
+        ))
     }
 
     /// The address the main server binds.
@@ -462,6 +477,9 @@ impl BrokerConfig {
         put("messageDelayLevel", s.message_delay_level.clone());
         if let Some(n) = self.max_connections {
             put("serverMaxConnections", n.to_string());
+        }
+        if let Some(port) = self.metrics_port {
+            put("metricsPort", port.to_string());
         }
         pairs
             .into_iter()

@@ -56,6 +56,14 @@ pub enum BrokerError {
         /// Why.
         source: io::Error,
     },
+    /// The metrics port (`metricsPort`) could not be bound.
+    #[error("binding the metrics port {addr}: {source}")]
+    BindMetrics {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
     /// The HA port (`haListenPort`, listenPort + 1) could not be bound.
     #[error("binding the HA port {addr}: {source}")]
     BindHa {
@@ -358,6 +366,7 @@ impl BrokerError {
             | Bind { .. }
             | BindVip { .. }
             | BindHa { .. }
+            | BindMetrics { .. }
             | Shutdown(_)
             | Header(_)
             | Body { .. }

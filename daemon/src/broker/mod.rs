@@ -15,12 +15,14 @@
 //!   latencies), counted on the request path.
 //! - `delay`, [`transaction`]: how delayed and half messages are stored,
 //!   shared by their handlers and their loops.
+//! - `metrics`: what the Prometheus endpoint (`metricsPort`) shows.
 //! - [`config`]: `broker.conf` keys. [`error`]: [`BrokerError`].
 
 pub mod config;
 mod delay;
 pub mod error;
 mod handle;
+mod metrics;
 pub mod persist;
 mod state;
 mod stats;
@@ -139,6 +141,14 @@ impl Broker {
                 addr: config.vip_bind_addr(),
                 source,
             })?;
+        let metrics_listener = match config.metrics_bind_addr() {
+            Some(addr) => Some(
+                async_net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| BrokerError::BindMetrics { addr, source })?,
+            ),
+            None => None,
+        };
         let ha_listener = if config.broker_role == config::BrokerRole::Slave {
             None
         } else {
@@ -196,6 +206,24 @@ impl Broker {
                 .unwrap_or_else(|| crate::descriptors::connections_per_listener(2)),
             ..ServerLimits::default()
         };
+        if let Some(listener) = metrics_listener {
+            log::info!(
+                "broker metrics on http://{}/metrics",
+                broker.config.metrics_bind_addr().expect("a metrics port")
+            );
+            let source = Arc::new(metrics::BrokerMetrics {
+                broker: broker.clone(),
+                connections: limits.open_connections.clone(),
+            });
+            // Runs until shutdown; detached like the servers.
+            ex.spawn(crate::metrics::http::serve(
+                ex.clone(),
+                listener,
+                source,
+                shutdown.clone(),
+            ))
+            .detach();
+        }
         // Server and background tasks run until shutdown; detached on purpose.
         ex.spawn(serve(
             ex.clone(),

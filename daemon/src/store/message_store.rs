@@ -739,6 +739,11 @@ impl MessageStore {
         self.log.lock_time_ms()
     }
 
+    /// How long the CommitLog's flushes took so far.
+    pub fn flush_latency(&self) -> crate::metrics::histogram::HistogramValues {
+        self.flusher.latency.values()
+    }
+
     /// Bytes appended to the CommitLog and not yet flushed.
     pub fn unflushed_bytes(&self) -> i64 {
         (self.log.max_offset() - self.log.flushed_offset()).max(0)

@@ -230,8 +230,10 @@ async fn durable_and_replicated(broker: &Broker, append: &AppendResult, wait: bo
         }
         _ => return flush_code(flushed.await),
     };
+    let started = std::time::Instant::now();
     let (durability, replica) =
         futures_lite::future::zip(flushed, ha.wait_replicated(append.end_offset())).await;
+    broker.stats.replication_wait.record(started.elapsed());
     match replica {
         ReplicaStatus::Done => flush_code(durability),
         ReplicaStatus::Timeout => response::FLUSH_SLAVE_TIMEOUT,

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use crate::metrics::histogram::Histogram;
 use in_flight::InFlight;
 use item::{Snapshot, StatsItem};
 use put_latency::PutLatency;
@@ -118,6 +119,8 @@ pub(crate) struct BrokerStats {
     pub(crate) put_failed: AtomicU64,
     /// How long appends take.
     pub(crate) put_latency: PutLatency,
+    /// How long SYNC_MASTER sends waited for a slave's acknowledgement.
+    pub(crate) replication_wait: Histogram,
     /// The slowest read of messages for a pull, ms.
     pub(crate) get_max_ms: AtomicU64,
     mornings: Mutex<Mornings>,
@@ -157,6 +160,7 @@ impl BrokerStats {
             put_bytes: AtomicU64::new(0),
             put_failed: AtomicU64::new(0),
             put_latency: PutLatency::default(),
+            replication_wait: Histogram::default(),
             get_max_ms: AtomicU64::new(0),
             mornings: Mutex::new(Mornings {
                 day: now_ms.div_euclid(DAY_MS),

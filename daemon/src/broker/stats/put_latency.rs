@@ -121,6 +121,11 @@ impl PutLatency {
             .collect()
     }
 
+    /// Last minute's count per coarse band.
+    pub(crate) fn bands(&self) -> [u64; 13] {
+        std::array::from_fn(|i| self.last_bands[i].load(Ordering::Relaxed))
+    }
+
     /// The `px` quantile (0.99) of last minute's appends in ms, interpolated
     /// within its fine band as RocketMQ does; 0 with no appends.
     pub(crate) fn percentile(&self, px: f64) -> f64 {
