@@ -62,18 +62,23 @@ pub(crate) struct StatsItem {
 }
 
 impl StatsItem {
-    /// A statistic at zero, with a first sample taken at `now_ms` so that its
-    /// windows have a start from the beginning.
-    pub(crate) fn new(now_ms: i64) -> Self {
-        let first = Sample {
-            at_ms: now_ms,
+    /// A statistic made at `now_ms`, counted since `origin_ms` (the broker's
+    /// start): it was zero all that time, so each window starts with a zero
+    /// sample a window's length back, or at the origin if that is later.
+    /// Starting at `now_ms` instead would turn the first few messages into a
+    /// rate over a few milliseconds.
+    pub(crate) fn new(now_ms: i64, origin_ms: i64) -> Self {
+        let zero_at = |span_ms: i64| Sample {
+            at_ms: (now_ms - span_ms).max(origin_ms).min(now_ms),
             value: 0,
             times: 0,
         };
         StatsItem {
             value: AtomicU64::new(0),
             times: AtomicU64::new(0),
-            windows: Mutex::new(std::array::from_fn(|_| VecDeque::from([first]))),
+            windows: Mutex::new(
+                [60_000, 3_600_000, 86_400_000].map(|span| VecDeque::from([zero_at(span)])),
+            ),
         }
     }
 
@@ -166,7 +171,7 @@ mod tests {
 
     #[test]
     fn windows_reach_from_their_oldest_sample_to_now() {
-        let item = StatsItem::new(0);
+        let item = StatsItem::new(0, 0);
         item.add(30, 10);
         // 10 s later: 30 messages in 10 calls over 10 s.
         let s = item.minute(10_000);
@@ -178,7 +183,7 @@ mod tests {
 
     #[test]
     fn the_minute_window_forgets_older_samples() {
-        let item = StatsItem::new(0);
+        let item = StatsItem::new(0, 0);
         item.add(100, 1);
         for tick in 1..=7 {
             item.sample(tick, tick as i64 * 10_000);
@@ -195,7 +200,21 @@ mod tests {
 
     #[test]
     fn nothing_counted_is_zero_not_nan() {
-        let item = StatsItem::new(5);
+        let item = StatsItem::new(5, 5);
         assert_eq!(item.minute(5), Snapshot::default());
+    }
+
+    #[test]
+    fn a_late_item_counts_from_a_window_back_not_from_its_birth() {
+        // Made 2 minutes after the broker started, with 6 messages at once.
+        let item = StatsItem::new(120_000, 0);
+        item.add(6, 1);
+        assert!((item.minute(120_000).tps - 0.1).abs() < 1e-9);
+        // The hour and day windows reach back to the broker's start.
+        assert!((item.hour(120_000).tps - 0.05).abs() < 1e-9);
+        // Made right at start: the window starts at start.
+        let item = StatsItem::new(1_000, 0);
+        item.add(2, 1);
+        assert!((item.minute(1_000).tps - 2.0).abs() < 1e-9);
     }
 }

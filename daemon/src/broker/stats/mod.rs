@@ -104,6 +104,8 @@ type GroupTable = HashMap<String, HashMap<String, Arc<GroupStats>>>;
 pub(crate) struct BrokerStats {
     /// The key of the broker-wide statistics, as in RocketMQ.
     cluster: String,
+    /// When counting began (the broker's start), ms since the epoch.
+    origin_ms: i64,
     topics: RwLock<HashMap<String, Arc<TopicStats>>>,
     groups: RwLock<GroupTable>,
     /// Messages stored by this broker.
@@ -138,11 +140,11 @@ pub(crate) struct BrokerStats {
     seconds: AtomicU64,
 }
 
-fn new_group_stats(now_ms: i64) -> GroupStats {
+fn new_group_stats(now_ms: i64, origin_ms: i64) -> GroupStats {
     GroupStats {
-        get_nums: StatsItem::new(now_ms),
-        get_size: StatsItem::new(now_ms),
-        send_back: StatsItem::new(now_ms),
+        get_nums: StatsItem::new(now_ms, origin_ms),
+        get_size: StatsItem::new(now_ms, origin_ms),
+        send_back: StatsItem::new(now_ms, origin_ms),
     }
 }
 
@@ -151,10 +153,11 @@ impl BrokerStats {
     pub(crate) fn new(cluster: &str, now_ms: i64) -> Self {
         BrokerStats {
             cluster: cluster.to_owned(),
+            origin_ms: now_ms,
             topics: RwLock::default(),
             groups: RwLock::default(),
-            broker_put: StatsItem::new(now_ms),
-            broker_get: StatsItem::new(now_ms),
+            broker_put: StatsItem::new(now_ms, now_ms),
+            broker_get: StatsItem::new(now_ms, now_ms),
             counters: RateCounters::default(),
             rates: Rates::new(now_ms),
             put_bytes: AtomicU64::new(0),
@@ -192,8 +195,8 @@ impl BrokerStats {
             .entry(topic.to_owned())
             .or_insert_with(|| {
                 Arc::new(TopicStats {
-                    put_nums: StatsItem::new(now),
-                    put_size: StatsItem::new(now),
+                    put_nums: StatsItem::new(now, self.origin_ms),
+                    put_size: StatsItem::new(now, self.origin_ms),
                 })
             })
             .clone()
@@ -217,7 +220,7 @@ impl BrokerStats {
             .entry(group.to_owned())
             .or_default()
             .entry(topic.to_owned())
-            .or_insert_with(|| Arc::new(new_group_stats(now)))
+            .or_insert_with(|| Arc::new(new_group_stats(now, self.origin_ms)))
             .clone()
     }
 
