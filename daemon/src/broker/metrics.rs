@@ -14,8 +14,8 @@
 //! family. Rates are over the last minute, as the exporter reads them.
 //!
 //! Then mq's own (`mq_*`: totals as counters, latency histograms of appends,
-//! flushes and SYNC_MASTER replication, connections, store size) and the
-//! process's (`process_*`).
+//! flushes and SYNC_MASTER replication, how far each slave is behind,
+//! connections, store size) and the process's (`process_*`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use mq_protocol::body::MessageModel;
 use mq_protocol::topics::{DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX};
 
 use super::handle::{admin::runtime_info, offsets::topic_consume_stats};
-use super::Broker;
+use super::{Broker, Replication};
 use crate::metrics::exposition::{Exposition, Kind};
 use crate::metrics::{process, MetricsSource};
 
@@ -481,6 +481,29 @@ impl MetricsSource for BrokerMetrics {
             b.holds.len() as f64,
         );
         let (min, max) = b.store.commit_log_range();
+        match &b.replication {
+            Replication::Master(ha) => {
+                out.family(
+                    "mq_ha_slave_behind_bytes",
+                    Kind::Gauge,
+                    "Bytes of the CommitLog a connected slave has not acknowledged.",
+                );
+                for link in ha.links() {
+                    let behind = if link.acked < 0 {
+                        max
+                    } else {
+                        max - link.acked
+                    };
+                    out.sample(&[("slave", &link.addr.to_string())], behind.max(0) as f64);
+                }
+            }
+            Replication::Slave(client) => out.single(
+                "mq_ha_connected",
+                Kind::Gauge,
+                "1 while this slave is linked to its master.",
+                f64::from(u8::from(client.is_connected())),
+            ),
+        }
         out.single(
             "mq_store_commitlog_bytes",
             Kind::Gauge,
