@@ -559,6 +559,21 @@ slaveReadEnable=true
     }
 
     #[test]
+    fn metrics_port_is_off_unless_set() {
+        assert_eq!(BrokerConfig::default().metrics_bind_addr(), None);
+        let c = BrokerConfig::from_properties("metricsPort=0").unwrap();
+        assert_eq!(c.metrics_port, None);
+        let c = BrokerConfig::from_properties("brokerIP1=10.0.0.5\nmetricsPort=5557").unwrap();
+        assert_eq!(
+            c.metrics_bind_addr(),
+            Some("10.0.0.5:5557".parse().unwrap())
+        );
+        assert!(c.to_properties().contains("metricsPort=5557\n"));
+        let err = BrokerConfig::from_properties("metricsPort=70000").unwrap_err();
+        assert!(err.contains("metricsPort"), "{err}");
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let err = BrokerConfig::from_properties("listenPort=abc").unwrap_err();
         assert!(err.contains("listenPort"), "{err}");

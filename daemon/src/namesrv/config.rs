@@ -202,5 +202,9 @@ mod tests {
             config.updated("serverMaxConnections=10"),
             Err(ConfigError::StartOnly("serverMaxConnections".into()))
         );
+        assert_eq!(
+            config.updated("metricsPort=5558"),
+            Err(ConfigError::StartOnly("metricsPort".into()))
+        );
     }
 }
