@@ -1,13 +1,16 @@
 //! The Prometheus endpoints of `mqd standalone` (`--metricsPort` for the
 //! broker, `--namesrv-metrics-port` for the NameServer): scraped before and
 //! after producing and consuming, the rocketmq-exporter families and mq's own
-//! move with what the test did; other paths and methods are refused.
+//! move with what the test did; other paths and methods are refused. A
+//! SYNC_MASTER and its SLAVE, each with an endpoint, show the replication
+//! latency, how far the slave is behind, and the slave's link.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::support::tempdir::TempDir;
 use crate::support::*;
 
 /// `GET path` over a fresh connection: the status line and the body.
@@ -218,4 +221,56 @@ fn scrapes_show_what_was_produced_and_consumed() {
     // Only GET /metrics.
     assert!(http(broker_metrics, "GET", "/nope").0.contains("404"));
     assert!(http(broker_metrics, "POST", "/metrics").0.contains("405"));
+}
+
+#[test]
+fn a_master_shows_its_slave_and_replication_latency_and_a_slave_its_link() {
+    let dir = TempDir::new("metrics-ha").keep_on_failure();
+    let ns_port = free_port();
+    let ns = local(ns_port).to_string();
+    let _namesrv = MqdCommand::new(
+        "mqd namesrv",
+        &["namesrv", "--listen", &ns],
+        &dir.path().join("namesrv.log"),
+    )
+    .ready_at(local(ns_port))
+    .start();
+    let (master_metrics, slave_metrics) = (free_port().to_string(), free_port().to_string());
+    let group = HaGroup {
+        name: "broker-m".into(),
+        master: start_broker_at(
+            &dir,
+            &ns,
+            "broker-m",
+            "SYNC_MASTER",
+            "127.0.0.1",
+            None,
+            &[("metricsPort", &master_metrics)],
+        ),
+        slave: start_broker_at(
+            &dir,
+            &ns,
+            "broker-m",
+            "SLAVE",
+            "127.0.0.1",
+            None,
+            &[("metricsPort", &slave_metrics)],
+        ),
+    };
+    async_io::block_on(group.wait_linked());
+    // Sync sends to a SYNC_MASTER wait for the slave.
+    mqctl(
+        Some(&ns),
+        &["produce", "-t", "HaMetrics", "a", "b", "c"],
+        b"",
+    )
+    .ok();
+    async_io::block_on(group.wait_caught_up(Duration::from_secs(20)));
+
+    let master = scrape(master_metrics.parse().unwrap());
+    assert!(value(&master, "mq_replication_latency_seconds_count", &[]) >= 3.0);
+    assert_eq!(value(&master, "mq_ha_slave_behind_bytes", &[]), 0.0);
+    let slave = scrape(slave_metrics.parse().unwrap());
+    assert_eq!(value(&slave, "mq_ha_connected", &[]), 1.0);
+    drop(group);
 }
