@@ -3,6 +3,7 @@
 //! - [`broker`]: the Broker (send, pull with long polling, offsets, admin).
 //! - [`descriptors`]: the file descriptor budget shared by connections and the store.
 //! - [`ha`]: master/slave replication (RocketMQ's classic HA protocol).
+//! - [`metrics`]: the optional Prometheus endpoint of the broker and the NameServer.
 //! - [`namesrv`]: the NameServer (route table, broker liveness).
 //! - [`notify`]: systemd's readiness protocol (`READY=1`, `STOPPING=1`, `WATCHDOG=1`).
 //! - [`peer`]: connections the daemon opens to other servers (NameServers).
@@ -24,6 +25,7 @@
 pub mod broker;
 pub mod descriptors;
 pub mod ha;
+pub mod metrics;
 pub mod namesrv;
 pub mod notify;
 pub mod peer;

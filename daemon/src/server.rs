@@ -63,6 +63,9 @@ pub struct ServerLimits {
     pub write_queue: usize,
     /// A connection silent for this long is closed (RocketMQ: 120 s).
     pub idle_timeout: Duration,
+    /// Connections open now, for the metrics endpoint; listeners given the
+    /// same counter count together (the broker's main and VIP ports).
+    pub open_connections: Arc<AtomicUsize>,
     /// Connections open at once; one more is closed as soon as it is accepted.
     /// By default a single listener's share of the descriptor limit
     /// ([`crate::descriptors::connections_per_listener`]).
@@ -76,6 +79,7 @@ impl Default for ServerLimits {
             max_in_flight: 256,
             write_queue: 1024,
             idle_timeout: Duration::from_secs(120),
+            open_connections: Arc::default(),
             max_connections: crate::descriptors::connections_per_listener(1),
         }
     }
@@ -201,13 +205,16 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 struct ConnectionCount {
     max: usize,
     open: Arc<AtomicUsize>,
+    /// The counter the metrics endpoint reads.
+    shown: Arc<AtomicUsize>,
 }
 
 impl ConnectionCount {
-    fn new(max: usize) -> Self {
+    fn new(max: usize, shown: Arc<AtomicUsize>) -> Self {
         ConnectionCount {
             max,
             open: Arc::new(AtomicUsize::new(0)),
+            shown,
         }
     }
 
@@ -218,8 +225,10 @@ impl ConnectionCount {
                 (open < self.max).then_some(open + 1)
             })
             .ok()?;
+        self.shown.fetch_add(1, Ordering::Relaxed);
         Some(ConnectionSlot {
             open: self.open.clone(),
+            shown: self.shown.clone(),
         })
     }
 }
@@ -231,11 +240,13 @@ impl ConnectionCount {
 /// timeout, a failed write, or shutdown.
 struct ConnectionSlot {
     open: Arc<AtomicUsize>,
+    shown: Arc<AtomicUsize>,
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::AcqRel);
+        self.shown.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -312,7 +323,7 @@ pub async fn serve<H: RequestHandler>(
         .local_addr()
         .map_or_else(|e| format!("(unknown address: {e})"), |a| a.to_string());
     let max = limits.max_connections;
-    let connections = ConnectionCount::new(max);
+    let connections = ConnectionCount::new(max, limits.open_connections.clone());
     let mut refusals = WarningThrottle::new(WARNING_INTERVAL);
     let mut accept_failures = WarningThrottle::new(WARNING_INTERVAL);
     let warn_refused = |refused: u64| {
@@ -745,7 +756,8 @@ mod tests {
 
     #[test]
     fn slots_are_given_back_when_dropped() {
-        let count = ConnectionCount::new(2);
+        let shown = Arc::new(AtomicUsize::new(0));
+        let count = ConnectionCount::new(2, shown.clone());
         let first = count.admit().expect("room for one");
         let second = Arc::new(count.admit().expect("room for two"));
         assert!(count.admit().is_none(), "full at two");
@@ -755,8 +767,10 @@ mod tests {
         drop(shared);
         let third = count.admit().expect("room again");
         drop(first);
+        assert_eq!(shown.load(Ordering::Acquire), 1, "only the third is open");
         drop(third);
         assert_eq!(count.open.load(Ordering::Acquire), 0);
+        assert_eq!(shown.load(Ordering::Acquire), 0);
     }
 
     /// Answers nothing; the connection limit is all these tests look at.

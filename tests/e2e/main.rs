@@ -15,6 +15,8 @@ mod descriptors;
 mod disk_full;
 mod install;
 mod java_compat;
+mod metrics;
+mod mqadmin;
 mod mqctl;
 mod multi_namesrv;
 mod namesrv;

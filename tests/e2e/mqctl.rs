@@ -700,3 +700,66 @@ fn bench_consume_count_ends_once_that_many_messages_arrived() {
         );
     }
 }
+
+#[test]
+fn broker_stats_and_group_rates_show_what_was_sent_and_consumed() {
+    let d = start();
+    let (topic, group) = ("MqctlStats", "mqctl_stats_group");
+    d.create_topic(topic, "2");
+    let bodies: Vec<String> = (0..25).map(|i| format!("s{i}")).collect();
+    let mut args = vec!["produce", "-t", topic];
+    args.extend(bodies.iter().map(String::as_str));
+    d.run(&args).ok();
+    d.run(&[
+        "consume",
+        "-t",
+        topic,
+        "-g",
+        group,
+        "--from",
+        "first",
+        "--count",
+        "25",
+        "--timeout",
+        "30",
+    ])
+    .ok();
+
+    let out = d.run(&["broker", "stats", "--format", "json"]).ok();
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), 1, "{out:?}");
+    let runtime = &lines[0]["runtime"];
+    assert_eq!(runtime["msgPutTotalTodayNow"], "25", "{out:?}");
+    assert_eq!(runtime["msgGetTotalTodayNow"], "25", "{out:?}");
+    let put_tps: Vec<f64> = runtime["putTps"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(put_tps.iter().all(|r| *r > 0.0), "{out:?}");
+
+    let out = d
+        .run(&["broker", "stats", "--broker", "broker-a", "--topic", topic])
+        .ok();
+    let text = &out.stdout;
+    assert!(text.starts_with("broker-a ("), "{text}");
+    assert!(text.contains("messages in:  25 today"), "{text}");
+    assert!(text.contains("messages out: 25 today"), "{text}");
+    assert!(text.contains("25 in the last day"), "{text}");
+    assert!(text.contains("oldest message: "), "{text}");
+
+    let out = d
+        .run(&["group", "progress", "--group", group, "--format", "json"])
+        .ok();
+    let progress: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert!(progress["consumeTps"].as_f64().unwrap() > 0.0, "{out:?}");
+    let out = d.run(&["group", "progress", "--group", group]).ok();
+    assert!(
+        out.stdout.contains(" msgs/s over the last minute"),
+        "{out:?}"
+    );
+
+    let out = d.run(&["broker", "stats", "--broker", "nobody"]);
+    assert_one_error_line(&out, 1, "nobody");
+}

@@ -82,6 +82,10 @@ struct NamesrvCmd {
     /// descriptor limit less a reserve for the process)
     #[argh(option)]
     max_connections: Option<usize>,
+    /// port of the Prometheus endpoint (metricsPort; default: none), on the
+    /// --listen address
+    #[argh(option)]
+    metrics_port: Option<u16>,
     /// namesrv.conf overrides as key=value (from `--key value` on the command line)
     #[argh(option, hidden_help)]
     r#override: Vec<String>,
@@ -130,6 +134,10 @@ struct StandaloneCmd {
     /// sets each of its two listeners)
     #[argh(option)]
     namesrv_max_connections: Option<usize>,
+    /// port of the NameServer's Prometheus endpoint (default: none; the
+    /// broker's is its metricsPort key)
+    #[argh(option)]
+    namesrv_metrics_port: Option<u16>,
     /// broker port (default 10911; the VIP port is this minus 2, HA this plus 1)
     #[argh(option, default = "10911")]
     listen_port: u16,
@@ -154,9 +162,11 @@ const KNOWN_OPTIONS: &[&str] = &[
     "--listen-port",
     "--broker-ip",
     "--namesrv-max-connections",
+    "--namesrv-metrics-port",
     "--listen",
     "--max-connections",
     "--print-config",
+    "--metrics-port",
     "--help",
     "help",
 ];
@@ -333,6 +343,9 @@ fn namesrv_config(cmd: &NamesrvCmd) -> Result<Layered<NamesrvConfig>, Failure> {
     if let Some(max) = connection_limit("--max-connections", cmd.max_connections)? {
         set("serverMaxConnections", &max.to_string())?;
     }
+    if let Some(port) = cmd.metrics_port {
+        set("metricsPort", &port.to_string())?;
+    }
     apply_overrides(&mut layered, &cmd.r#override)?;
     Ok(layered)
 }
@@ -429,6 +442,7 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
                 let config = NamesrvConfig {
                     listen: addr,
                     max_connections: Some(max),
+                    metrics_port: cmd.namesrv_metrics_port.filter(|p| *p != 0),
                     ..NamesrvConfig::default()
                 };
                 let bound = start_namesrv(&ex, config, &shutdown).await?;

@@ -98,6 +98,10 @@ pub struct BrokerConfig {
     /// being closed as soon as it is accepted. `None`: each listener's share
     /// of the descriptor limit ([`crate::descriptors`]).
     pub max_connections: Option<usize>,
+    /// `metricsPort` (mq): the port of the Prometheus endpoint (`GET
+    /// /metrics`, rocketmq-exporter's metric names), on the main port's
+    /// address. Absent or 0: no endpoint.
+    pub metrics_port: Option<u16>,
     /// `transactionTimeOut`, `transactionCheckInterval`, `transactionCheckMax`.
     pub transaction: super::transaction::TransactionConfig,
     /// The store's settings (`storePathRootDir`, `flushDiskType`, ...).
@@ -135,6 +139,7 @@ impl Default for BrokerConfig {
             flush_consumer_offset_interval: Duration::from_secs(5),
             max_frame: mq_protocol::frame::DEFAULT_MAX_FRAME,
             max_connections: None,
+            metrics_port: None,
             transaction: super::transaction::TransactionConfig::default(),
             store: StoreConfig::new(home.join("store")),
             unknown: BTreeMap::new(),
@@ -218,6 +223,15 @@ impl BrokerConfig {
     /// The address the HA service binds (the main listener's IP, HA port).
     pub fn ha_bind_addr(&self) -> SocketAddr {
         SocketAddr::new(self.listen_ip.unwrap_or(self.broker_ip1), self.ha_port())
+    }
+
+    /// Where the metrics endpoint listens, when there is one.
+    pub fn metrics_bind_addr(&self) -> Option<SocketAddr> {
+        let port = self.metrics_port?;
+        Some(SocketAddr::new(
+            self.listen_ip.unwrap_or(self.broker_ip1),
+            port,
+        ))
     }
 
     /// The address the main server binds.
@@ -334,6 +348,21 @@ slaveReadEnable=true
         assert!(!c.store.replica);
         assert_eq!(c.ha_bind_addr().port(), 30000);
         assert!(c.to_properties().contains("brokerRole=SYNC_MASTER\n"));
+    }
+
+    #[test]
+    fn metrics_port_is_off_unless_set() {
+        assert_eq!(BrokerConfig::default().metrics_bind_addr(), None);
+        let c = BrokerConfig::from_properties("metricsPort=0").unwrap();
+        assert_eq!(c.metrics_port, None);
+        let c = BrokerConfig::from_properties("brokerIP1=10.0.0.5\nmetricsPort=5557").unwrap();
+        assert_eq!(
+            c.metrics_bind_addr(),
+            Some("10.0.0.5:5557".parse().unwrap())
+        );
+        assert!(c.to_properties().contains("metricsPort=5557\n"));
+        let err = BrokerConfig::from_properties("metricsPort=70000").unwrap_err();
+        assert!(err.contains("metricsPort"), "{err}");
     }
 
     #[test]

@@ -56,6 +56,14 @@ pub enum BrokerError {
         /// Why.
         source: io::Error,
     },
+    /// The metrics port (`metricsPort`) could not be bound.
+    #[error("binding the metrics port {addr}: {source}")]
+    BindMetrics {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
     /// The HA port (`haListenPort`, listenPort + 1) could not be bound.
     #[error("binding the HA port {addr}: {source}")]
     BindHa {
@@ -166,6 +174,15 @@ pub enum BrokerError {
     GroupConsumeDisabled {
         /// The group.
         group: String,
+    },
+
+    /// VIEW_BROKER_STATS_DATA named a statistic never counted (or no such name).
+    #[error("The stats <{name}> <{key}> not exist")]
+    NoStats {
+        /// The statistic's name.
+        name: String,
+        /// Its key.
+        key: String,
     },
 
     // Refusals by role and permission.
@@ -349,6 +366,7 @@ impl BrokerError {
             | Bind { .. }
             | BindVip { .. }
             | BindHa { .. }
+            | BindMetrics { .. }
             | Shutdown(_)
             | Header(_)
             | Body { .. }
@@ -359,6 +377,7 @@ impl BrokerError {
             | PullQueueIllegal { .. }
             | Store(_)
             | NoConsumer { .. }
+            | NoStats { .. }
             | NoProducer { .. }
             | Sql92
             | NoMessageAt { .. }

@@ -10,22 +10,27 @@
 //! - `state`: the broker's tables (topics, offsets, groups, clients, locks,
 //!   held pulls, ...), persisted under `<store root>/config/` ([`persist`]).
 //! - `task`: the background loops (NameServer registration, long polling,
-//!   delayed delivery, transaction check, housekeeping).
+//!   delayed delivery, transaction check, housekeeping, statistics sampling).
+//! - `stats`: what admin tools and the metrics endpoint read (rates, totals,
+//!   latencies), counted on the request path.
 //! - `delay`, [`transaction`]: how delayed and half messages are stored,
 //!   shared by their handlers and their loops.
+//! - `metrics`: what the Prometheus endpoint (`metricsPort`) shows.
 //! - [`config`]: `broker.conf` keys. [`error`]: [`BrokerError`].
 
 pub mod config;
 mod delay;
 pub mod error;
 mod handle;
+mod metrics;
 pub mod persist;
 mod settings;
 mod state;
+mod stats;
 mod task;
 pub mod transaction;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -86,10 +91,8 @@ pub struct Broker {
     started: Instant,
     /// Start time in ms since the epoch.
     boot_timestamp: i64,
-    /// Messages stored since start.
-    put_count: AtomicI64,
-    /// Messages sent to consumers since start.
-    get_count: AtomicI64,
+    /// Statistics for admin tools and the metrics endpoint.
+    pub(crate) stats: stats::BrokerStats,
 }
 
 /// Which side of replication a broker is.
@@ -139,6 +142,14 @@ impl Broker {
                 addr: config.vip_bind_addr(),
                 source,
             })?;
+        let metrics_listener = match config.metrics_bind_addr() {
+            Some(addr) => Some(
+                async_net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| BrokerError::BindMetrics { addr, source })?,
+            ),
+            None => None,
+        };
         let ha_listener = if config.broker_role == config::BrokerRole::Slave {
             None
         } else {
@@ -154,6 +165,8 @@ impl Broker {
             None => Replication::Slave(HaClient::new(store.clone(), config.ha.clone())),
         };
         let transaction_config = config.transaction.clone();
+        let boot_timestamp = mq_protocol::time::now_ms();
+        let config_cluster = config.cluster_name.clone();
         let broker = Arc::new(Broker {
             registrar: task::register::Registrar::new(config.namesrv_addrs.clone()),
             replication,
@@ -173,9 +186,8 @@ impl Broker {
             shutdown: shutdown.clone(),
             stopping: AtomicBool::new(false),
             started: Instant::now(),
-            boot_timestamp: mq_protocol::time::now_ms(),
-            put_count: AtomicI64::new(0),
-            get_count: AtomicI64::new(0),
+            boot_timestamp,
+            stats: stats::BrokerStats::new(&config_cluster, boot_timestamp),
         });
         let weak = Arc::downgrade(&broker);
         broker
@@ -195,6 +207,24 @@ impl Broker {
                 .unwrap_or_else(|| crate::descriptors::connections_per_listener(2)),
             ..ServerLimits::default()
         };
+        if let Some(listener) = metrics_listener {
+            log::info!(
+                "broker metrics on http://{}/metrics",
+                broker.config.metrics_bind_addr().expect("a metrics port")
+            );
+            let source = Arc::new(metrics::BrokerMetrics {
+                broker: broker.clone(),
+                connections: limits.open_connections.clone(),
+            });
+            // Runs until shutdown; detached like the servers.
+            ex.spawn(crate::metrics::http::serve(
+                ex.clone(),
+                listener,
+                source,
+                shutdown.clone(),
+            ))
+            .detach();
+        }
         // Server and background tasks run until shutdown; detached on purpose.
         ex.spawn(serve(
             ex.clone(),
@@ -217,6 +247,7 @@ impl Broker {
             .detach();
         ex.spawn(task::register::register_loop(broker.clone()))
             .detach();
+        ex.spawn(task::stats::sample_loop(broker.clone())).detach();
         match (&broker.replication, ha_listener) {
             (Replication::Master(ha), Some(listener)) => {
                 ex.spawn(ha.clone().serve(ex.clone(), listener, shutdown.clone()))
@@ -362,6 +393,22 @@ impl Broker {
             .detach();
     }
 
+    /// Counts a request of a kind RocketMQ runs on its own thread pool as in
+    /// flight until the returned ticket drops.
+    fn in_flight(&self, code: i32) -> Option<stats::in_flight::Ticket<'_>> {
+        use request::*;
+        let tracker = match code {
+            SEND_MESSAGE | SEND_MESSAGE_V2 | SEND_BATCH_MESSAGE | CONSUMER_SEND_MSG_BACK => {
+                &self.stats.sends
+            }
+            PULL_MESSAGE => &self.stats.pulls,
+            QUERY_MESSAGE | VIEW_MESSAGE_BY_ID => &self.stats.queries,
+            END_TRANSACTION => &self.stats.end_transactions,
+            _ => return None,
+        };
+        Some(tracker.begin(mq_protocol::time::now_ms()))
+    }
+
     /// The request table: from each code to its handler, and the codes the
     /// broker does not serve. `None` when there is nothing to answer yet (a
     /// parked pull).
@@ -371,11 +418,12 @@ impl Broker {
         req: RemotingCommand,
     ) -> Option<RemotingCommand> {
         use handle::{
-            admin, clients, groups, locks, messages, offsets, pull, send, send_back, topics,
+            admin, clients, groups, locks, messages, offsets, pull, send, send_back, stats, topics,
             transaction,
         };
         use request::*;
         let (b, c, r) = (&*self, &conn, &req);
+        let _in_flight = self.in_flight(req.code);
         let reply = match req.code {
             // Producers.
             SEND_MESSAGE | SEND_MESSAGE_V2 | SEND_BATCH_MESSAGE => {
@@ -430,6 +478,8 @@ impl Broker {
             GET_BROKER_RUNTIME_INFO => admin::get_broker_runtime_info(b, r),
             GET_BROKER_CONFIG => admin::get_broker_config(b, r),
             DELETE_EXPIRED_COMMITLOG => admin::delete_expired_commitlog(b, r).await,
+            VIEW_BROKER_STATS_DATA => stats::view_broker_stats_data(b, r),
+            GET_BROKER_CONSUME_STATS => stats::get_broker_consume_stats(b, r),
             // What a RocketMQ 4.9 broker serves and mq does not.
             UPDATE_BROKER_CONFIG
             | INVOKE_BROKER_TO_GET_CONSUMER_STATUS
@@ -439,9 +489,7 @@ impl Broker {
             | QUERY_CORRECTION_OFFSET
             | CONSUME_MESSAGE_DIRECTLY
             | CLONE_GROUP_OFFSET
-            | VIEW_BROKER_STATS_DATA
             | CLEAN_UNUSED_TOPIC
-            | GET_BROKER_CONSUME_STATS
             | RESUME_CHECK_HALF_MESSAGE
             | SEND_REPLY_MESSAGE
             | SEND_REPLY_MESSAGE_V2

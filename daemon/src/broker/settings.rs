@@ -27,7 +27,7 @@ pub(crate) const IGNORED: &[&str] = &[
 ];
 
 /// The broker's keys.
-pub(crate) static BROKER_SETTINGS: [Setting<BrokerConfig>; 54] = [
+pub(crate) static BROKER_SETTINGS: [Setting<BrokerConfig>; 55] = [
     Setting {
         key: "brokerClusterName",
         default: "DefaultCluster",
@@ -303,6 +303,16 @@ pub(crate) static BROKER_SETTINGS: [Setting<BrokerConfig>; 54] = [
             c.max_frame = parse(v)?; Ok(())
         },
         get: |c| c.max_frame.to_string(),
+    },
+    Setting {
+        key: "metricsPort",
+        default: "(none: off)",
+        meaning: "(mq) Port of the Prometheus endpoint (rocketmq-exporter's metric names), on the broker's listen address; 0 for none.",
+        set: |c, v| {
+            c.metrics_port = Some(parse::<u16>(v)?).filter(|p| *p != 0);
+            Ok(())
+        },
+        get: |c| c.metrics_port.map(|p| p.to_string()).unwrap_or_default(),
     },
     Setting {
         key: "serverMaxConnections",

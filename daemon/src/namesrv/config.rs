@@ -14,6 +14,11 @@
 //! namesrv --max-connections`, `mqd standalone --namesrv-max-connections`), so
 //! UPDATE_NAMESRV_CONFIG refuses it and GET_NAMESRV_CONFIG does not list it.
 //!
+//! `metricsPort` (mq's) is the port of the NameServer's Prometheus endpoint
+//! (`GET /metrics`, see [`crate::metrics`]); absent or 0, there is none. Like
+//! `serverMaxConnections` it is read at start (`mqd namesrv --metrics-port`,
+//! `mqd standalone --namesrv-metrics-port`).
+//!
 //! RocketMQ's other NameServer keys (`rocketmqHome`, `productEnvName`,
 //! `clusterTest`, the Netty settings) mean nothing to mq and are refused by
 //! name rather than silently ignored.
@@ -41,6 +46,9 @@ pub struct NamesrvConfig {
     /// `listenIP` and `listenPort`: where `mqd namesrv` listens. Read at start
     /// only.
     pub listen: SocketAddr,
+    /// `metricsPort`: the Prometheus endpoint's port on the NameServer's
+    /// address; `None` (or 0 given) for no endpoint. Read at start only.
+    pub metrics_port: Option<u16>,
 }
 
 impl Default for NamesrvConfig {
@@ -51,6 +59,7 @@ impl Default for NamesrvConfig {
             order_message_enable: false,
             max_connections: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 9876)),
+            metrics_port: None,
         }
     }
 }
@@ -60,6 +69,8 @@ const BROKER_EXPIRY: &str = "brokerChannelExpiredTime";
 const SCAN_INTERVAL: &str = "scanNotActiveBrokerInterval";
 /// The key of [`NamesrvConfig::max_connections`], as the broker spells its own.
 const MAX_CONNECTIONS: &str = "serverMaxConnections";
+/// The key of [`NamesrvConfig::metrics_port`], as the broker spells its own.
+const METRICS_PORT: &str = "metricsPort";
 
 /// Why an UPDATE_NAMESRV_CONFIG body was refused. Nothing is applied then.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -75,7 +86,7 @@ pub(crate) enum ConfigError {
     #[error("unsupported NameServer config key {0:?} (supported: orderMessageEnable, brokerChannelExpiredTime, scanNotActiveBrokerInterval)")]
     UnknownKey(String),
     /// A key that only takes effect when the NameServer starts.
-    #[error("{0} is read only when the NameServer starts (mqd namesrv --max-connections)")]
+    #[error("{0} is read only when the NameServer starts (mqd namesrv --max-connections, --metrics-port)")]
     StartOnly(String),
     /// A supported key with a value of the wrong kind.
     #[error("invalid value {value:?} for NameServer config key {key}: expected {expected}")]
@@ -116,7 +127,7 @@ impl NamesrvConfig {
                 BROKER_EXPIRY => next.broker_expiry = parse_millis(&key, value)?,
                 SCAN_INTERVAL => next.scan_interval = parse_millis(&key, value)?,
                 "kvConfigPath" | "configStorePath" => return Err(ConfigError::Path(key)),
-                MAX_CONNECTIONS => return Err(ConfigError::StartOnly(key)),
+                MAX_CONNECTIONS | METRICS_PORT => return Err(ConfigError::StartOnly(key)),
                 _ => return Err(ConfigError::UnknownKey(key)),
             }
         }
@@ -195,6 +206,10 @@ mod tests {
         assert_eq!(
             config.updated("serverMaxConnections=10"),
             Err(ConfigError::StartOnly("serverMaxConnections".into()))
+        );
+        assert_eq!(
+            config.updated("metricsPort=5558"),
+            Err(ConfigError::StartOnly("metricsPort".into()))
         );
     }
 }

@@ -156,6 +156,11 @@ impl NamesrvHandler {
         }
     }
 
+    /// How many clusters, live broker addresses and topics are registered.
+    pub(crate) fn sizes(&self) -> (usize, usize, usize) {
+        read(&self.routes).sizes()
+    }
+
     /// The current liveness scan interval.
     pub(crate) fn scan_interval(&self) -> Duration {
         read(&self.config).scan_interval

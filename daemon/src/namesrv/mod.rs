@@ -12,10 +12,12 @@
 //! - `config`: [`NamesrvConfig`] and its properties form.
 //! - `handler`: one function per request code.
 //! - `settings`: the table of its keys (`mqd namesrv -c namesrv.conf`).
+//! - `metrics`: what its Prometheus endpoint (`metricsPort`) shows.
 
 mod config;
 mod handler;
 mod kv;
+mod metrics;
 mod route;
 mod settings;
 
@@ -63,7 +65,29 @@ pub async fn start_with(
             .unwrap_or_else(|| crate::descriptors::connections_per_listener(1)),
         ..ServerLimits::default()
     };
+    let metrics_listener = match config.metrics_port.filter(|p| *p != 0) {
+        Some(port) => Some(TcpListener::bind(SocketAddr::new(local.ip(), port)).await?),
+        None => None,
+    };
     let handler = Arc::new(NamesrvHandler::new(config));
+    if let Some(listener) = metrics_listener {
+        let source = Arc::new(metrics::NamesrvMetrics {
+            handler: handler.clone(),
+            connections: limits.open_connections.clone(),
+        });
+        log::info!(
+            "NameServer metrics on http://{}/metrics",
+            listener.local_addr()?
+        );
+        // Runs until shutdown; detached like the server.
+        ex.spawn(crate::metrics::http::serve(
+            ex.clone(),
+            listener,
+            source,
+            shutdown.clone(),
+        ))
+        .detach();
+    }
     // Both tasks end on shutdown; nothing needs their results, so detached.
     ex.spawn(serve(
         ex.clone(),

@@ -429,6 +429,11 @@ impl RouteTable {
         }
     }
 
+    /// How many clusters, broker addresses and topics the table holds.
+    pub(crate) fn sizes(&self) -> (usize, usize, usize) {
+        (self.clusters.len(), self.live.len(), self.topics.len())
+    }
+
     /// Every topic (GET_ALL_TOPIC_LIST_FROM_NAMESERVER).
     pub(crate) fn all_topics(&self) -> TopicList {
         topic_list(self.topics.keys().cloned())

@@ -23,7 +23,7 @@ const IGNORED: &[&str] = &[
 ];
 
 /// The NameServer's keys.
-static NAMESRV_SETTINGS: [Setting<NamesrvConfig>; 6] = [
+static NAMESRV_SETTINGS: [Setting<NamesrvConfig>; 7] = [
     Setting {
         key: "listenIP",
         default: "127.0.0.1",
@@ -43,6 +43,16 @@ static NAMESRV_SETTINGS: [Setting<NamesrvConfig>; 6] = [
             Ok(())
         },
         get: |c| c.listen.port().to_string(),
+    },
+    Setting {
+        key: "metricsPort",
+        default: "(none: off)",
+        meaning: "(mq) Port of the Prometheus endpoint, on the NameServer's listen address; 0 for none.",
+        set: |c, v| {
+            c.metrics_port = Some(parse::<u16>(v)?).filter(|p| *p != 0);
+            Ok(())
+        },
+        get: |c| c.metrics_port.map(|p| p.to_string()).unwrap_or_default(),
     },
     Setting {
         key: "serverMaxConnections",

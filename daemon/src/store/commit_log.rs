@@ -127,6 +127,9 @@ pub struct CommitLog {
     last_store_timestamp: AtomicI64,
     /// Offset up to which data is known to be flushed.
     flushed_where: AtomicI64,
+    /// When the append holding the lock took it, ms since the epoch; 0 when
+    /// no append holds it (RocketMQ's `pageCacheLockTimeMills` is its age).
+    locked_since: AtomicI64,
     /// Set at shutdown; appends then fail with [`StoreError::Closed`].
     closed: AtomicBool,
     /// A slave's log: written only by [`append_replica`](Self::append_replica),
@@ -180,6 +183,7 @@ impl CommitLog {
             max_message_size,
             last_store_timestamp: AtomicI64::new(0),
             flushed_where: AtomicI64::new(0),
+            locked_since: AtomicI64::new(0),
             closed: AtomicBool::new(false),
             replica: AtomicBool::new(false),
         })
@@ -215,6 +219,15 @@ impl CommitLog {
     /// Offset up to which everything is flushed.
     pub fn flushed_offset(&self) -> i64 {
         self.flushed_where.load(Ordering::Acquire)
+    }
+
+    /// How long the append in progress has held the append lock, ms; 0 when
+    /// no append is in progress.
+    pub fn lock_time_ms(&self) -> i64 {
+        match self.locked_since.load(Ordering::Relaxed) {
+            0 => 0,
+            since => (mq_protocol::time::now_ms() - since).max(0),
+        }
     }
 
     /// Store timestamp of the last appended record.
@@ -332,6 +345,7 @@ impl CommitLog {
         } = &mut *state;
         let file = self.writable_file(current, total)?;
         let store_timestamp = mq_protocol::time::now_ms();
+        self.locked_since.store(store_timestamp, Ordering::Relaxed);
         let wrote_offset = (file.base() + file.wrote_position() as u64) as i64;
         let mut placed = Vec::with_capacity(messages.len());
         for (m, &(start, len)) in messages.iter().zip(&encoded.records) {
@@ -365,6 +379,7 @@ impl CommitLog {
         file.append(&encoded.bytes);
         self.last_store_timestamp
             .store(store_timestamp, Ordering::Release);
+        self.locked_since.store(0, Ordering::Relaxed);
         drop(state);
         Ok(AppendResult {
             wrote_offset,

@@ -15,6 +15,7 @@ use async_channel::{bounded, Sender};
 use super::commit_log::CommitLog;
 use super::config::FlushDiskType;
 use super::error::{Result, StoreError};
+use crate::metrics::histogram::Histogram;
 
 /// One waiter of a SYNC_FLUSH append.
 struct FlushRequest {
@@ -39,6 +40,8 @@ pub struct FlushService {
     flushed_store_timestamp: AtomicI64,
     /// Joined by `stop`, so that shutdown returns after the last flush.
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// How long each flush took, for the metrics endpoint.
+    pub(crate) latency: Histogram,
 }
 
 impl FlushService {
@@ -63,6 +66,7 @@ impl FlushService {
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
+            latency: Histogram::default(),
         });
         let worker = service.clone();
         let handle = std::thread::Builder::new()
@@ -188,6 +192,7 @@ impl FlushService {
             let started = Instant::now();
             let outcome = self.flush_now();
             last_flush = started.elapsed();
+            self.latency.record(last_flush);
             requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
             expected = pending.len() + requests.len();
             let flushed = self.log.flushed_offset();

@@ -725,6 +725,30 @@ impl MessageStore {
         (self.log.min_offset(), self.log.max_offset())
     }
 
+    /// Store time of the oldest message in the CommitLog; `None` when it holds none.
+    pub fn earliest_store_time(&self) -> Option<i64> {
+        let min = self.log.min_offset();
+        let record = self.log.read_record(min)?;
+        let size = i32::from_be_bytes(record.get(..4)?.try_into().ok()?);
+        self.log.store_timestamp_at(min, size)
+    }
+
+    /// How long the append in progress has held the CommitLog's lock, ms (0
+    /// when none is in progress).
+    pub fn lock_time_ms(&self) -> i64 {
+        self.log.lock_time_ms()
+    }
+
+    /// How long the CommitLog's flushes took so far.
+    pub fn flush_latency(&self) -> crate::metrics::histogram::HistogramValues {
+        self.flusher.latency.values()
+    }
+
+    /// Bytes appended to the CommitLog and not yet flushed.
+    pub fn unflushed_bytes(&self) -> i64 {
+        (self.log.max_offset() - self.log.flushed_offset()).max(0)
+    }
+
     /// Queue ids the store has ConsumeQueues for, per topic.
     pub fn queue_ids(&self, topic: &str) -> Vec<i32> {
         self.queues.queue_ids(topic)

@@ -12,7 +12,7 @@ use mq::{ClientConfig, ClientInstance};
 use crate::admin::Ctx;
 use crate::console::Console;
 use crate::output::{usage, Failure, Outcome};
-use crate::{bench, cluster, consume, group, offset, panic, produce, query, topic};
+use crate::{bench, broker, cluster, consume, group, offset, panic, produce, query, topic};
 
 /// NameServer used when neither --namesrv nor NAMESRV_ADDR is given.
 const DEFAULT_NAMESRV: &str = "127.0.0.1:9876";
@@ -44,6 +44,7 @@ enum Cmd {
     Consume(consume::ConsumeCmd),
     Topic(topic::TopicCmd),
     Cluster(cluster::ClusterCmd),
+    Broker(broker::BrokerCmd),
     Group(group::GroupCmd),
     Offset(offset::OffsetCmd),
     Query(query::QueryCmd),
@@ -199,6 +200,7 @@ async fn execute(args: Mqctl, namesrv: String, console: &Console) -> Outcome {
         Cmd::Consume(cmd) => cmd.run(&ctx).await,
         Cmd::Topic(cmd) => cmd.run(&ctx).await,
         Cmd::Cluster(cmd) => cmd.run(&ctx).await,
+        Cmd::Broker(cmd) => cmd.run(&ctx).await,
         Cmd::Group(cmd) => cmd.run(&ctx).await,
         Cmd::Offset(cmd) => cmd.run(&ctx).await,
         Cmd::Query(cmd) => cmd.run(&ctx).await,

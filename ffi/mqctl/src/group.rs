@@ -1,6 +1,6 @@
-//! `mqctl group progress`: how far a consumer group is behind, per queue
-//! (GET_CONSUME_STATS on every master), and which of its consumers are online
-//! (GET_CONSUMER_CONNECTION_LIST).
+//! `mqctl group progress`: how far a consumer group is behind, per queue, and
+//! how fast it consumes (GET_CONSUME_STATS on every master), and which of its
+//! consumers are online (GET_CONSUMER_CONNECTION_LIST).
 
 use std::collections::BTreeMap;
 
@@ -73,6 +73,9 @@ impl ProgressCmd {
         let mut offsets: BTreeMap<MessageQueue, OffsetWrapper> = BTreeMap::new();
         let mut clients: BTreeMap<String, Connection> = BTreeMap::new();
         let mut model = None;
+        // Messages per second the group pulled over the last minute, summed
+        // over the brokers (what mqadmin statsAll shows as OutTPS).
+        let mut consume_tps = 0.0;
         for m in &masters {
             let header = GetConsumeStatsRequestHeader {
                 consumer_group: self.group.clone(),
@@ -88,6 +91,7 @@ impl ProgressCmd {
             .await?;
             let stats = ConsumeStats::decode(&resp.body)
                 .map_err(|e| failed(format!("{what}: bad answer: {e}")))?;
+            consume_tps += stats.consume_tps;
             offsets.extend(stats.offset_table);
             if let Some(conns) = admin::consumers_online(ctx, &m.addr, &self.group).await? {
                 model = Some((conns.consume_type, conns.message_model));
@@ -119,6 +123,7 @@ impl ProgressCmd {
                     "lastTimestamp": o.last_timestamp,
                 })).collect::<Vec<_>>(),
                 "totalDiff": total,
+                "consumeTps": consume_tps,
                 "consumeType": model.map(|m| m.0.as_str()),
                 "messageModel": model.map(|m| m.1.as_str()),
                 "clients": clients.values().map(|c| serde_json::json!({
@@ -151,6 +156,9 @@ impl ProgressCmd {
                 }
                 t.print(ctx.console)?;
                 ctx.console.line(format_args!("total diff: {total}"))?;
+                ctx.console.line(format_args!(
+                    "consumed: {consume_tps:.2} msgs/s over the last minute"
+                ))?;
                 ctx.console.line("")?;
                 if clients.is_empty() {
                     return ctx.console.line("consumers online: 0");

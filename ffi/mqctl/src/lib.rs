@@ -7,6 +7,7 @@
 //! - [`consume`]: receive messages with a pull consumer.
 //! - [`topic`]: create, delete, list, route and stats of topics.
 //! - [`cluster`]: the brokers of every cluster, with their runtime counters.
+//! - [`broker`]: each master's statistics (rates, totals, latency, disk).
 //! - [`group`]: a consumer group's progress and its consumers online.
 //! - [`offset`]: reset a group's offsets to a point in time.
 //! - [`query`]: find messages by key or by id.
@@ -24,6 +25,7 @@
 
 mod admin;
 mod bench;
+mod broker;
 mod cli;
 mod cluster;
 mod console;

@@ -948,7 +948,50 @@ pub struct ResetOffsetBody {
     pub offset_table: BTreeMap<MessageQueue, i64>,
 }
 
-json_body!(ConsumeStats, TopicStatsTable, ResetOffsetBody);
+/// One window of a broker statistic in [`BrokerStatsData`].
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BrokerStatsItem {
+    /// Units per counted call (messages per send, ...).
+    pub avgpt: f64,
+    /// Units counted in the window (messages, bytes, ...).
+    pub sum: i64,
+    /// Units per second over the window.
+    pub tps: f64,
+}
+
+/// VIEW_BROKER_STATS_DATA's response body: one statistic over the last
+/// minute, hour and day.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BrokerStatsData {
+    /// The last day.
+    pub stats_day: BrokerStatsItem,
+    /// The last hour.
+    pub stats_hour: BrokerStatsItem,
+    /// The last minute.
+    pub stats_minute: BrokerStatsItem,
+}
+
+/// GET_BROKER_CONSUME_STATS's response body: every group's progress on this broker.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConsumeStatsList {
+    /// The answering broker's address.
+    pub broker_addr: String,
+    /// One single-entry map per group: group → its stats, one per topic.
+    pub consume_stats_list: Vec<BTreeMap<String, Vec<ConsumeStats>>>,
+    /// Messages not yet consumed, summed over every group and topic.
+    pub total_diff: i64,
+}
+
+json_body!(
+    ConsumeStats,
+    TopicStatsTable,
+    ResetOffsetBody,
+    BrokerStatsData,
+    ConsumeStatsList
+);
 
 // ---------------------------------------------------------------------------
 // Connections (§4.13)
@@ -1042,6 +1085,20 @@ mod tests {
         };
         assert_eq!(text(encode(&value)), json);
         value
+    }
+
+    #[test]
+    fn broker_stats_bodies_as_java_writes_them() {
+        java_identical(
+            r#"{"statsDay":{"avgpt":1.0,"sum":7,"tps":0.5},"statsHour":{"avgpt":0.0,"sum":0,"tps":0.0},"statsMinute":{"avgpt":2.5,"sum":5,"tps":0.08333333333333333}}"#,
+            BrokerStatsData::decode,
+            BrokerStatsData::encode,
+        );
+        java_identical(
+            r#"{"brokerAddr":"10.0.0.1:10911","consumeStatsList":[{"g1":[{"consumeTps":1.5,"offsetTable":{{"brokerName":"b","queueId":0,"topic":"T"}:{"brokerOffset":9,"consumerOffset":4,"lastTimestamp":0}}}]}],"totalDiff":5}"#,
+            ConsumeStatsList::decode,
+            ConsumeStatsList::encode,
+        );
     }
 
     #[test]

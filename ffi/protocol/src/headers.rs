@@ -673,6 +673,25 @@ command_header! {
 }
 
 command_header! {
+    /// VIEW_BROKER_STATS_DATA (315): one statistic of the broker, by its
+    /// BrokerStatsManager name and key.
+    pub struct ViewBrokerStatsDataRequestHeader {
+        /// Which statistic (`TOPIC_PUT_NUMS`, `GROUP_GET_NUMS`, `BROKER_PUT_NUMS`, ...).
+        required stats_name: String = "statsName",
+        /// Whose: a topic, `topic@group`, or the cluster name for the broker totals.
+        required stats_key: String = "statsKey",
+    }
+}
+
+command_header! {
+    /// GET_BROKER_CONSUME_STATS (317).
+    pub struct GetConsumeStatsInBrokerHeader {
+        /// Only topics marked as ordered.
+        optional is_order: bool = "isOrder",
+    }
+}
+
+command_header! {
     /// GET_PRODUCER_CONNECTION_LIST (204).
     pub struct ProducerGroupRequestHeader {
         /// Producer group.

@@ -5,6 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
+use crate::broker::stats::rate::PerSecond;
+use crate::store::disk_guard::human_bytes;
+use crate::store::dispatch::SCHEDULE_TOPIC;
+
 use mq_protocol::body::KvTable;
 use mq_protocol::frame::RemotingCommand;
 
@@ -33,9 +37,15 @@ pub(crate) async fn delete_expired_commitlog(broker: &Broker, req: &RemotingComm
     Ok(ok(req))
 }
 
-/// GET_BROKER_RUNTIME_INFO's table, with the keys mqadmin's brokerStatus prints.
-fn runtime_info(broker: &Broker) -> KvTable {
-    let (min, max) = broker.store.commit_log_range();
+/// GET_BROKER_RUNTIME_INFO's table: every key RocketMQ 4.9.7 fills (its
+/// StoreStatsService, DefaultMessageStore and AdminBrokerProcessor), with the
+/// same formats, so that mqadmin clusterList and brokerStatus, the Dashboard
+/// and rocketmq-exporter parse it; plus mq's replication keys.
+pub(crate) fn runtime_info(broker: &Broker) -> KvTable {
+    let now = mq_protocol::time::now_ms();
+    let stats = &broker.stats;
+    let store = &broker.store;
+    let (min, max) = store.commit_log_range();
     let mut table = BTreeMap::new();
     let mut put = |k: &str, v: String| {
         table.insert(k.to_owned(), v);
@@ -46,33 +56,164 @@ fn runtime_info(broker: &Broker) -> KvTable {
         mq_protocol::frame::CURRENT_VERSION.to_string(),
     );
     put("bootTimestamp", broker.boot_timestamp.to_string());
-    put("runtime", format!("{:?}", broker.started.elapsed()));
+    put("runtime", runtime_text(broker.started.elapsed().as_secs()));
+
+    // Messages and bytes stored, pulls answered, and their rates.
+    let counts = stats.counters.counts();
+    let bytes = stats.put_bytes.load(Ordering::Relaxed);
+    put("putMessageTimesTotal", counts.put.to_string());
+    put("putMessageSizeTotal", bytes.to_string());
     put(
-        "msgPutTotalTodayNow",
-        broker.put_count.load(Ordering::Relaxed).to_string(),
+        "putMessageAverageSize",
+        java_double(bytes as f64 / counts.put.max(1) as f64),
     );
     put(
-        "msgGetTotalTodayNow",
-        broker.get_count.load(Ordering::Relaxed).to_string(),
+        "putMessageFailedTimes",
+        stats.put_failed.load(Ordering::Relaxed).to_string(),
     );
+    put(
+        "putMessageEntireTimeMax",
+        stats.put_latency.max_ms().to_string(),
+    );
+    put(
+        "getMessageEntireTimeMax",
+        stats.get_max_ms.load(Ordering::Relaxed).to_string(),
+    );
+    put("putMessageDistributeTime", stats.put_latency.distribution());
+    put(
+        "putLatency99",
+        format!("{:.2}", stats.put_latency.percentile(0.99)),
+    );
+    put(
+        "putLatency999",
+        format!("{:.2}", stats.put_latency.percentile(0.999)),
+    );
+    let spans = [10, 60, 600].map(|secs| stats.rates(secs, now));
+    let three = |pick: fn(&PerSecond) -> f64| {
+        spans
+            .iter()
+            .map(|r| java_double(pick(r)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    put("putTps", three(|r| r.put));
+    put("getFoundTps", three(|r| r.get_found));
+    put("getMissTps", three(|r| r.get_miss));
+    put("getTotalTps", three(|r| r.get_found + r.get_miss));
+    put("getTransferedTps", three(|r| r.transferred));
+
+    // Today's and yesterday's totals.
+    let mornings = stats.mornings();
+    put("msgPutTotalTodayNow", stats.broker_put.value().to_string());
+    put("msgPutTotalTodayMorning", mornings.put_today.to_string());
+    put(
+        "msgPutTotalYesterdayMorning",
+        mornings.put_yesterday.to_string(),
+    );
+    put("msgGetTotalTodayNow", stats.broker_get.value().to_string());
+    put("msgGetTotalTodayMorning", mornings.get_today.to_string());
+    put(
+        "msgGetTotalYesterdayMorning",
+        mornings.get_yesterday.to_string(),
+    );
+
+    // RocketMQ's thread pool queues: here, the requests being handled.
+    let capacity = request_capacity(broker).to_string();
+    for (prefix, size_key, capacity_key, tracker) in [
+        (
+            Some("send"),
+            "sendThreadPoolQueueSize",
+            "sendThreadPoolQueueCapacity",
+            &stats.sends,
+        ),
+        (
+            Some("pull"),
+            "pullThreadPoolQueueSize",
+            "pullThreadPoolQueueCapacity",
+            &stats.pulls,
+        ),
+        (
+            Some("query"),
+            "queryThreadPoolQueueSize",
+            "queryThreadPoolQueueCapacity",
+            &stats.queries,
+        ),
+        (
+            None,
+            "EndTransactionQueueSize",
+            "EndTransactionThreadPoolQueueCapacity",
+            &stats.end_transactions,
+        ),
+    ] {
+        put(size_key, tracker.len().to_string());
+        put(capacity_key, capacity.clone());
+        if let Some(prefix) = prefix {
+            put(
+                &format!("{prefix}ThreadPoolQueueHeadWaitTimeMills"),
+                tracker.oldest_wait_ms(now).to_string(),
+            );
+        }
+    }
+
+    // The store.
     put("commitLogMinOffset", min.to_string());
     put("commitLogMaxOffset", max.to_string());
     put(
         "dispatchBehindBytes",
-        (max - broker.store.dispatched_offset()).to_string(),
+        (max - store.dispatched_offset()).max(0).to_string(),
     );
-    put("putMessageDistributeTime", String::new());
-    put("pageCacheLockTimeMills", "0".into());
-    put("earliestMessageTimeStamp", "0".into());
-    put("remainHowManyDataToFlush", "0 B".into());
-    put("diskFull", broker.store.is_disk_full().to_string());
+    // RocketMQ 4.9.7 declares dispatchMaxBuffer and never sets it.
+    put("dispatchMaxBuffer", "0".into());
+    put("pageCacheLockTimeMills", store.lock_time_ms().to_string());
+    // An empty log has no earliest message: say "now", so that clusterList
+    // shows 0 hours of messages rather than the 56 years since 1970.
+    put(
+        "earliestMessageTimeStamp",
+        store.earliest_store_time().unwrap_or(now).to_string(),
+    );
+    // mq accepts sends as soon as it listens (RocketMQ's default of 0: no
+    // holding back after start).
+    put("startAcceptSendRequestTimeStamp", "0".into());
+    // mq has no transient store pool: RocketMQ reports Integer.MAX_VALUE then.
+    put("remainTransientStoreBufferNumbs", i32::MAX.to_string());
+    put(
+        "remainHowManyDataToFlush",
+        human_bytes(store.unflushed_bytes().unsigned_abs()),
+    );
+    let disk = store.disk_reading();
     // One file system holds the log, the queues and the index.
-    let disk_ratio = format!(
-        "{:.2}",
-        f64::from(broker.store.disk_reading().used_percent) / 100.0
+    let used = if disk.total_bytes > 0 {
+        (disk.total_bytes - disk.free_bytes.min(disk.total_bytes)) as f64 / disk.total_bytes as f64
+    } else {
+        0.0
+    };
+    let commit_log_dir = store.root().join("commitlog");
+    put("commitLogDiskRatio", java_double(used));
+    put(
+        &format!("commitLogDiskRatio_{}", commit_log_dir.display()),
+        java_double(used),
     );
-    put("commitLogDiskRatio", disk_ratio.clone());
-    put("consumeQueueDiskRatio", disk_ratio);
+    put("consumeQueueDiskRatio", java_double(used));
+    put(
+        "commitLogDirCapacity",
+        format!(
+            "Total : {}, Free : {}.",
+            human_bytes(disk.total_bytes),
+            human_bytes(disk.free_bytes)
+        ),
+    );
+    put("diskFull", store.is_disk_full().to_string());
+    for queue in store.queue_ids(SCHEDULE_TOPIC) {
+        let level = queue + 1;
+        put(
+            &format!("scheduleMessageOffset_{level}"),
+            format!(
+                "{},{}",
+                broker.schedule.get(level),
+                store.max_offset(SCHEDULE_TOPIC, queue)
+            ),
+        );
+    }
     put("brokerRole", broker.config().role_name().to_owned());
     // Replication (mq's keys; RocketMQ 4.9 reports none): a master's slaves
     // and how far they acknowledged, a slave's master and whether it is linked.
@@ -93,4 +234,52 @@ fn runtime_info(broker: &Broker) -> KvTable {
     }
     put("pullHoldingRequests", broker.holds.len().to_string());
     KvTable { table }
+}
+
+/// Requests the broker handles at once at most: each connection's limit
+/// times the connections a listener admits.
+fn request_capacity(broker: &Broker) -> usize {
+    let per_connection = crate::server::ServerLimits::default().max_in_flight;
+    let connections = broker
+        .config()
+        .max_connections
+        .unwrap_or_else(|| crate::descriptors::connections_per_listener(2));
+    per_connection.saturating_mul(connections)
+}
+
+/// Uptime as RocketMQ writes it: `[ 0 days, 1 hours, 2 minutes, 3 seconds ]`.
+fn runtime_text(secs: u64) -> String {
+    format!(
+        "[ {} days, {} hours, {} minutes, {} seconds ]",
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// A double as Java's `String.valueOf` writes the common cases: always with a
+/// fraction (`0.0`, `12.5`), never in exponent form for rates and ratios.
+fn java_double(v: f64) -> String {
+    if v.is_finite() && v == v.trunc() && v.abs() < 1e15 {
+        format!("{v:.1}")
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_as_rocketmq_writes_them() {
+        assert_eq!(
+            runtime_text(93_784),
+            "[ 1 days, 2 hours, 3 minutes, 4 seconds ]"
+        );
+        assert_eq!(java_double(0.0), "0.0");
+        assert_eq!(java_double(12.5), "12.5");
+        assert_eq!(java_double(3.0), "3.0");
+    }
 }

@@ -13,6 +13,7 @@
 //! - [`groups`]: subscription group configuration.
 //! - [`messages`]: message queries by key, by offset, and of a consume queue.
 //! - [`admin`]: the broker's own config, runtime info and housekeeping.
+//! - [`stats`]: topic and group statistics, every group's progress.
 //!
 //! A handler returns a [`Reply`]: its response, or the [`BrokerError`] that
 //! [`respond`] turns into one. An outcome a client expects, such as a query
@@ -27,6 +28,7 @@ pub(crate) mod offsets;
 pub(crate) mod pull;
 pub(crate) mod send;
 pub(crate) mod send_back;
+pub(crate) mod stats;
 pub(crate) mod topics;
 pub(crate) mod transaction;
 

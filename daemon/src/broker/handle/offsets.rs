@@ -125,40 +125,52 @@ pub(crate) fn get_consume_stats(broker: &Broker, req: &RemotingCommand) -> Reply
         Some(t) if !t.is_empty() => vec![t.clone()],
         _ => broker.offsets.topics_of_group(&h.consumer_group),
     };
-    let mut offset_table = BTreeMap::new();
+    let now = mq_protocol::time::now_ms();
+    let mut stats = ConsumeStats::default();
     for topic in topics {
-        let Some(config) = broker.topics.get(&topic) else {
-            continue;
-        };
-        for queue_id in 0..config.write_queue_nums {
-            let broker_offset = broker.store.max_offset(&topic, queue_id);
-            let consumer_offset = broker
-                .offsets
-                .query(&h.consumer_group, &topic, queue_id)
-                .unwrap_or(0);
-            let last_timestamp = if consumer_offset > 0 {
-                broker
-                    .store
-                    .message_store_time(&topic, queue_id, consumer_offset - 1)
-                    .unwrap_or(0)
-            } else {
-                0
-            };
-            offset_table.insert(
-                queue_of(broker, &topic, queue_id),
-                OffsetWrapper {
-                    broker_offset,
-                    consumer_offset,
-                    last_timestamp,
-                },
-            );
+        if let Some(one) = topic_consume_stats(broker, &h.consumer_group, &topic, now) {
+            stats.consume_tps += one.consume_tps;
+            stats.offset_table.extend(one.offset_table);
         }
     }
-    let stats = ConsumeStats {
-        consume_tps: 0.0,
-        offset_table,
-    };
     Ok(ok_body(req, stats.encode()))
+}
+
+/// A group's progress on one topic, each writable queue's end against the
+/// group's committed offset, and the group's pull rate over the last minute;
+/// `None` for a topic the broker does not have.
+pub(crate) fn topic_consume_stats(
+    broker: &Broker,
+    group: &str,
+    topic: &str,
+    now_ms: i64,
+) -> Option<ConsumeStats> {
+    let config = broker.topics.get(topic)?;
+    let mut offset_table = BTreeMap::new();
+    for queue_id in 0..config.write_queue_nums {
+        let broker_offset = broker.store.max_offset(topic, queue_id);
+        let consumer_offset = broker.offsets.query(group, topic, queue_id).unwrap_or(0);
+        let last_timestamp = if consumer_offset > 0 {
+            broker
+                .store
+                .message_store_time(topic, queue_id, consumer_offset - 1)
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        offset_table.insert(
+            queue_of(broker, topic, queue_id),
+            OffsetWrapper {
+                broker_offset,
+                consumer_offset,
+                last_timestamp,
+            },
+        );
+    }
+    Some(ConsumeStats {
+        consume_tps: broker.stats.group_get_tps(group, topic, now_ms),
+        offset_table,
+    })
 }
 
 /// INVOKE_BROKER_TO_RESET_OFFSET: moves a group's offsets on a topic to a

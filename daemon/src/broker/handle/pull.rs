@@ -4,7 +4,6 @@
 //! when a message arrives or its time runs out.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -122,6 +121,7 @@ async fn pull(
     let max = usize::try_from(h.max_msg_nums)
         .unwrap_or(0)
         .clamp(1, MAX_TRANSFER_COUNT);
+    let started = std::time::Instant::now();
     let result = broker.store.get_messages(
         &h.topic,
         h.queue_id,
@@ -129,6 +129,13 @@ async fn pull(
         max,
         MAX_TRANSFER_BYTES,
         &filter,
+    );
+    broker.stats.on_pull(
+        &h.consumer_group,
+        &h.topic,
+        result.messages.len() as u64,
+        result.bytes() as u64,
+        started.elapsed(),
     );
 
     let mut code = match result.status {
@@ -217,9 +224,6 @@ async fn pull(
             body.extend_from_slice(record);
         }
         resp.body = body;
-        broker
-            .get_count
-            .fetch_add(result.messages.len() as i64, Ordering::Relaxed);
     }
     Ok(Some(resp))
 }

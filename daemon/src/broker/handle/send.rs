@@ -2,8 +2,6 @@
 //! the request, find (or auto-create) the topic, store, and answer with the
 //! offset message id, queue and queue offset.
 
-use std::sync::atomic::Ordering;
-
 use mq_protocol::codes::{request, response};
 use mq_protocol::frame::RemotingCommand;
 use mq_protocol::headers::{CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader};
@@ -184,10 +182,17 @@ pub(crate) async fn send_message(
         })
         .collect();
 
-    let append = broker.store.append(&messages).map_err(BrokerError::put)?;
-    broker
-        .put_count
-        .fetch_add(messages.len() as i64, Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    let append = broker.store.append(&messages).map_err(|e| {
+        broker.stats.on_put_failed();
+        BrokerError::put(e)
+    })?;
+    broker.stats.on_put(
+        &topic,
+        messages.len() as u64,
+        append.wrote_bytes as u64,
+        started.elapsed(),
+    );
     let code = durable_and_replicated(broker, &append, wait).await;
     let store_host = broker.store.config().store_host;
     let msg_id = append
@@ -225,8 +230,10 @@ async fn durable_and_replicated(broker: &Broker, append: &AppendResult, wait: bo
         }
         _ => return flush_code(flushed.await),
     };
+    let started = std::time::Instant::now();
     let (durability, replica) =
         futures_lite::future::zip(flushed, ha.wait_replicated(append.end_offset())).await;
+    broker.stats.replication_wait.record(started.elapsed());
     match replica {
         ReplicaStatus::Done => flush_code(durability),
         ReplicaStatus::Timeout => response::FLUSH_SLAVE_TIMEOUT,

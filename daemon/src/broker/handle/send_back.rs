@@ -82,5 +82,6 @@ pub(crate) async fn consumer_send_msg_back(broker: &Broker, req: &RemotingComman
     // Any store failure is SYSTEM_ERROR here, a full disk included (unlike a
     // send): the client then sends the message to the retry topic itself.
     broker.store.put(&[put], true).await?;
+    broker.stats.on_send_back(&h.group, msg.topic);
     Ok(ok(req))
 }

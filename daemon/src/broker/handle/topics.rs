@@ -53,6 +53,7 @@ pub(crate) fn delete_topic_in_broker(broker: &Broker, req: &RemotingCommand) -> 
     broker.topics.delete(&h.topic)?;
     broker.store.delete_topic(&h.topic)?;
     broker.offsets.remove_topic(&h.topic);
+    broker.stats.remove_topic(&h.topic);
     broker.register_soon();
     Ok(ok(req))
 }

@@ -7,10 +7,12 @@
 //! - [`transaction_check`]: asks producers about undecided half messages.
 //! - [`housekeeping`]: persists offsets, expires silent clients and stale locks.
 //! - [`slave_sync`]: a slave copies its master's topics, offsets and groups.
+//! - [`stats`]: samples the statistics that rates are computed from.
 
 pub(crate) mod hold;
 pub(crate) mod housekeeping;
 pub(crate) mod register;
 pub(crate) mod schedule;
 pub(crate) mod slave_sync;
+pub(crate) mod stats;
 pub(crate) mod transaction_check;
