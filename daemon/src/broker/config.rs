@@ -98,6 +98,11 @@ pub struct BrokerConfig {
     pub max_connections: Option<usize>,
     /// `transactionTimeOut`, `transactionCheckInterval`, `transactionCheckMax`.
     pub transaction: super::transaction::TransactionConfig,
+    /// `aclEnable`: check every request against the plain ACL accounts.
+    pub acl_enable: bool,
+    /// `plainAclFile` (mq): the accounts file. Unset: where 4.9.7 reads it,
+    /// `$ROCKETMQ_HOME/conf/plain_acl.yml` ([`BrokerConfig::acl_file_path`]).
+    pub acl_file: Option<PathBuf>,
     /// The store's settings (`storePathRootDir`, `flushDiskType`, ...).
     pub store: StoreConfig,
     /// Keys given that mq does not know, kept for GET_BROKER_CONFIG.
@@ -134,6 +139,8 @@ impl Default for BrokerConfig {
             max_frame: mq_protocol::frame::DEFAULT_MAX_FRAME,
             max_connections: None,
             transaction: super::transaction::TransactionConfig::default(),
+            acl_enable: false,
+            acl_file: None,
             store: StoreConfig::new(home.join("store")),
             unknown: BTreeMap::new(),
         }
@@ -248,6 +255,8 @@ impl BrokerConfig {
                 self.transaction.check_interval = Duration::from_millis(parse(key, v)?)
             }
             "transactionCheckMax" => self.transaction.check_max = parse(key, v)?,
+            "aclEnable" => self.acl_enable = parse_bool(key, v)?,
+            "plainAclFile" => self.acl_file = (!v.is_empty()).then(|| PathBuf::from(v)),
             "storePathRootDir" => s.root = PathBuf::from(v),
             "flushDiskType" => s.flush_disk_type = v.parse::<FlushDiskType>()?,
             "mappedFileSizeCommitLog" => s.commit_log_file_size = parse(key, v)?,
@@ -356,6 +365,16 @@ impl BrokerConfig {
         SocketAddr::new(self.listen_ip.unwrap_or(self.broker_ip1), self.listen_port)
     }
 
+    /// The ACL accounts file: `plainAclFile`, else where 4.9.7 looks,
+    /// `$ROCKETMQ_HOME/conf/plain_acl.yml`; `None` when neither is set.
+    pub fn acl_file_path(&self) -> Option<PathBuf> {
+        self.acl_file.clone().or_else(|| {
+            std::env::var_os("ROCKETMQ_HOME")
+                .filter(|h| !h.is_empty())
+                .map(|home| PathBuf::from(home).join("conf").join("plain_acl.yml"))
+        })
+    }
+
     /// The address the VIP server binds (listenPort - 2), which older clients use.
     pub fn vip_bind_addr(&self) -> SocketAddr {
         SocketAddr::new(
@@ -424,6 +443,10 @@ impl BrokerConfig {
         put("longPollingEnable", self.long_polling_enable.to_string());
         put("regionId", self.region_id.clone());
         put("traceOn", self.trace_on.to_string());
+        put("aclEnable", self.acl_enable.to_string());
+        if let Some(path) = &self.acl_file {
+            put("plainAclFile", path.display().to_string());
+        }
         put("storePathRootDir", s.root.display().to_string());
         put(
             "flushDiskType",

@@ -14,6 +14,9 @@
 //! - `delay`, [`transaction`]: how delayed and half messages are stored,
 //!   shared by their handlers and their loops.
 //! - [`config`]: `broker.conf` keys. [`error`]: [`BrokerError`].
+//!
+//! With `aclEnable`, every request first passes [`crate::acl`] (one branch
+//! when it is off).
 
 pub mod config;
 mod delay;
@@ -36,6 +39,7 @@ use mq_protocol::frame::RemotingCommand;
 pub use config::BrokerConfig;
 pub use error::BrokerError;
 
+use crate::acl::Acl;
 use crate::ha::{HaClient, HaService};
 
 use crate::server::{serve, BoxFuture, Connection, RequestHandler, ServerLimits};
@@ -72,6 +76,8 @@ pub struct Broker {
     transaction_config: transaction::TransactionConfig,
     /// Connections to the NameServers.
     registrar: task::register::Registrar,
+    /// Access control, when `aclEnable` is set.
+    pub(crate) acl: Option<Arc<Acl>>,
     /// Replication: a master's HA service, or a slave's client.
     pub(crate) replication: Replication,
     /// A slave's master (its main address, from the NameServers' answer to
@@ -123,6 +129,19 @@ impl Broker {
             config.auto_create_topic_enable,
             config.default_topic_queue_nums,
         )?;
+        let acl = match (config.acl_enable, config.acl_file_path()) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(BrokerError::Acl(
+                    "aclEnable=true but no accounts file: set plainAclFile in broker.conf \
+                     or ROCKETMQ_HOME (for $ROCKETMQ_HOME/conf/plain_acl.yml)"
+                        .into(),
+                ))
+            }
+            (true, Some(path)) => Some(Arc::new(
+                Acl::open(path).map_err(|e| BrokerError::Acl(e.to_string()))?,
+            )),
+        };
         let offsets = OffsetManager::load(&root)?;
         let groups = GroupManager::load(&root, config.auto_create_subscription_group)?;
         let schedule = ScheduleOffsets::load(&root)?;
@@ -155,6 +174,7 @@ impl Broker {
         let transaction_config = config.transaction.clone();
         let broker = Arc::new(Broker {
             registrar: task::register::Registrar::new(config.namesrv_addrs.clone()),
+            acl,
             replication,
             master_addr: Mutex::new(None),
             config,
@@ -212,6 +232,10 @@ impl Broker {
         ))
         .detach();
         ex.spawn(task::hold::hold_loop(broker.clone())).detach();
+        if let Some(acl) = &broker.acl {
+            // Runs until shutdown; detached like the other loops.
+            ex.spawn(acl.clone().watch(shutdown.clone())).detach();
+        }
         ex.spawn(task::housekeeping::housekeeping_loop(broker.clone()))
             .detach();
         ex.spawn(task::register::register_loop(broker.clone()))
@@ -370,10 +394,15 @@ impl Broker {
         req: RemotingCommand,
     ) -> Option<RemotingCommand> {
         use handle::{
-            admin, clients, groups, locks, messages, offsets, pull, send, send_back, topics,
+            acl, admin, clients, groups, locks, messages, offsets, pull, send, send_back, topics,
             transaction,
         };
         use request::*;
+        if let Some(acl) = &self.acl {
+            if let Err(reason) = acl.check(conn.peer.ip(), &req) {
+                return acl.refuse(conn.peer, &req, &reason);
+            }
+        }
         let (b, c, r) = (&*self, &conn, &req);
         let reply = match req.code {
             // Producers.
@@ -429,6 +458,12 @@ impl Broker {
             GET_BROKER_RUNTIME_INFO => admin::get_broker_runtime_info(b, r),
             GET_BROKER_CONFIG => admin::get_broker_config(b, r),
             DELETE_EXPIRED_COMMITLOG => admin::delete_expired_commitlog(b, r).await,
+            // Access control.
+            UPDATE_AND_CREATE_ACL_CONFIG => acl::update_and_create_acl_config(b, r).await,
+            DELETE_ACL_CONFIG => acl::delete_acl_config(b, r).await,
+            UPDATE_GLOBAL_WHITE_ADDRS_CONFIG => acl::update_global_white_addrs_config(b, r).await,
+            GET_BROKER_CLUSTER_ACL_INFO => acl::get_broker_cluster_acl_info(b, r),
+            GET_BROKER_CLUSTER_ACL_CONFIG => acl::get_broker_cluster_acl_config(b, r),
             // What a RocketMQ 4.9 broker serves and mq does not.
             UPDATE_BROKER_CONFIG
             | INVOKE_BROKER_TO_GET_CONSUMER_STATUS
