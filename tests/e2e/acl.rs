@@ -1,0 +1,183 @@
+//! Access control end to end: a broker with `aclEnable=true` and mq's own
+//! client signing through `mqctl` (`--access-key`/`--secret-key` and
+//! `MQ_ACCESS_KEY`/`MQ_SECRET_KEY`), the accounts file reloaded while the
+//! broker runs, and a broker with ACL off ignoring the signing fields. The
+//! stock Java client's view is `java_compat::java_client_with_acl`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const TOPIC: &str = "AclTopic";
+
+fn accounts(extra: &str) -> String {
+    format!(
+        "accounts:\n\
+         \x20 - accessKey: RocketMQ\n\
+         \x20   secretKey: 12345678\n\
+         \x20   defaultTopicPerm: DENY\n\
+         \x20   defaultGroupPerm: SUB\n\
+         \x20   topicPerms: [\"{TOPIC}=PUB|SUB\"]\n\
+         \x20 - accessKey: rocketmqAdmin\n\
+         \x20   secretKey: 87654321\n\
+         \x20   admin: true\n\
+         {extra}"
+    )
+}
+
+/// A broker with ACL on, reading `plain_acl.yml` in `dir`.
+fn acl_broker(dir: &TempDir) -> (TestBroker, PathBuf) {
+    let file = dir.path().join("plain_acl.yml");
+    std::fs::write(&file, accounts("")).expect("write the accounts file");
+    let path = file.display().to_string();
+    let broker = TestBroker::start_with(&[("aclEnable", "true"), ("plainAclFile", &path)]);
+    (broker, file)
+}
+
+fn as_user(ns: &str, user: &str, secret: &str, args: &[&str]) -> Out {
+    let mut all = vec!["--access-key", user, "--secret-key", secret];
+    all.extend_from_slice(args);
+    mqctl(Some(ns), &all, b"")
+}
+
+/// mqctl failed (exit 1) with the broker's ACL refusal for `reason`.
+fn refused(out: &Out, reason: &str) {
+    assert_eq!(out.code, 1, "{out:?}");
+    // "broker error 1: <remark>" from sends, "answered code 1: <remark>" from admin verbs.
+    let remark = format!("1: org.apache.rocketmq.acl.common.AclException: {reason}");
+    assert!(out.stderr.contains(&remark), "{remark:?} in {out:?}");
+}
+
+#[test]
+fn mqctl_signs_and_the_broker_refuses_as_4_9_7() {
+    let dir = TempDir::new("acl-mqctl");
+    let (broker, _file) = acl_broker(&dir);
+    let ns = broker.namesrv.to_string();
+    let admin = |args: &[&str]| as_user(&ns, "rocketmqAdmin", "87654321", args);
+    admin(&["topic", "create", "--topic", TOPIC, "--queues", "2"]).ok();
+
+    // Flags, then the environment: both sign.
+    as_user(
+        &ns,
+        "RocketMQ",
+        "12345678",
+        &["produce", "-t", TOPIC, "one"],
+    )
+    .ok();
+    mqctl_env(
+        Some(&ns),
+        &["produce", "-t", TOPIC, "two"],
+        b"",
+        &[("MQ_ACCESS_KEY", "RocketMQ"), ("MQ_SECRET_KEY", "12345678")],
+    )
+    .ok();
+    let out = as_user(
+        &ns,
+        "RocketMQ",
+        "12345678",
+        &[
+            "consume",
+            "-t",
+            TOPIC,
+            "--from",
+            "first",
+            "--count",
+            "2",
+            "--timeout",
+            "30",
+        ],
+    )
+    .ok();
+    assert_eq!(out.stdout.lines().count(), 2, "{out:?}");
+
+    // Refusals, with 4.9.7's reasons.
+    let unsigned = mqctl(Some(&ns), &["produce", "-t", TOPIC, "x"], b"");
+    refused(&unsigned, "No accessKey is configured");
+    let wrong = as_user(
+        &ns,
+        "RocketMQ",
+        "not-the-secret",
+        &["produce", "-t", TOPIC, "x"],
+    );
+    refused(&wrong, "Check signature failed for accessKey=RocketMQ");
+    let unknown = as_user(&ns, "nobody", "12345678", &["produce", "-t", TOPIC, "x"]);
+    refused(&unknown, "No acl config for nobody");
+    let denied = as_user(
+        &ns,
+        "RocketMQ",
+        "12345678",
+        &["produce", "-t", "Other", "x"],
+    );
+    refused(&denied, "No default permission for topic:Other");
+    let create = as_user(
+        &ns,
+        "RocketMQ",
+        "12345678",
+        &["topic", "create", "--topic", "Mine"],
+    );
+    refused(&create, "Need admin permission for request code=17");
+
+    // Half a pair of keys is a usage error.
+    let half = mqctl_env(
+        Some(&ns),
+        &["cluster"],
+        b"",
+        &[("MQ_ACCESS_KEY", "RocketMQ")],
+    );
+    assert_one_error_line(&half, 2, "secret key");
+}
+
+#[test]
+fn a_changed_accounts_file_takes_effect_without_a_restart() {
+    let dir = TempDir::new("acl-reload");
+    let (broker, file) = acl_broker(&dir);
+    let ns = broker.namesrv.to_string();
+    as_user(
+        &ns,
+        "rocketmqAdmin",
+        "87654321",
+        &["topic", "create", "--topic", TOPIC],
+    )
+    .ok();
+    let send = || as_user(&ns, "newcomer", "newsecret", &["produce", "-t", TOPIC, "x"]);
+    refused(&send(), "No acl config for newcomer");
+
+    std::fs::write(
+        &file,
+        accounts(
+            "\x20 - accessKey: newcomer\n\
+             \x20   secretKey: newsecret\n\
+             \x20   defaultTopicPerm: PUB\n",
+        ),
+    )
+    .expect("rewrite the accounts file");
+    // The broker looks every second; give it ten.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = send();
+        if out.code == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new account never worked: {out:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn with_acl_off_signed_and_unsigned_requests_both_pass() {
+    let broker = TestBroker::start();
+    let ns = broker.namesrv.to_string();
+    mqctl(Some(&ns), &["topic", "create", "--topic", TOPIC], b"").ok();
+    mqctl(Some(&ns), &["produce", "-t", TOPIC, "plain"], b"").ok();
+    as_user(
+        &ns,
+        "anyone00",
+        "whatever1",
+        &["produce", "-t", TOPIC, "signed"],
+    )
+    .ok();
+}
