@@ -1,11 +1,16 @@
 //! Access control end to end: a broker with `aclEnable=true` and mq's own
 //! client signing through `mqctl` (`--access-key`/`--secret-key` and
 //! `MQ_ACCESS_KEY`/`MQ_SECRET_KEY`), the accounts file reloaded while the
-//! broker runs, and a broker with ACL off ignoring the signing fields. The
+//! broker runs, a broker with ACL off ignoring the signing fields, and the
+//! NameServer's write codes behind `--namesrv-acl-file`. The
 //! stock Java client's view is `java_compat::java_client_with_acl`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use mq::Credentials;
+use mq_protocol::codes::{request as req, response as resp};
+use mq_protocol::frame::{RemotingCommand, SerializeType};
 
 use crate::support::*;
 
@@ -180,4 +185,88 @@ fn with_acl_off_signed_and_unsigned_requests_both_pass() {
         &["produce", "-t", TOPIC, "signed"],
     )
     .ok();
+}
+
+/// A request to the NameServer, signed by `who` (access key, secret key).
+fn namesrv_call(ns: &str, mut cmd: RemotingCommand, who: Option<(&str, &str)>) -> RemotingCommand {
+    if let Some((ak, sk)) = who {
+        Credentials::new(ak, sk).sign(&mut cmd);
+    }
+    async_io::block_on(async { call(&*connect(ns).await, cmd).await })
+}
+
+#[test]
+fn namesrv_write_codes_need_an_admin_signature_and_reads_stay_open() {
+    let acl_dir = TempDir::new("acl-namesrv");
+    let file = acl_dir.path().join("namesrv_acl.yml");
+    std::fs::write(
+        &file,
+        "accounts:\n\
+         \x20 - accessKey: brokerAdmin\n\
+         \x20   secretKey: brokersecret\n\
+         \x20   admin: true\n\
+         \x20 - accessKey: RocketMQ\n\
+         \x20   secretKey: 12345678\n",
+    )
+    .expect("write the accounts file");
+    let path = file.display().to_string();
+    // Starting returns once the broker is registered: its registrations,
+    // signed with its accessKey and secretKey, pass.
+    let d = Standalone::start_with(&[
+        "--namesrv-acl-file",
+        &path,
+        "--accessKey",
+        "brokerAdmin",
+        "--secretKey",
+        "brokersecret",
+    ]);
+    let put = || {
+        request(
+            req::PUT_KV_CONFIG,
+            SerializeType::Json,
+            &[("namespace", "NS"), ("key", "k"), ("value", "v")],
+        )
+    };
+    let refused = |resp: RemotingCommand, reason: &str| {
+        assert_eq!(resp.code, resp::SYSTEM_ERROR, "{resp:?}");
+        let remark = resp.remark.unwrap_or_default();
+        assert!(remark.contains(reason), "{reason:?} in {remark:?}");
+    };
+    refused(
+        namesrv_call(&d.namesrv, put(), None),
+        "No accessKey is configured",
+    );
+    refused(
+        namesrv_call(&d.namesrv, put(), Some(("RocketMQ", "12345678"))),
+        "Need admin permission for request code=100, but accessKey=RocketMQ is not",
+    );
+    refused(
+        namesrv_call(&d.namesrv, put(), Some(("brokerAdmin", "wrongsecret"))),
+        "Check signature failed for accessKey=brokerAdmin",
+    );
+    let ok = namesrv_call(&d.namesrv, put(), Some(("brokerAdmin", "brokersecret")));
+    assert_eq!(ok.code, resp::SUCCESS, "{ok:?}");
+    let unregister = request(
+        req::UNREGISTER_BROKER,
+        SerializeType::Json,
+        &[
+            ("brokerName", "broker-a"),
+            ("brokerAddr", &d.broker_addr),
+            ("clusterName", "DefaultCluster"),
+            ("brokerId", "0"),
+        ],
+    );
+    refused(
+        namesrv_call(&d.namesrv, unregister, None),
+        "No accessKey is configured",
+    );
+    // Reads need nothing, as in 4.9.7.
+    let get = request(
+        req::GET_KV_CONFIG,
+        SerializeType::Json,
+        &[("namespace", "NS"), ("key", "k")],
+    );
+    let got = namesrv_call(&d.namesrv, get, None);
+    assert_eq!(got.code, resp::SUCCESS, "{got:?}");
+    mqctl(Some(&d.namesrv), &["cluster"], b"").ok();
 }

@@ -389,3 +389,29 @@ fn signatures_from_a_reference_signer_verify_and_any_flipped_byte_fails() {
         );
     }
 }
+
+#[test]
+fn admin_only_checks_need_an_admin_signature_or_a_whitelist() {
+    let (acl, _f) = acl(FILE);
+    let register = || {
+        let mut req = RemotingCommand::request(REGISTER_BROKER);
+        req.put("brokerName", "b");
+        req
+    };
+    assert_eq!(
+        acl.check_admin(LOCAL, &signed(register(), "rocketmq2", "87654321")),
+        Ok(())
+    );
+    assert_eq!(
+        acl.check_admin(LOCAL, &signed(register(), "RocketMQ", "12345678")),
+        Err("Need admin permission for request code=103, but accessKey=RocketMQ is not".into())
+    );
+    assert_eq!(
+        acl.check_admin(LOCAL, &register()),
+        Err("No accessKey is configured".into())
+    );
+    assert_eq!(
+        acl.check_admin("10.10.103.1".parse().expect("ip"), &register()),
+        Ok(())
+    );
+}

@@ -54,6 +54,12 @@ struct NamesrvCmd {
     /// descriptor limit less a reserve for the process)
     #[argh(option)]
     max_connections: Option<usize>,
+    /// accounts file (plain_acl.yml format) guarding the write codes
+    /// (registrations, KV config, topic deletion): they then need a
+    /// whitelisted address or an admin account's signature (mq's; RocketMQ's
+    /// NameServer checks nothing)
+    #[argh(option)]
+    acl_file: Option<PathBuf>,
 }
 
 /// run a Broker configured by a RocketMQ-style broker.conf
@@ -92,6 +98,11 @@ struct StandaloneCmd {
     /// sets each of its two listeners)
     #[argh(option)]
     namesrv_max_connections: Option<usize>,
+    /// accounts file guarding the NameServer's write codes, as
+    /// `mqd namesrv --acl-file` (the broker signs its registrations with its
+    /// accessKey and secretKey)
+    #[argh(option)]
+    namesrv_acl_file: Option<PathBuf>,
     /// broker port (default 10911; the VIP port is this minus 2, HA this plus 1)
     #[argh(option, default = "10911")]
     listen_port: u16,
@@ -116,6 +127,8 @@ const KNOWN_OPTIONS: &[&str] = &[
     "--listen-port",
     "--broker-ip",
     "--namesrv-max-connections",
+    "--namesrv-acl-file",
+    "--acl-file",
     "--listen",
     "--max-connections",
     "--help",
@@ -280,7 +293,7 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
                 let max = connection_limit("--max-connections", cmd.max_connections)?
                     .unwrap_or_else(|| descriptors::connections_per_listener(1));
                 listener_limits.push(max);
-                namesrv_addr = Some(start_namesrv(&ex, addr, max, &shutdown).await?);
+                namesrv_addr = Some(start_namesrv(&ex, addr, max, cmd.acl_file, &shutdown).await?);
             }
             Command::Broker(cmd) => {
                 let mut config = broker_config(cmd.config.as_ref(), &cmd.r#override)?;
@@ -299,7 +312,7 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
                     connection_limit("--namesrv-max-connections", cmd.namesrv_max_connections)?
                         .unwrap_or(share);
                 listener_limits.push(max);
-                let bound = start_namesrv(&ex, addr, max, &shutdown).await?;
+                let bound = start_namesrv(&ex, addr, max, cmd.namesrv_acl_file, &shutdown).await?;
                 namesrv_addr = Some(bound);
                 let mut config = broker_config(cmd.config.as_ref(), &cmd.r#override)?;
                 let max = *config.max_connections.get_or_insert(share);
@@ -370,10 +383,12 @@ async fn start_namesrv(
     ex: &Arc<Executor<'static>>,
     addr: SocketAddr,
     max_connections: usize,
+    acl_file: Option<PathBuf>,
     shutdown: &Shutdown,
 ) -> Result<SocketAddr, Failure> {
     let config = NamesrvConfig {
         max_connections: Some(max_connections),
+        acl_file,
         ..NamesrvConfig::default()
     };
     namesrv::start_with(ex.clone(), addr, shutdown.clone(), config)

@@ -103,6 +103,10 @@ pub struct BrokerConfig {
     /// `plainAclFile` (mq): the accounts file. Unset: where 4.9.7 reads it,
     /// `$ROCKETMQ_HOME/conf/plain_acl.yml` ([`BrokerConfig::acl_file_path`]).
     pub acl_file: Option<PathBuf>,
+    /// `accessKey` and `secretKey` (mq): what the broker signs its own
+    /// requests with (registrations with NameServers that check them, a
+    /// slave's copying from a master with ACL on). Both or neither.
+    pub credentials: Option<mq_protocol::acl::Credentials>,
     /// The store's settings (`storePathRootDir`, `flushDiskType`, ...).
     pub store: StoreConfig,
     /// Keys given that mq does not know, kept for GET_BROKER_CONFIG.
@@ -141,6 +145,7 @@ impl Default for BrokerConfig {
             transaction: super::transaction::TransactionConfig::default(),
             acl_enable: false,
             acl_file: None,
+            credentials: None,
             store: StoreConfig::new(home.join("store")),
             unknown: BTreeMap::new(),
         }
@@ -256,6 +261,16 @@ impl BrokerConfig {
             }
             "transactionCheckMax" => self.transaction.check_max = parse(key, v)?,
             "aclEnable" => self.acl_enable = parse_bool(key, v)?,
+            "accessKey" | "secretKey" => {
+                let c = self
+                    .credentials
+                    .get_or_insert_with(|| mq_protocol::acl::Credentials::new("", ""));
+                if key == "accessKey" {
+                    c.access_key = v.to_owned();
+                } else {
+                    c.secret_key = v.to_owned();
+                }
+            }
             "plainAclFile" => self.acl_file = (!v.is_empty()).then(|| PathBuf::from(v)),
             "storePathRootDir" => s.root = PathBuf::from(v),
             "flushDiskType" => s.flush_disk_type = v.parse::<FlushDiskType>()?,
@@ -322,6 +337,11 @@ impl BrokerConfig {
             ));
         }
         self.ha.validate()?;
+        if let Some(c) = &self.credentials {
+            if c.access_key.is_empty() || c.secret_key.is_empty() {
+                return Err("accessKey and secretKey go together: set both or neither".into());
+            }
+        }
         self.store.replica = self.broker_role == BrokerRole::Slave;
         if !(1..=1024).contains(&self.default_topic_queue_nums) {
             return Err("defaultTopicQueueNums must be 1..=1024".into());
@@ -444,6 +464,10 @@ impl BrokerConfig {
         put("regionId", self.region_id.clone());
         put("traceOn", self.trace_on.to_string());
         put("aclEnable", self.acl_enable.to_string());
+        // The secret key is never shown.
+        if let Some(c) = &self.credentials {
+            put("accessKey", c.access_key.clone());
+        }
         if let Some(path) = &self.acl_file {
             put("plainAclFile", path.display().to_string());
         }

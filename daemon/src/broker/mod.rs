@@ -173,7 +173,10 @@ impl Broker {
         };
         let transaction_config = config.transaction.clone();
         let broker = Arc::new(Broker {
-            registrar: task::register::Registrar::new(config.namesrv_addrs.clone()),
+            registrar: task::register::Registrar::new(
+                config.namesrv_addrs.clone(),
+                config.credentials.clone(),
+            ),
             acl,
             replication,
             master_addr: Mutex::new(None),

@@ -37,6 +37,12 @@ pub struct NamesrvConfig {
     /// it being closed as soon as it is accepted; `None` for the listener's
     /// share of the descriptor limit. Read at start only.
     pub max_connections: Option<usize>,
+    /// mq's NameServer access control (RocketMQ 4.9.7 has none): an accounts
+    /// file in `plain_acl.yml`'s format. When set, the write codes
+    /// ([`crate::namesrv::WRITE_CODES`]) need a whitelisted address or an
+    /// admin account's signature; reads stay open. Read at start only
+    /// (`mqd namesrv --acl-file`), reloaded when the file changes.
+    pub acl_file: Option<std::path::PathBuf>,
 }
 
 impl Default for NamesrvConfig {
@@ -46,6 +52,7 @@ impl Default for NamesrvConfig {
             scan_interval: Duration::from_secs(10),
             order_message_enable: false,
             max_connections: None,
+            acl_file: None,
         }
     }
 }
