@@ -6,18 +6,21 @@
 # the two alternate, ROUNDS times each, so that a change in the machine's
 # load hits both alike.
 #
-#   tests/bench/acl.sh                   # 3 rounds of 15 s each
-#   ROUNDS=1 DURATION=5 tests/bench/acl.sh
+#   tests/bench/acl.sh                   # 4 rounds of 200,000 messages each
+#   ROUNDS=1 COUNT=50000 tests/bench/acl.sh
 #
 # Release build; one NameServer and the two brokers as separate mqd
 # processes on loopback ports, ASYNC_FLUSH, data in a temporary directory.
-# Prints each run's summary line, then the ACL-on/ACL-off throughput ratio
-# of the medians (target: at least 0.90).
+# Prints each run's throughput and latency, and the CPU time per message of
+# the client (mqctl) and of the broker that served it (from /proc), then the
+# ACL-on/ACL-off ratio of the median throughputs (target: at least 0.90).
+# On a shared machine throughput swings with the neighbours' load; CPU time
+# per message does not, and shows what signing and checking cost.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-rounds=${ROUNDS:-3}
-duration=${DURATION:-15}
+rounds=${ROUNDS:-4}
+count=${COUNT:-200000}
 base_port=${BASE_PORT:-22000}
 
 cargo build --release -j "${JOBS:-2}" -p mq-daemon -p mqctl --manifest-path "$root/Cargo.toml" >&2
@@ -66,26 +69,47 @@ broker bench-open BenchOpen $((base_port + 11))
 broker bench-acl BenchAcl $((base_port + 31)) --aclEnable true --plainAclFile "$dir/plain_acl.yml"
 
 mqctl() { "$bin/mqctl" --namesrv "$ns" "$@"; }
-for _ in $(seq 100); do
-    if [ "$(mqctl cluster --format json 2>/dev/null | grep -c '"brokerName"')" -ge 2 ]; then
+admin() { MQ_ACCESS_KEY=benchadmin MQ_SECRET_KEY=adminsecret mqctl "$@"; }
+# Both brokers registered (the ACL broker answers the runtime query mqctl
+# cluster makes only when it is signed).
+for _ in $(seq 150); do
+    if mqctl cluster --cluster BenchOpen >/dev/null 2>&1 &&
+        admin cluster --cluster BenchAcl >/dev/null 2>&1; then
         break
     fi
     sleep 0.2
 done
 mqctl topic create --topic OpenBenchTopic --cluster BenchOpen --queues 8 >/dev/null
-MQ_ACCESS_KEY=benchadmin MQ_SECRET_KEY=adminsecret \
-    mqctl topic create --topic AclBenchTopic --cluster BenchAcl --queues 8 >/dev/null
+admin topic create --topic AclBenchTopic --cluster BenchAcl --queues 8 >/dev/null
 
-run() { # TOPIC [mqctl global options]
-    local topic=$1
-    shift
-    "$bin/mqctl" --namesrv "$ns" "$@" bench produce --topic "$topic" --size 1024 --threads 16 \
-        --mode sync --duration "$duration" 2>/dev/null |
-        grep '^bench produce'
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+ticks_per_s=$(getconf CLK_TCK)
+run() { # TOPIC BROKER_PID: one run's summary, with CPU µs per message
+    local before after client
+    before=$(cpu_ticks "$2")
+    client=$( { TIMEFORMAT='%U %S'; time "$bin/mqctl" --namesrv "$ns" bench produce --topic "$1" \
+        --size 1024 --threads 16 --mode sync --count "$count" >"$dir/out" 2>/dev/null; } 2>&1 )
+    after=$(cpu_ticks "$2")
+    echo "$(grep '^bench produce' "$dir/out" | sed -E 's/ mb_per_s=[0-9.]+//; s/ max_ms=.*//')" \
+        "client_cpu_us=$(echo "$client" | awk -v n="$count" '{ printf "%.1f", ($1 + $2) * 1e6 / n }')" \
+        "broker_cpu_us=$(awk -v t=$((after - before)) -v hz="$ticks_per_s" -v n="$count" \
+            'BEGIN { printf "%.1f", t / hz * 1e6 / n }')"
 }
+off() { echo "round $1 ACL off:         $(run OpenBenchTopic "${pids[1]}" | tee -a "$dir/open")"; }
+on() {
+    echo "round $1 ACL on, signed:  $(MQ_ACCESS_KEY=benchuser MQ_SECRET_KEY=benchsecret \
+        run AclBenchTopic "${pids[2]}" | tee -a "$dir/acl")"
+}
+# Each goes first in every other round: what runs second inherits the
+# first one's page cache and CPU state.
 for r in $(seq "$rounds"); do
-    echo "round $r ACL off:          $(run OpenBenchTopic | tee -a "$dir/open")"
-    echo "round $r ACL on, signed:   $(MQ_ACCESS_KEY=benchuser MQ_SECRET_KEY=benchsecret run AclBenchTopic | tee -a "$dir/acl")"
+    if [ $((r % 2)) -eq 1 ]; then
+        off "$r"
+        on "$r"
+    else
+        on "$r"
+        off "$r"
+    fi
 done
 
 median() { # FIELD FILE
@@ -95,5 +119,6 @@ o=$(median tps "$dir/open")
 a=$(median tps "$dir/acl")
 echo "median tps: ACL off $o, ACL on $a, ratio $(awk -v o="$o" -v a="$a" 'BEGIN { printf "%.2f", a / o }')"
 echo "median p99_ms: ACL off $(median p99_ms "$dir/open"), ACL on $(median p99_ms "$dir/acl")"
+echo "median CPU µs per message, client + broker: ACL off $(median client_cpu_us "$dir/open") + $(median broker_cpu_us "$dir/open"), ACL on $(median client_cpu_us "$dir/acl") + $(median broker_cpu_us "$dir/acl")"
 refused=$(grep -c 'ACL refused' "$dir/bench-acl.log" || true)
 echo "refusals logged by the ACL broker: $refused"
