@@ -123,6 +123,36 @@ fn mqctl_signs_and_the_broker_refuses_as_4_9_7() {
     );
     refused(&create, "Need admin permission for request code=17");
 
+    // getAclConfig: every account, secrets included, so for admins only.
+    let get_config = || request(req::GET_BROKER_CLUSTER_ACL_CONFIG, SerializeType::Json, &[]);
+    let as_admin = signed_call(
+        &broker.addr,
+        get_config(),
+        Some(("rocketmqAdmin", "87654321")),
+    );
+    assert_eq!(as_admin.code, resp::SUCCESS, "{as_admin:?}");
+    let body: serde_json::Value = serde_json::from_slice(&as_admin.body).expect("JSON body");
+    let keys: Vec<&str> = body["plainAccessConfigs"]
+        .as_array()
+        .expect("a list of accounts")
+        .iter()
+        .filter_map(|a| a["accessKey"].as_str())
+        .collect();
+    assert_eq!(keys, ["RocketMQ", "rocketmqAdmin"], "{body}");
+    assert_eq!(
+        body["plainAccessConfigs"][0]["topicPerms"][0],
+        "AclTopic=PUB|SUB"
+    );
+    let as_user = signed_call(&broker.addr, get_config(), Some(("RocketMQ", "12345678")));
+    assert_eq!(as_user.code, resp::SYSTEM_ERROR, "{as_user:?}");
+    assert!(
+        as_user
+            .remark
+            .as_deref()
+            .is_some_and(|r| r.contains("Need admin permission for request code=54")),
+        "{as_user:?}"
+    );
+
     // Half a pair of keys is a usage error.
     let half = mqctl_env(
         Some(&ns),
@@ -187,12 +217,13 @@ fn with_acl_off_signed_and_unsigned_requests_both_pass() {
     .ok();
 }
 
-/// A request to the NameServer, signed by `who` (access key, secret key).
-fn namesrv_call(ns: &str, mut cmd: RemotingCommand, who: Option<(&str, &str)>) -> RemotingCommand {
+/// A request to a NameServer or a broker at `addr`, signed by `who`
+/// (access key, secret key).
+fn signed_call(addr: &str, mut cmd: RemotingCommand, who: Option<(&str, &str)>) -> RemotingCommand {
     if let Some((ak, sk)) = who {
         Credentials::new(ak, sk).sign(&mut cmd);
     }
-    async_io::block_on(async { call(&*connect(ns).await, cmd).await })
+    async_io::block_on(async { call(&*connect(addr).await, cmd).await })
 }
 
 #[test]
@@ -233,18 +264,18 @@ fn namesrv_write_codes_need_an_admin_signature_and_reads_stay_open() {
         assert!(remark.contains(reason), "{reason:?} in {remark:?}");
     };
     refused(
-        namesrv_call(&d.namesrv, put(), None),
+        signed_call(&d.namesrv, put(), None),
         "No accessKey is configured",
     );
     refused(
-        namesrv_call(&d.namesrv, put(), Some(("RocketMQ", "12345678"))),
+        signed_call(&d.namesrv, put(), Some(("RocketMQ", "12345678"))),
         "Need admin permission for request code=100, but accessKey=RocketMQ is not",
     );
     refused(
-        namesrv_call(&d.namesrv, put(), Some(("brokerAdmin", "wrongsecret"))),
+        signed_call(&d.namesrv, put(), Some(("brokerAdmin", "wrongsecret"))),
         "Check signature failed for accessKey=brokerAdmin",
     );
-    let ok = namesrv_call(&d.namesrv, put(), Some(("brokerAdmin", "brokersecret")));
+    let ok = signed_call(&d.namesrv, put(), Some(("brokerAdmin", "brokersecret")));
     assert_eq!(ok.code, resp::SUCCESS, "{ok:?}");
     let unregister = request(
         req::UNREGISTER_BROKER,
@@ -257,7 +288,7 @@ fn namesrv_write_codes_need_an_admin_signature_and_reads_stay_open() {
         ],
     );
     refused(
-        namesrv_call(&d.namesrv, unregister, None),
+        signed_call(&d.namesrv, unregister, None),
         "No accessKey is configured",
     );
     // Reads need nothing, as in 4.9.7.
@@ -266,7 +297,7 @@ fn namesrv_write_codes_need_an_admin_signature_and_reads_stay_open() {
         SerializeType::Json,
         &[("namespace", "NS"), ("key", "k")],
     );
-    let got = namesrv_call(&d.namesrv, get, None);
+    let got = signed_call(&d.namesrv, get, None);
     assert_eq!(got.code, resp::SUCCESS, "{got:?}");
     mqctl(Some(&d.namesrv), &["cluster"], b"").ok();
 }
