@@ -23,6 +23,7 @@
 //! `Res=Perm` item, a bad address pattern) makes the whole file an error.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -173,8 +174,12 @@ pub(crate) struct AclFile {
     pub accounts: HashMap<String, Account>,
     /// The access keys in file order, for listing.
     pub order: Vec<String>,
-    /// `dataVersion`.
+    /// `dataVersion` (of the accounts file, when files are merged).
     pub data_version: DataVersion,
+    /// The file each account comes from (merged files only).
+    pub sources: HashMap<String, PathBuf>,
+    /// Each file's `dataVersion`, in reading order (merged files only).
+    pub versions: Vec<(PathBuf, DataVersion)>,
 }
 
 impl AclFile {
@@ -219,6 +224,42 @@ impl AclFile {
             }
         }
         Ok(file)
+    }
+}
+
+impl AclFile {
+    /// The accounts of several files read in `files`' order, as 4.9.7
+    /// merges its ACL files: global whitelists add up, an access key is
+    /// taken from the first file that has it (the others are logged), and
+    /// `data_version` is that of `main`, the accounts file.
+    pub(crate) fn merge(files: Vec<(PathBuf, AclFile)>, main: &Path) -> AclFile {
+        let mut merged = AclFile::default();
+        for (path, file) in files {
+            merged.global_white_text.extend(file.global_white_text);
+            merged.global_white.extend(file.global_white);
+            let mut accounts = file.accounts;
+            for key in file.order {
+                let Some(account) = accounts.remove(&key) else {
+                    continue;
+                };
+                if let Some(first) = merged.sources.get(&key) {
+                    log::warn!(
+                        "ACL access key {key} is in {} and {}: the first is used",
+                        first.display(),
+                        path.display()
+                    );
+                    continue;
+                }
+                merged.sources.insert(key.clone(), path.clone());
+                merged.order.push(key.clone());
+                merged.accounts.insert(key, account);
+            }
+            if path == main {
+                merged.data_version = file.data_version;
+            }
+            merged.versions.push((path, file.data_version));
+        }
+        merged
     }
 }
 

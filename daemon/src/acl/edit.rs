@@ -11,7 +11,9 @@ use yaml_rust2::yaml::Hash;
 use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 
 use super::accounts::{check_resource_items, scalar, AclFile, KEY_MIN_LENGTH};
-use super::{Acl, Stamp};
+use std::path::Path;
+
+use super::Acl;
 use crate::store::checkpoint::write_atomically;
 
 /// UPDATE_AND_CREATE_ACL_CONFIG's fields; `None` leaves a field as it is.
@@ -61,7 +63,15 @@ impl Acl {
         {
             check_resource_items(items)?;
         }
-        self.edit_file(|doc| {
+        // An account is changed in its own file; a new one goes to the
+        // accounts file.
+        let target = self
+            .snapshot()
+            .sources
+            .get(&update.access_key)
+            .cloned()
+            .unwrap_or_else(|| self.path.clone());
+        self.edit_file(&target, |doc| {
             let accounts = doc
                 .entry(key("accounts"))
                 .or_insert_with(|| Yaml::Array(Vec::new()));
@@ -119,10 +129,10 @@ impl Acl {
 
     /// Deletes an account; `false` when there is none by that key.
     pub(crate) fn delete_account(&self, access_key: &str) -> Result<bool, String> {
-        if access_key.is_empty() {
+        let Some(target) = self.snapshot().sources.get(access_key).cloned() else {
             return Ok(false);
-        }
-        self.edit_file(|doc| {
+        };
+        self.edit_file(&target, |doc| {
             let Some(Yaml::Array(list)) = doc.get_mut(&key("accounts")) else {
                 return Ok(false);
             };
@@ -132,35 +142,45 @@ impl Acl {
         })
     }
 
-    /// Replaces `globalWhiteRemoteAddresses`.
-    pub(crate) fn update_global_white(&self, addrs: &[String]) -> Result<(), String> {
-        self.edit_file(|doc| {
+    /// Replaces `globalWhiteRemoteAddresses` of `file` (one of the files
+    /// read; by default the accounts file).
+    pub(crate) fn update_global_white(
+        &self,
+        addrs: &[String],
+        file: Option<&Path>,
+    ) -> Result<(), String> {
+        let target = file.unwrap_or(&self.path).to_path_buf();
+        if !self.knows(&target) {
+            return Err(format!("{} is not one of the ACL files", target.display()));
+        }
+        self.edit_file(&target, |doc| {
             doc.insert(key("globalWhiteRemoteAddresses"), text_list(addrs));
             Ok(true)
         })
         .map(|_| ())
     }
 
-    /// Applies `change` to the file's document; when it reports a change,
-    /// bumps `dataVersion`, checks, writes and installs the result.
+    /// Applies `change` to `target`'s document; when it reports a change,
+    /// bumps `dataVersion`, checks, writes, and reads the files again.
     fn edit_file(
         &self,
+        target: &Path,
         change: impl FnOnce(&mut Hash) -> Result<bool, String>,
     ) -> Result<bool, String> {
         let _one_at_a_time = self.edit.lock().unwrap_or_else(PoisonError::into_inner);
-        let text = match std::fs::read_to_string(&self.path) {
+        let text = match std::fs::read_to_string(target) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(format!("cannot read {}: {e}", self.path.display())),
+            Err(e) => return Err(format!("cannot read {}: {e}", target.display())),
         };
         let mut doc = match YamlLoader::load_from_str(&text)
-            .map_err(|e| format!("{} is broken: {e}", self.path.display()))?
+            .map_err(|e| format!("{} is broken: {e}", target.display()))?
             .into_iter()
             .next()
         {
             None | Some(Yaml::Null) => Hash::new(),
             Some(Yaml::Hash(h)) => h,
-            Some(_) => return Err(format!("{} is not a mapping", self.path.display())),
+            Some(_) => return Err(format!("{} is not a mapping", target.display())),
         };
         if !change(&mut doc)? {
             return Ok(false);
@@ -177,14 +197,19 @@ impl Acl {
             .dump(&Yaml::Hash(doc))
             .map_err(|e| format!("cannot write the ACL file: {e:?}"))?;
         out.push('\n');
-        let file = AclFile::parse(&out)?;
-        write_atomically(&self.path, out.as_bytes()).map_err(|e| e.to_string())?;
+        let version = AclFile::parse(&out)?.data_version.counter;
+        write_atomically(target, out.as_bytes()).map_err(|e| e.to_string())?;
         log::info!(
-            "ACL file {} changed by an admin request (version {})",
-            self.path.display(),
-            file.data_version.counter
+            "ACL file {} changed by an admin request (version {version})",
+            target.display()
         );
-        self.install(file, Stamp::of(&self.path));
+        let (file, stamps) = self.read_all().map_err(|why| {
+            format!(
+                "{} was written, but the ACL files are broken: {why}",
+                target.display()
+            )
+        })?;
+        self.install(file, stamps);
         Ok(true)
     }
 }

@@ -52,23 +52,16 @@ const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// What 4.9.7's remark starts with: the exception's class.
 const REMARK_PREFIX: &str = "org.apache.rocketmq.acl.common.AclException: ";
 
-/// Why the accounts file cannot be used at start.
+/// Why the accounts files cannot be used at start.
 #[derive(Debug, Error)]
 pub enum AclError {
-    /// The file exists but cannot be read.
-    #[error("cannot read the ACL file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The file does not parse, or 4.9.7 would refuse an entry.
-    #[error("the ACL file {path} is broken: {why}")]
+    /// A file cannot be read, does not parse, or has an entry 4.9.7 would
+    /// refuse.
+    #[error("cannot use the ACL accounts ({path}): {why}")]
     Broken {
-        /// The file.
+        /// The accounts file.
         path: PathBuf,
-        /// What is wrong.
+        /// What is wrong, naming the file at fault.
         why: String,
     },
 }
@@ -94,16 +87,23 @@ impl Stamp {
     }
 }
 
-/// The broker's access control: the accounts in force and their file.
+/// The files read and the version of each, in reading order.
+type Stamps = Vec<(PathBuf, Stamp)>;
+
+/// The broker's access control: the accounts in force and their files.
 pub struct Acl {
-    /// The accounts file.
+    /// The accounts file (4.9.7's default file): new accounts and the
+    /// global whitelist are written here.
     path: PathBuf,
+    /// A directory whose `.yml` and `.yaml` files (searched recursively)
+    /// are read too, before `path`, as 4.9.7 reads `conf/acl/`.
+    dir: Option<PathBuf>,
     /// The accounts in force; replaced whole on reload, so a check sees one
-    /// version of the file.
+    /// version of the files.
     current: RwLock<Arc<AclFile>>,
-    /// The version of the file `current` came from (`None`: no file), and
-    /// the last version that failed to parse, so it is reported once.
-    stamps: Mutex<(Option<Stamp>, Option<Stamp>)>,
+    /// The versions of the files `current` came from, and the last set that
+    /// failed to parse (or vanished), so that it is reported once.
+    stamps: Mutex<(Stamps, Option<Stamps>)>,
     /// When a refusal was last logged, and how many were not since.
     refusals: Mutex<(Option<Instant>, u64)>,
     /// The admin codes change the file one at a time.
@@ -120,39 +120,81 @@ impl std::fmt::Debug for Acl {
 }
 
 impl Acl {
-    /// Reads the accounts file. A missing file means no accounts (every
-    /// request but the whitelisted is refused until one is written); a
-    /// broken one is an error.
-    pub fn open(path: PathBuf) -> Result<Acl, AclError> {
-        let stamp = Stamp::of(&path);
-        let file = match std::fs::read_to_string(&path) {
-            Ok(text) => AclFile::parse(&text).map_err(|why| AclError::Broken {
-                path: path.clone(),
-                why,
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                log::warn!(
-                    "ACL is on and {} does not exist: every request not from a \
-                     whitelisted address is refused until it is written",
-                    path.display()
-                );
-                AclFile::default()
-            }
-            Err(source) => return Err(AclError::Read { path, source }),
-        };
-        log::info!(
-            "ACL on: {} account(s), {} global whitelist entr(ies) from {}",
-            file.accounts.len(),
-            file.global_white.len(),
-            path.display()
-        );
-        Ok(Acl {
+    /// Reads the accounts file `path` and, when given, every `.yml` and
+    /// `.yaml` file under `dir` (first, as 4.9.7 reads `conf/acl/`; an
+    /// access key in two files is taken from the first). No file at all
+    /// means no accounts (every request but the whitelisted is refused
+    /// until one is written); a broken one is an error.
+    pub fn open(path: PathBuf, dir: Option<PathBuf>) -> Result<Acl, AclError> {
+        let acl = Acl {
             path,
-            current: RwLock::new(Arc::new(file)),
-            stamps: Mutex::new((stamp, None)),
+            dir,
+            current: RwLock::new(Arc::new(AclFile::default())),
+            stamps: Mutex::new((Vec::new(), None)),
             refusals: Mutex::new((None, 0)),
             edit: Mutex::new(()),
-        })
+        };
+        let (file, stamps) = acl.read_all().map_err(|why| AclError::Broken {
+            path: acl.path.clone(),
+            why,
+        })?;
+        if stamps.is_empty() {
+            log::warn!(
+                "ACL is on and {} does not exist: every request not from a \
+                 whitelisted address is refused until it is written",
+                acl.path.display()
+            );
+        }
+        log::info!(
+            "ACL on: {} account(s), {} global whitelist entr(ies) from {} file(s) ({}{})",
+            file.accounts.len(),
+            file.global_white.len(),
+            stamps.len(),
+            acl.path.display(),
+            acl.dir
+                .as_ref()
+                .map_or(String::new(), |d| format!(" and {}", d.display()))
+        );
+        acl.install(file, stamps);
+        Ok(acl)
+    }
+
+    /// The files to read, in order: those under the directory (sorted),
+    /// then the accounts file; only those that exist.
+    fn files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        if let Some(dir) = &self.dir {
+            collect_yaml(dir, &mut files);
+            files.sort();
+        }
+        if self.path.is_file() && !files.contains(&self.path) {
+            files.push(self.path.clone());
+        }
+        files
+    }
+
+    /// Reads and merges every file; the error names the file at fault.
+    fn read_all(&self) -> Result<(AclFile, Stamps), String> {
+        let mut stamps = Vec::new();
+        let mut parsed = Vec::new();
+        for path in self.files() {
+            // Stamped before reading: a change while reading is seen next time.
+            let Some(stamp) = Stamp::of(&path) else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let file = AclFile::parse(&text).map_err(|why| format!("{}: {why}", path.display()))?;
+            stamps.push((path.clone(), stamp));
+            parsed.push((path, file));
+        }
+        Ok((AclFile::merge(parsed, &self.path), stamps))
+    }
+
+    /// Whether `path` is one of the files read (the accounts file included,
+    /// even before it exists).
+    pub(crate) fn knows(&self, path: &Path) -> bool {
+        path == self.path || self.files().iter().any(|f| f == path)
     }
 
     /// The accounts file.
@@ -168,9 +210,9 @@ impl Acl {
             .clone()
     }
 
-    fn install(&self, file: AclFile, stamp: Option<Stamp>) {
+    fn install(&self, file: AclFile, stamps: Stamps) {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(file);
-        *self.stamps.lock().unwrap_or_else(PoisonError::into_inner) = (stamp, None);
+        *self.stamps.lock().unwrap_or_else(PoisonError::into_inner) = (stamps, None);
     }
 
     /// Checks `req` from `peer`; the error is 4.9.7's reason.
@@ -297,43 +339,44 @@ impl Acl {
         }
     }
 
-    /// Reads the file again if it changed since it was last read. A file
-    /// that does not parse, or vanished, leaves the accounts in force.
+    /// Reads the files again if any changed, appeared or went since they
+    /// were last read. A file that does not parse leaves the accounts in
+    /// force, and so does the loss of every file.
     pub fn reload_if_changed(&self) {
-        let stamp = Stamp::of(&self.path);
-        let (loaded, failed) = *self.stamps.lock().unwrap_or_else(PoisonError::into_inner);
-        if stamp == loaded || (stamp.is_some() && stamp == failed) {
-            return;
-        }
-        let Some(stamp) = stamp else {
-            if failed.is_none() && loaded.is_some() {
+        let now: Stamps = self
+            .files()
+            .into_iter()
+            .filter_map(|p| Stamp::of(&p).map(|s| (p, s)))
+            .collect();
+        {
+            let mut stamps = self.stamps.lock().unwrap_or_else(PoisonError::into_inner);
+            if now == stamps.0 || stamps.1.as_ref() == Some(&now) {
+                return;
+            }
+            if now.is_empty() {
                 log::error!(
-                    "ACL file {} is gone; keeping its last accounts",
+                    "ACL file {} is gone; keeping the last accounts",
                     self.path.display()
                 );
-                self.stamps.lock().unwrap_or_else(PoisonError::into_inner).0 = None;
+                stamps.1 = Some(now);
+                return;
             }
-            return;
-        };
-        let parsed = std::fs::read_to_string(&self.path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| AclFile::parse(&text));
-        match parsed {
-            Ok(file) => {
+        }
+        match self.read_all() {
+            Ok((file, stamps)) => {
                 log::info!(
-                    "ACL file {} reloaded: {} account(s), {} global whitelist entr(ies)",
-                    self.path.display(),
+                    "ACL reloaded: {} account(s), {} global whitelist entr(ies) from {} file(s)",
                     file.accounts.len(),
-                    file.global_white.len()
+                    file.global_white.len(),
+                    stamps.len()
                 );
-                self.install(file, Some(stamp));
+                self.install(file, stamps);
             }
             Err(why) => {
                 log::error!(
-                    "ACL file {} changed but is broken, keeping the last good accounts: {why}",
-                    self.path.display()
+                    "ACL files changed but are broken, keeping the last good accounts: {why}"
                 );
-                self.stamps.lock().unwrap_or_else(PoisonError::into_inner).1 = Some(stamp);
+                self.stamps.lock().unwrap_or_else(PoisonError::into_inner).1 = Some(now);
             }
         }
     }
@@ -345,6 +388,21 @@ impl Acl {
             let acl = self.clone();
             // A stat and, rarely, a small read: off the executor all the same.
             blocking::unblock(move || acl.reload_if_changed()).await;
+        }
+    }
+}
+
+/// Adds the `.yml` and `.yaml` files under `dir`, at any depth.
+fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_yaml(&path, out);
+        } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+            out.push(path);
         }
     }
 }

@@ -58,7 +58,7 @@ impl Drop for TempFile {
 
 fn acl(text: &str) -> (Acl, TempFile) {
     let file = TempFile::new(text);
-    (Acl::open(file.0.clone()).expect("opens"), file)
+    (Acl::open(file.0.clone(), None).expect("opens"), file)
 }
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -214,11 +214,11 @@ fn reload_takes_a_good_file_and_keeps_the_last_good_one_over_a_broken_one() {
 fn a_broken_file_at_start_is_an_error_and_a_missing_one_refuses_all() {
     let f = TempFile::new("accounts:\n  - accessKey: short\n");
     assert!(matches!(
-        Acl::open(f.0.clone()),
+        Acl::open(f.0.clone(), None),
         Err(AclError::Broken { .. })
     ));
     let missing = f.0.with_file_name("absent.yml");
-    let acl = Acl::open(missing).expect("opens");
+    let acl = Acl::open(missing, None).expect("opens");
     assert!(acl
         .check(LOCAL, &signed(send("t"), "RocketMQ", "12345678"))
         .is_err());
@@ -259,10 +259,10 @@ fn admin_edits_persist_and_take_effect() {
         })
         .is_err());
 
-    acl.update_global_white(&["127.0.0.1".into()])
+    acl.update_global_white(&["127.0.0.1".into()], None)
         .expect("updated");
     assert_eq!(acl.check(LOCAL, &send("anything")), Ok(()));
-    acl.update_global_white(&[]).expect("updated");
+    acl.update_global_white(&[], None).expect("updated");
 
     assert_eq!(acl.delete_account("newuser1"), Ok(true));
     assert_eq!(acl.delete_account("newuser1"), Ok(false));
@@ -271,6 +271,93 @@ fn admin_edits_persist_and_take_effect() {
         .is_err());
     let reread = AclFile::parse(&std::fs::read_to_string(&f.0).expect("read")).expect("parses");
     assert_eq!(reread.data_version.counter, 4);
+}
+
+#[test]
+fn files_under_the_acl_directory_are_read_first_and_edited_in_place() {
+    // As $ROCKETMQ_HOME/conf: plain_acl.yml and conf/acl/*.yml.
+    let main = TempFile::new(FILE);
+    let conf = main.0.parent().expect("a directory").to_path_buf();
+    let dir = conf.join("acl");
+    std::fs::create_dir_all(dir.join("team")).expect("acl dir");
+    let a = dir.join("team").join("a.yml");
+    std::fs::write(
+        &a,
+        "globalWhiteRemoteAddresses: [10.9.9.9]\n\
+         accounts:\n\
+         \x20 - accessKey: RocketMQ\n\
+         \x20   secretKey: dirsecret1\n\
+         \x20   defaultTopicPerm: PUB\n",
+    )
+    .expect("write a.yml");
+    std::fs::write(dir.join("notes.txt"), "not an ACL file").expect("write");
+    let acl = Acl::open(main.0.clone(), Some(dir.clone())).expect("opens");
+    // The directory's RocketMQ wins over plain_acl.yml's.
+    assert_eq!(
+        acl.check(LOCAL, &signed(send("any"), "RocketMQ", "dirsecret1")),
+        Ok(())
+    );
+    assert!(acl
+        .check(LOCAL, &signed(send("topicB"), "RocketMQ", "12345678"))
+        .is_err());
+    // Both files' other entries count.
+    assert_eq!(
+        acl.check(LOCAL, &signed(send("x"), "rocketmq2", "87654321")),
+        Ok(())
+    );
+    assert_eq!(
+        acl.check("10.9.9.9".parse().expect("ip"), &send("x")),
+        Ok(())
+    );
+    assert_eq!(acl.snapshot().versions.len(), 2);
+
+    // A change to an account goes to its own file, a new account to plain_acl.yml.
+    acl.update_account(&AccountUpdate {
+        access_key: "RocketMQ".into(),
+        secret_key: Some("dirsecret2".into()),
+        default_topic_perm: Some("PUB".into()),
+        ..Default::default()
+    })
+    .expect("updated");
+    assert!(std::fs::read_to_string(&a)
+        .expect("read")
+        .contains("dirsecret2"));
+    acl.update_account(&AccountUpdate {
+        access_key: "brandnew1".into(),
+        secret_key: Some("brandnew1".into()),
+        ..Default::default()
+    })
+    .expect("created");
+    assert!(std::fs::read_to_string(&main.0)
+        .expect("read")
+        .contains("brandnew1"));
+    assert_eq!(acl.delete_account("RocketMQ"), Ok(true));
+    // plain_acl.yml's RocketMQ is no longer shadowed.
+    assert_eq!(
+        acl.check(LOCAL, &signed(send("topicB"), "RocketMQ", "12345678")),
+        Ok(())
+    );
+    assert!(acl
+        .update_global_white(&["1.2.3.4".into()], Some(&conf.join("elsewhere.yml")))
+        .is_err());
+    acl.update_global_white(&["1.2.3.4".into()], Some(&a))
+        .expect("a's whitelist");
+    assert_eq!(
+        acl.check("1.2.3.4".parse().expect("ip"), &send("x")),
+        Ok(())
+    );
+
+    // A new file in the directory is picked up.
+    std::fs::write(
+        dir.join("b.yaml"),
+        "accounts:\n  - accessKey: fromfileb\n    secretKey: fromfileb\n    defaultTopicPerm: PUB\n",
+    )
+    .expect("write b.yaml");
+    acl.reload_if_changed();
+    assert_eq!(
+        acl.check(LOCAL, &signed(send("x"), "fromfileb", "fromfileb")),
+        Ok(())
+    );
 }
 
 /// HMAC-SHA1 from its definition (RFC 2104), over SHA-1 alone.

@@ -100,8 +100,9 @@ pub struct BrokerConfig {
     pub transaction: super::transaction::TransactionConfig,
     /// `aclEnable`: check every request against the plain ACL accounts.
     pub acl_enable: bool,
-    /// `plainAclFile` (mq): the accounts file. Unset: where 4.9.7 reads it,
-    /// `$ROCKETMQ_HOME/conf/plain_acl.yml` ([`BrokerConfig::acl_file_path`]).
+    /// `plainAclFile` (mq): the accounts file. Unset: where 4.9.7 reads
+    /// them, `$ROCKETMQ_HOME/conf/plain_acl.yml` and `conf/acl/`
+    /// ([`BrokerConfig::acl_files`]).
     pub acl_file: Option<PathBuf>,
     /// `accessKey` and `secretKey` (mq): what the broker signs its own
     /// requests with (registrations with NameServers that check them, a
@@ -385,14 +386,17 @@ impl BrokerConfig {
         SocketAddr::new(self.listen_ip.unwrap_or(self.broker_ip1), self.listen_port)
     }
 
-    /// The ACL accounts file: `plainAclFile`, else where 4.9.7 looks,
-    /// `$ROCKETMQ_HOME/conf/plain_acl.yml`; `None` when neither is set.
-    pub fn acl_file_path(&self) -> Option<PathBuf> {
-        self.acl_file.clone().or_else(|| {
-            std::env::var_os("ROCKETMQ_HOME")
-                .filter(|h| !h.is_empty())
-                .map(|home| PathBuf::from(home).join("conf").join("plain_acl.yml"))
-        })
+    /// The ACL accounts file and the directory of more account files:
+    /// `plainAclFile` alone, else where 4.9.7 looks,
+    /// `$ROCKETMQ_HOME/conf/plain_acl.yml` and `$ROCKETMQ_HOME/conf/acl/`;
+    /// `None` when neither is set.
+    pub fn acl_files(&self) -> Option<(PathBuf, Option<PathBuf>)> {
+        if let Some(file) = &self.acl_file {
+            return Some((file.clone(), None));
+        }
+        let home = PathBuf::from(std::env::var_os("ROCKETMQ_HOME").filter(|h| !h.is_empty())?);
+        let conf = home.join("conf");
+        Some((conf.join("plain_acl.yml"), Some(conf.join("acl"))))
     }
 
     /// The address the VIP server binds (listenPort - 2), which older clients use.

@@ -129,7 +129,7 @@ impl Broker {
             config.auto_create_topic_enable,
             config.default_topic_queue_nums,
         )?;
-        let acl = match (config.acl_enable, config.acl_file_path()) {
+        let acl = match (config.acl_enable, config.acl_files()) {
             (false, _) => None,
             (true, None) => {
                 return Err(BrokerError::Acl(
@@ -138,8 +138,8 @@ impl Broker {
                         .into(),
                 ))
             }
-            (true, Some(path)) => Some(Arc::new(
-                Acl::open(path).map_err(|e| BrokerError::Acl(e.to_string()))?,
+            (true, Some((path, dir))) => Some(Arc::new(
+                Acl::open(path, dir).map_err(|e| BrokerError::Acl(e.to_string()))?,
             )),
         };
         let offsets = OffsetManager::load(&root)?;

@@ -74,7 +74,7 @@ pub async fn start_with(
     let acl = match &config.acl_file {
         None => None,
         Some(path) => Some(Arc::new(
-            Acl::open(path.clone()).map_err(|e| std::io::Error::other(e.to_string()))?,
+            Acl::open(path.clone(), None).map_err(|e| std::io::Error::other(e.to_string()))?,
         )),
     };
     let listener = TcpListener::bind(addr).await?;

@@ -101,8 +101,9 @@ pub(crate) async fn delete_acl_config(broker: &Broker, req: &RemotingCommand) ->
     })
 }
 
-/// UPDATE_GLOBAL_WHITE_ADDRS_CONFIG: replaces the global whitelist. mq has
-/// one accounts file: `aclFileFullPath`, when given, must name it.
+/// UPDATE_GLOBAL_WHITE_ADDRS_CONFIG: replaces the global whitelist of the
+/// accounts file, or of `aclFileFullPath` when given, which must be one of
+/// the files the broker reads.
 pub(crate) async fn update_global_white_addrs_config(
     broker: &Broker,
     req: &RemotingCommand,
@@ -119,19 +120,12 @@ pub(crate) async fn update_global_white_addrs_config(
             "the custom field <globalWhiteAddrs> is null",
         ));
     };
-    if let Some(path) = req.get("aclFileFullPath").filter(|p| !p.is_empty()) {
-        if std::path::Path::new(path) != acl.path() {
-            return Ok(error_response(
-                req,
-                failed,
-                format!(
-                    "{path} is not this broker's ACL file ({})",
-                    acl.path().display()
-                ),
-            ));
-        }
-    }
-    let outcome = blocking::unblock(move || acl.update_global_white(&addrs)).await;
+    // 4.9.7 takes any ACL file by its full path; mq only the files it reads.
+    let file = req
+        .get("aclFileFullPath")
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from);
+    let outcome = blocking::unblock(move || acl.update_global_white(&addrs, file.as_deref())).await;
     Ok(match outcome {
         Ok(()) => ok(req),
         Err(why) => error_response(req, failed, why),
@@ -151,9 +145,13 @@ pub(crate) fn get_broker_cluster_acl_info(broker: &Broker, req: &RemotingCommand
             "ACL is not enabled on this broker (aclEnable=false)",
         ));
     };
-    let version = data_version_json(acl.snapshot().data_version);
-    let mut all = serde_json::Map::new();
-    all.insert(acl.path().display().to_string(), version.clone());
+    let file = acl.snapshot();
+    let version = data_version_json(file.data_version);
+    let all: serde_json::Map<String, serde_json::Value> = file
+        .versions
+        .iter()
+        .map(|(path, v)| (path.display().to_string(), data_version_json(*v)))
+        .collect();
     let config = broker.config();
     let mut resp = ok(req);
     resp.put("version", version.to_string())
