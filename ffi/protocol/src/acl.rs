@@ -18,7 +18,15 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-use crate::frame::{ExtFields, RemotingCommand};
+use std::collections::BTreeMap;
+
+use crate::frame::RemotingCommand;
+
+/// The header fields as signed. Named as a `BTreeMap`, not as
+/// [`crate::frame::ExtFields`], on purpose: the fast path below relies on
+/// the map iterating in key order, and a change of the header's map type
+/// must fail to compile here rather than sign in the wrong order.
+type Fields = BTreeMap<String, String>;
 
 /// The extField naming the account.
 pub const ACCESS_KEY: &str = "AccessKey";
@@ -85,7 +93,7 @@ impl Credentials {
 /// What is signed: the values of `fields` but those named in `skip`, in
 /// Java's key order, then `body`. (The checks feed the same bytes to the
 /// MAC without building this copy.)
-pub fn signature_content(fields: &ExtFields, body: &[u8], skip: &[&str]) -> Vec<u8> {
+pub fn signature_content(fields: &Fields, body: &[u8], skip: &[&str]) -> Vec<u8> {
     let mut out = Vec::new();
     for_each_value(fields, skip, |v| out.extend_from_slice(v.as_bytes()));
     out.extend_from_slice(body);
@@ -94,7 +102,7 @@ pub fn signature_content(fields: &ExtFields, body: &[u8], skip: &[&str]) -> Vec<
 
 /// Calls `f` with the values of `fields` but those named in `skip`, in
 /// Java's key order.
-fn for_each_value<'a>(fields: &'a ExtFields, skip: &[&str], mut f: impl FnMut(&'a str)) {
+fn for_each_value<'a>(fields: &'a Fields, skip: &[&str], mut f: impl FnMut(&'a str)) {
     let kept = |k: &str| !skip.contains(&k);
     if fields.keys().all(|k| k.is_ascii()) {
         // The common case: byte order is Java's order.
@@ -114,7 +122,7 @@ fn for_each_value<'a>(fields: &'a ExtFields, skip: &[&str], mut f: impl FnMut(&'
     }
 }
 
-fn feed(mac: &mut Hmac<Sha1>, fields: &ExtFields, body: &[u8], skip: &[&str]) {
+fn feed(mac: &mut Hmac<Sha1>, fields: &Fields, body: &[u8], skip: &[&str]) {
     for_each_value(fields, skip, |v| mac.update(v.as_bytes()));
     mac.update(body);
 }
@@ -131,7 +139,7 @@ pub fn sign(secret: &[u8], content: &[u8]) -> String {
 /// under `secret`. The comparison of the MACs takes constant time.
 pub fn verify_request(
     secret: &[u8],
-    fields: &ExtFields,
+    fields: &Fields,
     body: &[u8],
     skip: &[&str],
     signature: &str,
@@ -183,7 +191,7 @@ mod tests {
 
     #[test]
     fn content_is_sorted_values_then_body_without_signature() {
-        let mut fields = ExtFields::new();
+        let mut fields = Fields::new();
         fields.insert("b".into(), "2".into());
         fields.insert("a".into(), "1".into());
         fields.insert(SIGNATURE.into(), "x".into());
@@ -198,7 +206,7 @@ mod tests {
     fn content_orders_keys_by_utf16_like_java() {
         // U+FF01 sorts before U+1F600 in UTF-8 bytes (EF.. < F0..) and after
         // it in UTF-16 (FF01 > D83D).
-        let mut fields = ExtFields::new();
+        let mut fields = Fields::new();
         fields.insert("\u{FF01}".into(), "wide".into());
         fields.insert("\u{1F600}".into(), "emoji".into());
         assert_eq!(signature_content(&fields, b"", &[]), b"emojiwide".to_vec());
