@@ -21,7 +21,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 rounds=${ROUNDS:-4}
 count=${COUNT:-200000}
-base_port=${BASE_PORT:-22000}
+base_port=${BASE_PORT:-24600}
 
 cargo build --release -j "${JOBS:-2}" -p mq-daemon -p mqctl --manifest-path "$root/Cargo.toml" >&2
 bin=$root/target/release
@@ -52,6 +52,14 @@ accounts:
 YAML
 
 ns="127.0.0.1:$base_port"
+# Someone else's daemon on these ports would take our brokers' registrations.
+for port in "$base_port" $((base_port + 9)) $((base_port + 11)) $((base_port + 12)) \
+    $((base_port + 29)) $((base_port + 31)) $((base_port + 32)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "port $port is in use: set BASE_PORT to a free range" >&2
+        exit 1
+    fi
+done
 "$bin/mqd" namesrv --listen "$ns" >"$dir/namesrv.log" 2>&1 &
 pids+=($!)
 
