@@ -253,7 +253,7 @@ impl Acl {
         if needs
             .0
             .iter()
-            .any(|(r, p)| r == TRACE_TOPIC && *p == Perm::PUB)
+            .any(|(r, p)| r.as_ref() == TRACE_TOPIC && *p == Perm::PUB)
         {
             return Ok(());
         }
@@ -423,7 +423,7 @@ fn check_perm(code: i32, needs: &Needs, account: &Account) -> Result<(), String>
         let group = is_group(resource);
         let owned = account
             .resources
-            .get(resource)
+            .get(resource.as_ref())
             .copied()
             .unwrap_or_else(|| account.default_perm(group));
         if !owned.grants(*needed) {

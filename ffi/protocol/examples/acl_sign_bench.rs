@@ -78,13 +78,20 @@ fn main() {
         std::hint::black_box(RemotingCommand::decode(&plain, 1 << 24).expect("decodes"));
     }
     let dec = t.elapsed().as_nanos() as f64 / n as f64;
-    let content = mq_protocol::acl::signature_content(&signed.ext_fields, &signed.body, &[SIGNATURE]);
+    let content =
+        mq_protocol::acl::signature_content(&signed.ext_fields, &signed.body, &[SIGNATURE]);
     let t = Instant::now();
     for _ in 0..n {
-        std::hint::black_box(mq_protocol::acl::sign(b"benchsecret", std::hint::black_box(&content)));
+        std::hint::black_box(mq_protocol::acl::sign(
+            b"benchsecret",
+            std::hint::black_box(&content),
+        ));
     }
     let raw = t.elapsed().as_nanos() as f64 / n as f64;
-    println!("raw HMAC-SHA1 + Base64 of {} bytes: {raw:.0} ns", content.len());
+    println!(
+        "raw HMAC-SHA1 + Base64 of {} bytes: {raw:.0} ns",
+        content.len()
+    );
     println!(
         "sign {:.0} ns (clone {clone:.0} ns), verify {verify:.0} ns; encode {enc:.0} -> {enc_signed:.0} ns, decode {dec:.0} -> {dec_signed:.0} ns",
         sign - clone

@@ -123,7 +123,24 @@ fn for_each_value<'a>(fields: &'a Fields, skip: &[&str], mut f: impl FnMut(&'a s
 }
 
 fn feed(mac: &mut Hmac<Sha1>, fields: &Fields, body: &[u8], skip: &[&str]) {
-    for_each_value(fields, skip, |v| mac.update(v.as_bytes()));
+    // The values are short: gathered into one buffer, they cost the MAC one
+    // update instead of one each (a tenth of the check's time, in perf).
+    let mut buf = [0u8; 512];
+    let mut len = 0;
+    for_each_value(fields, skip, |v| {
+        let bytes = v.as_bytes();
+        if len + bytes.len() > buf.len() {
+            mac.update(&buf[..len]);
+            len = 0;
+        }
+        if bytes.len() > buf.len() {
+            mac.update(bytes);
+        } else {
+            buf[len..len + bytes.len()].copy_from_slice(bytes);
+            len += bytes.len();
+        }
+    });
+    mac.update(&buf[..len]);
     mac.update(body);
 }
 
