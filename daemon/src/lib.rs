@@ -1,5 +1,6 @@
 //! mq-daemon: the servers of mq.
 //!
+//! - [`acl`]: access control, RocketMQ 4.9.7's plain ACL (`aclEnable`, `plain_acl.yml`).
 //! - [`broker`]: the Broker (send, pull with long polling, offsets, admin).
 //! - [`descriptors`]: the file descriptor budget shared by connections and the store.
 //! - [`ha`]: master/slave replication (RocketMQ's classic HA protocol).
@@ -22,6 +23,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod acl;
 pub mod broker;
 pub mod descriptors;
 pub mod ha;

@@ -13,6 +13,7 @@ use async_net::TcpStream;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use thiserror::Error;
 
+use mq_protocol::acl::Credentials;
 use mq_protocol::frame::{frame_length, RemotingCommand, DEFAULT_MAX_FRAME};
 
 /// Why a request to a peer got no response.
@@ -59,6 +60,8 @@ pub struct PeerConnection {
     /// `None` until connected, and again after a failure.
     stream: Mutex<Option<TcpStream>>,
     next_opaque: AtomicI32,
+    /// Signs every request, for servers with ACL on.
+    credentials: Option<Credentials>,
 }
 
 impl PeerConnection {
@@ -69,7 +72,14 @@ impl PeerConnection {
             connect_timeout,
             stream: Mutex::new(None),
             next_opaque: AtomicI32::new(1),
+            credentials: None,
         }
+    }
+
+    /// The same connection, signing every request with `credentials`.
+    pub fn with_credentials(mut self, credentials: Option<Credentials>) -> Self {
+        self.credentials = credentials;
+        self
     }
 
     /// The peer's address.
@@ -85,6 +95,9 @@ impl PeerConnection {
         timeout: Duration,
     ) -> Result<RemotingCommand, PeerError> {
         cmd.opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
+        if let Some(credentials) = &self.credentials {
+            credentials.sign(&mut cmd);
+        }
         let frame = cmd.encode()?;
         let mut slot = self.stream.lock().await;
         let exchange = async {

@@ -5,6 +5,7 @@
 //!
 //! Run one area with `cargo test -p mq-daemon --test e2e <module>::`.
 
+mod acl;
 mod broker;
 mod broker_conf;
 mod capi;

@@ -92,6 +92,12 @@ struct NamesrvCmd {
     /// print every setting in effect and where it came from, then exit
     #[argh(switch)]
     print_config: bool,
+    /// accounts file (plain_acl.yml format) guarding the write codes
+    /// (registrations, KV config, topic deletion): they then need a
+    /// whitelisted address or an admin account's signature (mq's; RocketMQ's
+    /// NameServer checks nothing)
+    #[argh(option)]
+    acl_file: Option<PathBuf>,
 }
 
 /// run a Broker configured by a RocketMQ-style broker.conf
@@ -138,6 +144,11 @@ struct StandaloneCmd {
     /// broker's is its metricsPort key)
     #[argh(option)]
     namesrv_metrics_port: Option<u16>,
+    /// accounts file guarding the NameServer's write codes, as
+    /// `mqd namesrv --acl-file` (the broker signs its registrations with its
+    /// accessKey and secretKey)
+    #[argh(option)]
+    namesrv_acl_file: Option<PathBuf>,
     /// broker port (default 10911; the VIP port is this minus 2, HA this plus 1)
     #[argh(option, default = "10911")]
     listen_port: u16,
@@ -163,6 +174,8 @@ const KNOWN_OPTIONS: &[&str] = &[
     "--broker-ip",
     "--namesrv-max-connections",
     "--namesrv-metrics-port",
+    "--namesrv-acl-file",
+    "--acl-file",
     "--listen",
     "--max-connections",
     "--print-config",
@@ -420,6 +433,7 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
                     .max_connections
                     .get_or_insert_with(|| descriptors::connections_per_listener(1));
                 listener_limits.push(max);
+                config.acl_file = cmd.acl_file;
                 namesrv_addr = Some(start_namesrv(&ex, config, &shutdown).await?);
             }
             Command::Broker(cmd) => {
@@ -443,6 +457,7 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
                     listen: addr,
                     max_connections: Some(max),
                     metrics_port: cmd.namesrv_metrics_port.filter(|p| *p != 0),
+                    acl_file: cmd.namesrv_acl_file,
                     ..NamesrvConfig::default()
                 };
                 let bound = start_namesrv(&ex, config, &shutdown).await?;

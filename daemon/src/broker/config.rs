@@ -104,6 +104,16 @@ pub struct BrokerConfig {
     pub metrics_port: Option<u16>,
     /// `transactionTimeOut`, `transactionCheckInterval`, `transactionCheckMax`.
     pub transaction: super::transaction::TransactionConfig,
+    /// `aclEnable`: check every request against the plain ACL accounts.
+    pub acl_enable: bool,
+    /// `plainAclFile` (mq): the accounts file. Unset: where 4.9.7 reads
+    /// them, `$ROCKETMQ_HOME/conf/plain_acl.yml` and `conf/acl/`
+    /// ([`BrokerConfig::acl_files`]).
+    pub acl_file: Option<PathBuf>,
+    /// `accessKey` and `secretKey` (mq): what the broker signs its own
+    /// requests with (registrations with NameServers that check them, a
+    /// slave's copying from a master with ACL on). Both or neither.
+    pub credentials: Option<mq_protocol::acl::Credentials>,
     /// The store's settings (`storePathRootDir`, `flushDiskType`, ...).
     pub store: StoreConfig,
     /// Keys given that mq does not know, kept for GET_BROKER_CONFIG.
@@ -141,6 +151,9 @@ impl Default for BrokerConfig {
             max_connections: None,
             metrics_port: None,
             transaction: super::transaction::TransactionConfig::default(),
+            acl_enable: false,
+            acl_file: None,
+            credentials: None,
             store: StoreConfig::new(home.join("store")),
             unknown: BTreeMap::new(),
         }
@@ -187,6 +200,11 @@ impl BrokerConfig {
             ));
         }
         self.ha.validate()?;
+        if let Some(c) = &self.credentials {
+            if c.access_key.is_empty() || c.secret_key.is_empty() {
+                return Err("accessKey and secretKey go together: set both or neither".into());
+            }
+        }
         self.store.replica = self.broker_role == BrokerRole::Slave;
         if !(1..=1024).contains(&self.default_topic_queue_nums) {
             return Err("defaultTopicQueueNums must be 1 to 1024".into());
@@ -237,6 +255,19 @@ impl BrokerConfig {
     /// The address the main server binds.
     pub fn bind_addr(&self) -> SocketAddr {
         SocketAddr::new(self.listen_ip.unwrap_or(self.broker_ip1), self.listen_port)
+    }
+
+    /// The ACL accounts file and the directory of more account files:
+    /// `plainAclFile` alone, else where 4.9.7 looks,
+    /// `$ROCKETMQ_HOME/conf/plain_acl.yml` and `$ROCKETMQ_HOME/conf/acl/`;
+    /// `None` when neither is set.
+    pub fn acl_files(&self) -> Option<(PathBuf, Option<PathBuf>)> {
+        if let Some(file) = &self.acl_file {
+            return Some((file.clone(), None));
+        }
+        let home = PathBuf::from(std::env::var_os("ROCKETMQ_HOME").filter(|h| !h.is_empty())?);
+        let conf = home.join("conf");
+        Some((conf.join("plain_acl.yml"), Some(conf.join("acl"))))
     }
 
     /// The address the VIP server binds (listenPort - 2), which older clients use.

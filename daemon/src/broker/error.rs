@@ -40,6 +40,9 @@ pub enum BrokerError {
     /// forgetting offsets.
     #[error("{0}")]
     LoadTable(String),
+    /// `aclEnable=true` but the accounts file is unusable or unnamed.
+    #[error("{0}")]
+    Acl(String),
     /// The main port could not be bound.
     #[error("binding {addr}: {source}")]
     Bind {
@@ -363,6 +366,7 @@ impl BrokerError {
             ConsumerNotOnline { .. } => response::CONSUMER_NOT_ONLINE,
             OpenStore { .. }
             | LoadTable(_)
+            | Acl(_)
             | Bind { .. }
             | BindVip { .. }
             | BindHa { .. }

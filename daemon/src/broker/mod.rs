@@ -17,6 +17,9 @@
 //!   shared by their handlers and their loops.
 //! - `metrics`: what the Prometheus endpoint (`metricsPort`) shows.
 //! - [`config`]: `broker.conf` keys. [`error`]: [`BrokerError`].
+//!
+//! With `aclEnable`, every request first passes [`crate::acl`] (one branch
+//! when it is off).
 
 pub mod config;
 mod delay;
@@ -42,6 +45,7 @@ use mq_protocol::frame::RemotingCommand;
 pub use config::BrokerConfig;
 pub use error::BrokerError;
 
+use crate::acl::Acl;
 use crate::ha::{HaClient, HaService};
 
 use crate::server::{serve, BoxFuture, Connection, RequestHandler, ServerLimits};
@@ -78,6 +82,8 @@ pub struct Broker {
     transaction_config: transaction::TransactionConfig,
     /// Connections to the NameServers.
     registrar: task::register::Registrar,
+    /// Access control, when `aclEnable` is set.
+    pub(crate) acl: Option<Arc<Acl>>,
     /// Replication: a master's HA service, or a slave's client.
     pub(crate) replication: Replication,
     /// A slave's master (its main address, from the NameServers' answer to
@@ -127,6 +133,19 @@ impl Broker {
             config.auto_create_topic_enable,
             config.default_topic_queue_nums,
         )?;
+        let acl = match (config.acl_enable, config.acl_files()) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(BrokerError::Acl(
+                    "aclEnable=true but no accounts file: set plainAclFile in broker.conf \
+                     or ROCKETMQ_HOME (for $ROCKETMQ_HOME/conf/plain_acl.yml)"
+                        .into(),
+                ))
+            }
+            (true, Some((path, dir))) => Some(Arc::new(
+                Acl::open(path, dir).map_err(|e| BrokerError::Acl(e.to_string()))?,
+            )),
+        };
         let offsets = OffsetManager::load(&root)?;
         let groups = GroupManager::load(&root, config.auto_create_subscription_group)?;
         let schedule = ScheduleOffsets::load(&root)?;
@@ -168,7 +187,11 @@ impl Broker {
         let boot_timestamp = mq_protocol::time::now_ms();
         let config_cluster = config.cluster_name.clone();
         let broker = Arc::new(Broker {
-            registrar: task::register::Registrar::new(config.namesrv_addrs.clone()),
+            registrar: task::register::Registrar::new(
+                config.namesrv_addrs.clone(),
+                config.credentials.clone(),
+            ),
+            acl,
             replication,
             master_addr: Mutex::new(None),
             config,
@@ -243,6 +266,10 @@ impl Broker {
         ))
         .detach();
         ex.spawn(task::hold::hold_loop(broker.clone())).detach();
+        if let Some(acl) = &broker.acl {
+            // Runs until shutdown; detached like the other loops.
+            ex.spawn(acl.clone().watch(shutdown.clone())).detach();
+        }
         ex.spawn(task::housekeeping::housekeeping_loop(broker.clone()))
             .detach();
         ex.spawn(task::register::register_loop(broker.clone()))
@@ -418,10 +445,15 @@ impl Broker {
         req: RemotingCommand,
     ) -> Option<RemotingCommand> {
         use handle::{
-            admin, clients, groups, locks, messages, offsets, pull, send, send_back, stats, topics,
-            transaction,
+            acl, admin, clients, groups, locks, messages, offsets, pull, send, send_back, stats,
+            topics, transaction,
         };
         use request::*;
+        if let Some(acl) = &self.acl {
+            if let Err(reason) = acl.check(conn.peer.ip(), &req) {
+                return acl.refuse(conn.peer, &req, &reason);
+            }
+        }
         let (b, c, r) = (&*self, &conn, &req);
         let _in_flight = self.in_flight(req.code);
         let reply = match req.code {
@@ -480,6 +512,12 @@ impl Broker {
             DELETE_EXPIRED_COMMITLOG => admin::delete_expired_commitlog(b, r).await,
             VIEW_BROKER_STATS_DATA => stats::view_broker_stats_data(b, r),
             GET_BROKER_CONSUME_STATS => stats::get_broker_consume_stats(b, r),
+            // Access control.
+            UPDATE_AND_CREATE_ACL_CONFIG => acl::update_and_create_acl_config(b, r).await,
+            DELETE_ACL_CONFIG => acl::delete_acl_config(b, r).await,
+            UPDATE_GLOBAL_WHITE_ADDRS_CONFIG => acl::update_global_white_addrs_config(b, r).await,
+            GET_BROKER_CLUSTER_ACL_INFO => acl::get_broker_cluster_acl_info(b, r),
+            GET_BROKER_CLUSTER_ACL_CONFIG => acl::get_broker_cluster_acl_config(b, r),
             // What a RocketMQ 4.9 broker serves and mq does not.
             UPDATE_BROKER_CONFIG
             | INVOKE_BROKER_TO_GET_CONSUMER_STATUS

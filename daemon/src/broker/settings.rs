@@ -27,7 +27,7 @@ pub(crate) const IGNORED: &[&str] = &[
 ];
 
 /// The broker's keys.
-pub(crate) static BROKER_SETTINGS: [Setting<BrokerConfig>; 55] = [
+pub(crate) static BROKER_SETTINGS: [Setting<BrokerConfig>; 59] = [
     Setting {
         key: "brokerClusterName",
         default: "DefaultCluster",
@@ -303,6 +303,52 @@ pub(crate) static BROKER_SETTINGS: [Setting<BrokerConfig>; 55] = [
             c.max_frame = parse(v)?; Ok(())
         },
         get: |c| c.max_frame.to_string(),
+    },
+    Setting {
+        key: "aclEnable",
+        default: "false",
+        meaning: "Check every request against the plain ACL accounts (signature, then permission), as RocketMQ 4.9.7 does.",
+        set: |c, v| {
+            c.acl_enable = parse_bool(v)?;
+            Ok(())
+        },
+        get: |c| c.acl_enable.to_string(),
+    },
+    Setting {
+        key: "plainAclFile",
+        default: "(`$ROCKETMQ_HOME/conf/plain_acl.yml` and `conf/acl/*.yml`)",
+        meaning: "(mq) The ACL accounts file, in `plain_acl.yml`'s format; re-read when it changes.",
+        set: |c, v| {
+            let v = v.trim();
+            c.acl_file = (!v.is_empty()).then(|| PathBuf::from(v));
+            Ok(())
+        },
+        get: |c| c.acl_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+    },
+    Setting {
+        key: "accessKey",
+        default: "(none)",
+        meaning: "(mq) The access key the broker signs its own requests with (registrations, a slave's copying from its master); with `secretKey`.",
+        set: |c, v| {
+            c.credentials
+                .get_or_insert_with(|| mq_protocol::acl::Credentials::new("", ""))
+                .access_key = v.trim().to_owned();
+            Ok(())
+        },
+        get: |c| c.credentials.as_ref().map(|k| k.access_key.clone()).unwrap_or_default(),
+    },
+    Setting {
+        key: "secretKey",
+        default: "(none)",
+        meaning: "(mq) The secret key that goes with `accessKey`; never printed.",
+        set: |c, v| {
+            c.credentials
+                .get_or_insert_with(|| mq_protocol::acl::Credentials::new("", ""))
+                .secret_key = v.trim().to_owned();
+            Ok(())
+        },
+        // The secret is never shown, not by GET_BROKER_CONFIG nor --print-config.
+        get: |_| String::new(),
     },
     Setting {
         key: "metricsPort",

@@ -49,6 +49,12 @@ pub struct NamesrvConfig {
     /// `metricsPort`: the Prometheus endpoint's port on the NameServer's
     /// address; `None` (or 0 given) for no endpoint. Read at start only.
     pub metrics_port: Option<u16>,
+    /// mq's NameServer access control (RocketMQ 4.9.7 has none): an accounts
+    /// file in `plain_acl.yml`'s format. When set, the write codes
+    /// ([`crate::namesrv::WRITE_CODES`]) need a whitelisted address or an
+    /// admin account's signature; reads stay open. Read at start only
+    /// (`mqd namesrv --acl-file`), reloaded when the file changes.
+    pub acl_file: Option<std::path::PathBuf>,
 }
 
 impl Default for NamesrvConfig {
@@ -60,6 +66,7 @@ impl Default for NamesrvConfig {
             max_connections: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 9876)),
             metrics_port: None,
+            acl_file: None,
         }
     }
 }

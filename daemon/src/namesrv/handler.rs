@@ -30,6 +30,7 @@ use mq_protocol::headers::{
 use super::config::{ConfigError, NamesrvConfig};
 use super::kv::{KvConfig, ORDER_TOPIC_CONFIG};
 use super::route::{BrokerRegistration, RouteTable};
+use crate::acl::Acl;
 use crate::server::{error_response, BoxFuture, Connection, RequestHandler};
 
 /// Ordinal of `MQVersion.Version.V3_0_11`: REGISTER_BROKER requests from this
@@ -101,6 +102,8 @@ pub(crate) struct NamesrvHandler {
     kv: RwLock<KvConfig>,
     /// Settings, changeable with UPDATE_NAMESRV_CONFIG.
     config: RwLock<NamesrvConfig>,
+    /// Who may send the write codes, when an ACL file is given.
+    acl: Option<Arc<Acl>>,
 }
 
 /// A read guard, even if a panicking thread poisoned the lock: the tables
@@ -153,12 +156,19 @@ impl NamesrvHandler {
             routes: RwLock::new(RouteTable::new()),
             kv: RwLock::new(KvConfig::default()),
             config: RwLock::new(config),
+            acl: None,
         }
     }
 
     /// How many clusters, live broker addresses and topics are registered.
     pub(crate) fn sizes(&self) -> (usize, usize, usize) {
         read(&self.routes).sizes()
+    }
+
+    /// The same NameServer, checking the write codes against `acl`.
+    pub(crate) fn with_acl(mut self, acl: Option<Arc<Acl>>) -> Self {
+        self.acl = acl;
+        self
     }
 
     /// The current liveness scan interval.
@@ -487,6 +497,13 @@ impl RequestHandler for NamesrvHandler {
         conn: Arc<Connection>,
         request: RemotingCommand,
     ) -> BoxFuture<Option<RemotingCommand>> {
+        if let Some(acl) = &self.acl {
+            if super::WRITE_CODES.contains(&request.code) {
+                if let Err(reason) = acl.check_admin(conn.peer.ip(), &request) {
+                    return Box::pin(std::future::ready(acl.refuse(conn.peer, &request, &reason)));
+                }
+            }
+        }
         let response = self.process(conn.id, &request);
         Box::pin(std::future::ready(Some(response)))
     }

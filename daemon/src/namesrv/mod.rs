@@ -30,9 +30,27 @@ use async_net::TcpListener;
 
 pub use config::NamesrvConfig;
 
+use crate::acl::Acl;
 use crate::server::{serve, ServerLimits};
 use crate::shutdown::Shutdown;
 use handler::NamesrvHandler;
+use mq_protocol::codes::request as req;
+
+/// The codes that change the NameServer's tables: with an ACL file
+/// ([`NamesrvConfig::acl_file`]) only whitelisted addresses and admin
+/// accounts may send them. QUERY_DATA_VERSION is among them because it
+/// keeps a registration alive.
+pub const WRITE_CODES: [i32; 9] = [
+    req::PUT_KV_CONFIG,
+    req::DELETE_KV_CONFIG,
+    req::REGISTER_BROKER,
+    req::UNREGISTER_BROKER,
+    req::QUERY_DATA_VERSION,
+    req::WIPE_WRITE_PERM_OF_BROKER,
+    req::ADD_WRITE_PERM_OF_BROKER,
+    req::DELETE_TOPIC_IN_NAMESRV,
+    req::UPDATE_NAMESRV_CONFIG,
+];
 
 /// The shortest scan interval honoured, so a zero in a test configuration
 /// cannot turn the scan into a busy loop.
@@ -57,6 +75,12 @@ pub async fn start_with(
     shutdown: Shutdown,
     config: NamesrvConfig,
 ) -> std::io::Result<SocketAddr> {
+    let acl = match &config.acl_file {
+        None => None,
+        Some(path) => Some(Arc::new(
+            Acl::open(path.clone(), None).map_err(|e| std::io::Error::other(e.to_string()))?,
+        )),
+    };
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let limits = ServerLimits {
@@ -69,7 +93,11 @@ pub async fn start_with(
         Some(port) => Some(TcpListener::bind(SocketAddr::new(local.ip(), port)).await?),
         None => None,
     };
-    let handler = Arc::new(NamesrvHandler::new(config));
+    if let Some(acl) = &acl {
+        // Runs until shutdown; detached like the scan loop.
+        ex.spawn(acl.clone().watch(shutdown.clone())).detach();
+    }
+    let handler = Arc::new(NamesrvHandler::new(config).with_acl(acl));
     if let Some(listener) = metrics_listener {
         let source = Arc::new(metrics::NamesrvMetrics {
             handler: handler.clone(),

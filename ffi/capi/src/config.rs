@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use mq_client::protocol::body::MessageModel;
 use mq_client::{
-    ClientConfig, ConsumeFrom, ProducerConfig, PullConsumerConfig, PushConsumerConfig,
+    ClientConfig, ConsumeFrom, Credentials, ProducerConfig, PullConsumerConfig, PushConsumerConfig,
 };
 
 use crate::ffi::{arg, arg_mut, ok, take, text, Out};
@@ -42,6 +42,9 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("client_ip", "clientIP", Kind::Text),
     ("request_timeout_ms", "", Kind::Millis),
     ("executor_threads", "", Kind::Count { min: 1 }),
+    // Signing for brokers with RocketMQ's plain ACL (both or neither).
+    ("access_key", "accessKey", Kind::Text),
+    ("secret_key", "secretKey", Kind::Text),
     (
         "poll_name_server_interval_ms",
         "pollNameServerInterval",
@@ -263,6 +266,16 @@ impl mq_config_t {
             "persist_consumer_offset_interval_ms",
             c.persist_consumer_offset_interval,
         );
+        c.credentials = match (self.get("access_key"), self.get("secret_key")) {
+            (None, None) => None,
+            (Some(ak), Some(sk)) => Some(Credentials::new(ak, sk)),
+            (Some(_), None) => {
+                return Err(config_error("secret_key", "is required with access_key"))
+            }
+            (None, Some(_)) => {
+                return Err(config_error("access_key", "is required with secret_key"))
+            }
+        };
         Ok(c)
     }
 

@@ -25,6 +25,7 @@ use async_net::TcpStream;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use thiserror::Error;
 
+use mq_protocol::acl::Credentials;
 use mq_protocol::frame::{frame_length, LanguageCode, RemotingCommand, DEFAULT_MAX_FRAME};
 
 use crate::oneshot;
@@ -232,6 +233,8 @@ pub struct RemotingClient {
     /// stopped when the connection is dropped. `None` on an instance's
     /// executor.
     own_runtime: Option<Runtime>,
+    /// Signs every request sent, for brokers with ACL on.
+    credentials: Option<Credentials>,
 }
 
 impl RemotingClient {
@@ -252,20 +255,21 @@ impl RemotingClient {
                 source,
             }
         })?;
-        let mut client = Self::open(addr, timeout, handler, &runtime).await?;
+        let mut client = Self::open(addr, timeout, handler, &runtime, None).await?;
         client.own_runtime = Some(runtime);
         Ok(Arc::new(client))
     }
 
     /// Connects to `addr` within `timeout`, with the read and write loops on
-    /// `runtime`.
+    /// `runtime`, signing every request with `credentials` when given.
     pub(crate) async fn connect_on(
         runtime: &Runtime,
         addr: &str,
         timeout: Duration,
         handler: Option<RequestHandler>,
+        credentials: Option<Credentials>,
     ) -> Result<Arc<Self>, RemotingError> {
-        Self::open(addr, timeout, handler, runtime)
+        Self::open(addr, timeout, handler, runtime, credentials)
             .await
             .map(Arc::new)
     }
@@ -275,6 +279,7 @@ impl RemotingClient {
         timeout: Duration,
         handler: Option<RequestHandler>,
         runtime: &Runtime,
+        credentials: Option<Credentials>,
     ) -> Result<Self, RemotingError> {
         let stream = within(timeout, TcpStream::connect(addr.to_owned()))
             .await
@@ -303,6 +308,7 @@ impl RemotingClient {
             next_opaque: AtomicI32::new(1),
             closed: closed.clone(),
             own_runtime: None,
+            credentials,
         };
         // Ends when the reader closes the requests.
         runtime.spawn_detached(sweeper(requests.clone()));
@@ -374,6 +380,9 @@ impl RemotingClient {
     ) -> Result<RemotingCommand, RemotingError> {
         let opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
         cmd.opaque = opaque;
+        if let Some(credentials) = &self.credentials {
+            credentials.sign(&mut cmd);
+        }
         let frame = cmd.encode()?;
         let (tx, rx) = oneshot::channel();
         let deadline = Instant::now().checked_add(timeout);
@@ -400,6 +409,9 @@ impl RemotingClient {
     pub async fn invoke_oneway(&self, mut cmd: RemotingCommand) -> Result<(), RemotingError> {
         cmd.opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
         cmd.set_oneway();
+        if let Some(credentials) = &self.credentials {
+            credentials.sign(&mut cmd);
+        }
         let frame = cmd.encode()?;
         self.out
             .send(frame)

@@ -55,6 +55,12 @@ pub struct ClientConfig {
     /// connections, timers and the library's own tasks; listener calls and
     /// file writes go to the blocking pool instead. At least 1.
     pub executor_threads: usize,
+    /// The AccessKey and SecretKey every request is signed with, for brokers
+    /// with RocketMQ's plain ACL (`aclEnable=true`), as the Java client's
+    /// `AclClientRPCHook` signs. `None` (the default) sends unsigned
+    /// requests. Like Java's hook, it belongs to the instance: producers and
+    /// consumers sharing an instance (one client id) share its credentials.
+    pub credentials: Option<mq_protocol::acl::Credentials>,
 }
 
 impl ClientConfig {
@@ -79,6 +85,7 @@ impl ClientConfig {
             heartbeat_broker_interval: Duration::from_secs(30),
             persist_consumer_offset_interval: Duration::from_secs(5),
             executor_threads: 2,
+            credentials: None,
         }
     }
 
@@ -308,6 +315,7 @@ impl ClientInstance {
             addr,
             self.config.request_timeout,
             Some(handler),
+            self.config.credentials.clone(),
         )
         .await;
         let client = match connected {

@@ -55,6 +55,7 @@ pub use consumer::{
 pub use error::{ClientError, ErrorKind, Result};
 pub use instance::{ClientConfig, ClientInstance, Member};
 pub use message::{Message, MessageExt};
+pub use mq_protocol::acl::Credentials;
 pub use producer::{Producer, ProducerConfig, SendResult, SendStatus};
 pub use runtime::block_on;
 pub use transaction::{Transaction, TransactionListener, TransactionProducer, TransactionState};

@@ -19,6 +19,9 @@ use crate::output::{failed, Failure, Outcome};
 pub struct Ctx<'a> {
     /// `--namesrv` as given (`;`-separated), for verbs that build more clients.
     pub namesrv: String,
+    /// The keys requests are signed with (`--access-key`, `--secret-key`),
+    /// for verbs that build more clients.
+    pub credentials: Option<mq::Credentials>,
     /// The client all requests go through.
     pub instance: Arc<ClientInstance>,
     /// Where results and diagnostics go.

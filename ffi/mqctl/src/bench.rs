@@ -533,6 +533,7 @@ impl BenchConsumeCmd {
             // by client id.
             let mut config = ClientConfig::new(&ctx.namesrv);
             config.instance_name = format!("{}-{i}", config.instance_name);
+            config.credentials = ctx.credentials.clone();
             let instance = ClientInstance::start(config)?;
             let mut cc = PullConsumerConfig::new(group.clone());
             cc.consume_from = self.from.0;

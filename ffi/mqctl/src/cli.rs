@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::panic::AssertUnwindSafe;
 
 use argh::FromArgs;
-use mq::{ClientConfig, ClientInstance};
+use mq::{ClientConfig, ClientInstance, Credentials};
 
 use crate::admin::Ctx;
 use crate::console::Console;
@@ -24,7 +24,8 @@ const DEFAULT_NAMESRV: &str = "127.0.0.1:9876";
     example = "{command_name} consume --topic TopicTest --from first --count 10",
     example = "{command_name} --namesrv 10.0.0.1:9876 topic create --topic TopicTest",
     example = "NAMESRV_ADDR=10.0.0.1:9876 {command_name} cluster",
-    note = "--namesrv may also be given after the verb (mqctl topic list -n host:9876). Results go to standard output (--format json on most verbs for scripts), diagnostics to standard error.",
+    example = "MQ_ACCESS_KEY=RocketMQ MQ_SECRET_KEY=12345678 {command_name} produce --topic TopicTest hi",
+    note = "--namesrv, --access-key and --secret-key may also be given after the verb (mqctl topic list -n host:9876). Results go to standard output (--format json on most verbs for scripts), diagnostics to standard error.",
     error_code(0, "success"),
     error_code(1, "the operation failed (the reason is on standard error)"),
     error_code(2, "usage error: bad or missing arguments")
@@ -33,6 +34,12 @@ struct Mqctl {
     /// name server address(es), `;`-separated (default: $NAMESRV_ADDR, else 127.0.0.1:9876)
     #[argh(option, short = 'n')]
     namesrv: Option<String>,
+    /// access key to sign requests with, for brokers with ACL on (default: $MQ_ACCESS_KEY)
+    #[argh(option)]
+    access_key: Option<String>,
+    /// secret key of --access-key (default: $MQ_SECRET_KEY; prefer the variable, which `ps` does not show)
+    #[argh(option)]
+    secret_key: Option<String>,
     #[argh(subcommand)]
     cmd: Cmd,
 }
@@ -51,9 +58,17 @@ enum Cmd {
     Bench(bench::BenchCmd),
 }
 
-/// Moves `--namesrv X` / `-n X` / `--namesrv=X` from after the verb to the
-/// front, where argh wants top-level options. Arguments after `--` stay put.
-fn hoist_namesrv(args: Vec<String>) -> Vec<String> {
+/// The top-level options that may come after the verb, and their short forms.
+const GLOBAL_OPTIONS: [(&str, Option<&str>); 3] = [
+    ("--namesrv", Some("-n")),
+    ("--access-key", None),
+    ("--secret-key", None),
+];
+
+/// Moves `--namesrv X` / `-n X` / `--namesrv=X` (and the other
+/// [`GLOBAL_OPTIONS`]) from after the verb to the front, where argh wants
+/// top-level options. Arguments after `--` stay put.
+fn hoist_global_options(args: Vec<String>) -> Vec<String> {
     let mut iter = args.into_iter();
     let mut out: Vec<String> = iter.next().into_iter().collect();
     let mut front = Vec::new();
@@ -65,13 +80,20 @@ fn hoist_namesrv(args: Vec<String>) -> Vec<String> {
         } else if arg == "--" {
             ended = true;
             rest.push(arg);
-        } else if arg == "--namesrv" || arg == "-n" {
-            front.push("--namesrv".to_owned());
+        } else if let Some((long, _)) = GLOBAL_OPTIONS
+            .iter()
+            .find(|(long, short)| arg == *long || Some(arg.as_str()) == *short)
+        {
+            front.push((*long).to_owned());
             // A missing value is reported by argh.
             front.extend(iter.next());
-        } else if let Some(value) = arg.strip_prefix("--namesrv=") {
-            front.push("--namesrv".to_owned());
-            front.push(value.to_owned());
+        } else if let Some((long, value)) = GLOBAL_OPTIONS.iter().find_map(|(long, _)| {
+            arg.strip_prefix(long)
+                .and_then(|r| r.strip_prefix('='))
+                .map(|v| (*long, v.to_owned()))
+        }) {
+            front.push(long.to_owned());
+            front.push(value);
         } else {
             rest.push(arg);
         }
@@ -117,7 +139,8 @@ fn one_line(text: &str) -> String {
 
 /// Runs mqctl once: `args` is the whole command line, program name first
 /// (as [`std::env::args_os`] gives it); `env` looks up an environment
-/// variable (only `NAMESRV_ADDR` is read), so that a caller decides what
+/// variable (only `NAMESRV_ADDR`, `MQ_ACCESS_KEY` and `MQ_SECRET_KEY` are
+/// read), so that a caller decides what
 /// the run sees; results and diagnostics go to `console`. Returns the exit
 /// code: 0 success (also when standard output was closed early), 1 the
 /// operation failed or mqctl panicked, 2 a usage error. Every failure is one
@@ -137,7 +160,7 @@ where
             }
         }
     }
-    let args = hoist_namesrv(strings);
+    let args = hoist_global_options(strings);
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     let parsed = match Mqctl::from_args(&["mqctl"], strs.get(1..).unwrap_or(&[])) {
         Ok(parsed) => parsed,
@@ -163,8 +186,21 @@ where
         .or_else(|| env("NAMESRV_ADDR"))
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_NAMESRV.to_owned());
+    let access_key = parsed.access_key.clone().or_else(|| env("MQ_ACCESS_KEY"));
+    let secret_key = parsed.secret_key.clone().or_else(|| env("MQ_SECRET_KEY"));
+    let credentials = match (access_key, secret_key) {
+        (None, None) => None,
+        (Some(ak), Some(sk)) if !ak.is_empty() && !sk.is_empty() => Some(Credentials::new(ak, sk)),
+        _ => {
+            console.warn(
+                "an access key needs its secret key and the other way round \
+                 (--access-key/$MQ_ACCESS_KEY, --secret-key/$MQ_SECRET_KEY)",
+            );
+            return 2;
+        }
+    };
     let outcome = panic::catch(AssertUnwindSafe(|| {
-        async_io::block_on(execute(parsed, namesrv, console))
+        async_io::block_on(execute(parsed, namesrv, credentials, console))
     }));
     match outcome {
         Ok(Ok(())) => 0,
@@ -184,14 +220,21 @@ where
 }
 
 /// Connects to `namesrv` and runs the verb.
-async fn execute(args: Mqctl, namesrv: String, console: &Console) -> Outcome {
-    let config = ClientConfig::new(&namesrv);
+async fn execute(
+    args: Mqctl,
+    namesrv: String,
+    credentials: Option<Credentials>,
+    console: &Console,
+) -> Outcome {
+    let mut config = ClientConfig::new(&namesrv);
+    config.credentials = credentials.clone();
     if config.namesrv_addrs.is_empty() {
         return Err(usage(format!("no NameServer address in {namesrv:?}")));
     }
     let instance = ClientInstance::start(config).map_err(|e| usage(e.to_string()))?;
     let ctx = Ctx {
         namesrv,
+        credentials,
         instance: instance.clone(),
         console,
     };
@@ -221,11 +264,11 @@ mod tests {
     #[test]
     fn namesrv_moves_to_the_front() {
         assert_eq!(
-            hoist_namesrv(strings(&["mqctl", "topic", "list", "-n", "h:1"])),
+            hoist_global_options(strings(&["mqctl", "topic", "list", "-n", "h:1"])),
             strings(&["mqctl", "--namesrv", "h:1", "topic", "list"])
         );
         assert_eq!(
-            hoist_namesrv(strings(&["mqctl", "produce", "--namesrv=h:1", "--", "-n"])),
+            hoist_global_options(strings(&["mqctl", "produce", "--namesrv=h:1", "--", "-n"])),
             strings(&["mqctl", "--namesrv", "h:1", "produce", "--", "-n"])
         );
     }

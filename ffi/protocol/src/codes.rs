@@ -30,6 +30,11 @@ pub mod request {
     pub const GET_ALL_CONSUMER_OFFSET: i32 = 43;
     pub const GET_ALL_DELAY_OFFSET: i32 = 45;
     pub const CHECK_CLIENT_CONFIG: i32 = 46;
+    pub const UPDATE_AND_CREATE_ACL_CONFIG: i32 = 50;
+    pub const DELETE_ACL_CONFIG: i32 = 51;
+    pub const GET_BROKER_CLUSTER_ACL_INFO: i32 = 52;
+    pub const UPDATE_GLOBAL_WHITE_ADDRS_CONFIG: i32 = 53;
+    pub const GET_BROKER_CLUSTER_ACL_CONFIG: i32 = 54;
     pub const PUT_KV_CONFIG: i32 = 100;
     pub const GET_KV_CONFIG: i32 = 101;
     pub const DELETE_KV_CONFIG: i32 = 102;
@@ -120,5 +125,8 @@ pub mod response {
     pub const CONSUMER_NOT_ONLINE: i32 = 206;
     pub const CONSUME_MSG_TIMEOUT: i32 = 207;
     pub const NO_MESSAGE: i32 = 208;
+    pub const UPDATE_AND_CREATE_ACL_CONFIG_FAILED: i32 = 209;
+    pub const DELETE_ACL_CONFIG_FAILED: i32 = 210;
+    pub const UPDATE_GLOBAL_WHITE_ADDRS_CONFIG_FAILED: i32 = 211;
     pub const FLOW_CONTROL: i32 = 215;
 }

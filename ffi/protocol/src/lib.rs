@@ -2,6 +2,7 @@
 //! bytes with every length checked; the one codec the daemon and the client
 //! share.
 //!
+//! - [`acl`]: signing requests for RocketMQ's plain ACL (HMAC-SHA1, Base64).
 //! - [`frame`]: the frame and the `RemotingCommand` (both header serializations).
 //! - [`codes`]: request and response codes.
 //! - [`headers`]: typed custom headers of each request and response.
@@ -14,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod acl;
 pub mod body;
 pub mod codes;
 pub mod fastjson;

@@ -81,7 +81,14 @@ impl TestBroker {
             config.validate().expect("valid broker config");
             match async_io::block_on(Broker::start(ex.clone(), config, shutdown.clone())) {
                 Ok(broker) => {
-                    settle(&format!("127.0.0.1:{port}"));
+                    // settle's probes are unsigned: with ACL on they are
+                    // refused, so wait for the registration (to the open
+                    // NameServer) instead.
+                    if broker.config().acl_enable {
+                        async_io::block_on(super::mqd::wait_registered(&namesrv.to_string()));
+                    } else {
+                        settle(&format!("127.0.0.1:{port}"));
+                    }
                     return TestBroker {
                         broker,
                         namesrv,

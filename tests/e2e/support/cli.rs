@@ -66,6 +66,15 @@ impl Write for Captured {
 /// Runs `mqctl [--namesrv <namesrv>] <args>` with `stdin` as standard input
 /// and no NAMESRV_ADDR, none of the streams a terminal.
 pub fn mqctl(namesrv: Option<&str>, args: &[&str], stdin: &[u8]) -> Out {
+    mqctl_env(namesrv, args, stdin, &[])
+}
+
+/// [`mqctl`] with the environment variables `env` (and no others).
+pub fn mqctl_env(namesrv: Option<&str>, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Out {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     let mut argv = vec!["mqctl".to_owned()];
     if let Some(ns) = namesrv {
         argv.extend(["--namesrv".to_owned(), ns.to_owned()]);
@@ -79,7 +88,8 @@ pub fn mqctl(namesrv: Option<&str>, args: &[&str], stdin: &[u8]) -> Out {
     let (done, finished) = mpsc::channel();
     std::thread::spawn(move || {
         // The receiver is gone only if the test already failed.
-        let _ = done.send(::mqctl::run(argv, |_| None, &console));
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let _ = done.send(::mqctl::run(argv, lookup, &console));
     });
     let code = match finished.recv_timeout(RUN_LIMIT) {
         Ok(code) => code,

@@ -96,6 +96,8 @@ type Options struct {
 	// transaction check-backs, for tests; otherwise mqd's defaults but for
 	// the data directory and the ports.
 	Small bool
+	// Args are more mqd arguments (`--key value` broker.conf keys).
+	Args []string
 }
 
 // Start runs `mqd standalone` on free loopback ports in a new temporary
@@ -143,6 +145,7 @@ func Start(o Options) (*Daemon, error) {
 			"--transactionTimeOut", "500",
 		)
 	}
+	args = append(args, o.Args...)
 	logFile, err := os.Create(d.log)
 	if err != nil {
 		return nil, err

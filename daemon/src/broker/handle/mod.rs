@@ -14,11 +14,13 @@
 //! - [`messages`]: message queries by key, by offset, and of a consume queue.
 //! - [`admin`]: the broker's own config, runtime info and housekeeping.
 //! - [`stats`]: topic and group statistics, every group's progress.
+//! - [`acl`]: the ACL admin codes (accounts and the global whitelist).
 //!
 //! A handler returns a [`Reply`]: its response, or the [`BrokerError`] that
 //! [`respond`] turns into one. An outcome a client expects, such as a query
 //! that found nothing, is a response, not an error.
 
+pub(crate) mod acl;
 pub(crate) mod admin;
 pub(crate) mod clients;
 pub(crate) mod groups;

@@ -17,6 +17,7 @@ use mq_protocol::headers::{
 
 use crate::broker::Broker;
 use crate::peer::PeerConnection;
+use mq_protocol::acl::Credentials;
 
 /// How long one registration may take (RocketMQ: registerBrokerTimeoutMills).
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(6);
@@ -28,12 +29,16 @@ pub(crate) struct Registrar {
 }
 
 impl Registrar {
-    /// A registrar for these NameServer addresses.
-    pub(crate) fn new(addrs: Vec<String>) -> Self {
+    /// A registrar for these NameServer addresses, signing with
+    /// `credentials` when given.
+    pub(crate) fn new(addrs: Vec<String>, credentials: Option<Credentials>) -> Self {
         Registrar {
             namesrvs: addrs
                 .into_iter()
-                .map(|addr| PeerConnection::new(addr, Duration::from_secs(3)))
+                .map(|addr| {
+                    PeerConnection::new(addr, Duration::from_secs(3))
+                        .with_credentials(credentials.clone())
+                })
                 .collect(),
             wake: bounded(1),
         }

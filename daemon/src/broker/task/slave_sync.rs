@@ -35,7 +35,10 @@ pub(crate) async fn sync_loop(broker: Arc<Broker>) {
         let pause = match broker.master_addr() {
             Some(addr) if addr != broker.config().broker_addr().to_string() => {
                 if peer.as_ref().is_none_or(|p| p.addr() != addr) {
-                    peer = Some(PeerConnection::new(addr, REQUEST_TIMEOUT));
+                    peer = Some(
+                        PeerConnection::new(addr, REQUEST_TIMEOUT)
+                            .with_credentials(broker.config().credentials.clone()),
+                    );
                 }
                 let master = peer.as_ref().expect("set above");
                 if let Err(e) = sync_all(&broker, master).await {

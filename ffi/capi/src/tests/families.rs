@@ -336,6 +336,24 @@ fn config_keys_are_checked_when_set() {
 }
 
 #[test]
+fn access_and_secret_keys_sign_and_go_together() {
+    let both = config(&[("accessKey", "RocketMQ"), ("secret_key", "12345678")]);
+    let half = config(&[("access_key", "RocketMQ")]);
+    // SAFETY: both configs are live and used by this thread only.
+    unsafe {
+        let credentials = (*both).client().expect("a client config").credentials;
+        let credentials = credentials.expect("credentials from the two keys");
+        assert_eq!(credentials.access_key, "RocketMQ");
+        assert_eq!(credentials.secret_key, "12345678");
+        let mut p = null_mut();
+        expect(mq_producer_new(half, &mut p), MQ_ERR_CONFIG);
+        assert!(last_error().contains("secret_key"), "{}", last_error());
+    }
+    free_config(both);
+    free_config(half);
+}
+
+#[test]
 fn enum_values_out_of_range_are_mq_err_invalid_arg() {
     let t = c("T");
     let mut m = null_mut();

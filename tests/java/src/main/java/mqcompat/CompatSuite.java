@@ -41,7 +41,8 @@ import org.apache.rocketmq.common.protocol.heartbeat.MessageModel;
  *      [--count N] [--start S] [--extra E] [--committed C] [--timeout SECONDS]
  * </pre>
  *
- * Scenarios: produce, push-pair, push-tags, lite-pull, offsets-phase1, offsets-phase2, push-watch.
+ * Scenarios: produce, push-pair, push-tags, lite-pull, offsets-phase1, offsets-phase2, push-watch,
+ * acl (see {@link AclScenario}; needs {@code --broker HOST:PORT}).
  * Prints progress lines and finally {@code SCENARIO <name> OK <details>} (exit 0) or
  * {@code SCENARIO <name> FAILED: <reason>} (exit 1).
  *
@@ -82,6 +83,8 @@ public final class CompatSuite {
     String pauseFile;
     /** push-watch: the client's route refresh interval (pollNameServerInterval), ms. */
     int pollNameServerMs = 30_000;
+    /** acl: the broker's address, for the admin calls made to it directly. */
+    String broker;
 
     long deadline;
     final String pid = Long.toString(ProcessHandle.current().pid());
@@ -121,6 +124,7 @@ public final class CompatSuite {
                 case "--stop-file": stopFile = v; break;
                 case "--pause-file": pauseFile = v; break;
                 case "--poll-ns-ms": pollNameServerMs = Integer.parseInt(v); break;
+                case "--broker": broker = v; break;
                 default: throw new IllegalArgumentException("unknown option " + a);
             }
         }
@@ -162,6 +166,7 @@ public final class CompatSuite {
                 case "offsets-phase1": details = offsetsPhase1(); break;
                 case "offsets-phase2": details = offsetsPhase2(); break;
                 case "push-watch": details = pushWatch(); break;
+                case "acl": details = new AclScenario(this, broker).run(); break;
                 default: throw new Failure("unknown scenario " + scenario);
             }
             System.out.println("SCENARIO " + scenario + " OK " + details + " elapsed_ms="
