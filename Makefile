@@ -6,7 +6,7 @@
 # every result. A failure in one part still runs the next, and fails the whole.
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
-.PHONY: test lint libmq tools bench bench-ha
+.PHONY: test lint libmq tools bench bench-ha bench-apache
 
 test: lint libmq tools
 	mkdir -p target
@@ -51,3 +51,7 @@ bench:
 # ASYNC_MASTER alone vs SYNC_MASTER + SLAVE, mqctl bench produce (README, Performance).
 bench-ha:
 	tests/bench/replication.sh
+
+# mq against Apache RocketMQ 4.9.7 with the same clients, side by side (README, Performance).
+bench-apache:
+	tests/bench/apache.sh

@@ -153,7 +153,7 @@ median() { # FIELD FILE
     [ -s "$2" ] || { echo 0; return; }
     grep -o "$1=[0-9.]*" "$2" | cut -d= -f2 | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b > 0 ? a / b : 0 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 echo
 printf '%-22s %10s %10s %8s %16s %16s\n' "median of $rounds" tps p99_ms "" server_cpu_us client_cpu_us
 for run in mq-mqctl apache-mqctl mq-java apache-java mq-consume apache-consume; do
