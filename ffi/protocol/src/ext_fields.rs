@@ -50,7 +50,12 @@ impl ExtFields {
     }
 
     fn position(&self, key: &str) -> Option<usize> {
-        self.fields.iter().position(|f| self.key(f) == key)
+        // On bytes: slicing the text as a `str` would check char boundaries
+        // for every field passed over, and most differ in length anyway.
+        let (text, key) = (self.text.as_bytes(), key.as_bytes());
+        self.fields.iter().position(|f| {
+            f.key_end - f.key_start == key.len() && &text[f.key_start..f.key_end] == key
+        })
     }
 
     /// The value of `key`.

@@ -31,7 +31,16 @@ pub const MAX_DEPTH: usize = 64;
 
 /// Reads a JSON header into a command (with an empty body).
 pub(crate) fn decode(header: &[u8]) -> Result<RemotingCommand, FrameError> {
+    // Checked once for the whole header: every slice the scanner takes then
+    // starts and ends at an ASCII byte, so it is UTF-8 too.
+    let text = std::str::from_utf8(header).map_err(|e| {
+        FrameError::BadHeader(format!(
+            "JSON header: a string is not UTF-8 at byte {}",
+            e.valid_up_to()
+        ))
+    })?;
     let mut s = Scanner {
+        text,
         bytes: header,
         pos: 0,
     };
@@ -148,6 +157,9 @@ fn write_string(out: &mut Vec<u8>, s: &str) {
 
 /// A cursor over the header's bytes.
 struct Scanner<'a> {
+    /// The header, checked to be UTF-8.
+    text: &'a str,
+    /// The same, as bytes.
     bytes: &'a [u8],
     pos: usize,
 }
@@ -229,12 +241,8 @@ impl<'a> Scanner<'a> {
         while let Some(&b) = self.bytes.get(end) {
             match b {
                 b'"' => {
-                    let text = std::str::from_utf8(&self.bytes[start..end]).map_err(|_| {
-                        self.pos = start;
-                        self.error("a string is not UTF-8")
-                    })?;
                     self.pos = end + 1;
-                    return Ok(Cow::Borrowed(text));
+                    return Ok(Cow::Borrowed(&self.text[start..end]));
                 }
                 b'\\' => break,
                 0..=0x1f => {
@@ -260,11 +268,7 @@ impl<'a> Scanner<'a> {
                 }
                 self.pos += 1;
             }
-            let run = std::str::from_utf8(&self.bytes[run_start..self.pos]).map_err(|e| {
-                self.pos = run_start + e.valid_up_to();
-                self.error("a string is not UTF-8")
-            })?;
-            out.push_str(run);
+            out.push_str(&self.text[run_start..self.pos]);
             match self.peek() {
                 Some(b'"') => {
                     self.pos += 1;
@@ -337,7 +341,7 @@ impl<'a> Scanner<'a> {
         ) {
             self.pos += 1;
         }
-        let text = std::str::from_utf8(&self.bytes[start..self.pos]).expect("ASCII");
+        let text = &self.text[start..self.pos];
         if text.parse::<f64>().is_err() {
             self.pos = start;
             return Err(self.error("a bad number"));
@@ -345,10 +349,10 @@ impl<'a> Scanner<'a> {
         Ok(text)
     }
 
-    fn literal(&mut self, word: &'static [u8]) -> Result<&'static str, FrameError> {
-        if self.bytes.get(self.pos..self.pos + word.len()) == Some(word) {
+    fn literal(&mut self, word: &'static str) -> Result<&'static str, FrameError> {
+        if self.bytes.get(self.pos..self.pos + word.len()) == Some(word.as_bytes()) {
             self.pos += word.len();
-            Ok(std::str::from_utf8(word).expect("ASCII"))
+            Ok(word)
         } else {
             Err(self.error("expected true, false or null"))
         }
@@ -361,7 +365,7 @@ impl<'a> Scanner<'a> {
             Kind::Object | Kind::Array => self.skip_container()?,
             _ => self.skip_scalar()?,
         }
-        Ok(std::str::from_utf8(&self.bytes[start..self.pos]).expect("checked while skipping"))
+        Ok(&self.text[start..self.pos])
     }
 
     /// Skips a string, number, `true`, `false` or `null`.
@@ -369,9 +373,9 @@ impl<'a> Scanner<'a> {
         match self.kind()? {
             Kind::String => drop(self.string()?),
             Kind::Number => drop(self.number()?),
-            Kind::True => drop(self.literal(b"true")?),
-            Kind::False => drop(self.literal(b"false")?),
-            Kind::Null => drop(self.literal(b"null")?),
+            Kind::True => drop(self.literal("true")?),
+            Kind::False => drop(self.literal("false")?),
+            Kind::Null => drop(self.literal("null")?),
             Kind::Object | Kind::Array => return Err(self.error("expected a scalar")),
         }
         Ok(())
@@ -427,7 +431,7 @@ impl<'a> Scanner<'a> {
         let start = self.pos;
         let n = match self.kind()? {
             Kind::Null => {
-                self.literal(b"null")?;
+                self.literal("null")?;
                 return Ok(0);
             }
             Kind::Number => {
@@ -469,7 +473,7 @@ impl<'a> Scanner<'a> {
         Ok(match self.kind()? {
             Kind::String => Some(self.string()?.into_owned()),
             Kind::Null => {
-                self.literal(b"null")?;
+                self.literal("null")?;
                 None
             }
             _ => Some(self.skip_value()?.to_owned()),
@@ -480,7 +484,7 @@ impl<'a> Scanner<'a> {
         match self.kind()? {
             Kind::Object => {}
             Kind::Null => {
-                self.literal(b"null")?;
+                self.literal("null")?;
                 return Ok(ExtFields::new());
             }
             _ => {
@@ -508,7 +512,7 @@ impl<'a> Scanner<'a> {
                 }
                 // A field Java would not have sent at all.
                 Kind::Null => {
-                    self.literal(b"null")?;
+                    self.literal("null")?;
                 }
                 _ => {
                     let text = self.skip_value()?;
