@@ -6,7 +6,7 @@
 # every result. A failure in one part still runs the next, and fails the whole.
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
-.PHONY: test lint libmq tools bench bench-ha bench-acl install install-build uninstall
+.PHONY: test lint libmq tools bench bench-ha bench-acl bench-apache install install-build uninstall
 
 test: lint libmq tools
 	mkdir -p target
@@ -52,6 +52,10 @@ bench:
 # ASYNC_MASTER alone vs SYNC_MASTER + SLAVE, mqctl bench produce (README, Performance).
 bench-ha:
 	tests/bench/replication.sh
+
+# mq against Apache RocketMQ 4.9.7 with the same clients, side by side (README, Performance).
+bench-apache:
+	tests/bench/apache.sh
 
 # ACL off vs aclEnable with signed sends, mqctl bench produce (README, Performance).
 bench-acl:

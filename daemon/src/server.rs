@@ -1,8 +1,10 @@
 //! The remoting server shared by the NameServer and the Broker: accepts
-//! connections, reads frames, hands each request to a [`RequestHandler`] on its
-//! own task (so a long-polling pull does not hold up the connection), writes the
-//! responses, and lets the server send requests of its own to a client
-//! (NOTIFY_CONSUMER_IDS_CHANGED).
+//! connections, reads frames, hands each request to a [`RequestHandler`] (on a
+//! task of its own only when the handler has to wait, so that a long-polling
+//! pull does not hold up the connection), writes the responses, and lets the
+//! server send requests of its own to a client (NOTIFY_CONSUMER_IDS_CHANGED).
+//! One task per connection does the reading and the writing, a read and a
+//! write for as many frames as are there (see `connection_loop`).
 //!
 //! Bad input never takes the process down and, where the frame boundary is
 //! still known, not even the connection: a frame over the limit is skipped
@@ -19,21 +21,21 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_channel::{bounded, Receiver, Sender};
 use async_executor::Executor;
-use async_lock::Semaphore;
 use async_net::{TcpListener, TcpStream};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use mq_protocol::codes::response;
 
 use crate::shutdown::Shutdown;
-use mq_protocol::frame::{frame_length, FrameError, RemotingCommand, SerializeType};
+use mq_protocol::frame::{LanguageCode, RemotingCommand, SerializeType};
+use mq_protocol::frame_buffer::{Frame, FrameBuffer};
 
 /// A boxed future, as request handlers return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -57,7 +59,8 @@ pub trait RequestHandler: Send + Sync + 'static {
 pub struct ServerLimits {
     /// Largest frame accepted, length field included.
     pub max_frame: usize,
-    /// Requests of one connection being handled at once; more wait (backpressure).
+    /// Requests of one connection waiting in handlers at once (a flush, a
+    /// parked pull); more are not read until one finishes (backpressure).
     pub max_in_flight: usize,
     /// Frames queued for writing to one connection.
     pub write_queue: usize,
@@ -91,15 +94,15 @@ pub struct Connection {
     pub id: u64,
     /// The client's address.
     pub peer: SocketAddr,
-    /// Frames to write, drained by the connection's writer task.
-    out: Sender<Vec<u8>>,
+    /// What to write, drained by the connection's task.
+    out: Sender<Outgoing>,
     closed: AtomicBool,
     /// Opaque of the requests this server sends to the client.
     next_opaque: AtomicI32,
     /// Waiters for responses to requests this server sent.
     pending: Mutex<HashMap<i32, Sender<RemotingCommand>>>,
     /// Language and version of the client, learnt from its requests.
-    client_info: Mutex<(String, i32)>,
+    client_info: Mutex<(LanguageCode, i32)>,
 }
 
 impl Connection {
@@ -112,7 +115,7 @@ impl Connection {
                 return false;
             }
         };
-        self.out.send(frame).await.is_ok()
+        self.out.send(Outgoing::Frame(frame)).await.is_ok()
     }
 
     /// Sends a one-way request to the client.
@@ -158,10 +161,11 @@ impl Connection {
 
     /// Language name and version the client last sent.
     pub fn client_info(&self) -> (String, i32) {
-        self.client_info
+        let (language, version) = *self
+            .client_info
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .unwrap_or_else(PoisonError::into_inner);
+        (language.name().to_owned(), version)
     }
 
     fn complete(&self, response: RemotingCommand) {
@@ -233,9 +237,9 @@ impl ConnectionCount {
     }
 }
 
-/// One connection's place in its listener's count. Both tasks of the
-/// connection hold it and the last one to end gives it back, so the count
-/// follows the socket's descriptor however the connection ends: the peer
+/// One connection's place in its listener's count. The connection's task
+/// holds it and gives it back as it ends, with the socket's descriptor,
+/// however the connection ends: the peer
 /// leaving (cleanly or mid-frame), a frame that loses the framing, an idle
 /// timeout, a failed write, or shutdown.
 struct ConnectionSlot {
@@ -404,7 +408,6 @@ pub async fn serve<H: RequestHandler>(
             }
             continue;
         };
-        let slot = Arc::new(slot);
         if let Err(e) = stream.set_nodelay(true) {
             log::debug!("set_nodelay for {peer}: {e}");
         }
@@ -416,16 +419,15 @@ pub async fn serve<H: RequestHandler>(
             closed: AtomicBool::new(false),
             next_opaque: AtomicI32::new(0),
             pending: Mutex::new(HashMap::new()),
-            client_info: Mutex::new(("JAVA".into(), 0)),
+            client_info: Mutex::new((LanguageCode::Java, 0)),
         });
         log::debug!("connection {} from {peer}", conn.id);
         // Each connection runs until its peer leaves or shutdown; detached on purpose.
-        ex.spawn(write_loop(stream.clone(), out_rx, slot.clone()))
-            .detach();
-        ex.spawn(read_loop(
+        ex.spawn(connection_loop(
             ex.clone(),
             stream,
             conn,
+            out_rx,
             handler.clone(),
             limits.clone(),
             shutdown.clone(),
@@ -435,223 +437,307 @@ pub async fn serve<H: RequestHandler>(
     }
 }
 
-async fn write_loop(mut stream: TcpStream, frames: Receiver<Vec<u8>>, _slot: Arc<ConnectionSlot>) {
-    let mut buf = Vec::with_capacity(64 * 1024);
-    while let Ok(frame) = frames.recv().await {
-        buf.clear();
-        buf.extend_from_slice(&frame);
-        // Coalesce what is already queued into one write.
-        while buf.len() < 1 << 20 {
-            match frames.try_recv() {
-                Ok(more) => buf.extend_from_slice(&more),
-                Err(_) => break,
+/// What a connection's task is sent to write.
+enum Outgoing {
+    /// A frame the server sends on its own (a request to the client, or an
+    /// answer given later, such as a parked pull's).
+    Frame(Vec<u8>),
+    /// A handler that could not answer at once has finished, with the frame
+    /// of its response (`None`: nothing to send).
+    Done(Option<Vec<u8>>),
+}
+
+/// What woke a connection's task.
+enum ConnWake {
+    /// The socket was read: the count, 0 at the end of the stream.
+    Read(std::io::Result<usize>),
+    /// Something to write came in (`None`: the channel closed).
+    Out(Option<Outgoing>),
+    /// Shutdown began, or the connection has been idle too long.
+    Stop,
+}
+
+/// When a connection last read something: milliseconds since it opened.
+struct LastRead {
+    opened: Instant,
+    ms: AtomicU64,
+}
+
+impl LastRead {
+    fn new() -> Self {
+        LastRead {
+            opened: Instant::now(),
+            ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn at(&self) -> Instant {
+        self.opened + Duration::from_millis(self.ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Resolves when shutdown begins or when nothing has been read for
+/// `idle_timeout` since `last_read`. One timer for the whole connection,
+/// moved only when it fires: arming one per read would cost the reactor a
+/// timer insertion (and a wake-up of its thread) on every request.
+async fn stop_signal(shutdown: &Shutdown, idle_timeout: Duration, last_read: &LastRead) {
+    let idle = async {
+        let mut timer = async_io::Timer::after(idle_timeout);
+        loop {
+            (&mut timer).await;
+            let due = last_read.at() + idle_timeout;
+            if Instant::now() >= due {
+                return;
+            }
+            timer.set_at(due);
+        }
+    };
+    futures_lite::future::or(shutdown.wait(), idle).await;
+}
+
+/// Serves one connection: reads frames, handles requests and writes the
+/// responses, until the peer leaves, the framing is lost, the connection is
+/// idle too long, or shutdown.
+///
+/// One read brings in as many frames as have arrived; each request is
+/// handled at once on this task, and only a handler that has to wait (a
+/// flush under SYNC_FLUSH, a parked pull, a call to another server) goes on
+/// to a task of its own, so a send to an ASYNC_FLUSH broker costs no task
+/// and no wake-up of another thread. The responses of one read are encoded
+/// into one buffer and written with one call, together with whatever the
+/// waiting handlers have queued by then.
+///
+/// At the end of the stream the connection counts as gone for the handler
+/// (`on_disconnect`), but the answers of requests still in flight are
+/// written before the socket closes, as a client that half-closes expects.
+#[allow(clippy::too_many_arguments)]
+async fn connection_loop<H: RequestHandler>(
+    ex: Arc<Executor<'static>>,
+    mut stream: TcpStream,
+    conn: Arc<Connection>,
+    outgoing: Receiver<Outgoing>,
+    handler: Arc<H>,
+    limits: Arc<ServerLimits>,
+    shutdown: Shutdown,
+    _slot: ConnectionSlot,
+) {
+    let mut frames = FrameBuffer::new(limits.max_frame);
+    let mut batch: Vec<u8> = Vec::with_capacity(16 * 1024);
+    // Handlers running on tasks of their own.
+    let mut in_flight = 0usize;
+    let mut client_info = (LanguageCode::Java, 0);
+    let mut ended = false;
+    let last_read = LastRead::new();
+    let mut stop = pin!(stop_signal(&shutdown, limits.idle_timeout, &last_read));
+    'conn: loop {
+        while !ended && in_flight < limits.max_in_flight {
+            let body = match frames.next_frame() {
+                Ok(Some(Frame::Complete(body))) => body,
+                Ok(Some(Frame::Oversized { len, max, head })) => {
+                    log::warn!(
+                        "frame of {len} bytes from {} exceeds the limit of {max}",
+                        conn.peer
+                    );
+                    let why = format!("frame of {len} bytes exceeds the limit of {max} bytes");
+                    answer_salvaged(&mut batch, head, &why);
+                    continue;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    log::warn!("closing connection from {}: {e}", conn.peer);
+                    break 'conn;
+                }
+            };
+            let request = match RemotingCommand::decode_frame_body(body) {
+                Ok(request) => request,
+                Err(e) => {
+                    log::warn!("undecodable frame from {}: {e}", conn.peer);
+                    answer_salvaged(&mut batch, body, &e.to_string());
+                    continue;
+                }
+            };
+            if request.is_response() {
+                conn.complete(request);
+                continue;
+            }
+            if client_info != (request.language, request.version) {
+                client_info = (request.language, request.version);
+                *conn
+                    .client_info
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = client_info;
+            }
+            let mut answer = Box::pin(answer(handler.clone(), conn.clone(), request));
+            match futures_lite::future::poll_once(&mut answer).await {
+                Some(Some(response)) => encode_response(&conn, &response, &mut batch),
+                Some(None) => {}
+                None => {
+                    in_flight += 1;
+                    let token = shutdown.track();
+                    let (conn, done) = (conn.clone(), conn.out.clone());
+                    // Detached: it ends when the handler answers, and holds
+                    // the shutdown token so shutdown waits for it.
+                    ex.spawn(async move {
+                        let frame = answer.await.and_then(|response| {
+                            let mut frame = Vec::new();
+                            encode_response(&conn, &response, &mut frame);
+                            (!frame.is_empty()).then_some(frame)
+                        });
+                        // Closed: the connection is gone, and the answer with it.
+                        let _ = done.send(Outgoing::Done(frame)).await;
+                        drop(token);
+                    })
+                    .detach();
+                }
             }
         }
-        if let Err(e) = stream.write_all(&buf).await {
-            log::debug!("write to {:?}: {e}", stream.peer_addr());
+        while let Ok(out) = outgoing.try_recv() {
+            take_outgoing(out, &mut batch, &mut in_flight);
+        }
+        if !batch.is_empty() {
+            let written =
+                futures_lite::future::or(async { Some(stream.write_all(&batch).await) }, async {
+                    stop.as_mut().await;
+                    None
+                })
+                .await;
+            match written {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    log::debug!("write to {}: {e}", conn.peer);
+                    break;
+                }
+                None => break,
+            }
+            batch.clear();
+            if batch.capacity() > 1 << 20 {
+                // A large response has gone: give its memory back.
+                batch = Vec::with_capacity(16 * 1024);
+            }
+        }
+        if ended && in_flight == 0 {
             break;
         }
+        let reading = !ended && in_flight < limits.max_in_flight;
+        let wake = futures_lite::future::or(
+            async {
+                if reading {
+                    ConnWake::Read(stream.read(frames.spare()).await)
+                } else {
+                    futures_lite::future::pending().await
+                }
+            },
+            futures_lite::future::or(async { ConnWake::Out(outgoing.recv().await.ok()) }, async {
+                stop.as_mut().await;
+                ConnWake::Stop
+            }),
+        )
+        .await;
+        match wake {
+            ConnWake::Read(Ok(0)) => {
+                if frames.is_mid_frame() {
+                    log::warn!(
+                        "closing connection from {}: peer closed the connection mid-frame",
+                        conn.peer
+                    );
+                    break;
+                }
+                ended = true;
+                disconnected(&conn, &*handler);
+            }
+            ConnWake::Read(Ok(n)) => {
+                frames.filled(n);
+                last_read.now();
+            }
+            ConnWake::Read(Err(e)) => {
+                log::warn!("closing connection from {}: {e}", conn.peer);
+                break;
+            }
+            ConnWake::Out(Some(out)) => take_outgoing(out, &mut batch, &mut in_flight),
+            ConnWake::Out(None) | ConnWake::Stop => break,
+        }
+    }
+    if !ended {
+        disconnected(&conn, &*handler);
     }
     // The peer may have gone already.
     let _ = stream.close().await;
 }
 
-/// Reads exactly `buf.len()` bytes; `Ok(false)` on a clean end of stream before
-/// the first byte.
-async fn read_full(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<bool> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let n = stream.read(&mut buf[filled..]).await?;
-        if n == 0 {
-            if filled == 0 {
-                return Ok(false);
-            }
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!(
-                    "peer closed the connection mid-frame ({filled} of {} bytes)",
-                    buf.len()
-                ),
-            ));
-        }
-        filled += n;
-    }
-    Ok(true)
-}
-
-async fn read_loop<H: RequestHandler>(
-    ex: Arc<Executor<'static>>,
-    mut stream: TcpStream,
-    conn: Arc<Connection>,
-    handler: Arc<H>,
-    limits: Arc<ServerLimits>,
-    shutdown: Shutdown,
-    _slot: Arc<ConnectionSlot>,
-) {
-    let permits = Arc::new(Semaphore::new(limits.max_in_flight));
-    loop {
-        let next = futures_lite::future::or(
-            async { Some(read_frame(&mut stream, &conn, &limits).await) },
-            async {
-                let idle = async {
-                    async_io::Timer::after(limits.idle_timeout).await;
-                };
-                futures_lite::future::or(shutdown.wait(), idle).await;
-                None
-            },
-        )
-        .await;
-        let request = match next {
-            None => break,
-            Some(Ok(Some(cmd))) => cmd,
-            Some(Ok(None)) => break,
-            Some(Err(e)) => {
-                log::warn!("closing connection from {}: {e}", conn.peer);
-                break;
-            }
-        };
-        if request.is_response() {
-            conn.complete(request);
-            continue;
-        }
-        *conn
-            .client_info
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) =
-            (request.language.name().to_owned(), request.version);
-        let permit = permits.acquire_arc().await;
-        let token = shutdown.track();
-        let conn2 = conn.clone();
-        let handler2 = handler.clone();
-        // Detached: the task ends when the handler answers; it holds the
-        // shutdown token so shutdown waits for it.
-        ex.spawn(async move {
-            let oneway = request.is_oneway();
-            let opaque = request.opaque;
-            let serialize = request.serialize_type;
-            let code = request.code;
-            let handled = std::panic::AssertUnwindSafe(handler2.handle(conn2.clone(), request));
-            // A bug in a handler must cost one request, not the process.
-            let answer = match futures_lite::future::FutureExt::catch_unwind(handled).await {
-                Ok(answer) => answer,
-                Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    log::error!("request {code} from {} panicked: {what}", conn2.peer);
-                    Some(RemotingCommand {
-                        code: response::SYSTEM_ERROR,
-                        remark: Some(format!("internal error handling request {code}")),
-                        ..Default::default()
-                    })
-                }
-            };
-            if let Some(mut response) = answer {
-                if !oneway {
-                    response.opaque = opaque;
-                    response.flag |= mq_protocol::frame::FLAG_RESPONSE;
-                    response.serialize_type = serialize;
-                    conn2.send(&response).await;
-                }
-            }
-            drop(permit);
-            drop(token);
-        })
-        .detach();
-    }
+/// Marks the connection closed and tells the handler.
+fn disconnected<H: RequestHandler>(conn: &Arc<Connection>, handler: &H) {
     conn.closed.store(true, Ordering::Release);
-    handler.on_disconnect(&conn);
+    handler.on_disconnect(conn);
     log::debug!("connection {} from {} closed", conn.id, conn.peer);
 }
 
-/// Reads one frame. Frames that are too large or undecodable are answered (when
-/// possible) and skipped; `Ok(None)` is a clean end of stream.
-async fn read_frame(
-    stream: &mut TcpStream,
-    conn: &Connection,
-    limits: &ServerLimits,
-) -> std::io::Result<Option<RemotingCommand>> {
-    loop {
-        let mut len_buf = [0u8; 4];
-        if !read_full(stream, &mut len_buf).await? {
-            return Ok(None);
-        }
-        match frame_length(&len_buf, limits.max_frame) {
-            Ok(Some(length)) => {
-                let mut frame = vec![0u8; length];
-                read_full_or_eof(stream, &mut frame).await?;
-                match RemotingCommand::decode_frame_body(&frame) {
-                    Ok(cmd) => return Ok(Some(cmd)),
-                    Err(e) => {
-                        log::warn!("undecodable frame from {}: {e}", conn.peer);
-                        answer_salvaged(conn, &frame, &e.to_string()).await;
-                    }
-                }
-            }
-            Ok(None) => unreachable!("four bytes were read"),
-            Err(FrameError::TooLarge { len, max }) => {
-                // Read the header (bounded) to answer, then discard the rest
-                // without buffering it.
-                let mut remaining = len - 4;
-                let mut word = [0u8; 4];
-                read_full_or_eof(stream, &mut word).await?;
-                remaining -= 4;
-                let header_len = (u32::from_be_bytes(word) & 0x00FF_FFFF) as usize;
-                let mut frame = word.to_vec();
-                if header_len <= 64 * 1024 && header_len <= remaining {
-                    let mut header = vec![0u8; header_len];
-                    read_full_or_eof(stream, &mut header).await?;
-                    remaining -= header_len;
-                    frame.extend_from_slice(&header);
-                }
-                skip(stream, remaining).await?;
-                log::warn!(
-                    "frame of {len} bytes from {} exceeds the limit of {max}",
-                    conn.peer
-                );
-                answer_salvaged(
-                    conn,
-                    &frame,
-                    &format!("frame of {len} bytes exceeds the limit of {max} bytes"),
-                )
-                .await;
-            }
-            Err(e) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    e.to_string(),
-                ));
+fn take_outgoing(out: Outgoing, batch: &mut Vec<u8>, in_flight: &mut usize) {
+    match out {
+        Outgoing::Frame(frame) => batch.extend_from_slice(&frame),
+        Outgoing::Done(frame) => {
+            *in_flight -= 1;
+            if let Some(frame) = frame {
+                batch.extend_from_slice(&frame);
             }
         }
     }
 }
 
-async fn read_full_or_eof(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<()> {
-    if buf.is_empty() || read_full(stream, buf).await? {
-        Ok(())
-    } else {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "peer closed the connection mid-frame",
-        ))
+/// Appends `response` to `out`; a response that cannot be encoded is logged
+/// and left out.
+fn encode_response(conn: &Connection, response: &RemotingCommand, out: &mut Vec<u8>) {
+    if let Err(e) = response.encode_into(out) {
+        log::error!("cannot encode a response for {}: {e}", conn.peer);
     }
 }
 
-async fn skip(stream: &mut TcpStream, mut n: usize) -> std::io::Result<()> {
-    let mut scratch = [0u8; 16 * 1024];
-    while n > 0 {
-        let chunk = n.min(scratch.len());
-        read_full_or_eof(stream, &mut scratch[..chunk]).await?;
-        n -= chunk;
-    }
-    Ok(())
+/// Handles one request: the handler's response, made a response to this
+/// request, or SYSTEM_ERROR if the handler panicked; `None` when nothing is
+/// to be sent (a one-way request, or a handler that answers later).
+async fn answer<H: RequestHandler>(
+    handler: Arc<H>,
+    conn: Arc<Connection>,
+    request: RemotingCommand,
+) -> Option<RemotingCommand> {
+    let oneway = request.is_oneway();
+    let opaque = request.opaque;
+    let serialize = request.serialize_type;
+    let code = request.code;
+    let peer = conn.peer;
+    let handled = std::panic::AssertUnwindSafe(handler.handle(conn, request));
+    // A bug in a handler must cost one request, not the process.
+    let answer = match futures_lite::future::FutureExt::catch_unwind(handled).await {
+        Ok(answer) => answer,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            log::error!("request {code} from {peer} panicked: {what}");
+            Some(RemotingCommand {
+                code: response::SYSTEM_ERROR,
+                remark: Some(format!("internal error handling request {code}")),
+                ..Default::default()
+            })
+        }
+    };
+    let mut response = answer.filter(|_| !oneway)?;
+    response.opaque = opaque;
+    response.flag |= mq_protocol::frame::FLAG_RESPONSE;
+    response.serialize_type = serialize;
+    Some(response)
 }
 
-/// Answers a frame whose header could not be fully decoded with SYSTEM_ERROR,
-/// if its opaque (and one-way flag) can still be read.
-async fn answer_salvaged(conn: &Connection, frame: &[u8], why: &str) {
+/// Appends to `out` the SYSTEM_ERROR answer to a frame whose header could
+/// not be fully decoded, if its opaque (and one-way flag) can still be read.
+/// `frame` is the frame without its length field (or its start).
+fn answer_salvaged(out: &mut Vec<u8>, frame: &[u8], why: &str) {
     let Some((opaque, oneway, serialize)) = salvage(frame) else {
         return;
     };
@@ -668,7 +754,9 @@ async fn answer_salvaged(conn: &Connection, frame: &[u8], why: &str) {
         Some(why.to_owned()),
     );
     response.serialize_type = serialize;
-    conn.send(&response).await;
+    if let Err(e) = response.encode_into(out) {
+        log::error!("cannot encode an error response: {e}");
+    }
 }
 
 /// Best-effort opaque, one-way flag and serialization of a damaged frame.

@@ -558,6 +558,10 @@ fn summary(out: &Out, what: &str) -> Vec<(String, f64)> {
     if what == "consume" {
         expected.push("duplicates");
     }
+    expected.push("client_cpu_us");
+    if line.contains(" server_cpu_us=") {
+        expected.push("server_cpu_us");
+    }
     assert_eq!(names, expected, "{line}");
     fields
 }
@@ -571,6 +575,7 @@ fn bench_produce_and_consume_print_summaries() {
     let d = start();
     let topic = "MqctlBench";
     d.create_topic(topic, "4");
+    let pid = d.pid().to_string();
     let out = d
         .run(&[
             "bench",
@@ -583,9 +588,14 @@ fn bench_produce_and_consume_print_summaries() {
             "4",
             "--size",
             "100",
+            "--server-pid",
+            &pid,
         ])
         .ok();
     let s = summary(&out, "produce");
+    // CPU per message of mqctl and of the broker, both counted.
+    assert!(field(&s, "client_cpu_us") >= 0.0);
+    assert!(field(&s, "server_cpu_us") >= 0.0);
     assert!(field(&s, "tps") > 0.0);
     assert_eq!(field(&s, "errors"), 0.0);
     assert!(field(&s, "p50_ms") <= field(&s, "p99_ms"));

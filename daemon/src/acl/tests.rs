@@ -454,7 +454,12 @@ fn signatures_from_a_reference_signer_verify_and_any_flipped_byte_fails() {
             }
             1 if !values.is_empty() => {
                 let k = &values[rng.below(values.len() as u64) as usize];
-                let mut bytes = bad.ext_fields[k].clone().into_bytes();
+                let mut bytes = bad
+                    .ext_fields
+                    .get(k)
+                    .expect("a field of the request")
+                    .as_bytes()
+                    .to_vec();
                 let at = rng.below(bytes.len() as u64) as usize;
                 bytes[at] ^= 1 << rng.below(8);
                 let Ok(text) = String::from_utf8(bytes) else {

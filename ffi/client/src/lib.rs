@@ -9,6 +9,7 @@
 //! - [`consumer`]: the lite pull and the push consumer, with their rebalance,
 //!   offsets and pull kernel.
 //! - [`error`]: the client's error type and the stable kinds of errors.
+//! - `outbox`: a connection's write side (callers write; a task waits when full).
 //! - `runtime`: the executor and threads an instance owns, and stopping them.
 //! - `route`: which queues of a route producers write and consumers read.
 //! - `timeout`: waiting with a limit.
@@ -39,6 +40,7 @@ pub mod error;
 pub mod instance;
 pub mod message;
 mod oneshot;
+mod outbox;
 pub mod producer;
 mod route;
 mod runtime;

@@ -20,6 +20,7 @@ use mq::{PullConsumer, PullConsumerConfig};
 use crate::admin::Ctx;
 use crate::console::Console;
 use crate::consume::{generated_group, StartAt};
+use crate::cpu::{CpuSpan, Process};
 use crate::histogram::{Histogram, Snapshot};
 use crate::output::{failed, now_ms, usage, Format, Mode, Outcome};
 use crate::produce::{generated_body, mode_name};
@@ -61,7 +62,7 @@ impl BenchCmd {
     name = "produce",
     example = "{command_name} --topic BenchmarkTest --duration 30",
     example = "{command_name} --topic BenchmarkTest --count 100000 --size 4096 --threads 64 --mode async",
-    note = "Prints a line every second and then `bench produce tps=… mb_per_s=… avg_ms=… p50_ms=… p99_ms=… max_ms=… errors=…`. Latency is from the send call to the broker's answer (to the write, in oneway mode). Without --duration or --count it runs 10 s. Exits 1 only when no send succeeded."
+    note = "Prints a line every second and then `bench produce tps=… mb_per_s=… avg_ms=… p50_ms=… p99_ms=… max_ms=… errors=… client_cpu_us=…` (and `server_cpu_us=…` with --server-pid): CPU time (user + system, from /proc) per message of this process and of the broker over the run. Latency is from the send call to the broker's answer (to the write, in oneway mode). Without --duration or --count it runs 10 s. Exits 1 only when no send succeeded."
 )]
 pub struct BenchProduceCmd {
     /// topic (default BenchmarkTest)
@@ -88,6 +89,9 @@ pub struct BenchProduceCmd {
     /// output format: text (default) or json (one object per line)
     #[argh(option, default = "Format::Text")]
     format: Format,
+    /// the broker's process id: report its CPU time per message too
+    #[argh(option)]
+    server_pid: Option<u32>,
 }
 
 /// consume as fast as possible and report throughput and end-to-end latency
@@ -97,7 +101,7 @@ pub struct BenchProduceCmd {
     name = "consume",
     example = "{command_name} --topic BenchmarkTest --duration 30",
     example = "{command_name} --topic BenchmarkTest --from first --count 100000 --threads 4",
-    note = "Prints a line every second and then `bench consume tps=… mb_per_s=… avg_ms=… p50_ms=… p99_ms=… max_ms=… errors=… duplicates=…`. Each message counts once, in every figure and against --count; `duplicates` are messages that arrived again (after a rebalance, consumers of a group may re-read what was not committed yet). Latency is end to end: from the message's born timestamp (the producer's clock, ms resolution) to its first arrival. Without --duration or --count it runs 10 s."
+    note = "Prints a line every second and then `bench consume tps=… mb_per_s=… avg_ms=… p50_ms=… p99_ms=… max_ms=… errors=… duplicates=… client_cpu_us=…` (and `server_cpu_us=…` with --server-pid, CPU time per message as in `bench produce`). Each message counts once, in every figure and against --count; `duplicates` are messages that arrived again (after a rebalance, consumers of a group may re-read what was not committed yet). Latency is end to end: from the message's born timestamp (the producer's clock, ms resolution) to its first arrival. Without --duration or --count it runs 10 s."
 )]
 pub struct BenchConsumeCmd {
     /// topic (default BenchmarkTest)
@@ -121,6 +125,9 @@ pub struct BenchConsumeCmd {
     /// output format: text (default) or json (one object per line)
     #[argh(option, default = "Format::Text")]
     format: Format,
+    /// the broker's process id: report its CPU time per message too
+    #[argh(option)]
+    server_pid: Option<u32>,
 }
 
 /// The offsets seen of one queue, as disjoint ranges `start -> end`
@@ -257,6 +264,51 @@ impl Shared {
     }
 }
 
+/// The CPU time of this process and of the broker (`--server-pid`) over a
+/// run, to report per message.
+struct CpuMeter {
+    client: CpuSpan,
+    server: Option<CpuSpan>,
+}
+
+/// CPU time per message of the client and the server, in µs.
+#[derive(Clone, Copy)]
+struct CpuPerMessage {
+    client: f64,
+    server: Option<f64>,
+}
+
+impl CpuMeter {
+    fn start(server_pid: Option<u32>) -> Outcome<Self> {
+        let server = server_pid
+            .map(|pid| CpuSpan::start(Process::Pid(pid)))
+            .transpose()
+            .map_err(|e| usage(format!("--server-pid: {e}")))?;
+        Ok(CpuMeter {
+            client: CpuSpan::start(Process::This).map_err(failed)?,
+            server,
+        })
+    }
+
+    /// What each of `messages` cost; the server's figure is left out (with a
+    /// warning) if its process is gone.
+    fn per_message(&self, console: &Console, messages: u64) -> Outcome<CpuPerMessage> {
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / messages.max(1) as f64;
+        let server = match self.server.map(|s| s.used()) {
+            None => None,
+            Some(Ok(d)) => Some(per(d)),
+            Some(Err(e)) => {
+                console.warn(format!("server CPU time: {e}"));
+                None
+            }
+        };
+        Ok(CpuPerMessage {
+            client: per(self.client.used().map_err(failed)?),
+            server,
+        })
+    }
+}
+
 /// `--duration` and `--count` checked, with the default run length.
 fn run_length(duration: Option<f64>, count: Option<u64>) -> Outcome<Option<Duration>> {
     if count == Some(0) {
@@ -282,6 +334,7 @@ async fn report(
     shared: &Shared,
     done: async_channel::Receiver<()>,
     run_for: Option<Duration>,
+    cpu: &CpuMeter,
 ) -> Outcome<u64> {
     let started = Instant::now();
     let mut prev = shared.latency.snapshot();
@@ -320,13 +373,24 @@ async fn report(
             &interval,
             1.0,
             counts.since(prev_counts),
+            None,
         )?;
         prev = now;
         prev_counts = counts;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let all = shared.latency.snapshot();
-    print_line(console, format, None, what, &all, elapsed, shared.counts())?;
+    let cpu = cpu.per_message(console, all.total)?;
+    print_line(
+        console,
+        format,
+        None,
+        what,
+        &all,
+        elapsed,
+        shared.counts(),
+        Some(cpu),
+    )?;
     if let Some(e) = shared
         .first_error
         .lock()
@@ -338,7 +402,8 @@ async fn report(
     Ok(all.total)
 }
 
-/// One per-second line (`second` set) or the summary line.
+/// One per-second line (`second` set) or the summary line (with `cpu`).
+#[allow(clippy::too_many_arguments)]
 fn print_line(
     console: &Console,
     format: Format,
@@ -347,6 +412,7 @@ fn print_line(
     s: &Snapshot,
     seconds: f64,
     counts: Counts,
+    cpu: Option<CpuPerMessage>,
 ) -> Outcome {
     let Counts {
         bytes,
@@ -363,8 +429,14 @@ fn print_line(
                 None => format!("bench {what}"),
             };
             let dups = duplicates.map_or_else(String::new, |d| format!(" duplicates={d}"));
+            let cpu = cpu.map_or_else(String::new, |c| {
+                let server = c
+                    .server
+                    .map_or_else(String::new, |s| format!(" server_cpu_us={s:.1}"));
+                format!(" client_cpu_us={:.1}{server}", c.client)
+            });
             console.line(format_args!(
-                "{head} tps={tps:.1} mb_per_s={mbps:.3} avg_ms={} p50_ms={} p99_ms={} max_ms={} errors={errors}{dups}",
+                "{head} tps={tps:.1} mb_per_s={mbps:.3} avg_ms={} p50_ms={} p99_ms={} max_ms={} errors={errors}{dups}{cpu}",
                 ms(s.mean()),
                 ms(s.quantile(0.5) as f64),
                 ms(s.quantile(0.99) as f64),
@@ -385,6 +457,12 @@ fn print_line(
             });
             if let Some(d) = duplicates {
                 v["duplicates"] = d.into();
+            }
+            if let Some(c) = cpu {
+                v["client_cpu_us"] = c.client.into();
+                if let Some(s) = c.server {
+                    v["server_cpu_us"] = s.into();
+                }
             }
             match second {
                 Some(n) => v["second"] = n.into(),
@@ -407,6 +485,7 @@ async fn run_workers<F>(
     shared: &Shared,
     workers: impl IntoIterator<Item = F>,
     run_for: Option<Duration>,
+    cpu: &CpuMeter,
 ) -> Outcome<u64>
 where
     F: Future<Output = ()> + Send,
@@ -426,7 +505,7 @@ where
         .collect();
     drop(done_tx);
     let counted = ex
-        .run(report(console, what, format, shared, done_rx, run_for))
+        .run(report(console, what, format, shared, done_rx, run_for, cpu))
         .await;
     ex.run(async {
         for task in tasks {
@@ -455,6 +534,7 @@ impl BenchProduceCmd {
         producer.queues_for(&self.topic).await?;
         let shared = Shared::new(self.count, false);
         let template = Message::new(self.topic.clone(), generated_body(self.size));
+        let cpu = CpuMeter::start(self.server_pid)?;
         let workers = (0..self.threads).map(|_| {
             produce_worker(
                 producer.clone(),
@@ -470,6 +550,7 @@ impl BenchProduceCmd {
             &shared,
             workers,
             run_for,
+            &cpu,
         )
         .await;
         if self.mode == Mode::Oneway {
@@ -541,6 +622,7 @@ impl BenchConsumeCmd {
             consumer.subscribe(&self.topic, "*").await?;
             consumers.push((instance, Arc::new(consumer)));
         }
+        let cpu = CpuMeter::start(self.server_pid)?;
         let workers = consumers
             .iter()
             .map(|(_, c)| consume_worker(c.clone(), shared.clone()));
@@ -551,6 +633,7 @@ impl BenchConsumeCmd {
             &shared,
             workers,
             run_for,
+            &cpu,
         )
         .await;
         for (instance, consumer) in &consumers {

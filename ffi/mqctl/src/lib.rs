@@ -21,6 +21,7 @@
 //!   is a terminal.
 //! - [`panic`]: a panic is one line and exit 1; [`panic_hook`] for the binary.
 //! - [`output`] (exit codes, formats, tables), [`admin`] (admin requests),
+//!   [`cpu`] (CPU time of a process, for `bench`),
 //!   [`histogram`] (latency histogram of `bench`).
 
 mod admin;
@@ -30,6 +31,7 @@ mod cli;
 mod cluster;
 mod console;
 mod consume;
+mod cpu;
 mod group;
 mod histogram;
 mod offset;

@@ -18,15 +18,15 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-use std::collections::BTreeMap;
-
+use crate::ext_fields::ExtFields;
 use crate::frame::RemotingCommand;
 
-/// The header fields as signed. Named as a `BTreeMap`, not as
-/// [`crate::frame::ExtFields`], on purpose: the fast path below relies on
-/// the map iterating in key order, and a change of the header's map type
-/// must fail to compile here rather than sign in the wrong order.
-type Fields = BTreeMap<String, String>;
+/// The header fields as signed. They are kept in the order they were added
+/// (the frame's), so the signature sorts them as Java's `TreeMap` would.
+type Fields = ExtFields;
+
+/// More fields than any request carries; a longer header sorts on the heap.
+const MAX_INLINE_FIELDS: usize = 32;
 
 /// The extField naming the account.
 pub const ACCESS_KEY: &str = "AccessKey";
@@ -75,18 +75,16 @@ impl Credentials {
     /// Adds `AccessKey` (and `SecurityToken`) to `cmd` and signs it, as
     /// `AclClientRPCHook` does just before a request is written.
     pub fn sign(&self, cmd: &mut RemotingCommand) {
-        cmd.ext_fields
-            .insert(ACCESS_KEY.to_owned(), self.access_key.clone());
+        cmd.ext_fields.insert(ACCESS_KEY, &self.access_key);
         if let Some(token) = &self.security_token {
-            cmd.ext_fields
-                .insert(SECURITY_TOKEN.to_owned(), token.clone());
+            cmd.ext_fields.insert(SECURITY_TOKEN, token);
         }
         cmd.ext_fields.remove(SIGNATURE);
         let mut mac = mac(self.secret_key.as_bytes());
         feed(&mut mac, &cmd.ext_fields, &cmd.body, &[]);
         let signature =
             base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-        cmd.ext_fields.insert(SIGNATURE.to_owned(), signature);
+        cmd.ext_fields.insert(SIGNATURE, &signature);
     }
 }
 
@@ -101,24 +99,30 @@ pub fn signature_content(fields: &Fields, body: &[u8], skip: &[&str]) -> Vec<u8>
 }
 
 /// Calls `f` with the values of `fields` but those named in `skip`, in
-/// Java's key order.
+/// Java's key order (a `TreeMap<String, _>`: UTF-16 code units).
 fn for_each_value<'a>(fields: &'a Fields, skip: &[&str], mut f: impl FnMut(&'a str)) {
-    let kept = |k: &str| !skip.contains(&k);
-    if fields.keys().all(|k| k.is_ascii()) {
-        // The common case: byte order is Java's order.
-        for (_, v) in fields.iter().filter(|(k, _)| kept(k)) {
-            f(v);
+    let mut inline: [(&str, &str); MAX_INLINE_FIELDS] = [("", ""); MAX_INLINE_FIELDS];
+    let mut heap = Vec::new();
+    let kept = fields.iter().filter(|(k, _)| !skip.contains(k));
+    let entries: &mut [(&str, &str)] = if fields.len() <= MAX_INLINE_FIELDS {
+        let mut n = 0;
+        for entry in kept {
+            inline[n] = entry;
+            n += 1;
         }
+        &mut inline[..n]
     } else {
-        let mut entries: Vec<(Vec<u16>, &String)> = fields
-            .iter()
-            .filter(|(k, _)| kept(k))
-            .map(|(k, v)| (k.encode_utf16().collect(), v))
-            .collect();
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        for (_, v) in entries {
-            f(v);
-        }
+        heap.extend(kept);
+        &mut heap
+    };
+    if entries.iter().all(|(k, _)| k.is_ascii()) {
+        // The common case: byte order is Java's order.
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    } else {
+        entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+    }
+    for (_, v) in entries.iter() {
+        f(v);
     }
 }
 
@@ -209,10 +213,10 @@ mod tests {
     #[test]
     fn content_is_sorted_values_then_body_without_signature() {
         let mut fields = Fields::new();
-        fields.insert("b".into(), "2".into());
-        fields.insert("a".into(), "1".into());
-        fields.insert(SIGNATURE.into(), "x".into());
-        fields.insert(ACCESS_KEY.into(), "AK".into());
+        fields.insert("b", "2");
+        fields.insert("a", "1");
+        fields.insert(SIGNATURE, "x");
+        fields.insert(ACCESS_KEY, "AK");
         assert_eq!(
             signature_content(&fields, b"body", &[SIGNATURE]),
             b"AK12body".to_vec()
@@ -224,8 +228,8 @@ mod tests {
         // U+FF01 sorts before U+1F600 in UTF-8 bytes (EF.. < F0..) and after
         // it in UTF-16 (FF01 > D83D).
         let mut fields = Fields::new();
-        fields.insert("\u{FF01}".into(), "wide".into());
-        fields.insert("\u{1F600}".into(), "emoji".into());
+        fields.insert("\u{FF01}", "wide");
+        fields.insert("\u{1F600}", "emoji");
         assert_eq!(signature_content(&fields, b"", &[]), b"emojiwide".to_vec());
     }
 

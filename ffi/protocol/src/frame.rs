@@ -23,10 +23,9 @@
 //! `language` a name or an ordinal, any header field missing. Encoding is strict:
 //! what Java 4.9 emits.
 
-use std::collections::BTreeMap;
-
-use serde_json::Value;
 use thiserror::Error;
+
+pub use crate::ext_fields::ExtFields;
 
 /// Largest frame accepted by default (RocketMQ's `frameMaxLength`, 16 MiB,
 /// counted with the 4-byte length field).
@@ -124,9 +123,6 @@ impl LanguageCode {
             .map_or(LanguageCode::Other, |(l, _)| *l)
     }
 }
-
-/// The custom header: Java's `extFields`, every value a string.
-pub type ExtFields = BTreeMap<String, String>;
 
 /// One request or response.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -231,67 +227,68 @@ impl RemotingCommand {
 
     /// Sets a header field.
     pub fn put(&mut self, key: &str, value: impl ToString) -> &mut Self {
-        self.ext_fields.insert(key.to_owned(), value.to_string());
+        self.ext_fields.insert(key, &value.to_string());
         self
     }
 
     /// A header field, if present.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.ext_fields.get(key).map(String::as_str)
+        self.ext_fields.get(key)
     }
 
     /// Encodes the whole frame, length field included.
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
-        let header = match self.serialize_type {
-            SerializeType::Json => self.encode_json_header(),
-            SerializeType::RocketMq => self.encode_binary_header()?,
-        };
-        if header.len() > 0x00FF_FFFF {
-            return Err(EncodeError::TooLarge(format!(
-                "header of {} bytes",
-                header.len()
-            )));
-        }
-        let length = 4 + header.len() + self.body.len();
-        let length_i32 = i32::try_from(length)
-            .map_err(|_| EncodeError::TooLarge(format!("frame of {length} bytes")))?;
-        let mut out = Vec::with_capacity(4 + length);
-        out.extend_from_slice(&length_i32.to_be_bytes());
-        let word = (u32::from(self.serialize_type.code()) << 24) | header.len() as u32;
-        out.extend_from_slice(&word.to_be_bytes());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(&self.body);
+        let mut out = Vec::with_capacity(self.body.len() + 256);
+        self.encode_into(&mut out)?;
         Ok(out)
     }
 
-    fn encode_json_header(&self) -> Vec<u8> {
-        // Field order as fastjson writes it: alphabetical, nulls omitted.
-        let mut map = serde_json::Map::new();
-        map.insert("code".into(), Value::from(self.code));
-        if !self.ext_fields.is_empty() {
-            let ext = self
-                .ext_fields
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect();
-            map.insert("extFields".into(), Value::Object(ext));
-        }
-        map.insert("flag".into(), Value::from(self.flag));
-        map.insert("language".into(), Value::from(self.language.name()));
-        map.insert("opaque".into(), Value::from(self.opaque));
-        if let Some(remark) = &self.remark {
-            map.insert("remark".into(), Value::from(remark.as_str()));
-        }
-        map.insert("serializeTypeCurrentRPC".into(), Value::from("JSON"));
-        map.insert("version".into(), Value::from(self.version));
-        serde_json::to_vec(&Value::Object(map)).expect("a JSON value always serialises")
+    /// Appends the whole frame, length field included, to `out` (a buffer
+    /// that a connection reuses for its writes). On error `out` is as it was.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let at = out.len();
+        // The two length words are written once the header's size is known.
+        out.extend_from_slice(&[0; 8]);
+        let written = match self.serialize_type {
+            SerializeType::Json => {
+                self.encode_json_header(out);
+                Ok(())
+            }
+            SerializeType::RocketMq => self.encode_binary_header(out),
+        };
+        let header_len = out.len() - at - 8;
+        let result = written.and_then(|()| {
+            if header_len > 0x00FF_FFFF {
+                return Err(EncodeError::TooLarge(format!(
+                    "header of {header_len} bytes"
+                )));
+            }
+            let length = 4 + header_len + self.body.len();
+            i32::try_from(length)
+                .map_err(|_| EncodeError::TooLarge(format!("frame of {length} bytes")))
+        });
+        let length = match result {
+            Ok(length) => length,
+            Err(e) => {
+                out.truncate(at);
+                return Err(e);
+            }
+        };
+        out[at..at + 4].copy_from_slice(&length.to_be_bytes());
+        let word = (u32::from(self.serialize_type.code()) << 24) | header_len as u32;
+        out[at + 4..at + 8].copy_from_slice(&word.to_be_bytes());
+        out.extend_from_slice(&self.body);
+        Ok(())
     }
 
-    fn encode_binary_header(&self) -> Result<Vec<u8>, EncodeError> {
+    fn encode_json_header(&self, out: &mut Vec<u8>) {
+        crate::json_header::encode(self, out);
+    }
+
+    fn encode_binary_header(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let code = i16::try_from(self.code)
             .map_err(|_| EncodeError::TooLarge(format!("code {} does not fit i16", self.code)))?;
         let version = i16::try_from(self.version).unwrap_or(i16::MAX);
-        let mut out = Vec::with_capacity(64);
         out.extend_from_slice(&code.to_be_bytes());
         out.push(self.language.code());
         out.extend_from_slice(&version.to_be_bytes());
@@ -300,18 +297,20 @@ impl RemotingCommand {
         let remark = self.remark.as_deref().unwrap_or("");
         out.extend_from_slice(&len_i32(remark.len())?.to_be_bytes());
         out.extend_from_slice(remark.as_bytes());
-        let mut ext = Vec::new();
-        for (key, value) in &self.ext_fields {
+        // The extFields length is written once the entries are.
+        let ext_at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        for (key, value) in self.ext_fields.iter() {
             let key_len = i16::try_from(key.len())
                 .map_err(|_| EncodeError::TooLarge(format!("header key of {} bytes", key.len())))?;
-            ext.extend_from_slice(&key_len.to_be_bytes());
-            ext.extend_from_slice(key.as_bytes());
-            ext.extend_from_slice(&len_i32(value.len())?.to_be_bytes());
-            ext.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(&key_len.to_be_bytes());
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(&len_i32(value.len())?.to_be_bytes());
+            out.extend_from_slice(value.as_bytes());
         }
-        out.extend_from_slice(&len_i32(ext.len())?.to_be_bytes());
-        out.extend_from_slice(&ext);
-        Ok(out)
+        let ext_len = len_i32(out.len() - ext_at - 4)?;
+        out[ext_at..ext_at + 4].copy_from_slice(&ext_len.to_be_bytes());
+        Ok(())
     }
 
     /// Decodes one frame from the start of `buf`. `Ok(None)` means more bytes are
@@ -346,7 +345,7 @@ impl RemotingCommand {
             })?;
         let body = frame[4 + header_len..].to_vec();
         let mut cmd = match serialize {
-            0 => decode_json_header(header)?,
+            0 => crate::json_header::decode(header)?,
             1 => decode_binary_header(header)?,
             other => return Err(FrameError::BadSerializeType(other)),
         };
@@ -377,78 +376,6 @@ pub fn frame_length(buf: &[u8], max_frame: usize) -> Result<Option<usize>, Frame
 
 fn len_i32(len: usize) -> Result<i32, EncodeError> {
     i32::try_from(len).map_err(|_| EncodeError::TooLarge(format!("field of {len} bytes")))
-}
-
-/// A JSON value read as an integer: a number, or a string holding one.
-fn json_i64(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-fn json_i32(obj: &serde_json::Map<String, Value>, key: &str) -> Result<i32, FrameError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(0),
-        Some(v) => json_i64(v)
-            .and_then(|n| i32::try_from(n).ok())
-            .ok_or_else(|| FrameError::BadHeader(format!("{key} is not a 32-bit integer: {v}"))),
-    }
-}
-
-fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, FrameError> {
-    let value: Value = serde_json::from_slice(header)
-        .map_err(|e| FrameError::BadHeader(format!("JSON header: {e}")))?;
-    let Value::Object(obj) = value else {
-        return Err(FrameError::BadHeader("JSON header is not an object".into()));
-    };
-    let language = match obj.get("language") {
-        Some(Value::String(name)) => LanguageCode::from_name(name),
-        Some(v) => json_i64(v)
-            .and_then(|n| u8::try_from(n).ok())
-            .map_or(LanguageCode::Other, LanguageCode::from_code),
-        None => LanguageCode::Java,
-    };
-    let remark = match obj.get("remark") {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Null) | None => None,
-        Some(other) => Some(other.to_string()),
-    };
-    let mut ext_fields = ExtFields::new();
-    match obj.get("extFields") {
-        Some(Value::Object(ext)) => {
-            for (key, value) in ext {
-                // Java sends strings; others send numbers and booleans. A null is
-                // a field Java would not have sent at all.
-                let text = match value {
-                    Value::String(s) => s.clone(),
-                    Value::Null => continue,
-                    Value::Number(n) => n.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    other => other.to_string(),
-                };
-                ext_fields.insert(key.clone(), text);
-            }
-        }
-        Some(Value::Null) | None => {}
-        Some(other) => {
-            return Err(FrameError::BadHeader(format!(
-                "extFields is not an object: {other}"
-            )))
-        }
-    }
-    Ok(RemotingCommand {
-        code: json_i32(&obj, "code")?,
-        language,
-        version: json_i32(&obj, "version")?,
-        opaque: json_i32(&obj, "opaque")?,
-        flag: json_i32(&obj, "flag")?,
-        remark,
-        ext_fields,
-        body: Vec::new(),
-        serialize_type: SerializeType::Json,
-    })
 }
 
 /// A bounds-checked reader over the binary header.
@@ -491,9 +418,9 @@ impl<'a> Cursor<'a> {
         usize::try_from(n).map_err(|_| FrameError::BadHeader(format!("negative {what} length {n}")))
     }
 
-    fn string(&mut self, n: usize, what: &str) -> Result<String, FrameError> {
+    fn string(&mut self, n: usize, what: &str) -> Result<&'a str, FrameError> {
         let bytes = self.take(n, what)?;
-        String::from_utf8(bytes.to_vec())
+        std::str::from_utf8(bytes)
             .map_err(|_| FrameError::BadHeader(format!("{what} is not UTF-8")))
     }
 }
@@ -514,13 +441,14 @@ fn decode_binary_header(header: &[u8]) -> Result<RemotingCommand, FrameError> {
     let remark = if remark_len == 0 {
         None
     } else {
-        Some(c.string(remark_len, "remark")?)
+        Some(c.string(remark_len, "remark")?.to_owned())
     };
     let ext_len = c.i32("extFields length")?;
     let ext_len = c.len(i64::from(ext_len), "extFields")?;
     let ext = c.take(ext_len, "extFields")?;
     let mut e = Cursor { buf: ext, pos: 0 };
-    let mut ext_fields = ExtFields::new();
+    // Keys and values are most of these bytes: one allocation for them.
+    let mut ext_fields = ExtFields::with_capacity(16, ext.len());
     while e.pos < ext.len() {
         let key_len = e.i16("extFields key length")?;
         let key_len = e.len(i64::from(key_len), "extFields key")?;

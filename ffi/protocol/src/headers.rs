@@ -48,7 +48,7 @@ pub trait ExtValue: Sized {
                 .map(Some)
                 .ok_or_else(|| HeaderError::Invalid {
                     field: key,
-                    value: text.clone(),
+                    value: text.to_owned(),
                 }),
         }
     }
@@ -118,11 +118,11 @@ macro_rules! field_decode {
 
 macro_rules! field_encode {
     (required, $value:expr, $ext:expr, $key:literal) => {
-        $ext.insert($key.to_owned(), ExtValue::format_ext($value));
+        $ext.insert($key, &ExtValue::format_ext($value));
     };
     (optional, $value:expr, $ext:expr, $key:literal) => {
         if let Some(v) = $value {
-            $ext.insert($key.to_owned(), ExtValue::format_ext(v));
+            $ext.insert($key, &ExtValue::format_ext(v));
         }
     };
 }
@@ -253,7 +253,7 @@ impl SendMessageRequestHeader {
 
     fn encode_with(&self, ext: &mut ExtFields, key: impl Fn(usize) -> &'static str) {
         let mut put = |i: usize, v: String| {
-            ext.insert(key(i).to_owned(), v);
+            ext.insert(key(i), &v);
         };
         put(0, self.producer_group.clone());
         put(1, self.topic.clone());
@@ -775,7 +775,7 @@ mod tests {
         assert_eq!(SendMessageRequestHeader::decode_v2(&back).unwrap(), h);
         let mut v1 = ExtFields::new();
         h.encode_v1(&mut v1);
-        assert_eq!(v1.get("producerGroup").map(String::as_str), Some("PG"));
+        assert_eq!(v1.get("producerGroup"), Some("PG"));
         assert_eq!(SendMessageRequestHeader::decode_v1(&v1).unwrap(), h);
     }
 

@@ -483,9 +483,12 @@ pub fn offset_msg_id(store_host: &SocketAddr, physical_offset: i64) -> String {
     let mut bytes = Vec::with_capacity(28);
     put_host(&mut bytes, store_host);
     bytes.extend_from_slice(&physical_offset.to_be_bytes());
+    // Every sent and every pulled message has one: a table, not `format!` per byte.
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        out.push_str(&format!("{b:02X}"));
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xF)]));
     }
     out
 }

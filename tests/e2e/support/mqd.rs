@@ -367,6 +367,11 @@ pub struct Standalone {
 }
 
 impl Standalone {
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self._mqd.pid()
+    }
+
     /// With 64 MiB CommitLog segments and a mid-sized index.
     pub fn start() -> Standalone {
         Standalone::start_with(&[])
