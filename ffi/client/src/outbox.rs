@@ -103,8 +103,13 @@ impl Outbox {
         // that stopped waiting), the writer task writes instead.
         let turn = WriteTurn(Some(self));
         // Let the other tasks that are ready append their frames first: one
-        // write for all of them.
-        futures_lite::future::yield_now().await;
+        // write for all of them. Not for a one-way frame: nobody waits for an
+        // answer to it, and its sender may be about to go (an END_TRANSACTION
+        // answering a check, just before the producer shuts down), so it
+        // goes out at once.
+        if !cmd.is_oneway() {
+            futures_lite::future::yield_now().await;
+        }
         turn.take().write_pending()
     }
 
