@@ -658,7 +658,15 @@ async fn connection_loop<H: RequestHandler>(
                 log::warn!("closing connection from {}: {e}", conn.peer);
                 break;
             }
-            ConnWake::Out(Some(out)) => take_outgoing(out, &mut batch, &mut in_flight),
+            ConnWake::Out(Some(out)) => {
+                take_outgoing(out, &mut batch, &mut in_flight);
+                if in_flight > 0 {
+                    // Answers released together (one slave report, one
+                    // flush) finish on their tasks one after another: a turn
+                    // for them first lets them share this write.
+                    futures_lite::future::yield_now().await;
+                }
+            }
             ConnWake::Out(None) | ConnWake::Stop => break,
         }
     }

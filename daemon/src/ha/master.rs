@@ -112,6 +112,20 @@ impl HaService {
         listener: TcpListener,
         shutdown: Shutdown,
     ) {
+        // Expires the sends waiting for a slave. It runs as long as the
+        // executor does, past the shutdown signal like the links, so that a
+        // send still waiting then gets its answer.
+        let sweeping = Arc::downgrade(&self);
+        ex.spawn(async move {
+            loop {
+                async_io::Timer::after(super::transfer::SWEEP_INTERVAL).await;
+                match sweeping.upgrade() {
+                    Some(ha) => ha.transfer.expire(Instant::now()),
+                    None => return,
+                }
+            }
+        })
+        .detach();
         loop {
             let accepted =
                 futures_lite::future::or(async { Some(listener.accept().await) }, async {
