@@ -501,7 +501,7 @@ impl CommitLog {
                 file.base()
             )));
         }
-        file.append(data);
+        file.append_written(data)?;
         Ok(())
     }
 

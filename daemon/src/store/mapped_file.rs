@@ -420,6 +420,36 @@ impl Appender {
         unsafe { std::slice::from_raw_parts(self.file.ptr.as_ptr(), self.file.size) }
     }
 
+    /// Writes `bytes` at the write position with `pwrite` and publishes
+    /// them, as [`append`](Self::append) does through the mapping. A slave
+    /// appends its master's stream this way: a store through the mapping
+    /// faults each fresh page in first (the kernel zero-fills a readahead
+    /// window of the reserved, unwritten blocks), which `pwrite` of whole
+    /// pages skips. The mapping sees the bytes at once (one page cache).
+    pub(crate) fn append_written(&mut self, bytes: &[u8]) -> Result<usize> {
+        // Relaxed: only this appender stores the write position.
+        let pos = self.file.wrote.load(Ordering::Relaxed);
+        self.file.check_write(pos, bytes.len());
+        let mut done = 0;
+        while done < bytes.len() {
+            let at = (pos + done) as i64;
+            match nix::sys::uio::pwrite(&self.file.file, &bytes[done..], at) {
+                Ok(0) => {
+                    return Err(StoreError::io(
+                        "pwrite",
+                        &self.file.path,
+                        io::Error::from(io::ErrorKind::WriteZero),
+                    ))
+                }
+                Ok(n) => done += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(StoreError::io("pwrite", &self.file.path, e.into())),
+            }
+        }
+        self.file.wrote.store(pos + bytes.len(), Ordering::Release);
+        Ok(pos)
+    }
+
     /// Copies `bytes` to the write position and publishes them. Returns where
     /// they start.
     ///
