@@ -226,29 +226,9 @@ impl Acl {
             resource::needs(req)?
         };
         let file = self.snapshot();
-        if file.global_white.iter().any(|p| p.matches(peer)) {
+        let Some(account) = authenticate(&file, peer, req)? else {
             return Ok(());
-        }
-        let access_key = req
-            .get(ACCESS_KEY)
-            .ok_or_else(|| "No accessKey is configured".to_owned())?;
-        let account = file
-            .accounts
-            .get(access_key)
-            .ok_or_else(|| format!("No acl config for {access_key}"))?;
-        if account.white.matches(peer) {
-            return Ok(());
-        }
-        let signature = req.get(SIGNATURE).unwrap_or("");
-        if !verify_request(
-            account.secret_key.as_bytes(),
-            &req.ext_fields,
-            &req.body,
-            &[SIGNATURE, UNIQUE_MSG_QUERY_FLAG],
-            signature,
-        ) {
-            return Err(format!("Check signature failed for accessKey={access_key}"));
-        }
+        };
         // Message traces go to one topic every account may write.
         if needs
             .0
@@ -265,33 +245,13 @@ impl Acl {
     /// of an admin account. The error is the reason, worded as 4.9.7's.
     pub(crate) fn check_admin(&self, peer: IpAddr, req: &RemotingCommand) -> Result<(), String> {
         let file = self.snapshot();
-        if file.global_white.iter().any(|p| p.matches(peer)) {
+        let Some(account) = authenticate(&file, peer, req)? else {
             return Ok(());
-        }
-        let access_key = req
-            .get(ACCESS_KEY)
-            .ok_or_else(|| "No accessKey is configured".to_owned())?;
-        let account = file
-            .accounts
-            .get(access_key)
-            .ok_or_else(|| format!("No acl config for {access_key}"))?;
-        if account.white.matches(peer) {
-            return Ok(());
-        }
-        let signature = req.get(SIGNATURE).unwrap_or("");
-        if !verify_request(
-            account.secret_key.as_bytes(),
-            &req.ext_fields,
-            &req.body,
-            &[SIGNATURE, UNIQUE_MSG_QUERY_FLAG],
-            signature,
-        ) {
-            return Err(format!("Check signature failed for accessKey={access_key}"));
-        }
+        };
         if !account.admin {
             return Err(format!(
-                "Need admin permission for request code={}, but accessKey={access_key} is not",
-                req.code
+                "Need admin permission for request code={}, but accessKey={} is not",
+                req.code, account.access_key
             ));
         }
         Ok(())
@@ -409,6 +369,40 @@ fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// 4.9.7's `checkPerm`: admin codes need an admin; each resource needs its
 /// permission, from the account's list or its default.
+/// Who sent `req` from `peer`, as both checks establish it (4.9.7's order):
+/// `None` for a whitelisted address (globally, or the named account's), else
+/// the account whose secret signed it. The error is 4.9.7's reason.
+fn authenticate<'a>(
+    file: &'a AclFile,
+    peer: IpAddr,
+    req: &RemotingCommand,
+) -> Result<Option<&'a Account>, String> {
+    if file.global_white.iter().any(|p| p.matches(peer)) {
+        return Ok(None);
+    }
+    let access_key = req
+        .get(ACCESS_KEY)
+        .ok_or_else(|| "No accessKey is configured".to_owned())?;
+    let account = file
+        .accounts
+        .get(access_key)
+        .ok_or_else(|| format!("No acl config for {access_key}"))?;
+    if account.white.matches(peer) {
+        return Ok(None);
+    }
+    let signature = req.get(SIGNATURE).unwrap_or("");
+    if !verify_request(
+        account.secret_key.as_bytes(),
+        &req.ext_fields,
+        &req.body,
+        &[SIGNATURE, UNIQUE_MSG_QUERY_FLAG],
+        signature,
+    ) {
+        return Err(format!("Check signature failed for accessKey={access_key}"));
+    }
+    Ok(Some(account))
+}
+
 fn check_perm(code: i32, needs: &Needs, account: &Account) -> Result<(), String> {
     if needs_admin(code) && !account.admin {
         return Err(format!(
