@@ -294,6 +294,19 @@ pub fn parse_millis(value: &str) -> Result<std::time::Duration, String> {
     parse::<u64>(value).map(std::time::Duration::from_millis)
 }
 
+/// `serverMaxConnections`: a positive number of connections.
+pub fn parse_connection_limit(value: &str) -> Result<usize, String> {
+    match parse::<usize>(value)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
+/// `metricsPort`: a port, or 0 (as absent) for no endpoint.
+pub fn parse_port_or_off(value: &str) -> Result<Option<u16>, String> {
+    Ok(Some(parse::<u16>(value)?).filter(|p| *p != 0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

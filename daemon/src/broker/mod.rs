@@ -231,22 +231,11 @@ impl Broker {
             ..ServerLimits::default()
         };
         if let Some(listener) = metrics_listener {
-            log::info!(
-                "broker metrics on http://{}/metrics",
-                broker.config.metrics_bind_addr().expect("a metrics port")
-            );
             let source = Arc::new(metrics::BrokerMetrics {
                 broker: broker.clone(),
                 connections: limits.open_connections.clone(),
             });
-            // Runs until shutdown; detached like the servers.
-            ex.spawn(crate::metrics::http::serve(
-                ex.clone(),
-                listener,
-                source,
-                shutdown.clone(),
-            ))
-            .detach();
+            crate::metrics::http::start(&ex, "broker", listener, source, &shutdown);
         }
         // Server and background tasks run until shutdown; detached on purpose.
         ex.spawn(serve(

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::config::BrokerConfig;
-use crate::settings::{parse, parse_bool, parse_millis, Setting};
+use crate::settings::{
+    parse, parse_bool, parse_connection_limit, parse_millis, parse_port_or_off, Setting,
+};
 use crate::store::FlushDiskType;
 
 /// Bytes of one ConsumeQueue entry: `mappedFileSizeConsumeQueue` is in bytes,
@@ -355,7 +357,7 @@ pub(crate) static BROKER_SETTINGS: [Setting<BrokerConfig>; 59] = [
         default: "(none: off)",
         meaning: "(mq) Port of the Prometheus endpoint (rocketmq-exporter's metric names), on the broker's listen address; 0 for none.",
         set: |c, v| {
-            c.metrics_port = Some(parse::<u16>(v)?).filter(|p| *p != 0);
+            c.metrics_port = parse_port_or_off(v)?;
             Ok(())
         },
         get: |c| c.metrics_port.map(|p| p.to_string()).unwrap_or_default(),
@@ -365,13 +367,8 @@ pub(crate) static BROKER_SETTINGS: [Setting<BrokerConfig>; 59] = [
         default: "(share of `RLIMIT_NOFILE`)",
         meaning: "(mq) Connections each of the main and VIP ports holds at once.",
         set: |c, v| {
-            match parse::<usize>(v)? {
-                0 => Err("must be at least 1".into()),
-                n => {
-                    c.max_connections = Some(n);
-                    Ok(())
-                }
-            }
+            c.max_connections = Some(parse_connection_limit(v)?);
+            Ok(())
         },
         get: |c| c.max_connections.map(|n| n.to_string()).unwrap_or_default(),
     },

@@ -27,6 +27,23 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Scrapes answered at once; more connections wait to be accepted.
 pub const MAX_CONNECTIONS: usize = 16;
 
+/// Logs where `what`'s endpoint listens and serves `source` there on `ex`
+/// until shutdown, detached like the servers beside it.
+pub fn start(
+    ex: &Arc<Executor<'static>>,
+    what: &str,
+    listener: TcpListener,
+    source: Arc<dyn MetricsSource>,
+    shutdown: &Shutdown,
+) {
+    match listener.local_addr() {
+        Ok(addr) => log::info!("{what} metrics on http://{addr}/metrics"),
+        Err(e) => log::info!("{what} metrics endpoint listening (address unknown: {e})"),
+    }
+    ex.spawn(serve(ex.clone(), listener, source, shutdown.clone()))
+        .detach();
+}
+
 /// Serves `source` on `listener` until shutdown.
 pub async fn serve(
     ex: Arc<Executor<'static>>,

@@ -103,18 +103,7 @@ pub async fn start_with(
             handler: handler.clone(),
             connections: limits.open_connections.clone(),
         });
-        log::info!(
-            "NameServer metrics on http://{}/metrics",
-            listener.local_addr()?
-        );
-        // Runs until shutdown; detached like the server.
-        ex.spawn(crate::metrics::http::serve(
-            ex.clone(),
-            listener,
-            source,
-            shutdown.clone(),
-        ))
-        .detach();
+        crate::metrics::http::start(&ex, "NameServer", listener, source, &shutdown);
     }
     // Both tasks end on shutdown; nothing needs their results, so detached.
     ex.spawn(serve(

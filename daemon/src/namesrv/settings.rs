@@ -5,7 +5,10 @@
 use std::net::SocketAddr;
 
 use super::config::NamesrvConfig;
-use crate::settings::{parse, parse_bool, parse_millis, Configurable, Setting};
+use crate::settings::{
+    parse, parse_bool, parse_connection_limit, parse_millis, parse_port_or_off, Configurable,
+    Setting,
+};
 
 /// RocketMQ NameServer keys that mean nothing to mq, accepted without a
 /// warning: it keeps no files and has no Netty to tune.
@@ -49,7 +52,7 @@ static NAMESRV_SETTINGS: [Setting<NamesrvConfig>; 7] = [
         default: "(none: off)",
         meaning: "(mq) Port of the Prometheus endpoint, on the NameServer's listen address; 0 for none.",
         set: |c, v| {
-            c.metrics_port = Some(parse::<u16>(v)?).filter(|p| *p != 0);
+            c.metrics_port = parse_port_or_off(v)?;
             Ok(())
         },
         get: |c| c.metrics_port.map(|p| p.to_string()).unwrap_or_default(),
@@ -58,12 +61,9 @@ static NAMESRV_SETTINGS: [Setting<NamesrvConfig>; 7] = [
         key: "serverMaxConnections",
         default: "(share of `RLIMIT_NOFILE`)",
         meaning: "(mq) Connections held at once; one more is closed as soon as it is accepted.",
-        set: |c, v| match parse::<usize>(v)? {
-            0 => Err("must be at least 1".into()),
-            n => {
-                c.max_connections = Some(n);
-                Ok(())
-            }
+        set: |c, v| {
+            c.max_connections = Some(parse_connection_limit(v)?);
+            Ok(())
         },
         get: |c| c.max_connections.map(|n| n.to_string()).unwrap_or_default(),
     },
