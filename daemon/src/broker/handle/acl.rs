@@ -138,12 +138,9 @@ fn data_version_json(v: crate::acl::accounts::DataVersion) -> serde_json::Value 
 
 /// GET_BROKER_CLUSTER_ACL_INFO: the file's data version, and who answers.
 pub(crate) fn get_broker_cluster_acl_info(broker: &Broker, req: &RemotingCommand) -> Reply {
-    let Some(acl) = &broker.acl else {
-        return Ok(error_response(
-            req,
-            response::SYSTEM_ERROR,
-            "ACL is not enabled on this broker (aclEnable=false)",
-        ));
+    let acl = match acl_or(broker, req, response::SYSTEM_ERROR) {
+        Ok(acl) => acl,
+        Err(refused) => return Ok(refused),
     };
     let file = acl.snapshot();
     let version = data_version_json(file.data_version);
@@ -168,12 +165,9 @@ pub(crate) fn get_broker_cluster_acl_info(broker: &Broker, req: &RemotingCommand
 /// GET_BROKER_CLUSTER_ACL_CONFIG: every account (secrets included, hence
 /// admin only) and the global whitelist.
 pub(crate) fn get_broker_cluster_acl_config(broker: &Broker, req: &RemotingCommand) -> Reply {
-    let Some(acl) = &broker.acl else {
-        return Ok(error_response(
-            req,
-            response::SYSTEM_ERROR,
-            "ACL is not enabled on this broker (aclEnable=false)",
-        ));
+    let acl = match acl_or(broker, req, response::SYSTEM_ERROR) {
+        Ok(acl) => acl,
+        Err(refused) => return Ok(refused),
     };
     let file = acl.snapshot();
     let accounts: Vec<serde_json::Value> = file
