@@ -41,28 +41,56 @@ REGISTER_TIMEOUT = 20.0
 STOP_TIMEOUT = 30.0
 
 
-def free_port() -> int:
+# Ports come from below the kernel's ephemeral range, which only explicit
+# binds use (an outgoing connection may take an ephemeral port between the
+# probe and mqd's bind), and none is handed out twice in one process (a probe
+# of port 0 gives the port back, so the next probe could get it again).
+_LOWEST = 12000
+_handed_out: set = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        # As mqd's listeners do, so that a port in TIME_WAIT counts as free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _reserve(offsets: Sequence[int]) -> int:
+    high = max(_ephemeral_low(), _LOWEST + 1000)
+    span = high - _LOWEST - 8
+    start = (os.getpid() * 7919) % span
+    for step in range(span):
+        port = _LOWEST + 4 + (start + step) % span
+        ports = [port + o for o in offsets]
+        if any(p in _handed_out for p in ports):
+            continue
+        if all(_bindable(p) for p in ports):
+            _handed_out.update(ports)
+            return port
+    raise RuntimeError(f"no free loopback ports between {_LOWEST} and {high}")
+
+
+def free_port() -> int:
+    """A free loopback port."""
+    return _reserve([0])
 
 
 def free_broker_port() -> int:
     """A port P with P-2 (the VIP channel) and P+1 (HA) free too."""
-    for _ in range(200):
-        with socket.socket() as main:
-            main.bind(("127.0.0.1", 0))
-            port = main.getsockname()[1]
-            if not 1030 <= port < 65535:
-                continue
-            with socket.socket() as vip, socket.socket() as ha:
-                try:
-                    vip.bind(("127.0.0.1", port - 2))
-                    ha.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free loopback port P with P-2 and P+1 free")
+    return _reserve([0, -2, 1])
 
 
 def _accepts(port: int) -> bool:

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -52,41 +53,71 @@ func Path() (string, error) {
 	return abs, nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// Ports come from below the kernel's ephemeral range, which only explicit
+// binds use (an outgoing connection may take an ephemeral port between the
+// probe and mqd's bind), and none is handed out twice in one process (a probe
+// of port 0 gives the port back, so the next probe could get it again).
+const lowestPort = 12000
 
-// freeBrokerPort is a port P with P-2 (the VIP channel) and P+1 (HA) free.
-func freeBrokerPort() (int, error) {
-	for range 200 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		ok := p > 1030 && p < 65535
-		if ok {
-			for _, q := range []int{p - 2, p + 1} {
-				o, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", q))
-				if err != nil {
-					ok = false
-					break
-				}
-				o.Close()
+var (
+	portsMu   sync.Mutex
+	handedOut = map[int]bool{}
+)
+
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			if low, err := strconv.Atoi(f[0]); err == nil {
+				return low
 			}
 		}
-		l.Close()
-		if ok {
-			return p, nil
-		}
 	}
-	return 0, errors.New("no free loopback port P with P-2 and P+1 free")
+	return 32768
 }
+
+// bindable tries the port as mqd will (Go's listeners set SO_REUSEADDR, as
+// mqd's do).
+func bindable(port int) bool {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+func reservePorts(offsets ...int) (int, error) {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	high := max(ephemeralLow(), lowestPort+1000)
+	span := high - lowestPort - 8
+	start := (os.Getpid() * 7919) % span
+next:
+	for step := range span {
+		port := lowestPort + 4 + (start+step)%span
+		for _, o := range offsets {
+			if handedOut[port+o] {
+				continue next
+			}
+		}
+		for _, o := range offsets {
+			if !bindable(port + o) {
+				continue next
+			}
+		}
+		for _, o := range offsets {
+			handedOut[port+o] = true
+		}
+		return port, nil
+	}
+	return 0, fmt.Errorf("no free loopback ports between %d and %d", lowestPort, high)
+}
+
+func freePort() (int, error) { return reservePorts(0) }
+
+// freeBrokerPort is a port P with P-2 (the VIP channel) and P+1 (HA) free.
+func freeBrokerPort() (int, error) { return reservePorts(0, -2, 1) }
 
 // Options change how Start runs mqd.
 type Options struct {
