@@ -821,6 +821,27 @@ mq_status_t mq_producer_send_async(const mq_producer_t *p, const mq_message_t *m
 // `p` is NULL or a live producer; `out` is NULL or writable.
 mq_status_t mq_producer_poll(const mq_producer_t *p, int32_t timeout_ms, mq_send_report_t **out);
 
+// Has libmq signal `fd` when async-send reports wait, for programs that
+// wait in `epoll`, `poll` or `select` (or Go's netpoller) rather than in
+// `mq_producer_poll`: libmq writes 1 as 8 native-endian bytes to it (what
+// an eventfd takes; a pipe's reader drains the bytes) when a report is
+// queued after a poll found none, and when the producer closes. The
+// program then reads `fd` and calls `mq_producer_poll` with timeout 0
+// until it gives no report (or `MQ_ERR_CLOSED`). -1 stops the signals.
+//
+// `fd` stays the caller's. It should be non-blocking (`EFD_NONBLOCK`,
+// `O_NONBLOCK`): a write that would block is skipped, as its reader is due
+// to wake anyway. Keep it open until this is called again (once that
+// returns, libmq does not write the old one) or the producer is destroyed.
+//
+// Errors: `MQ_ERR_NULL`; `MQ_ERR_INVALID_ARG` for a negative `fd` other
+// than -1.
+//
+// # Safety
+//
+// `p` is NULL or a live producer.
+mq_status_t mq_producer_set_report_fd(const mq_producer_t *p, int32_t fd);
+
 // For C programs that want a callback: waits up to `timeout_ms` for a
 // report (as `mq_producer_poll`), then calls `handler(report, opaque)` on
 // this thread for it and for every other report already queued, freeing

@@ -7,7 +7,8 @@
  * ';'); without -n it comes from the environment variable NAMESRV_ADDR.
  * COUNT (3) is how many messages each kind of send sends. With -s the
  * async-send reports are handled by a callback (mq_producer_serve) instead
- * of a poll loop.
+ * of a poll loop; with -e they are awaited with poll(2) on an eventfd that
+ * libmq signals (mq_producer_set_report_fd), as an event loop would.
  *
  * It sends, to TOPIC ("CExample"):
  *   - COUNT sync sends with a tag, keys and user properties, and one more
@@ -27,10 +28,13 @@
 
 #include <mq.h>
 
+#include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 /* ---- error handling: the pattern every example uses ------------------- */
@@ -135,18 +139,23 @@ int main(int argc, char **argv)
     const char *namesrv = getenv("NAMESRV_ADDR");
     const char *topic = "CExample";
     const char *group = "c_example_producer";
-    int count = 3, serve = 0, opt;
-    while ((opt = getopt(argc, argv, "n:t:g:c:s")) != -1) {
+    int count = 3, serve = 0, event_loop = 0, opt;
+    while ((opt = getopt(argc, argv, "n:t:g:c:se")) != -1) {
         switch (opt) {
         case 'n': namesrv = optarg; break;
         case 't': topic = optarg; break;
         case 'g': group = optarg; break;
         case 'c': count = atoi(optarg); break;
         case 's': serve = 1; break;
+        case 'e': event_loop = 1; break;
         default:
-            fprintf(stderr, "usage: %s [-n namesrv] [-t topic] [-g group] [-c count] [-s]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-n namesrv] [-t topic] [-g group] [-c count] [-s | -e]\n", argv[0]);
             return 2;
         }
+    }
+    if (serve && event_loop) {
+        fprintf(stderr, "producer: -s and -e are two ways of taking reports: give one\n");
+        return 2;
     }
     if (namesrv == NULL || count < 1 || count > 100) {
         fprintf(stderr, "producer: give the NameServer with -n or NAMESRV_ADDR (and 1 <= count <= 100)\n");
@@ -205,14 +214,51 @@ int main(int argc, char **argv)
     char (*bodies)[32] = calloc((size_t)count, sizeof *bodies);
     if (bodies == NULL)
         die("out of memory");
+    int report_fd = -1;
+    if (event_loop) {
+        /* libmq writes to this eventfd when reports wait, so a program
+         * can wait for them with everything else it watches. */
+        report_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (report_fd < 0)
+            die("eventfd failed");
+        CHECK(mq_producer_set_report_fd(p, report_fd));
+    }
     for (int i = 0; i < count; i++) {
         snprintf(bodies[i], sizeof bodies[i], "async-%d", i);
         mq_message_t *m = new_message(topic, bodies[i], strlen(bodies[i]));
         CHECK(mq_producer_send_async(p, m, (uint64_t)i /* token */));
         mq_message_free(m); /* copied: free it right away */
     }
-    /* flush waits until every async send so far has its report queued. */
-    CHECK(mq_producer_flush(p, 10000));
+    if (event_loop) {
+        /* The event-loop style: take what is queued with a poll of timeout
+         * 0; when none is left, wait on the descriptor. */
+        int taken = 0;
+        while (taken < count) {
+            mq_send_report_t *rep = NULL;
+            CHECK(mq_producer_poll(p, 0, &rep));
+            if (rep == NULL) {
+                struct pollfd ready = {.fd = report_fd, .events = POLLIN};
+                int n = poll(&ready, 1, 5000);
+                if (n == 0)
+                    die("no report signalled within 5 s");
+                if (n < 0 && errno != EINTR)
+                    die("poll failed");
+                uint64_t signals;
+                if (read(report_fd, &signals, sizeof signals) < 0 && errno != EAGAIN)
+                    die("reading the eventfd failed");
+                continue;
+            }
+            on_report(rep, bodies);
+            mq_send_report_free(rep);
+            taken++;
+        }
+        /* Once this returns libmq no longer writes to it: close it. */
+        CHECK(mq_producer_set_report_fd(p, -1));
+        close(report_fd);
+    } else {
+        /* flush waits until every async send so far has its report queued. */
+        CHECK(mq_producer_flush(p, 10000));
+    }
     if (serve) {
         /* The callback style: mq_producer_serve calls on_report on this
          * thread for each report queued, and frees each after the call. */
@@ -223,7 +269,7 @@ int main(int argc, char **argv)
                 die("mq_producer_serve: no report within 5 s");
             total += served;
         }
-    } else {
+    } else if (!event_loop) {
         /* The poll style: take each report, read it, free it. */
         for (int i = 0; i < count; i++) {
             mq_send_report_t *rep = NULL;

@@ -164,7 +164,14 @@ func TestFetchQueuesThenAssignThemAll(t *testing.T) {
 	}
 	c := newPull(t, "consume_from", "first")
 	ctx := ctxFor(t, 20*time.Second)
+	// The broker registers a topic that a send created with the NameServers
+	// after answering that send (as RocketMQ's does): the route may take a
+	// moment to appear.
 	queues, err := c.FetchQueues(ctx, topic)
+	for errors.Is(err, mq.ErrNoRoute) && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+		queues, err = c.FetchQueues(ctx, topic)
+	}
 	if err != nil || len(queues) == 0 {
 		t.Fatalf("FetchQueues: %v, %v", queues, err)
 	}

@@ -175,9 +175,9 @@ suite() {
     [ "$pass" = valgrind ] && wait=300
     local topic="C${tag}Topic" txn_topic="C${tag}Txn" sent="$work/$pass/producer.out"
     local serve_flag=
-    # The producer handles async reports with poll in two passes and with
-    # mq_producer_serve's callback in the two others.
-    case $pass in static | asan) serve_flag=-s ;; esac
+    # The producer handles async reports with poll, with an eventfd and
+    # poll(2), or with mq_producer_serve's callback, depending on the pass.
+    case $pass in static | asan) serve_flag=-s ;; valgrind) serve_flag=-e ;; esac
     echo "# pass $pass"
 
     # -- producer: every kind of send -----------------------------------

@@ -4,7 +4,11 @@
 //! flushes within `close_timeout_ms`.
 
 use std::ffi::{c_char, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::fs::File;
+use std::io::Write;
+use std::mem::ManuallyDrop;
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -39,6 +43,13 @@ struct AsyncSends {
     /// Sent and not yet completed: what flush waits for.
     unfinished: Mutex<usize>,
     finished: Condvar,
+    /// The application's descriptor to signal when reports wait (-1: none);
+    /// locked while written, so that once `mq_producer_set_report_fd`
+    /// returns, the old one is not written any more.
+    report_fd: Mutex<RawFd>,
+    /// A signal is on its way and no poll has found the queue empty since:
+    /// reports queued meanwhile need none of their own.
+    signalled: AtomicBool,
 }
 
 impl AsyncSends {
@@ -46,12 +57,52 @@ impl AsyncSends {
         // Unbounded: never blocks a library thread. Closed after close's
         // flush: a report that late is dropped (close waited for it).
         let _ = self.reports.0.try_send(report);
+        if !self.signalled.swap(true, Ordering::SeqCst) {
+            self.signal();
+        }
         let mut n = self
             .unfinished
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         *n = n.saturating_sub(1);
-        self.finished.notify_all();
+        // Flush waits for none left; waking it on every report would cost a
+        // futex call per send.
+        if *n == 0 {
+            self.finished.notify_all();
+        }
+    }
+
+    /// Writes 1 as 8 native-endian bytes to the report descriptor: what an
+    /// eventfd takes, and a pipe's reader just drains. A full pipe or
+    /// eventfd (EAGAIN) already wakes its reader; other errors have no one
+    /// to go to, so they are logged.
+    fn signal(&self) {
+        let fd = self
+            .report_fd
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *fd < 0 {
+            return;
+        }
+        // SAFETY: the application keeps the descriptor open while it is set
+        // (`mq_producer_set_report_fd`); ManuallyDrop leaves it open.
+        let mut file = ManuallyDrop::new(unsafe { File::from_raw_fd(*fd) });
+        match file.write(&1u64.to_ne_bytes()) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => log::warn!("signalling report descriptor {}: {e}", *fd),
+        }
+    }
+
+    /// Takes the next report, waiting up to `limit`. Finding none at first
+    /// re-arms the signal before looking again, so a report queued after
+    /// that look signals the descriptor.
+    fn next(&self, limit: Duration) -> Result<Option<mq_send_report_t>, ()> {
+        if let Ok(report) = self.reports.1.try_recv() {
+            return Ok(Some(report));
+        }
+        self.signalled.store(false, Ordering::SeqCst);
+        next(&self.reports.1, limit).map_err(|_| ())
     }
 
     /// Waits until no send is unfinished; false at `limit`.
@@ -117,8 +168,10 @@ impl mq_producer_t {
             );
         }
         block_on(self.producer.shutdown());
-        // Pollers take what is queued, then get MQ_ERR_CLOSED.
+        // Pollers take what is queued, then get MQ_ERR_CLOSED; one waiting
+        // on the report descriptor is woken to see that.
         self.async_sends.reports.0.close();
+        self.async_sends.signal();
     }
 }
 
@@ -161,6 +214,8 @@ pub unsafe extern "C" fn mq_producer_new(
                 outstanding: AtomicUsize::new(0),
                 unfinished: Mutex::new(0),
                 finished: Condvar::new(),
+                report_fd: Mutex::new(-1),
+                signalled: AtomicBool::new(false),
             }),
             gate: Gate::default(),
         });
@@ -369,7 +424,7 @@ pub unsafe extern "C" fn mq_producer_poll(
     ffi! {
         // SAFETY: the caller's promises.
         let (out, p) = unsafe { (Out::new(out, "out")?, arg(p, "producer")?) };
-        match next(&p.async_sends.reports.1, timeout(timeout_ms)) {
+        match p.async_sends.next(timeout(timeout_ms)) {
             Ok(Some(report)) => {
                 p.async_sends.outstanding.fetch_sub(1, Ordering::AcqRel);
                 out.set(report);
@@ -378,6 +433,48 @@ pub unsafe extern "C" fn mq_producer_poll(
             Ok(None) => ok(),
             Err(_) => Err(Error::closed("producer")),
         }
+    }
+}
+
+/// Has libmq signal `fd` when async-send reports wait, for programs that
+/// wait in `epoll`, `poll` or `select` (or Go's netpoller) rather than in
+/// `mq_producer_poll`: libmq writes 1 as 8 native-endian bytes to it (what
+/// an eventfd takes; a pipe's reader drains the bytes) when a report is
+/// queued after a poll found none, and when the producer closes. The
+/// program then reads `fd` and calls `mq_producer_poll` with timeout 0
+/// until it gives no report (or `MQ_ERR_CLOSED`). -1 stops the signals.
+///
+/// `fd` stays the caller's. It should be non-blocking (`EFD_NONBLOCK`,
+/// `O_NONBLOCK`): a write that would block is skipped, as its reader is due
+/// to wake anyway. Keep it open until this is called again (once that
+/// returns, libmq does not write the old one) or the producer is destroyed.
+///
+/// Errors: `MQ_ERR_NULL`; `MQ_ERR_INVALID_ARG` for a negative `fd` other
+/// than -1.
+///
+/// # Safety
+///
+/// `p` is NULL or a live producer.
+#[no_mangle]
+pub unsafe extern "C" fn mq_producer_set_report_fd(
+    p: *const mq_producer_t,
+    fd: i32,
+) -> mq_status_t {
+    ffi! {
+        // SAFETY: the caller's promise.
+        let p = unsafe { arg(p, "producer") }?;
+        if fd < -1 {
+            return Err(Error::invalid(format!("report descriptor {fd}: not a descriptor or -1")));
+        }
+        let sends = &p.async_sends;
+        *sends.report_fd.lock().unwrap_or_else(PoisonError::into_inner) = fd;
+        // Reports already queued, or a producer already closed, have had
+        // their signal: give this descriptor its own.
+        if fd >= 0 && (!sends.reports.1.is_empty() || sends.reports.0.is_closed()) {
+            sends.signalled.store(true, Ordering::SeqCst);
+            sends.signal();
+        }
+        ok()
     }
 }
 
@@ -417,7 +514,7 @@ pub unsafe extern "C" fn mq_producer_serve(
         let mut limit = timeout(timeout_ms);
         let mut n = 0;
         loop {
-            let report = match next(&p.async_sends.reports.1, limit) {
+            let report = match p.async_sends.next(limit) {
                 Ok(Some(report)) => report,
                 Ok(None) => break,
                 Err(_) if n > 0 => break,

@@ -205,6 +205,12 @@ impl ClientInstance {
         self.runtime.spawn_detached(future);
     }
 
+    /// [`spawn_detached`](Self::spawn_detached) with the first poll on the
+    /// calling thread (see `Runtime::start_detached`).
+    pub(crate) fn start_detached(&self, future: impl Future<Output = ()> + Send + 'static) {
+        self.runtime.start_detached(future);
+    }
+
     /// The instance of this process for `config`'s client id: an existing one
     /// if it is still running (RocketMQ's MQClientManager keeps one per client
     /// id), otherwise a new one. The registry holds instances weakly: one is

@@ -484,7 +484,8 @@ impl Producer {
         let deadline = Instant::now() + budget;
         // Detached: the callback is how the caller hears of the outcome. If
         // the instance stops first, the task is dropped and `report` says so.
-        self.inner.instance.spawn_detached(async move {
+        // Started here: the request goes out from the caller's thread.
+        self.inner.instance.start_detached(async move {
             let outcome = match producer.check(&msg) {
                 Err(e) => Err(e),
                 Ok(()) => match producer.queues_before(&msg.topic, deadline, budget).await {

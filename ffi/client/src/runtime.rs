@@ -90,6 +90,38 @@ impl Runtime {
         }
     }
 
+    /// [`spawn_detached`](Self::spawn_detached), but the first poll runs
+    /// here, on the calling thread: a send from a foreign thread (a C or Go
+    /// caller's) then encodes and queues its request at once instead of
+    /// waking an executor thread to do it, and the executor takes over
+    /// only when the future is woken (by its response). Once stopped, the
+    /// future is dropped unrun, as by `spawn_detached`.
+    pub(crate) fn start_detached(&self, future: impl Future<Output = ()> + Send + 'static) {
+        let Some(executor) = self
+            .executor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        else {
+            return;
+        };
+        // Weak: a woken future must not keep a stopped executor alive; when
+        // it is gone, dropping the runnable drops the future.
+        let executor = Arc::downgrade(&executor);
+        let schedule = move |runnable: async_task::Runnable| {
+            if let Some(executor) = executor.upgrade() {
+                executor
+                    .spawn(async move {
+                        runnable.run();
+                    })
+                    .detach();
+            }
+        };
+        let (runnable, task) = async_task::spawn(future, schedule);
+        task.detach();
+        runnable.run();
+    }
+
     /// Whether the calling thread is one of this runtime's.
     fn on_own_thread(threads: &[JoinHandle<()>]) -> bool {
         let me = thread::current().id();

@@ -159,6 +159,7 @@ SIGNATURES: Dict[str, Tuple[object, List[object]]] = {
     "mq_producer_poll": (_ST, [_P, c_int32, _PP]),
     "mq_producer_serve": (_ST, [_P, c_int32, REPORT_HANDLER, c_void_p, _PSZ]),
     "mq_producer_flush": (_ST, [_P, c_int32]),
+    "mq_producer_set_report_fd": (_ST, [_P, c_int32]),
     "mq_producer_close": (_ST, [_P]),
     "mq_producer_destroy": (None, [_P]),
     # send results and reports

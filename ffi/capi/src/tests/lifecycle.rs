@@ -114,6 +114,58 @@ fn a_producer_closes_once_and_refuses_afterwards() {
 }
 
 #[test]
+fn the_report_descriptor_is_signalled_when_reports_wait_and_at_close() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+
+    let (mut signals, writer) = std::io::pipe().expect("a pipe");
+    // One signal: 1 as 8 native-endian bytes. Read only when one is due
+    // (the pipe blocks).
+    let mut signalled = || {
+        let mut bytes = [0u8; 8];
+        signals.read_exact(&mut bytes).expect("a signal");
+        assert_eq!(u64::from_ne_bytes(bytes), 1);
+    };
+    let cfg = config(&[("send_timeout_ms", "300")]);
+    let (mut p, mut m) = (null_mut(), null_mut());
+    // SAFETY: valid pointers throughout; each object freed once; the pipe
+    // outlives the producer.
+    unsafe {
+        expect(mq_producer_new(cfg, &mut p), MQ_OK);
+        expect(mq_message_new(c("T").as_ptr(), &mut m), MQ_OK);
+        expect(mq_producer_set_report_fd(p, -2), MQ_ERR_INVALID_ARG);
+        expect(mq_producer_set_report_fd(p, writer.as_raw_fd()), MQ_OK);
+        let take = |p| {
+            let mut rep = null_mut();
+            expect(mq_producer_poll(p, 0, &mut rep), MQ_OK);
+            let token = (!rep.is_null()).then(|| mq_send_report_token(rep));
+            mq_send_report_free(rep);
+            token
+        };
+        // No NameServer answers: each send fails into its report, which is
+        // queued (and signalled) before flush returns.
+        expect(mq_producer_send_async(p, m, 1), MQ_OK);
+        expect(mq_producer_flush(p, 10_000), MQ_OK);
+        signalled();
+        assert_eq!(take(p), Some(1));
+        assert_eq!(take(p), None, "a poll that finds none re-arms the signal");
+        expect(mq_producer_send_async(p, m, 2), MQ_OK);
+        expect(mq_producer_send_async(p, m, 3), MQ_OK);
+        expect(mq_producer_flush(p, 10_000), MQ_OK);
+        signalled();
+        assert_eq!((take(p), take(p), take(p)), (Some(2), Some(3), None));
+        expect(mq_producer_close(p), MQ_OK);
+        signalled();
+        let mut rep = null_mut();
+        expect(mq_producer_poll(p, 0, &mut rep), MQ_ERR_CLOSED);
+        expect(mq_producer_set_report_fd(p, -1), MQ_OK);
+        mq_producer_destroy(p);
+        mq_message_free(m);
+    }
+    free_config(cfg);
+}
+
+#[test]
 fn a_pull_consumer_closes_once_and_wakes_a_waiting_poll() {
     let cfg = config(&[]);
     let mut c_ = null_mut();
