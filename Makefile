@@ -11,7 +11,7 @@ SHELL := bash
 test: lint libmq tools
 	mkdir -p target
 	status=0; \
-	cargo test --workspace --all-targets 2>&1 | tee target/test-output.log || status=1; \
+	cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee target/test-output.log || status=1; \
 	$(MAKE) -C bindings/c test 2>&1 | tee -a target/test-output.log || status=1; \
 	$(MAKE) -C bindings/python test 2>&1 | tee target/test-python.log || status=1; \
 	$(PYTEST_RESULT) target/test-python.log >> target/test-output.log; \
