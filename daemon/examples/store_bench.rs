@@ -13,6 +13,11 @@
 //! bytes that reach the disk in both runs. One line per case:
 //!
 //! `store_bench case=<name> msgs_per_s=<n> mb_per_s=<n> raw_mb_per_s=<n> ratio=<mb_per_s/raw_mb_per_s>`
+//!
+//! A SYNC_FLUSH case also measures what the disk gives to synchronous writes:
+//! 64 KiB `write`s to a file opened with `O_DSYNC`, as `dd bs=64k
+//! oflag=dsync` does, before and after the store's run (the faster counts),
+//! and adds `dsync_mb_per_s=<n> dsync_ratio=<mb_per_s/dsync_mb_per_s>`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -102,13 +107,20 @@ fn main() {
         assert_eq!(bytes, expected, "record size estimate");
         let raw_after = (!no_raw).then(|| raw_write(&work.join("raw"), bytes));
         let raw_elapsed = raw_before.zip(raw_after).map(|(a, b)| a.min(b));
+        let dsync_mb_per_s = (case.flush == FlushDiskType::SyncFlush && !no_raw).then(|| {
+            let path = work.join("dsync");
+            dsync_write_mb_per_s(&path, bytes).max(dsync_write_mb_per_s(&path, bytes))
+        });
         let _ = std::fs::remove_dir_all(&work);
         let secs = elapsed.as_secs_f64();
         let mb_per_s = bytes as f64 / 1e6 / secs;
         let raw_mb_per_s =
             raw_elapsed.map_or(f64::NAN, |raw| bytes as f64 / 1e6 / raw.as_secs_f64());
+        let dsync = dsync_mb_per_s.map_or(String::new(), |d| {
+            format!(" dsync_mb_per_s={d:.1} dsync_ratio={:.2}", mb_per_s / d)
+        });
         println!(
-            "store_bench case={} msgs_per_s={:.0} mb_per_s={:.1} raw_mb_per_s={:.1} ratio={:.2}",
+            "store_bench case={} msgs_per_s={:.0} mb_per_s={:.1} raw_mb_per_s={:.1} ratio={:.2}{dsync}",
             case.name,
             messages as f64 / secs,
             mb_per_s,
@@ -201,6 +213,30 @@ fn message<'a>(body: &'a [u8], properties: &'a str, born: SocketAddr, i: usize) 
         body,
         properties,
     }
+}
+
+/// MB/s of 64 KiB `write`s to a new file opened with `O_DSYNC` (each returns
+/// once its data is on disk), up to `bytes` or 2 s, whichever comes first.
+fn dsync_write_mb_per_s(path: &Path, bytes: u64) -> f64 {
+    use std::os::unix::fs::OpenOptionsExt;
+    let chunk = vec![b'x'; 64 << 10];
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(nix::fcntl::OFlag::O_DSYNC.bits())
+        .open(path)
+        .expect("create dsync file");
+    let started = Instant::now();
+    let mut written = 0u64;
+    while written < bytes && started.elapsed() < Duration::from_secs(2) {
+        file.write_all(&chunk).expect("dsync write");
+        written += chunk.len() as u64;
+    }
+    let elapsed = started.elapsed();
+    drop(file);
+    let _ = std::fs::remove_file(path);
+    written as f64 / 1e6 / elapsed.as_secs_f64()
 }
 
 /// Writes `bytes` sequentially with `write` and one final `fsync`.

@@ -4,7 +4,10 @@
 //! are dirty (or the thorough interval passed). SYNC_FLUSH: group commit — an
 //! append queues a request and waits; the thread takes every queued request,
 //! runs one `msync` up to the current write position, and completes each
-//! request it covers, so one flush serves every waiter of that moment.
+//! request it covers, so one flush serves every waiter of that moment. Two
+//! threads do that under SYNC_FLUSH, so that while one waits for the disk the
+//! other starts on what was appended meanwhile (the disk takes two flushes at
+//! once faster than one after the other).
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -16,6 +19,11 @@ use super::commit_log::CommitLog;
 use super::config::FlushDiskType;
 use super::error::{Result, StoreError};
 use crate::metrics::histogram::Histogram;
+
+/// Flusher threads under SYNC_FLUSH. Measured with `store_bench --case
+/// sync-1k`: 2 raised throughput by about a fifth over 1; 3 and 4 made each
+/// flush smaller and were slower than 2.
+const SYNC_FLUSH_THREADS: usize = 2;
 
 /// One waiter of a SYNC_FLUSH append.
 struct FlushRequest {
@@ -39,7 +47,7 @@ pub struct FlushService {
     /// Store time of the last record covered by a completed flush (checkpoint).
     flushed_store_timestamp: AtomicI64,
     /// Joined by `stop`, so that shutdown returns after the last flush.
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// How long each flush took, for the metrics endpoint.
     pub(crate) latency: Histogram,
 }
@@ -65,18 +73,25 @@ impl FlushService {
             requests: Mutex::new(Vec::new()),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
-            thread: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
             latency: Histogram::default(),
         });
-        let worker = service.clone();
-        let handle = std::thread::Builder::new()
-            .name("mq-flush".into())
-            .spawn(move || worker.run())
-            .expect("spawn flush thread");
-        *service
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        let count = match mode {
+            FlushDiskType::SyncFlush => SYNC_FLUSH_THREADS,
+            FlushDiskType::AsyncFlush => 1,
+        };
+        for i in 0..count {
+            let worker = service.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("mq-flush-{i}"))
+                .spawn(move || worker.run())
+                .expect("spawn flush thread");
+            service
+                .threads
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(handle);
+        }
         service
     }
 
@@ -237,12 +252,9 @@ impl FlushService {
             self.stop.store(true, Ordering::Release);
             self.wake.notify_all();
         }
-        let handle = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(handle) = handle {
+        let handles =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        for handle in handles {
             if handle.join().is_err() {
                 log::error!("flush thread panicked");
             }

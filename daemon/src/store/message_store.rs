@@ -200,6 +200,7 @@ impl MessageStore {
             disk.clone(),
         )?);
         log.set_replica(config.replica);
+        log.set_write_through(config.flush_disk_type == FlushDiskType::SyncFlush);
         let queues = Arc::new(ConsumeQueues::load(
             &root.join("consumequeue"),
             config.consume_queue_entries_per_file,
@@ -1094,6 +1095,64 @@ mod tests {
         assert_eq!(bodies(&store), [&b"one"[..], b"two", b"three"]);
         assert_eq!(store.message_store_time(TOPIC, 0, 2), Some(1000));
         assert_eq!(put(&store, b"four"), (log_end, 3));
+    }
+
+    #[test]
+    fn sync_flush_appends_from_many_threads_are_all_there_after_a_reopen() {
+        let dir = TempDir::new("store_sync_flush");
+        let config = || {
+            let mut config = StoreConfig::new(dir.path());
+            config.commit_log_file_size = SIZE;
+            config.consume_queue_entries_per_file = 16;
+            config.index_hash_slots = 16;
+            config.index_max_entries = 64;
+            config.flush_disk_type = FlushDiskType::SyncFlush;
+            config
+        };
+        let store = MessageStore::open(config()).unwrap();
+        // Written with pwrite and flushed by two threads at once; each put
+        // returns once a flush covers it, across several segment ends.
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let body = format!("t{t}-{i}");
+                        store
+                            .put_blocking(&[message(body.as_bytes())], true)
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(store.wait_dispatched(Duration::from_secs(10)));
+        let end = store.commit_log_range().1;
+        assert!(end > 4 * SIZE as i64, "the puts span several segments");
+        store.close().unwrap();
+        drop(store);
+        let store = MessageStore::open(config()).unwrap();
+        assert_eq!(store.commit_log_range().1, end);
+        assert_eq!(store.max_offset(TOPIC, 0), 200);
+        let mut got = Vec::new();
+        while got.len() < 200 {
+            let from = got.len() as i64;
+            let read = store.get_messages(TOPIC, 0, from, 32, usize::MAX, &|_| true);
+            assert!(!read.messages.is_empty(), "queue offset {from} is readable");
+            for r in &read.messages {
+                let m = r.decode().unwrap();
+                assert_eq!(m.queue_offset, got.len() as i64, "no gap");
+                got.push(String::from_utf8(m.body.to_vec()).unwrap());
+            }
+        }
+        got.sort();
+        let mut want: Vec<String> = (0..8)
+            .flat_map(|t| (0..25).map(move |i| format!("t{t}-{i}")))
+            .collect();
+        want.sort();
+        assert_eq!(got, want);
     }
 
     /// A store of [`SIZE`]-byte segments in `dir`, a slave's when `replica`.
