@@ -175,8 +175,9 @@ func NewProducer(cfg Config) (*Producer, error) {
 
 // Send sends msg and waits for the broker (retrying on another broker):
 // until ctx's deadline, or the producer's send_timeout_ms without one.
-// With a context that cannot be cancelled (context.Background) it is one
-// cgo call.
+// With a context that cannot be cancelled (context.Background) it waits in
+// Go, not in a cgo call: the send starts in one short call and its report
+// comes back through the producer's poller.
 func (p *Producer) Send(ctx context.Context, msg *Message) (*SendResult, error) {
 	return p.send(ctx, C.GOMQ_SEND_SYNC, msg, nil)
 }
