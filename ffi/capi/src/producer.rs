@@ -391,7 +391,19 @@ pub unsafe extern "C" fn mq_producer_send_async(
                 ),
             ));
         }
-        *sends.unfinished.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        {
+            // Counted and checked under the lock close's flush takes after
+            // closing the gate: a send racing close is either counted before
+            // the flush looks (so close waits for its report) or sees the
+            // gate closed here, never started and forgotten.
+            let mut unfinished = sends.unfinished.lock().unwrap_or_else(PoisonError::into_inner);
+            if p.gate.is_closed() {
+                drop(unfinished);
+                sends.outstanding.fetch_sub(1, Ordering::AcqRel);
+                return Err(Error::closed("producer"));
+            }
+            *unfinished += 1;
+        }
         let sends = sends.clone();
         producer.send_async(m.message().clone(), move |outcome| {
             sends.done(mq_send_report_t::new(token, outcome));
