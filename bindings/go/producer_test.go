@@ -191,3 +191,51 @@ func silentServer(t *testing.T) string {
 	})
 	return l.Addr().String()
 }
+
+// Send waits for its report in Go; when the async window is full it sends
+// the blocking way, and with retry settings that differ it always does.
+// Every Send still gets its own result.
+func TestSendThroughReportsAndItsFallbacks(t *testing.T) {
+	for _, extra := range [][]string{
+		{"max_inflight_async", "2"},
+		{"retry_times_when_send_failed", "1", "retry_times_when_send_async_failed", "0"},
+	} {
+		p, err := mq.NewProducer(config(unique(t, "p"), extra...))
+		if err != nil {
+			t.Fatalf("NewProducer: %v", err)
+		}
+		topic := unique(t, "t")
+		const senders, each = 8, 20
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		ids := map[string]bool{}
+		errs := make(chan error, senders*each)
+		for g := range senders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range each {
+					r, err := p.Send(context.Background(), &mq.Message{Topic: topic, Body: []byte(fmt.Sprintf("%d-%d", g, i))})
+					if err != nil {
+						errs <- err
+						continue
+					}
+					mu.Lock()
+					ids[r.MsgID] = true
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("%v: Send: %v", extra, err)
+		}
+		if len(ids) != senders*each {
+			t.Errorf("%v: %d distinct message ids for %d sends", extra, len(ids), senders*each)
+		}
+		if err := p.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}
+}
