@@ -7,8 +7,9 @@ The library is looked for, in order:
 3. the system library path, through ``ctypes.util.find_library("mq")``.
 
 It is loaded with :class:`ctypes.CDLL`, which releases the GIL for the
-duration of every call (never ``PyDLL``): a call that blocks in libmq blocks
-only its own thread. Every function gets ``argtypes`` and ``restype`` here
+duration of every call: a call that blocks in libmq blocks only its own
+thread. A few calls on the send path go through :data:`held`, the same
+library loaded with :class:`ctypes.PyDLL`, which keeps the GIL: see there. Every function gets ``argtypes`` and ``restype`` here
 (a missing ``restype`` is ``int`` and would cut 64-bit pointers);
 ``tests/test_header.py`` parses ``include/mq.h`` and checks that this table
 covers every declared function with the same arity and types.
@@ -295,6 +296,20 @@ lib.mq_version_str.restype = c_char_p
 lib.mq_version_str.argtypes = []
 _check_version(lib, path)
 _declare(lib, path)
+
+#: The same library through :class:`ctypes.PyDLL`, which keeps the GIL for
+#: the call, for the calls of a send's path that neither block nor take a
+#: lock a thread waiting for the GIL could hold: setting the body of this
+#: thread's scratch message, reading a send result's fields, and freeing
+#: it. Each crossing that lets the GIL go hands it to another thread and
+#: takes it back, and with 16 threads sending those handoffs were what a
+#: send cost: keeping it for these raised the benchmark from 43 % to 57 %
+#: of ``mqctl`` (``bench.py``). ``mq_producer_send``, which waits for the
+#: broker, goes through ``lib`` and lets the GIL go.
+held = ctypes.PyDLL(path)
+for _name in ("mq_message_set_body", "mq_send_result_view", "mq_send_result_free"):
+    _fn = getattr(held, _name)
+    _fn.restype, _fn.argtypes = SIGNATURES[_name]
 
 #: The library's version, as text (``"0.1.0"``).
 version: str = lib.mq_version_str().decode()

@@ -458,14 +458,14 @@ class SendResult:
                 _read_into(self, ptr)
             finally:
                 self._ptr = None
-                _lib.lib.mq_send_result_free(ptr)
+                _lib.held.mq_send_result_free(ptr)
 
     def __del__(self) -> None:
         ptr = self._ptr
         if ptr is not None:
             self._ptr = None
             try:
-                _lib.lib.mq_send_result_free(ptr)
+                _lib.held.mq_send_result_free(ptr)
             except Exception:  # pragma: no cover - interpreter shutdown
                 pass
 
@@ -513,7 +513,7 @@ del _f
 def _read_into(r: SendResult, ptr: int) -> None:
     """Every field of ``mq_send_result_t`` ``ptr``, in one libmq call."""
     v = _lib.SendResultView()
-    check(_lib.lib.mq_send_result_view(ptr, byref(v), sizeof(v)))
+    check(_lib.held.mq_send_result_view(ptr, byref(v), sizeof(v)))
     r._status = _status_values.get(v.status, v.status)  # type: ignore[assignment]
     r._msg_id = _str(v.msg_id)
     r._offset_msg_id = _str(v.offset_msg_id)

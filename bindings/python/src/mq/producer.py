@@ -146,7 +146,8 @@ class Producer(_Client):
             return _native.interruptible(self._send, msg, None, timeout_ms(timeout))
         # The plain send, the one to make fast: this thread's scratch
         # message, three libmq calls (set_body, send, and the result's free
-        # when it is dropped), no Python object but the result.
+        # when it is dropped), no Python object but the result. Only the
+        # send lets the GIL go (see _lib.held).
         if type(body) is not bytes:
             body = _body(body)
         ms = -1 if timeout is None else timeout_ms(timeout)
@@ -160,7 +161,7 @@ class Producer(_Client):
         p = n.acquire()
         try:
             m = scratch(topic)
-            st = lib.mq_message_set_body(m, body, len(body))
+            st = _lib.held.mq_message_set_body(m, body, len(body))
             if st:
                 raise last_error(st)
             out = c_void_p()
