@@ -291,6 +291,21 @@ gomq_send_ret gomq_producer_poll_take(const mq_producer_t *p, int32_t timeout_ms
     return gomq_report_take(rep, buf, cap);
 }
 
+size_t gomq_producer_take_reports(const mq_producer_t *p, gomq_send_ret *outs, size_t n, char *buf,
+                                  size_t cap, int32_t *status) {
+    *status = MQ_OK;
+    for (size_t i = 0; i < n; i++) {
+        mq_send_report_t *rep = NULL;
+        mq_status_t s = mq_producer_poll(p, 0, &rep);
+        if (rep == NULL) {
+            *status = s;
+            return i;
+        }
+        outs[i] = gomq_report_take(rep, buf + i * cap, cap);
+    }
+    return n;
+}
+
 gomq_ret gomq_message_build(const char *strs, const int64_t *ints, const uint8_t *bodies) {
     mq_message_t *m = NULL;
     size_t used;

@@ -71,6 +71,14 @@ gomq_send_ret gomq_report_take(mq_send_report_t *rep, char *buf, size_t cap);
 gomq_send_ret gomq_producer_poll_take(const mq_producer_t *p, int32_t timeout_ms, char *buf,
                                       size_t cap);
 
+/* Takes up to n reports without waiting, each as gomq_producer_poll_take
+ * would, report i's strings in buf + i * cap. Returns how many it took;
+ * when fewer than n, *status is the poll's outcome (MQ_OK: none left,
+ * MQ_ERR_CLOSED: closed and every report taken). One crossing for a burst
+ * of reports. */
+size_t gomq_producer_take_reports(const mq_producer_t *p, gomq_send_ret *outs, size_t n, char *buf,
+                                  size_t cap, int32_t *status);
+
 /* A built message (C memory) for calls that run on a helper goroutine. */
 gomq_ret gomq_message_build(const char *strs, const int64_t *ints, const uint8_t *bodies);
 void gomq_message_free(void *m);

@@ -414,38 +414,65 @@ func (p *Producer) startPollerLocked(ptr unsafe.Pointer) {
 	go p.pollReports(p.poller, p.wake)
 }
 
-// pollReports is the producer's own goroutine: it takes reports (one
-// crossing each) and hands them over until libmq says closed: to a
+// pollReports is the producer's own goroutine: it takes reports (a burst
+// per crossing) and hands them over until libmq says closed: to a
 // blocked Send directly, SendAsync callbacks to another goroutine (cbs),
 // so that a slow one does not hold up taking reports, which is what frees
 // the in-flight window. With wake it takes what is queued, then waits for
 // libmq's signal in the netpoller; without, it waits in libmq.
 func (p *Producer) pollReports(done chan struct{}, wake *os.File) {
 	defer close(done)
-	buf := make([]byte, resultBuf)
-	var signals [64]byte
-	wait := C.int32_t(-1)
-	if wake != nil {
-		wait = 0
+	if wake == nil {
+		p.pollReportsBlocking()
+		return
 	}
+	const burst = 16
+	var outs [burst]C.gomq_send_ret
+	buf := make([]byte, burst*resultBuf)
+	var signals [64]byte
 	for {
 		ptr, err := p.h.acquireInternal()
 		if err != nil {
 			return
 		}
-		s := C.gomq_producer_poll_take((*C.mq_producer_t)(ptr), wait, cstr(buf), C.size_t(len(buf)))
+		var status C.int32_t
+		n := int(C.gomq_producer_take_reports((*C.mq_producer_t)(ptr), &outs[0], burst,
+			cstr(buf), resultBuf, &status))
+		p.h.mu.RUnlock()
+		for i := range n {
+			res, err := sendOutcome(&outs[i], buf[i*resultBuf:(i+1)*resultBuf], true)
+			p.deliver(uint64(outs[i].token), res, err)
+		}
+		if n == burst {
+			continue
+		}
+		if status != C.MQ_OK {
+			return // closed, and every report taken
+		}
+		if _, err := wake.Read(signals[:]); err != nil {
+			// The pipe is unusable (it is ours and still open): wait in
+			// libmq from now on.
+			log.Printf("mq: reading the report pipe: %v", err)
+			p.pollReportsBlocking()
+			return
+		}
+	}
+}
+
+// pollReportsBlocking takes reports one crossing each, waiting in libmq,
+// until libmq says closed.
+func (p *Producer) pollReportsBlocking() {
+	buf := make([]byte, resultBuf)
+	for {
+		ptr, err := p.h.acquireInternal()
+		if err != nil {
+			return
+		}
+		s := C.gomq_producer_poll_take((*C.mq_producer_t)(ptr), -1, cstr(buf), C.size_t(len(buf)))
 		p.h.mu.RUnlock()
 		if s.token == 0 { // no report
 			if errOf(s.r) != nil {
 				return // closed, and every report taken
-			}
-			if wake != nil {
-				if _, err := wake.Read(signals[:]); err != nil {
-					// The pipe is unusable (it is ours and still open):
-					// wait in libmq from now on.
-					log.Printf("mq: reading the report pipe: %v", err)
-					wait, wake = -1, nil
-				}
 			}
 			continue
 		}
