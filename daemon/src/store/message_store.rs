@@ -1021,12 +1021,17 @@ mod tests {
     fn open_over(dir: &TempDir, segments: &[&[u8]]) -> Arc<MessageStore> {
         write_segments(&dir.path().join("commitlog"), SIZE, segments);
         std::fs::write(dir.path().join("abort"), b"").unwrap();
+        MessageStore::open(small_config(dir)).unwrap()
+    }
+
+    /// A store of [`SIZE`]-byte segments and small queue and index files.
+    fn small_config(dir: &TempDir) -> StoreConfig {
         let mut config = StoreConfig::new(dir.path());
         config.commit_log_file_size = SIZE;
         config.consume_queue_entries_per_file = 16;
         config.index_hash_slots = 16;
         config.index_max_entries = 64;
-        MessageStore::open(config).unwrap()
+        config
     }
 
     /// The bodies in queue 0 of [`TOPIC`], in queue order.
@@ -1100,14 +1105,9 @@ mod tests {
     #[test]
     fn sync_flush_appends_from_many_threads_are_all_there_after_a_reopen() {
         let dir = TempDir::new("store_sync_flush");
-        let config = || {
-            let mut config = StoreConfig::new(dir.path());
-            config.commit_log_file_size = SIZE;
-            config.consume_queue_entries_per_file = 16;
-            config.index_hash_slots = 16;
-            config.index_max_entries = 64;
-            config.flush_disk_type = FlushDiskType::SyncFlush;
-            config
+        let config = || StoreConfig {
+            flush_disk_type: FlushDiskType::SyncFlush,
+            ..small_config(&dir)
         };
         let store = MessageStore::open(config()).unwrap();
         // Written with pwrite and flushed by two threads at once; each put
@@ -1157,13 +1157,11 @@ mod tests {
 
     /// A store of [`SIZE`]-byte segments in `dir`, a slave's when `replica`.
     fn open_store(dir: &TempDir, replica: bool) -> Arc<MessageStore> {
-        let mut config = StoreConfig::new(dir.path());
-        config.commit_log_file_size = SIZE;
-        config.consume_queue_entries_per_file = 16;
-        config.index_hash_slots = 16;
-        config.index_max_entries = 64;
-        config.replica = replica;
-        MessageStore::open(config).unwrap()
+        MessageStore::open(StoreConfig {
+            replica,
+            ..small_config(dir)
+        })
+        .unwrap()
     }
 
     /// Sends `slave` what `master` has beyond the slave's end, in pieces of
