@@ -295,10 +295,19 @@ fn topic_and_cluster_admin() {
     assert_eq!(route["queueDatas"][0]["readQueueNums"], 3);
 
     d.run(&["produce", "-t", topic, "a", "b", "c", "d"]).ok();
-    let out = d
-        .run(&["topic", "stats", "--topic", topic, "--format", "json"])
-        .ok();
-    let stats: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    // The consume queues count a message just after its send is answered:
+    // the last one may take a moment to show.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stats = loop {
+        let out = d
+            .run(&["topic", "stats", "--topic", topic, "--format", "json"])
+            .ok();
+        let stats: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        if stats["messages"] == 4 || Instant::now() > deadline {
+            break stats;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(stats["queues"].as_array().unwrap().len(), 3);
     assert_eq!(stats["messages"], 4);
     let out = d.run(&["topic", "stats", "--topic", topic]).ok();
