@@ -121,6 +121,7 @@ static void child(mq_producer_t *p, const mq_message_t *built, const char *topic
     mq_send_report_t *rep = NULL;
     child_expect_forked("mq_producer_poll", mq_producer_poll(p, 1000, &rep));
     child_expect_forked("mq_producer_flush", mq_producer_flush(p, 1000));
+    child_expect_forked("mq_producer_set_report_fd", mq_producer_set_report_fd(p, -1));
     mq_config_t *cfg = NULL;
     child_expect_forked("mq_config_new", mq_config_new(&cfg));
     mq_producer_t *p2 = NULL;
