@@ -160,17 +160,35 @@ func NewProducer(cfg Config) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
-	retries := func(key string) string {
-		if v, ok := cfg[key]; ok {
-			return v
-		}
-		return "default"
-	}
 	return &Producer{
 		h:              newHandleOf(C.GOMQ_PRODUCER, "producer", ptr),
-		sendViaReports: retries("retry_times_when_send_failed") == retries("retry_times_when_send_async_failed"),
+		sendViaReports: retriesAgree(cfg),
 		pending:        make(map[uint64]pendingSend),
 	}, nil
+}
+
+// retriesAgree says whether cfg gives sync and async sends the same number
+// of retries, under either name libmq takes for each key (both unset: the
+// same default). When unsure (a key set under both names) it says no, and
+// Send keeps the blocking call, whose retries are the sync ones.
+func retriesAgree(cfg Config) bool {
+	setting := func(names ...string) (string, bool) {
+		value, seen := "", false
+		for _, name := range names {
+			v, ok := cfg[name]
+			if !ok {
+				continue
+			}
+			if seen && v != value {
+				return "", false
+			}
+			value, seen = v, true
+		}
+		return value, true
+	}
+	syncRetries, ok1 := setting("retry_times_when_send_failed", "retryTimesWhenSendFailed")
+	asyncRetries, ok2 := setting("retry_times_when_send_async_failed", "retryTimesWhenSendAsyncFailed")
+	return ok1 && ok2 && syncRetries == asyncRetries
 }
 
 // Send sends msg and waits for the broker (retrying on another broker):
