@@ -83,6 +83,41 @@ pub(crate) fn require_tool(tool: &str) -> PathBuf {
     );
 }
 
+/// Runs `mvn -B -q -f <project>/pom.xml args...` (needing java too) under
+/// the file lock `lock` in the temporary directory, so that test processes
+/// running side by side do not build one project at once; on failure the
+/// error says `what` failed, with Maven's output.
+pub(crate) fn maven(project: &Path, args: &[&str], lock: &str, what: &str) -> Result<(), String> {
+    let mvn = require_tool("mvn");
+    require_tool("java");
+    let lock_path = std::env::temp_dir().join(lock);
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("open {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
+    let out = Command::new(&mvn)
+        .args(["-B", "-q", "-f"])
+        .arg(project.join("pom.xml"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", mvn.display()))?;
+    drop(lock);
+    if !out.status.success() {
+        return Err(format!(
+            "{what} with Maven failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
 /// Builds `tests/java` once per process (and under a file lock across processes).
 pub(crate) fn compat_jar() -> PathBuf {
     static JAR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
@@ -92,35 +127,14 @@ pub(crate) fn compat_jar() -> PathBuf {
 }
 
 fn build_jar() -> Result<PathBuf, String> {
-    let mvn = require_tool("mvn");
-    require_tool("java");
     let project = workspace_root().join("tests/java");
-    let lock_path = std::env::temp_dir().join("mq-compat-build.lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("open {}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
     let started = Instant::now();
-    let out = Command::new(&mvn)
-        .args(["-B", "-q", "-f"])
-        .arg(project.join("pom.xml"))
-        .args(["package", "-DskipTests"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", mvn.display()))?;
-    drop(lock);
-    if !out.status.success() {
-        return Err(format!(
-            "building the Java suite failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    maven(
+        &project,
+        &["package", "-DskipTests"],
+        "mq-compat-build.lock",
+        "building the Java suite",
+    )?;
     let jar = project.join("target/mq-compat.jar");
     if !jar.is_file() {
         return Err(format!("mvn succeeded but {} is missing", jar.display()));

@@ -11,12 +11,12 @@
 //!
 //! Run: `cargo test -p mq-daemon --test e2e mqadmin -- --nocapture`
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::java_compat::require_tool;
+use crate::java_compat::{maven, require_tool};
 use crate::support::tempdir::TempDir;
 use crate::support::*;
 
@@ -36,36 +36,17 @@ fn class_path() -> String {
 }
 
 fn resolve_class_path() -> Result<String, String> {
-    let mvn = require_tool("mvn");
-    require_tool("java");
     let project = project();
     let out_file = project.join("target/classpath.txt");
-    let lock_path = std::env::temp_dir().join("mq-mqadmin-classpath.lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("open {}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
-    let out = Command::new(&mvn)
-        .args(["-B", "-q", "-f"])
-        .arg(project.join("pom.xml"))
-        .arg("dependency:build-classpath")
-        .arg(format!("-Dmdep.outputFile={}", out_file.display()))
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", mvn.display()))?;
-    drop(lock);
-    if !out.status.success() {
-        return Err(format!(
-            "resolving rocketmq-tools 4.9.7 with Maven failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    maven(
+        &project,
+        &[
+            "dependency:build-classpath",
+            &format!("-Dmdep.outputFile={}", out_file.display()),
+        ],
+        "mq-mqadmin-classpath.lock",
+        "resolving rocketmq-tools 4.9.7",
+    )?;
     fs::read_to_string(&out_file)
         .map(|cp| cp.trim().to_owned())
         .map_err(|e| format!("read {}: {e}", out_file.display()))

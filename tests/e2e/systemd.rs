@@ -344,22 +344,11 @@ fn the_example_sync_master_and_slave_run_as_unit_instances_and_link() {
         async_io::block_on(wait_registered(&local(namesrv_port).to_string()));
         brokers.push((child, notify, log, local(port).to_string()));
     }
-    async_io::block_on(async {
-        let master = connect(&brokers[0].3).await;
-        let slave = connect(&brokers[1].3).await;
-        eventually(
-            "the example slave to link to the example SYNC_MASTER",
-            Duration::from_secs(20),
-            || async {
-                let m = runtime_info(&master).await?;
-                let s = runtime_info(&slave).await?;
-                let linked = m.get("haSlaveCount").is_some_and(|n| n != "0")
-                    && s.get("haConnected").is_some_and(|c| c == "true");
-                linked.then_some(())
-            },
-        )
-        .await
-    });
+    async_io::block_on(wait_linked(
+        "the example slave to link to the example SYNC_MASTER",
+        &brokers[0].3,
+        &brokers[1].3,
+    ));
     for (child, notify, log, _) in brokers.into_iter().rev() {
         stop_unit(child.take(), &notify, &log);
     }

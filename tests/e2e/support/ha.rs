@@ -184,20 +184,10 @@ impl HaGroup {
     /// Waits (up to 20 s) until the master counts a linked slave and the
     /// slave says it is linked.
     pub async fn wait_linked(&self) {
-        let (master, slave) = (
-            connect(&self.master.addr).await,
-            connect(&self.slave.addr).await,
-        );
-        eventually(
+        wait_linked(
             &format!("the slave of {} to link to its master", self.name),
-            Duration::from_secs(20),
-            || async {
-                let m = runtime_info(&master).await?;
-                let s = runtime_info(&slave).await?;
-                let linked = m.get("haSlaveCount").is_some_and(|n| n != "0")
-                    && s.get("haConnected").is_some_and(|c| c == "true");
-                linked.then_some(())
-            },
+            &self.master.addr,
+            &self.slave.addr,
         )
         .await
     }
@@ -235,6 +225,21 @@ impl HaGroup {
         )
         .await
     }
+}
+
+/// Waits (up to 20 s, `what` naming the wait) until the master at
+/// `master_addr` counts a slave and the slave at `slave_addr` says it is
+/// linked.
+pub async fn wait_linked(what: &str, master_addr: &str, slave_addr: &str) {
+    let (master, slave) = (connect(master_addr).await, connect(slave_addr).await);
+    eventually(what, Duration::from_secs(20), || async {
+        let m = runtime_info(&master).await?;
+        let s = runtime_info(&slave).await?;
+        let linked = m.get("haSlaveCount").is_some_and(|n| n != "0")
+            && s.get("haConnected").is_some_and(|c| c == "true");
+        linked.then_some(())
+    })
+    .await
 }
 
 /// GET_BROKER_RUNTIME_INFO as a map (`None` if the broker does not answer).
