@@ -89,6 +89,7 @@ fn null_handles_and_out_pointers_are_mq_err_null() {
         expect(mq_producer_send_async(null(), null(), 1), MQ_ERR_NULL);
         expect(mq_producer_poll(null(), 0, &mut null_mut()), MQ_ERR_NULL);
         expect(mq_producer_flush(null(), 0), MQ_ERR_NULL);
+        expect(mq_producer_set_report_fd(null(), -1), MQ_ERR_NULL);
         expect(mq_producer_close(null()), MQ_ERR_NULL);
 
         assert_eq!(mq_send_result_status(null()), -1);
