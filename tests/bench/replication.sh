@@ -57,12 +57,25 @@ broker bench-sync BenchSync SYNC_MASTER 0 $((base_port + 31))
 broker bench-sync BenchSync SLAVE 1 $((base_port + 51))
 
 mqctl() { "$bin/mqctl" --namesrv "$ns" "$@"; }
-for _ in $(seq 100); do
-    if mqctl cluster --format json 2>/dev/null | grep -q '"role":"SLAVE"'; then
+ready=""
+for _ in $(seq 300); do
+    # All three registered and the slave linked to its master: until then
+    # the SYNC_MASTER answers SLAVE_NOT_AVAILABLE without waiting for a copy.
+    # (The slave learns its master's address from a registration, so it may
+    # take one registration period.)
+    state=$(mqctl cluster --format json 2>/dev/null || true)
+    if grep -q '"linked":true' <<<"$state" && grep -q BenchAsync <<<"$state"; then
+        ready=1
         break
     fi
     sleep 0.2
 done
+if [ -z "$ready" ]; then
+    echo "replication.sh: after 60 s the brokers are not all registered and linked:" >&2
+    echo "$state" >&2
+    tail -n 5 "$dir"/*.log >&2
+    exit 1
+fi
 mqctl topic create --topic AsyncBenchTopic --cluster BenchAsync --queues 8 >/dev/null
 mqctl topic create --topic SyncBenchTopic --cluster BenchSync --queues 8 >/dev/null
 

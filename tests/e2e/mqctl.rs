@@ -540,7 +540,7 @@ fn query_by_key_offset_id_and_unique_id() {
 }
 
 /// `bench <what> tps=… mb_per_s=… avg_ms=… p50_ms=… p99_ms=… max_ms=… errors=…`,
-/// and `duplicates=…` when consuming.
+/// then `not_ok=…` when producing or `duplicates=…` when consuming.
 fn summary(out: &Out, what: &str) -> Vec<(String, f64)> {
     let prefix = format!("bench {what} ");
     let line = out
@@ -564,9 +564,11 @@ fn summary(out: &Out, what: &str) -> Vec<(String, f64)> {
     let mut expected = vec![
         "tps", "mb_per_s", "avg_ms", "p50_ms", "p99_ms", "max_ms", "errors",
     ];
-    if what == "consume" {
-        expected.push("duplicates");
-    }
+    expected.push(if what == "consume" {
+        "duplicates"
+    } else {
+        "not_ok"
+    });
     expected.push("client_cpu_us");
     if line.contains(" server_cpu_us=") {
         expected.push("server_cpu_us");
@@ -607,6 +609,7 @@ fn bench_produce_and_consume_print_summaries() {
     assert!(field(&s, "server_cpu_us") >= 0.0);
     assert!(field(&s, "tps") > 0.0);
     assert_eq!(field(&s, "errors"), 0.0);
+    assert_eq!(field(&s, "not_ok"), 0.0);
     assert!(field(&s, "p50_ms") <= field(&s, "p99_ms"));
     assert!(field(&s, "p99_ms") <= field(&s, "max_ms"));
     let out = d

@@ -21,6 +21,8 @@
 //!   master no longer has; then both agree again.
 //! - `a_frozen_slave_never_stalls_an_async_master`: sends go on at once
 //!   while the slave is frozen, far past what the link's buffers hold.
+//! - `a_slave_started_before_its_master_links_within_seconds`: the slave
+//!   asks the NameServer again soon, and `mqctl cluster` shows the link.
 //! - `a_master_suggests_the_slave_to_a_consumer_far_behind`:
 //!   `suggestWhichBrokerId` with and without `slaveReadEnable`.
 //! - `a_partition_between_master_and_slave_heals`: the slave in a network
@@ -289,6 +291,7 @@ fn two_namesrvs_and_two_sync_groups_serve_producers_and_consumers() {
         } else {
             assert_eq!(row["role"], "SLAVE", "{row}");
             assert_eq!(row["behindBytes"], 0, "{row}");
+            assert_eq!(row["linked"], true, "{row}");
         }
     }
     let out = mqctl(Some(&cluster.namesrv()), &["cluster"], b"").ok();
@@ -764,6 +767,52 @@ fn a_frozen_slave_never_stalls_an_async_master() {
         group.wait_linked().await;
         group.wait_caught_up(Duration::from_secs(30)).await;
     });
+}
+
+/// A slave started before its master learns the master's address from a
+/// later registration answer; it asks again within seconds rather than after
+/// the 30 s registration period, and `mqctl cluster` says whether it is
+/// linked.
+#[test]
+fn a_slave_started_before_its_master_links_within_seconds() {
+    let mut cluster = HaCluster::start("ha-slave-first", 1, &[], &[]);
+    let namesrv = cluster.namesrv();
+    let start = |role| {
+        start_broker_at(
+            &cluster.dir,
+            &namesrv,
+            "ha-early",
+            role,
+            "127.0.0.1",
+            None,
+            &[],
+        )
+    };
+    let slave = start("SLAVE");
+    async_io::block_on(eventually(
+        "the slave to show in mqctl cluster, not linked",
+        Duration::from_secs(10),
+        || async {
+            let out = mqctl(Some(&namesrv), &["cluster", "--format", "json"], b"");
+            let rows = out.json_lines();
+            (rows.len() == 1 && rows[0]["role"] == "SLAVE").then(|| {
+                assert_eq!(rows[0]["linked"], false, "{out:?}");
+            })
+        },
+    ));
+    let master = start("SYNC_MASTER");
+    let group = HaGroup {
+        name: "ha-early".to_owned(),
+        master,
+        slave,
+    };
+    // wait_linked allows 20 s: less than one registration period.
+    async_io::block_on(group.wait_linked());
+    let out = mqctl(Some(&namesrv), &["cluster", "--format", "json"], b"").ok();
+    let rows = out.json_lines();
+    assert_eq!(rows.len(), 2, "{out:?}");
+    assert_eq!(rows[1]["linked"], true, "{out:?}");
+    cluster.groups.push(group);
 }
 
 #[test]

@@ -377,6 +377,18 @@ impl Broker {
         }
     }
 
+    /// Whether this is a slave that has not learned its master's address
+    /// from a registration yet (its master registered after it did, or is
+    /// gone).
+    pub(crate) fn awaits_master(&self) -> bool {
+        matches!(self.replication, Replication::Slave(_))
+            && self
+                .master_addr
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_none()
+    }
+
     /// Asks for a registration with every NameServer now (a topic changed).
     pub(crate) fn register_soon(&self) {
         self.registrar.wake();

@@ -14,6 +14,7 @@ use argh::FromArgs;
 use async_executor::{Executor, Task};
 use mq::{
     ClientConfig, ClientError, ClientInstance, Message, MessageExt, Producer, ProducerConfig,
+    SendStatus,
 };
 use mq::{PullConsumer, PullConsumerConfig};
 
@@ -62,7 +63,7 @@ impl BenchCmd {
     name = "produce",
     example = "{command_name} --topic BenchmarkTest --duration 30",
     example = "{command_name} --topic BenchmarkTest --count 100000 --size 4096 --threads 64 --mode async",
-    note = "Prints a line every second and then `bench produce tps=… mb_per_s=… avg_ms=… p50_ms=… p99_ms=… max_ms=… errors=… client_cpu_us=…` (and `server_cpu_us=…` with --server-pid): CPU time (user + system, from /proc) per message of this process and of the broker over the run. Latency is from the send call to the broker's answer (to the write, in oneway mode). Without --duration or --count it runs 10 s. Exits 1 only when no send succeeded."
+    note = "Prints a line every second and then `bench produce tps=… mb_per_s=… avg_ms=… p50_ms=… p99_ms=… max_ms=… errors=… not_ok=… client_cpu_us=…` (and `server_cpu_us=…` with --server-pid): CPU time (user + system, from /proc) per message of this process and of the broker over the run. `not_ok` counts sends the broker stored but answered with another status than SEND_OK (FLUSH_DISK_TIMEOUT, FLUSH_SLAVE_TIMEOUT, SLAVE_NOT_AVAILABLE: not flushed or not on a slave in time); they count in every other figure. Latency is from the send call to the broker's answer (to the write, in oneway mode). Without --duration or --count it runs 10 s. Exits 1 only when no send succeeded."
 )]
 pub struct BenchProduceCmd {
     /// topic (default BenchmarkTest)
@@ -178,6 +179,8 @@ struct Shared {
     latency: Histogram,
     bytes: AtomicU64,
     errors: AtomicU64,
+    /// Produce: sends stored but answered with another status than SEND_OK.
+    not_ok: AtomicU64,
     first_error: Mutex<Option<String>>,
     /// Set when the run is over; workers finish their current operation.
     stop: AtomicBool,
@@ -197,6 +200,8 @@ struct Shared {
 struct Counts {
     bytes: u64,
     errors: u64,
+    /// Produce runs only.
+    not_ok: Option<u64>,
     /// Consume runs only.
     duplicates: Option<u64>,
 }
@@ -207,6 +212,7 @@ impl Counts {
         Counts {
             bytes: self.bytes - prev.bytes,
             errors: self.errors - prev.errors,
+            not_ok: self.not_ok.map(|n| n - prev.not_ok.unwrap_or(0)),
             duplicates: self.duplicates.map(|d| d - prev.duplicates.unwrap_or(0)),
         }
     }
@@ -218,6 +224,7 @@ impl Shared {
             latency: Histogram::new(),
             bytes: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            not_ok: AtomicU64::new(0),
             first_error: Mutex::new(None),
             stop: AtomicBool::new(false),
             claimed: AtomicU64::new(0),
@@ -232,6 +239,7 @@ impl Shared {
         Counts {
             bytes: self.bytes.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
+            not_ok: (!self.consuming).then(|| self.not_ok.load(Ordering::Relaxed)),
             duplicates: self
                 .consuming
                 .then(|| self.duplicates.load(Ordering::Relaxed)),
@@ -417,6 +425,7 @@ fn print_line(
     let Counts {
         bytes,
         errors,
+        not_ok,
         duplicates,
     } = counts;
     let seconds = seconds.max(1e-9);
@@ -429,6 +438,7 @@ fn print_line(
                 None => format!("bench {what}"),
             };
             let dups = duplicates.map_or_else(String::new, |d| format!(" duplicates={d}"));
+            let not_ok = not_ok.map_or_else(String::new, |n| format!(" not_ok={n}"));
             let cpu = cpu.map_or_else(String::new, |c| {
                 let server = c
                     .server
@@ -436,7 +446,7 @@ fn print_line(
                 format!(" client_cpu_us={:.1}{server}", c.client)
             });
             console.line(format_args!(
-                "{head} tps={tps:.1} mb_per_s={mbps:.3} avg_ms={} p50_ms={} p99_ms={} max_ms={} errors={errors}{dups}{cpu}",
+                "{head} tps={tps:.1} mb_per_s={mbps:.3} avg_ms={} p50_ms={} p99_ms={} max_ms={} errors={errors}{not_ok}{dups}{cpu}",
                 ms(s.mean()),
                 ms(s.quantile(0.5) as f64),
                 ms(s.quantile(0.99) as f64),
@@ -455,6 +465,9 @@ fn print_line(
                 "errors": errors,
                 "messages": s.total,
             });
+            if let Some(n) = not_ok {
+                v["not_ok"] = n.into();
+            }
             if let Some(d) = duplicates {
                 v["duplicates"] = d.into();
             }
@@ -574,19 +587,25 @@ async fn produce_worker(producer: Producer, shared: Arc<Shared>, template: Messa
         let msg = template.clone();
         let started = Instant::now();
         let outcome = match mode {
-            Mode::Sync => producer.send(&msg).await.map(|_| ()),
-            Mode::Oneway => producer.send_oneway(&msg).await,
+            Mode::Sync => producer.send(&msg).await.map(|r| r.status),
+            Mode::Oneway => producer
+                .send_oneway(&msg)
+                .await
+                .map(|()| SendStatus::SendOk),
             Mode::Async => {
                 let (tx, rx) = async_channel::bounded(1);
                 producer.send_async(msg, move |r| {
                     // The worker waits on the other end.
-                    let _ = tx.try_send(r.map(|_| ()));
+                    let _ = tx.try_send(r.map(|r| r.status));
                 });
                 rx.recv().await.unwrap_or(Err(ClientError::Closed))
             }
         };
         match outcome {
-            Ok(()) => {
+            Ok(status) => {
+                if status != SendStatus::SendOk {
+                    shared.not_ok.fetch_add(1, Ordering::Relaxed);
+                }
                 shared.latency.record(started.elapsed().as_micros() as u64);
                 shared.bytes.fetch_add(size, Ordering::Relaxed);
             }

@@ -1,7 +1,9 @@
 //! `mqctl cluster`: every broker of every cluster (GET_BROKER_CLUSTER_INFO),
 //! with version and today's put/get totals from each broker's runtime info,
 //! like mqadmin's clusterList, and for each slave how far behind its master
-//! it is (the bytes between the two CommitLog ends).
+//! it is (the bytes between the two CommitLog ends) and whether it is linked
+//! to its master at all (a slave that has not linked yet is 0 bytes behind
+//! an empty master, and its master answers SLAVE_NOT_AVAILABLE).
 
 use argh::FromArgs;
 use mq_protocol::body::KvTable;
@@ -97,6 +99,16 @@ impl ClusterCmd {
                     } else {
                         master_end.zip(end).map(|(m, s)| (m - s).max(0))
                     };
+                    // Only slaves say; Apache's name for it.
+                    let linked = (*id != 0)
+                        .then(|| runtime.as_ref().and_then(|t| t.get("haConnected")))
+                        .flatten()
+                        .map(|c| c == "true");
+                    let behind_cell = match (behind, linked) {
+                        (None, _) => "-".into(),
+                        (Some(b), Some(false)) => format!("{b} (not linked)"),
+                        (Some(b), _) => b.to_string(),
+                    };
                     match self.format {
                         Format::Text => table.row(vec![
                             cluster.clone(),
@@ -107,7 +119,7 @@ impl ClusterCmd {
                             get("msgPutTotalTodayNow"),
                             get("msgGetTotalTodayNow"),
                             get("brokerRole"),
-                            behind.map_or_else(|| "-".into(), |b| b.to_string()),
+                            behind_cell,
                         ]),
                         Format::Json => ctx.console.json_line(&serde_json::json!({
                             "cluster": cluster,
@@ -121,6 +133,7 @@ impl ClusterCmd {
                             "role": runtime.as_ref().and_then(|t| t.get("brokerRole")),
                             "commitLogMaxOffset": end,
                             "behindBytes": behind,
+                            "linked": linked,
                         }))?,
                     }
                 }

@@ -114,19 +114,34 @@ pub(crate) async fn register_all(broker: &Arc<Broker>) -> usize {
     accepted
 }
 
+/// How soon a slave that learned no master registers again, at first.
+const MASTER_RETRY_FIRST: Duration = Duration::from_secs(1);
+
 /// Registers now and then every period, and whenever woken, until shutdown.
 pub(crate) async fn register_loop(broker: Arc<Broker>) {
     if broker.registrar.namesrvs.is_empty() {
         log::warn!("no namesrvAddr configured: clients will not find this broker");
         return;
     }
+    // A slave that registered before its master learns the master's address
+    // only from a later answer: it asks again after 1, 2, 4... s instead of
+    // a whole period, so that a pair started together links in seconds
+    // (until then its master answers SLAVE_NOT_AVAILABLE).
+    let mut master_retry = MASTER_RETRY_FIRST;
     loop {
         let n = register_all(&broker).await;
         log::debug!(
             "registered with {n} of {} NameServers",
             broker.registrar.namesrvs.len()
         );
-        let period = broker.config().register_name_server_period;
+        let full_period = broker.config().register_name_server_period;
+        let mut period = full_period;
+        if broker.awaits_master() {
+            period = full_period.min(master_retry);
+            master_retry = (master_retry * 2).min(full_period);
+        } else {
+            master_retry = MASTER_RETRY_FIRST;
+        }
         let woken_or_due = futures_lite::future::or(
             async {
                 // A wake-up or the period, whichever comes first.
