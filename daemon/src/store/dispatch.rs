@@ -3,8 +3,8 @@
 //! to the record's ConsumeQueue and indexes its keys. The CommitLog stays the one
 //! truth; everything here can be rebuilt by dispatching again, which recovery does.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::sync::atomic::{fence, AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use mq_protocol::message::{self, sys_flag, Record, StoredMessage, BLANK_MARKER_LEN};
@@ -58,7 +58,19 @@ pub struct Dispatcher {
     work: Mutex<()>,
     stop: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The thread, to unpark; set when it starts.
+    parker: OnceLock<std::thread::Thread>,
+    /// Set while the thread is parked after a long idle spell: an append
+    /// then unparks it ([`wake`](Self::wake)).
+    parked: AtomicBool,
 }
+
+/// Polls in a row without progress (1 ms apart) before the thread parks
+/// until an append wakes it.
+const IDLE_POLLS_BEFORE_PARKING: u32 = 100;
+
+/// The longest a parked thread sleeps without a wake-up: a safety net only.
+const PARKED_AT_MOST: Duration = Duration::from_secs(1);
 
 impl Dispatcher {
     /// A dispatcher that will start at `from`; call [`Dispatcher::start`] to run it.
@@ -83,6 +95,8 @@ impl Dispatcher {
             work: Mutex::new(()),
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
+            parker: OnceLock::new(),
+            parked: AtomicBool::new(false),
         })
     }
 
@@ -93,6 +107,7 @@ impl Dispatcher {
             .name("mq-dispatch".into())
             .spawn(move || worker.run())
             .expect("spawn dispatch thread");
+        let _ = self.parker.set(handle.thread().clone());
         *self.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
     }
 
@@ -293,8 +308,33 @@ impl Dispatcher {
         properties::tag_hash(properties::get(msg.properties, keys::TAGS))
     }
 
+    /// Wakes the thread if it is parked (after an append: one load and a
+    /// fence on the append path while it is busy).
+    pub fn wake(&self) {
+        // Pairs with the fence in `park_if_still_idle`: either this sees the
+        // flag, or the thread sees the new end before it parks.
+        fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::Relaxed) {
+            if let Some(thread) = self.parker.get() {
+                thread.unpark();
+            }
+        }
+    }
+
+    /// Parks until [`wake`](Self::wake) (or [`PARKED_AT_MOST`]) unless the
+    /// log has grown past `end` meanwhile.
+    fn park_if_still_idle(&self, end: i64) {
+        self.parked.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.log.max_offset() == end && !self.stop.load(Ordering::Acquire) {
+            std::thread::park_timeout(PARKED_AT_MOST);
+        }
+        self.parked.store(false, Ordering::Relaxed);
+    }
+
     fn run(&self) {
         let mut last_error: Option<String> = None;
+        let mut idle_polls = 0u32;
         loop {
             let stopping = self.stop.load(Ordering::Acquire);
             let end = self.log.max_offset();
@@ -334,12 +374,24 @@ impl Dispatcher {
             if stopping {
                 return;
             }
-            let idle = self.dispatched_offset() >= end || self.dispatched_offset() == before;
-            if idle {
-                // RocketMQ's reput also polls every millisecond; a condition
-                // variable per append would cost the append path more. (On a
-                // slave the log may end inside a record: no progress then.)
+            let progressed = self.dispatched_offset() != before;
+            if progressed {
+                idle_polls = 0;
+            }
+            let idle = self.dispatched_offset() >= end || !progressed;
+            if !idle {
+                // More to do at once.
+            } else if idle_polls < IDLE_POLLS_BEFORE_PARKING {
+                // RocketMQ's reput polls every millisecond; while appends
+                // come, so does this (a wake-up per append would cost the
+                // append path more). (On a slave the log may end inside a
+                // record: no progress then.)
+                idle_polls += 1;
                 std::thread::sleep(Duration::from_millis(1));
+            } else {
+                // Idle for a while: park, so that an idle broker does not
+                // wake a thousand times a second.
+                self.park_if_still_idle(end);
             }
         }
     }
@@ -349,15 +401,33 @@ impl Dispatcher {
     /// to the offset `cut` returns if it was past it: what follows is
     /// dispatched again from the log as it is now.
     pub fn rewind(&self, cut: impl FnOnce() -> Result<i64>) -> Result<i64> {
-        let _working = self.work.lock().unwrap_or_else(PoisonError::into_inner);
-        let from = cut()?;
-        self.reput.fetch_min(from, Ordering::AcqRel);
-        Ok(self.dispatched_offset())
+        let dispatched = {
+            let _working = self.work.lock().unwrap_or_else(PoisonError::into_inner);
+            let from = cut()?;
+            self.reput.fetch_min(from, Ordering::AcqRel);
+            self.dispatched_offset()
+        };
+        // What follows is dispatched again, whether or not an append comes.
+        self.unpark();
+        Ok(dispatched)
+    }
+
+    /// Whether the thread is parked after an idle spell.
+    #[cfg(test)]
+    pub(crate) fn is_parked(&self) -> bool {
+        self.parked.load(Ordering::Relaxed)
+    }
+
+    fn unpark(&self) {
+        if let Some(thread) = self.parker.get() {
+            thread.unpark();
+        }
     }
 
     /// Dispatches what is left and stops the thread.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
+        self.unpark();
         let handle = self
             .thread
             .lock()

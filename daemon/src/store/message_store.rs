@@ -336,6 +336,7 @@ impl MessageStore {
         }
         self.disk.check_writable()?;
         let append = self.log.append(messages)?;
+        self.dispatcher.wake();
         self.new_data.ring();
         Ok(append)
     }
@@ -369,6 +370,7 @@ impl MessageStore {
     pub fn append_replica(&self, offset: i64, data: &[u8]) -> Result<()> {
         self.disk.check_writable()?;
         self.log.append_replica(offset, data)?;
+        self.dispatcher.wake();
         self.new_data.ring();
         Ok(())
     }
@@ -1100,6 +1102,26 @@ mod tests {
         assert_eq!(bodies(&store), [&b"one"[..], b"two", b"three"]);
         assert_eq!(store.message_store_time(TOPIC, 0, 2), Some(1000));
         assert_eq!(put(&store, b"four"), (log_end, 3));
+    }
+
+    #[test]
+    fn an_idle_dispatcher_parks_and_the_next_append_wakes_it() {
+        let dir = TempDir::new("store_dispatch_park");
+        let store = MessageStore::open(small_config(&dir)).unwrap();
+        put(&store, b"first");
+        let idle_since = std::time::Instant::now();
+        while !store.dispatcher.is_parked() {
+            assert!(
+                idle_since.elapsed() < Duration::from_secs(10),
+                "the dispatcher never parked"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Parked for up to a second unless woken: well within that, the
+        // next message is in its queue.
+        store.put_blocking(&[message(b"second")], false).unwrap();
+        assert!(store.wait_dispatched(Duration::from_millis(500)));
+        assert_eq!(bodies(&store), [b"first".to_vec(), b"second".to_vec()]);
     }
 
     #[test]
