@@ -315,9 +315,7 @@ impl Dispatcher {
         // flag, or the thread sees the new end before it parks.
         fence(Ordering::SeqCst);
         if self.parked.load(Ordering::Relaxed) {
-            if let Some(thread) = self.parker.get() {
-                thread.unpark();
-            }
+            self.unpark();
         }
     }
 
@@ -379,19 +377,19 @@ impl Dispatcher {
                 idle_polls = 0;
             }
             let idle = self.dispatched_offset() >= end || !progressed;
-            if !idle {
-                // More to do at once.
-            } else if idle_polls < IDLE_POLLS_BEFORE_PARKING {
-                // RocketMQ's reput polls every millisecond; while appends
-                // come, so does this (a wake-up per append would cost the
-                // append path more). (On a slave the log may end inside a
-                // record: no progress then.)
-                idle_polls += 1;
-                std::thread::sleep(Duration::from_millis(1));
-            } else {
-                // Idle for a while: park, so that an idle broker does not
-                // wake a thousand times a second.
-                self.park_if_still_idle(end);
+            if idle {
+                if idle_polls < IDLE_POLLS_BEFORE_PARKING {
+                    // RocketMQ's reput polls every millisecond; while appends
+                    // come, so does this (a wake-up per append would cost the
+                    // append path more). (On a slave the log may end inside
+                    // a record: no progress then.)
+                    idle_polls += 1;
+                    std::thread::sleep(Duration::from_millis(1));
+                } else {
+                    // Idle for a while: park, so that an idle broker does not
+                    // wake a thousand times a second.
+                    self.park_if_still_idle(end);
+                }
             }
         }
     }
