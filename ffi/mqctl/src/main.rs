@@ -4,6 +4,12 @@
 
 use std::process::ExitCode;
 
+/// The client decodes every pulled message into owned fields on its I/O
+/// threads and the application frees them on its own: glibc's malloc spent
+/// over a third of a backlog read on that hand-off (perf), mimalloc does not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(mqctl::panic_hook));
     let console = mqctl::Console::stdio();
