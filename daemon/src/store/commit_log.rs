@@ -95,6 +95,11 @@ impl AppendResult {
     }
 }
 
+/// How far ahead of the appends the segment's pages are faulted in, and in
+/// what steps (see [`MappedFile::populate`]).
+const WARM_AHEAD: usize = 4 << 20;
+const WARM_STEP: usize = 1 << 20;
+
 /// Records encoded outside the lock, waiting for offsets.
 struct Encoded {
     bytes: Vec<u8>,
@@ -389,6 +394,9 @@ impl CommitLog {
             }
         } else {
             file.append(&encoded.bytes);
+            if let Some((segment, start, len)) = file.warm_due(WARM_AHEAD, WARM_STEP) {
+                self.allocator.warm(segment, start, len);
+            }
         }
         self.last_store_timestamp
             .store(store_timestamp, Ordering::Release);
@@ -850,6 +858,8 @@ pub(crate) struct Allocator {
 struct AllocSlot {
     /// The base the thread should create next.
     requested: Option<u64>,
+    /// Pages of the segment being written to fault in ahead of the appends.
+    warm: Option<(Arc<MappedFile>, usize, usize)>,
     /// The outcome of the last creation, by base.
     ready: Option<(u64, Result<Arc<MappedFile>>)>,
     /// The thread is creating a file now.
@@ -886,6 +896,15 @@ impl Allocator {
                 return;
             }
             let Some(base) = slot.requested.take() else {
+                if let Some((file, start, len)) = slot.warm.take() {
+                    drop(slot);
+                    if let Err(e) = file.populate(start, len) {
+                        // Only a cost: the appends fault the pages in themselves.
+                        log::debug!("{e}");
+                    }
+                    slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+                    continue;
+                }
                 slot = self
                     .changed
                     .wait(slot)
@@ -916,6 +935,20 @@ impl Allocator {
             return;
         }
         slot.requested = Some(base);
+        self.changed.notify_all();
+    }
+
+    /// Asks for `len` bytes of `file` from `start` to be faulted in, in the
+    /// background; replaces a request not yet taken up.
+    fn warm(&self, file: Arc<MappedFile>, start: usize, len: usize) {
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let end = start + len;
+        let start = match &slot.warm {
+            // Not taken up yet: the new range takes over the old one's start.
+            Some((f, s, _)) if Arc::ptr_eq(f, &file) && *s < start => *s,
+            _ => start,
+        };
+        slot.warm = Some((file, start, end - start));
         self.changed.notify_all();
     }
 

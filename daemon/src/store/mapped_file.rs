@@ -396,7 +396,39 @@ impl MappedFile<AppendOnly> {
             .ok()?;
         Some(Appender {
             file: Arc::clone(self),
+            warmed: 0,
         })
+    }
+
+    /// Faults the pages of `start..start + len` in, writable, without
+    /// changing a byte (`MADV_POPULATE_WRITE`): the kernel zero-fills a fresh
+    /// page of the reserved, unwritten blocks at its first touch, and doing
+    /// that here, on a thread of the store's own, keeps it off the appends.
+    /// The pages become dirty and may be written back as zeros before the
+    /// log reaches them, which is what those blocks read as anyway.
+    pub(crate) fn populate(&self, start: usize, len: usize) -> Result<()> {
+        let start = start / PAGE * PAGE;
+        let end = start.saturating_add(len).min(self.size);
+        if end <= start || self.deleted.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // SAFETY: `start..end` lies inside the mapping, which lives as long
+        // as `self`; populating reads and writes no byte of it.
+        let rc = unsafe {
+            nix::libc::madvise(
+                self.ptr.as_ptr().add(start).cast(),
+                end - start,
+                nix::libc::MADV_POPULATE_WRITE,
+            )
+        };
+        if rc != 0 {
+            return Err(StoreError::io(
+                "populate",
+                &self.path,
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -407,6 +439,8 @@ impl MappedFile<AppendOnly> {
 /// Dropping it lets the file's [`MappedFile::appender`] hand out a new one.
 pub(crate) struct Appender {
     file: Arc<MappedFile<AppendOnly>>,
+    /// How far pages were asked to be faulted in ahead of the writes.
+    warmed: usize,
 }
 
 impl Appender {
@@ -471,6 +505,25 @@ impl Appender {
         }
         self.file.wrote.store(pos + bytes.len(), Ordering::Release);
         pos
+    }
+
+    /// The pages to fault in ahead of the writes ([`MappedFile::populate`]),
+    /// when less than `ahead - step` bytes past the write position were
+    /// asked for: the range from there to `ahead` past it, in whole steps.
+    /// It is taken as asked for.
+    pub(crate) fn warm_due(
+        &mut self,
+        ahead: usize,
+        step: usize,
+    ) -> Option<(Arc<MappedFile<AppendOnly>>, usize, usize)> {
+        let wrote = self.file.wrote.load(Ordering::Relaxed);
+        if self.warmed >= self.file.size || wrote + ahead - step < self.warmed {
+            return None;
+        }
+        let start = self.warmed.max(wrote / step * step);
+        let end = (wrote / step * step + ahead).min(self.file.size);
+        self.warmed = end;
+        Some((self.file.clone(), start, end - start))
     }
 
     /// Publishes the bytes up to `pos` as they are (the rest of a segment after
@@ -712,6 +765,32 @@ mod tests {
     fn append_only(dir: &TempDir, size: usize) -> Arc<MappedFile> {
         let path = dir.path().join(offset_file_name(0));
         Arc::new(MappedFile::create(&path, 0, size).unwrap())
+    }
+
+    #[test]
+    fn pages_are_warmed_a_window_ahead_in_steps_and_keep_their_bytes() {
+        let dir = TempDir::new("mapped_file_warm");
+        let file = append_only(&dir, 64 * 1024);
+        let mut appender = file.appender().unwrap();
+        let due = |a: &mut Appender| a.warm_due(16384, 4096).map(|(_, s, l)| (s, l));
+        assert_eq!(due(&mut appender), Some((0, 16384)));
+        assert_eq!(due(&mut appender), None, "asked for already");
+        appender.append(&[7; 8193]);
+        // 8 KiB in, less than 16 - 4 KiB is left of the window: the next part.
+        assert_eq!(due(&mut appender), Some((16384, 8192)));
+        assert_eq!(due(&mut appender), None);
+        appender.append(&vec![8; 64 * 1024 - 8193 - 100]);
+        // Pages the writes have passed are not worth it any more.
+        assert_eq!(due(&mut appender), Some((61440, 4096)), "up to the end");
+        assert_eq!(due(&mut appender), None, "nothing past the end");
+
+        // Faulting pages in changes no byte, written or not.
+        file.populate(0, 64 * 1024).unwrap();
+        file.populate(60 * 1024, 1 << 20).unwrap();
+        let contents = appender.contents();
+        assert!(contents[..8193].iter().all(|&b| b == 7));
+        assert!(contents[8193..64 * 1024 - 100].iter().all(|&b| b == 8));
+        assert!(contents[64 * 1024 - 100..].iter().all(|&b| b == 0));
     }
 
     #[test]
