@@ -548,6 +548,50 @@ fn no_listener_call_after_shutdown_returns() {
 }
 
 #[test]
+fn a_listener_shuts_its_own_consumer_down_without_waiting_for_itself() {
+    let daemon = Standalone::start();
+    let i = instance(&daemon);
+    let p = producer(&i);
+    let topic = "PushSelfShutdown";
+    produce(&p, topic, "m", 20, None);
+    wait_for_route(&i, topic);
+    let slot: Arc<Mutex<Option<Arc<PushConsumer>>>> = Arc::new(Mutex::new(None));
+    let took: Arc<Mutex<Option<Duration>>> = Arc::new(Mutex::new(None));
+    let (slot_, took_) = (slot.clone(), took.clone());
+    let listener: mq::Listener = Arc::new(move |_msgs: &[MessageExt]| {
+        // The first call to find the consumer shuts it down from inside
+        // (the lock let go first: other calls must not wait on it).
+        let consumer = slot_.lock().unwrap().take();
+        if let Some(c) = consumer {
+            let started = Instant::now();
+            c.shutdown_blocking();
+            *took_.lock().unwrap() = Some(started.elapsed());
+        }
+        ConsumeStatus::Success
+    });
+    let mut config = PushConsumerConfig::new("push_self_shutdown");
+    config.consume_from = ConsumeFrom::FirstOffset;
+    config.consume_threads = 4;
+    let c = Arc::new(
+        PushConsumer::start(
+            i.clone(),
+            config,
+            vec![(topic.into(), "*".into())],
+            listener,
+        )
+        .unwrap(),
+    );
+    *slot.lock().unwrap() = Some(c.clone());
+    wait_until(40, "the listener's shutdown to return", || {
+        took.lock().unwrap().is_some()
+    });
+    let took = took.lock().unwrap().unwrap();
+    // It used to wait its full 30 s for the permit its own caller held.
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+    i.shutdown();
+}
+
+#[test]
 fn push_consumers_share_queues_and_one_takes_over() {
     let daemon = Standalone::start();
     let i = instance(&daemon);

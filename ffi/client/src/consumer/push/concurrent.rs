@@ -61,7 +61,7 @@ async fn consume_once(
     if inner.is_closed() || pq.is_dropped() {
         return Vec::new();
     }
-    let status = listener::call(&inner.listener, msgs.clone()).await;
+    let status = listener::call(inner, msgs.clone()).await;
     let mut failed = Vec::new();
     let mut done: Vec<i64> = Vec::with_capacity(msgs.len());
     match status {

@@ -176,7 +176,10 @@ impl PushConsumer {
 
     /// Stops pulling, waits (up to 30 s) for listener calls in flight,
     /// commits the offsets, releases queue locks and tells the brokers the
-    /// consumer left. No message reaches the listener after it returns.
+    /// consumer left. No message reaches the listener after it returns. A
+    /// listener may shut its own consumer down (with
+    /// [`shutdown_blocking`](Self::shutdown_blocking)): the other calls in
+    /// flight are waited for, not that one.
     pub async fn shutdown(&self) {
         let inner = &self.inner;
         if inner.closed.swap(true, Ordering::AcqRel) {
@@ -199,8 +202,11 @@ impl PushConsumer {
         // Every listener call holds a permit and checks `closed` after
         // taking it: once all permits are here, none runs or will run.
         let deadline = Instant::now() + SHUTDOWN_WAIT;
-        let mut held = Vec::with_capacity(inner.config.consume_threads);
-        while held.len() < inner.config.consume_threads {
+        // Called from this consumer's own listener: that call holds a
+        // permit until shutdown returns to it.
+        let wanted = inner.config.consume_threads - usize::from(listener::is_running_for(inner));
+        let mut held = Vec::with_capacity(wanted);
+        while held.len() < wanted {
             let left = deadline.saturating_duration_since(Instant::now());
             match within(left, inner.permits.acquire_arc()).await {
                 Some(p) => held.push(p),

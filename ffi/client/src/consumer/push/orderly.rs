@@ -45,7 +45,7 @@ pub(super) async fn orderly_loop(weak: Weak<Inner>, mq: MessageQueue, pq: Arc<Pr
         }
         let mut shown = batch.clone();
         restore_retry_topic(&inner.config.group, &mut shown);
-        let status = listener::call(&inner.listener, shown).await;
+        let status = listener::call(&inner, shown).await;
         let suspend = match status {
             ConsumeStatus::Success => None,
             ConsumeStatus::Later => {
