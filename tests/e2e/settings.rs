@@ -166,6 +166,8 @@ fn print_config_shows_each_value_and_where_it_came_from() {
             &conf,
             "--listenIP",
             "127.0.0.2",
+            "--acl-file",
+            "/etc/mq/namesrv_acl.yml",
             "--print-config",
         ],
         &[],
@@ -176,6 +178,12 @@ fn print_config_shows_each_value_and_where_it_came_from() {
         text.lines()
             .any(|l| l.split_whitespace().collect::<Vec<_>>()
                 == ["listenPort", "9877", &format!("{conf}:1")]),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["plainAclFile", "/etc/mq/namesrv_acl.yml", "command", "line"]),
         "{text}"
     );
     assert!(

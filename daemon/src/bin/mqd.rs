@@ -359,6 +359,9 @@ fn namesrv_config(cmd: &NamesrvCmd) -> Result<Layered<NamesrvConfig>, Failure> {
     if let Some(port) = cmd.metrics_port {
         set("metricsPort", &port.to_string())?;
     }
+    if let Some(file) = &cmd.acl_file {
+        set("plainAclFile", &file.display().to_string())?;
+    }
     apply_overrides(&mut layered, &cmd.r#override)?;
     Ok(layered)
 }
@@ -440,7 +443,6 @@ fn run(command: Command, signals: SigSet) -> Result<(), Failure> {
                     .max_connections
                     .get_or_insert_with(|| descriptors::connections_per_listener(1));
                 listener_limits.push(max);
-                config.acl_file = cmd.acl_file;
                 namesrv_addr = Some(start_namesrv(&ex, config, &shutdown).await?);
             }
             Command::Broker(cmd) => {

@@ -26,7 +26,7 @@ const IGNORED: &[&str] = &[
 ];
 
 /// The NameServer's keys.
-static NAMESRV_SETTINGS: [Setting<NamesrvConfig>; 7] = [
+static NAMESRV_SETTINGS: [Setting<NamesrvConfig>; 8] = [
     Setting {
         key: "listenIP",
         default: "127.0.0.1",
@@ -96,6 +96,17 @@ static NAMESRV_SETTINGS: [Setting<NamesrvConfig>; 7] = [
             Ok(())
         },
         get: |c| c.scan_interval.as_millis().to_string(),
+    },
+    Setting {
+        key: "plainAclFile",
+        default: "(none: open)",
+        meaning: "(mq) Accounts file, in `plain_acl.yml`'s format, guarding the write codes (registrations, KV config, topic deletion); re-read when it changes. `--acl-file` sets it.",
+        set: |c, v| {
+            let v = v.trim();
+            c.acl_file = (!v.is_empty()).then(|| std::path::PathBuf::from(v));
+            Ok(())
+        },
+        get: |c| c.acl_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
     },
 ];
 
