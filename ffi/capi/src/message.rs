@@ -9,7 +9,7 @@
 
 use std::ffi::{c_char, CString};
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use mq_client::protocol::properties::keys;
 use mq_client::{Message, MessageExt};
@@ -54,7 +54,9 @@ struct Strings {
 /// at once (several sends of it), but not changed while another thread
 /// reads or sends it. Received messages are never changed.
 pub struct mq_message_t {
-    msg: Message,
+    /// Shared with the async sends of it still in flight: a setter copies
+    /// it first if one is (`Arc::make_mut`), so a send never sees a change.
+    msg: Arc<Message>,
     /// Set for received messages, which are read-only and not freeable.
     received: Option<Box<Received>>,
     strings: OnceLock<Strings>,
@@ -139,12 +141,12 @@ impl mq_message_t {
             reconsume_times: m.reconsume_times,
         };
         mq_message_t {
-            msg: Message {
+            msg: Arc::new(Message {
                 topic: m.topic,
                 flag: m.flag,
                 properties: m.properties,
                 body: m.body,
-            },
+            }),
             received: Some(Box::new(received)),
             strings: OnceLock::new(),
         }
@@ -153,6 +155,11 @@ impl mq_message_t {
     /// The message to send.
     pub(crate) fn message(&self) -> &Message {
         &self.msg
+    }
+
+    /// The message to send in the background: shared, not copied.
+    pub(crate) fn shared(&self) -> Arc<Message> {
+        Arc::clone(&self.msg)
     }
 
     fn strings(&self) -> &Strings {
@@ -180,7 +187,7 @@ impl mq_message_t {
         }
         // The strings handed out so far describe the old contents.
         self.strings = OnceLock::new();
-        Ok(&mut self.msg)
+        Ok(Arc::make_mut(&mut self.msg))
     }
 
     fn received_part(&self) -> Result<&Received, Error> {
@@ -244,7 +251,7 @@ pub unsafe extern "C" fn mq_message_new(
             return Err(Error::invalid("topic is empty"));
         }
         out.set(mq_message_t {
-            msg: Message::new(topic, Vec::new()),
+            msg: Arc::new(Message::new(topic, Vec::new())),
             received: None,
             strings: OnceLock::new(),
         });

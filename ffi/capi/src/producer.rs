@@ -405,7 +405,7 @@ pub unsafe extern "C" fn mq_producer_send_async(
             *unfinished += 1;
         }
         let sends = sends.clone();
-        producer.send_async(m.message().clone(), move |outcome| {
+        producer.send_async(m.shared(), move |outcome| {
             sends.done(mq_send_report_t::new(token, outcome));
         });
         ok()

@@ -130,7 +130,8 @@ pub struct ClientInstance {
     connections: Mutex<HashMap<String, Arc<RemotingClient>>>,
     /// Addresses whose last connect failed: until when to refuse, and the wait.
     backoff: Mutex<HashMap<String, (Instant, Duration)>>,
-    routes: RwLock<HashMap<String, TopicRouteData>>,
+    /// Shared, so that a send reads its topic's route without a copy.
+    routes: RwLock<HashMap<String, Arc<TopicRouteData>>>,
     members: Mutex<Vec<Weak<dyn Member>>>,
     closed: AtomicBool,
     /// The route refresh and heartbeat loops; cancelled at shutdown.
@@ -424,14 +425,14 @@ impl ClientInstance {
     }
 
     /// The topic's route: cached, or fetched (and cached) on first use.
-    pub async fn route(self: &Arc<Self>, topic: &str) -> Result<TopicRouteData> {
+    pub async fn route(self: &Arc<Self>, topic: &str) -> Result<Arc<TopicRouteData>> {
         if let Some(route) = self
             .routes
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(topic)
         {
-            return Ok(route.clone());
+            return Ok(Arc::clone(route));
         }
         self.update_route(topic).await
     }
@@ -441,9 +442,9 @@ impl ClientInstance {
     /// a broker checks a transaction back, and balances a consumer group,
     /// only with the clients it has heard from, and the periodic heartbeat
     /// may be 30 s away.
-    pub async fn update_route(self: &Arc<Self>, topic: &str) -> Result<TopicRouteData> {
+    pub async fn update_route(self: &Arc<Self>, topic: &str) -> Result<Arc<TopicRouteData>> {
         let route = self.fetch_route(topic).await?;
-        let new = {
+        let (route, new) = {
             let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
             let known: HashSet<&String> = routes
                 .values()
@@ -460,8 +461,17 @@ impl ClientInstance {
                 })
                 .filter(|(_, _, addr)| !known.contains(addr))
                 .collect();
-            routes.insert(topic.to_owned(), route.clone());
-            new
+            // An unchanged route keeps its value: what was derived from
+            // it (a producer's queue list) stays valid.
+            let route = match routes.get(topic) {
+                Some(old) if **old == route => Arc::clone(old),
+                _ => {
+                    let route = Arc::new(route);
+                    routes.insert(topic.to_owned(), Arc::clone(&route));
+                    route
+                }
+            };
+            (route, new)
         };
         self.heartbeat_soon(new);
         Ok(route)

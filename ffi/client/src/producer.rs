@@ -3,15 +3,18 @@
 //! latency fault tolerance; bodies over 4 KiB are zlib-compressed as the Java
 //! client does.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use mq_protocol::body::{MessageQueue, ProducerData};
+use mq_protocol::body::{MessageQueue, ProducerData, TopicRouteData};
 use mq_protocol::codes::{request, response};
 use mq_protocol::frame::RemotingCommand;
-use mq_protocol::headers::{CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader};
+use mq_protocol::headers::{
+    CommandHeader, SendMessageFields, SendMessageRequestHeader, SendMessageResponseHeader,
+};
 use mq_protocol::message::{encode_batch_item, sys_flag, BatchItem};
 use mq_protocol::properties::{self, java_string_hash, keys};
 use mq_protocol::time::now_ms;
@@ -135,9 +138,19 @@ struct Inner {
     /// Round-robin position over a topic's queues.
     next: AtomicUsize,
     faults: FaultTable,
-    /// Topics sent to, for route refreshes.
-    topics: Mutex<Vec<String>>,
+    /// Topics sent to (for route refreshes), each with its writable queues
+    /// as last derived from its route.
+    topics: Mutex<HashMap<String, Option<Published>>>,
     closed: AtomicBool,
+}
+
+/// A topic's writable queues and the route they came from: derived again
+/// only when the instance holds another route for the topic, not per send.
+struct Published {
+    /// The topic's route, or the template's (`TBW102`) for a topic not
+    /// created yet.
+    route: Arc<TopicRouteData>,
+    queues: Arc<[MessageQueue]>,
 }
 
 impl Member for Inner {
@@ -151,7 +164,9 @@ impl Member for Inner {
         self.topics
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .keys()
+            .cloned()
+            .collect()
     }
 }
 
@@ -174,7 +189,7 @@ impl Producer {
             config,
             next: AtomicUsize::new(0),
             faults: FaultTable::default(),
-            topics: Mutex::new(Vec::new()),
+            topics: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
         });
         let member: Arc<dyn Member> = inner.clone();
@@ -190,6 +205,12 @@ impl Producer {
     /// The writable queues of `topic`; for a topic no NameServer knows, those of
     /// `TBW102` (the broker creates the topic on first send).
     pub async fn queues_for(&self, topic: &str) -> Result<Vec<MessageQueue>> {
+        Ok(self.shared_queues(topic).await?.to_vec())
+    }
+
+    /// [`queues_for`](Self::queues_for), shared: derived from the route once
+    /// per route, not once per send.
+    async fn shared_queues(&self, topic: &str) -> Result<Arc<[MessageQueue]>> {
         let i = &self.inner.instance;
         {
             let mut topics = self
@@ -197,28 +218,42 @@ impl Producer {
                 .topics
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if !topics.iter().any(|t| t == topic) {
-                topics.push(topic.to_owned());
+            if !topics.contains_key(topic) {
+                topics.insert(topic.to_owned(), None);
             }
         }
-        let queues = match i.route(topic).await {
-            Ok(route) => publish_queues(topic, &route, None),
+        let (route, cap) = match i.route(topic).await {
+            Ok(route) => (route, None),
             Err(ClientError::NoRoute(_)) => {
                 let template = i
                     .route(AUTO_CREATE_TOPIC_KEY)
                     .await
                     .map_err(|_| ClientError::NoRoute(topic.to_owned()))?;
-                publish_queues(
-                    topic,
-                    &template,
-                    Some(self.inner.config.default_topic_queue_nums),
-                )
+                (template, Some(self.inner.config.default_topic_queue_nums))
             }
             Err(e) => return Err(e),
         };
+        let mut topics = self
+            .inner
+            .topics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(Some(p)) = topics.get(topic) {
+            if Arc::ptr_eq(&p.route, &route) {
+                return Ok(Arc::clone(&p.queues));
+            }
+        }
+        let queues: Arc<[MessageQueue]> = publish_queues(topic, &route, cap).into();
         if queues.is_empty() {
             return Err(ClientError::NoRoute(topic.to_owned()));
         }
+        topics.insert(
+            topic.to_owned(),
+            Some(Published {
+                route,
+                queues: Arc::clone(&queues),
+            }),
+        );
         Ok(queues)
     }
 
@@ -229,7 +264,11 @@ impl Producer {
 
     /// Picks a queue round-robin, skipping `avoid` (the broker that failed last)
     /// and brokers in the fault table when others are there.
-    pub(crate) fn select(&self, queues: &[MessageQueue], avoid: Option<&str>) -> MessageQueue {
+    pub(crate) fn select<'a>(
+        &self,
+        queues: &'a [MessageQueue],
+        avoid: Option<&str>,
+    ) -> &'a MessageQueue {
         let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
         let usable = |q: &MessageQueue| {
             Some(q.broker_name.as_str()) != avoid
@@ -245,7 +284,6 @@ impl Producer {
                     .find(|q| Some(q.broker_name.as_str()) != avoid)
             })
             .unwrap_or(&queues[start % queues.len()])
-            .clone()
     }
 
     fn check(&self, msg: &Message) -> Result<()> {
@@ -281,14 +319,28 @@ impl Producer {
         oneway: bool,
         extra_sys_flag: i32,
     ) -> (RemotingCommand, String) {
-        let mut props = msg.properties.clone();
-        let uniq = props
-            .entry(keys::UNIQ_KEY.to_owned())
-            .or_insert_with(|| unique_id(&self.inner.instance.config().client_ip))
-            .clone();
-        props
-            .entry(keys::WAIT.to_owned())
-            .or_insert_with(|| "true".into());
+        // The message's own properties, then the id and WAIT unless it has
+        // them (the order of properties carries no meaning).
+        let uniq = match msg.properties.get(keys::UNIQ_KEY) {
+            Some(id) => id.clone(),
+            None => unique_id(&self.inner.instance.config().client_ip),
+        };
+        let mut props =
+            properties::encode(msg.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut add = |name: &str, value: &str| {
+            if !props.is_empty() {
+                props.push(properties::PROPERTY_SEPARATOR);
+            }
+            props.push_str(name);
+            props.push(properties::NAME_VALUE_SEPARATOR);
+            props.push_str(value);
+        };
+        if !msg.properties.contains_key(keys::UNIQ_KEY) {
+            add(keys::UNIQ_KEY, &uniq);
+        }
+        if !msg.properties.contains_key(keys::WAIT) {
+            add(keys::WAIT, "true");
+        }
         let mut flag = extra_sys_flag;
         let body = if msg.body.len() >= self.inner.config.compress_msg_body_over {
             flag |= sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB;
@@ -296,23 +348,21 @@ impl Producer {
         } else {
             msg.body.clone()
         };
-        let header = SendMessageRequestHeader {
-            producer_group: self.inner.config.group.clone(),
-            topic: msg.topic.clone(),
-            default_topic: AUTO_CREATE_TOPIC_KEY.into(),
+        let header = SendMessageFields {
+            producer_group: &self.inner.config.group,
+            topic: &msg.topic,
+            default_topic: AUTO_CREATE_TOPIC_KEY,
             default_topic_queue_nums: self.inner.config.default_topic_queue_nums,
             queue_id: mq.queue_id,
             sys_flag: flag,
             born_timestamp: now_ms(),
             flag: msg.flag,
-            properties: Some(properties::encode(
-                props.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            )),
+            properties: Some(&props),
             reconsume_times: Some(0),
             unit_mode: Some(false),
             batch: Some(false),
             max_reconsume_times: None,
-            broker_name: Some(mq.broker_name.clone()),
+            broker_name: Some(&mq.broker_name),
         };
         let mut cmd = client_request(request::SEND_MESSAGE_V2);
         header.encode_v2(&mut cmd.ext_fields);
@@ -347,9 +397,9 @@ impl Producer {
         topic: &str,
         deadline: Instant,
         budget: Duration,
-    ) -> Result<Vec<MessageQueue>> {
+    ) -> Result<Arc<[MessageQueue]>> {
         let left = deadline.saturating_duration_since(Instant::now());
-        within(left, self.queues_for(topic))
+        within(left, self.shared_queues(topic))
             .await
             .unwrap_or_else(|| Err(send_timed_out(topic, budget)))
     }
@@ -370,7 +420,7 @@ impl Producer {
                 break;
             }
             let mq = self.select(queues, last_broker.as_deref());
-            match self.send_to(msg, &mq, deadline - now).await {
+            match self.send_to(msg, mq, deadline - now).await {
                 Ok(result) => return Ok(result),
                 Err(e) if retryable(&e) => {
                     log::debug!("send to {} failed, retrying: {e}", mq.broker_name);
@@ -461,7 +511,7 @@ impl Producer {
             .instance
             .master_addr(&mq.broker_name)
             .ok_or_else(|| ClientError::NoBrokerAddress(mq.broker_name.clone()))?;
-        let (cmd, _) = self.build(msg, &mq, true, 0);
+        let (cmd, _) = self.build(msg, mq, true, 0);
         let left = deadline.saturating_duration_since(Instant::now());
         within(left, self.inner.instance.invoke_oneway(&addr, cmd))
             .await
@@ -472,12 +522,12 @@ impl Producer {
     /// on a thread of the client instance: [`ClientError::Closed`] when the
     /// instance shuts down before the send ends. The whole send (the route
     /// lookup, every attempt and retry) ends within `send_timeout`, counted
-    /// from this call.
-    pub fn send_async(
-        &self,
-        msg: Message,
-        callback: impl FnOnce(Result<SendResult>) + Send + 'static,
-    ) {
+    /// from this call. `msg` is a [`Message`] or anything that lends one
+    /// (an `Arc<Message>` shares it with the caller instead of a copy).
+    pub fn send_async<M>(&self, msg: M, callback: impl FnOnce(Result<SendResult>) + Send + 'static)
+    where
+        M: Borrow<Message> + Send + 'static,
+    {
         let producer = self.clone();
         let report = Report(Some(callback));
         let budget = self.inner.config.send_timeout;
@@ -486,13 +536,14 @@ impl Producer {
         // the instance stops first, the task is dropped and `report` says so.
         // Started here: the request goes out from the caller's thread.
         self.inner.instance.start_detached(async move {
-            let outcome = match producer.check(&msg) {
+            let msg: &Message = msg.borrow();
+            let outcome = match producer.check(msg) {
                 Err(e) => Err(e),
                 Ok(()) => match producer.queues_before(&msg.topic, deadline, budget).await {
                     Ok(queues) => {
                         let retries = producer.inner.config.retry_times_when_send_async_failed;
                         producer
-                            .send_with_retries(&msg, &queues, retries, deadline, budget)
+                            .send_with_retries(msg, &queues, retries, deadline, budget)
                             .await
                     }
                     Err(e) => Err(e),
@@ -544,11 +595,7 @@ impl Producer {
             }
             let mq = self.select(&queues, avoid.as_deref());
             match self
-                .send_batch_to(
-                    msgs,
-                    &mq,
-                    deadline.saturating_duration_since(Instant::now()),
-                )
+                .send_batch_to(msgs, mq, deadline.saturating_duration_since(Instant::now()))
                 .await
             {
                 Ok(r) => return Ok(r),

@@ -259,7 +259,7 @@ impl TransactionProducer {
         let mq = self.producer.select(&queues, None);
         let result = self
             .producer
-            .send_to_with_flag(&half, &mq, timeout, sys_flag::TRANSACTION_PREPARED)
+            .send_to_with_flag(&half, mq, timeout, sys_flag::TRANSACTION_PREPARED)
             .await?;
         Ok(Transaction {
             producer: self.producer.clone(),

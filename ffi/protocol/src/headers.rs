@@ -252,30 +252,101 @@ impl SendMessageRequestHeader {
     }
 
     fn encode_with(&self, ext: &mut ExtFields, key: impl Fn(usize) -> &'static str) {
-        let mut put = |i: usize, v: String| {
-            ext.insert(key(i), &v);
-        };
-        put(0, self.producer_group.clone());
-        put(1, self.topic.clone());
-        put(2, self.default_topic.clone());
-        put(3, self.default_topic_queue_nums.to_string());
-        put(4, self.queue_id.to_string());
-        put(5, self.sys_flag.to_string());
-        put(6, self.born_timestamp.to_string());
-        put(7, self.flag.to_string());
-        if let Some(v) = &self.properties {
-            put(8, v.clone());
+        self.fields().encode_with(ext, key);
+    }
+
+    /// The header's fields, borrowed.
+    pub fn fields(&self) -> SendMessageFields<'_> {
+        SendMessageFields {
+            producer_group: &self.producer_group,
+            topic: &self.topic,
+            default_topic: &self.default_topic,
+            default_topic_queue_nums: self.default_topic_queue_nums,
+            queue_id: self.queue_id,
+            sys_flag: self.sys_flag,
+            born_timestamp: self.born_timestamp,
+            flag: self.flag,
+            properties: self.properties.as_deref(),
+            reconsume_times: self.reconsume_times,
+            unit_mode: self.unit_mode,
+            batch: self.batch,
+            max_reconsume_times: self.max_reconsume_times,
+            broker_name: self.broker_name.as_deref(),
+        }
+    }
+}
+
+/// [`SendMessageRequestHeader`]'s fields, borrowed: what a producer writes
+/// for every send, without copying its strings into a header first.
+#[derive(Debug, Clone, Copy)]
+pub struct SendMessageFields<'a> {
+    /// Producer group.
+    pub producer_group: &'a str,
+    /// Target topic.
+    pub topic: &'a str,
+    /// Template topic for auto-creation (normally `TBW102`).
+    pub default_topic: &'a str,
+    /// Queue count for an auto-created topic.
+    pub default_topic_queue_nums: i32,
+    /// Target queue; negative lets the broker choose.
+    pub queue_id: i32,
+    /// [`super::message::sys_flag`] bits.
+    pub sys_flag: i32,
+    /// When the producer made the message (ms).
+    pub born_timestamp: i64,
+    /// User flag.
+    pub flag: i32,
+    /// The properties string.
+    pub properties: Option<&'a str>,
+    /// Times consumed before (sends to a retry topic).
+    pub reconsume_times: Option<i32>,
+    /// Unit mode (unused by mq).
+    pub unit_mode: Option<bool>,
+    /// Whether the body is a batch.
+    pub batch: Option<bool>,
+    /// Maximum reconsume times (retry-topic sends).
+    pub max_reconsume_times: Option<i32>,
+    /// Broker name the client aimed at.
+    pub broker_name: Option<&'a str>,
+}
+
+impl SendMessageFields<'_> {
+    /// Writes the single-letter form, as Java producers send it.
+    pub fn encode_v2(&self, ext: &mut ExtFields) {
+        self.encode_with(ext, |i| SEND_KEYS[i].1);
+    }
+
+    fn encode_with(&self, ext: &mut ExtFields, key: impl Fn(usize) -> &'static str) {
+        let text = self.producer_group.len()
+            + self.topic.len()
+            + self.default_topic.len()
+            + self.properties.map_or(0, str::len)
+            + self.broker_name.map_or(0, str::len)
+            // Keys, numbers and flags.
+            + 96;
+        ext.reserve(SEND_KEYS.len(), text);
+        let flag = |b: bool| if b { "true" } else { "false" };
+        ext.insert(key(0), self.producer_group);
+        ext.insert(key(1), self.topic);
+        ext.insert(key(2), self.default_topic);
+        ext.insert_display(key(3), self.default_topic_queue_nums);
+        ext.insert_display(key(4), self.queue_id);
+        ext.insert_display(key(5), self.sys_flag);
+        ext.insert_display(key(6), self.born_timestamp);
+        ext.insert_display(key(7), self.flag);
+        if let Some(v) = self.properties {
+            ext.insert(key(8), v);
         }
         if let Some(v) = self.reconsume_times {
-            put(9, v.to_string());
+            ext.insert_display(key(9), v);
         }
-        put(10, self.unit_mode.unwrap_or(false).to_string());
+        ext.insert(key(10), flag(self.unit_mode.unwrap_or(false)));
         if let Some(v) = self.max_reconsume_times {
-            put(11, v.to_string());
+            ext.insert_display(key(11), v);
         }
-        put(12, self.batch.unwrap_or(false).to_string());
-        if let Some(v) = &self.broker_name {
-            put(13, v.clone());
+        ext.insert(key(12), flag(self.batch.unwrap_or(false)));
+        if let Some(v) = self.broker_name {
+            ext.insert(key(13), v);
         }
     }
 }
