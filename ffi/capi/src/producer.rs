@@ -176,9 +176,9 @@ impl mq_producer_t {
 }
 
 /// Hands a result to the caller if it asked for one.
-fn give(out: Option<Out<mq_send_result_t>>, r: &mq_client::SendResult) {
+fn give(out: Option<Out<mq_send_result_t>>, r: mq_client::SendResult) {
     if let Some(out) = out {
-        out.set(mq_send_result_t::new(r));
+        out.set(mq_send_result_t::from_owned(r));
     }
 }
 
@@ -252,7 +252,7 @@ pub unsafe extern "C" fn mq_producer_send(
         // SAFETY: the caller's promises.
         let (out, p, m) = unsafe { (Out::optional(out), arg(p, "producer")?, arg(m, "message")?) };
         let r = p.run(p.open()?.send_within(m.message(), p.budget(timeout_ms)))?;
-        give(out, &r);
+        give(out, r);
         ok()
     }
 }
@@ -285,7 +285,7 @@ pub unsafe extern "C" fn mq_producer_send_ordered(
         };
         let budget = p.budget(timeout_ms);
         let r = p.run(p.open()?.send_ordered_within(m.message(), key, budget))?;
-        give(out, &r);
+        give(out, r);
         ok()
     }
 }
@@ -352,7 +352,7 @@ pub unsafe extern "C" fn mq_producer_send_batch(
             .collect::<Result<Vec<Message>, Error>>()?;
         let budget = p.budget(timeout_ms);
         let r = p.run(p.open()?.send_batch_within(&batch, budget))?;
-        give(out, &r);
+        give(out, r);
         ok()
     }
 }

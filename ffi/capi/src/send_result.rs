@@ -63,16 +63,35 @@ pub struct mq_send_result_view_t {
     pub transaction_id: *const c_char,
 }
 
+/// `s` as a C string, its buffer reused, cut of any NUL inside it.
+fn owned_c_string(s: String) -> CString {
+    let mut bytes = s.into_bytes();
+    if bytes.contains(&0) {
+        bytes.retain(|&b| b != 0);
+    }
+    CString::new(bytes).unwrap_or_default()
+}
+
 impl mq_send_result_t {
+    /// A result the library owns from now on: its strings are moved, not
+    /// copied (one per field and send adds up on the async path).
+    pub(crate) fn from_owned(r: SendResult) -> mq_send_result_t {
+        mq_send_result_t {
+            status: status_of(r.status),
+            msg_id: owned_c_string(r.msg_id),
+            offset_msg_id: owned_c_string(r.offset_msg_id),
+            topic: owned_c_string(r.queue.topic),
+            broker_name: owned_c_string(r.queue.broker_name),
+            queue_id: r.queue.queue_id,
+            queue_offset: r.queue_offset,
+            transaction_id: r.transaction_id.map(owned_c_string),
+        }
+    }
+
     pub(crate) fn new(r: &SendResult) -> mq_send_result_t {
         let c = |s: &str| CString::new(s.replace('\0', "")).unwrap_or_default();
         mq_send_result_t {
-            status: match r.status {
-                SendStatus::SendOk => MQ_SEND_OK,
-                SendStatus::FlushDiskTimeout => MQ_SEND_FLUSH_DISK_TIMEOUT,
-                SendStatus::FlushSlaveTimeout => MQ_SEND_FLUSH_SLAVE_TIMEOUT,
-                SendStatus::SlaveNotAvailable => MQ_SEND_SLAVE_NOT_AVAILABLE,
-            },
+            status: status_of(r.status),
             msg_id: c(&r.msg_id),
             offset_msg_id: c(&r.offset_msg_id),
             topic: c(&r.queue.topic),
@@ -81,6 +100,15 @@ impl mq_send_result_t {
             queue_offset: r.queue_offset,
             transaction_id: r.transaction_id.as_deref().map(c),
         }
+    }
+}
+
+fn status_of(status: SendStatus) -> i32 {
+    match status {
+        SendStatus::SendOk => MQ_SEND_OK,
+        SendStatus::FlushDiskTimeout => MQ_SEND_FLUSH_DISK_TIMEOUT,
+        SendStatus::FlushSlaveTimeout => MQ_SEND_FLUSH_SLAVE_TIMEOUT,
+        SendStatus::SlaveNotAvailable => MQ_SEND_SLAVE_NOT_AVAILABLE,
     }
 }
 
@@ -258,7 +286,7 @@ impl mq_send_report_t {
         mq_send_report_t {
             token,
             outcome: match outcome {
-                Ok(r) => Ok(mq_send_result_t::new(&r)),
+                Ok(r) => Ok(mq_send_result_t::from_owned(r)),
                 Err(e) => {
                     let code = e.response_code().unwrap_or(0);
                     let e = Error::from(e);
