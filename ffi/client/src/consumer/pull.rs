@@ -114,11 +114,11 @@ pub(crate) async fn pull_message(
         response::SUCCESS => {
             let mut msgs = decode_messages(&resp.body, &args.mq.broker_name)?;
             msgs.retain(|m| matches_tags(args.subscription, m));
+            // Formatted once per pull, not once per message.
+            let (min, max) = (header.min_offset.to_string(), header.max_offset.to_string());
             for m in &mut msgs {
-                m.properties
-                    .insert(MIN_OFFSET.into(), header.min_offset.to_string());
-                m.properties
-                    .insert(MAX_OFFSET.into(), header.max_offset.to_string());
+                m.properties.insert(MIN_OFFSET.into(), min.clone());
+                m.properties.insert(MAX_OFFSET.into(), max.clone());
             }
             PullStatus::Found(msgs)
         }
