@@ -29,10 +29,24 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 use super::address::AddressPattern;
 use super::permission::Perm;
+use mq_protocol::acl::SigningKey;
 use mq_protocol::topics::retry_topic;
 
 /// Keys and secrets must be longer than this (4.9.7's `ACCESS_KEY_MIN_LENGTH`).
 pub(crate) const KEY_MIN_LENGTH: usize = 6;
+
+/// An account's [`SigningKey`]. Two are equal when their accounts' secrets
+/// are, which the account's own equality compares.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadyKey(pub SigningKey);
+
+impl PartialEq for ReadyKey {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ReadyKey {}
 
 /// One account, as written in the file and as parsed for checking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +69,8 @@ pub(crate) struct Account {
     pub group_perms: Vec<String>,
     /// The whitelist, parsed.
     pub white: AddressPattern,
+    /// `secretKey` made ready to check signatures with.
+    pub key: ReadyKey,
     /// Permissions by resource: topics by name, groups by retry topic, as
     /// 4.9.7 keys them.
     pub resources: HashMap<String, Perm>,
@@ -110,6 +126,7 @@ impl Account {
         }
         let white = AddressPattern::parse(white_remote_address.as_deref().unwrap_or(""))?;
         Ok(Account {
+            key: ReadyKey(SigningKey::new(secret_key.as_bytes())),
             access_key,
             secret_key,
             white_remote_address,

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use mq_protocol::acl::{verify_request, ACCESS_KEY, SIGNATURE, UNIQUE_MSG_QUERY_FLAG};
+use mq_protocol::acl::{verify_request_with, ACCESS_KEY, SIGNATURE, UNIQUE_MSG_QUERY_FLAG};
 use mq_protocol::codes::response;
 use mq_protocol::frame::RemotingCommand;
 use thiserror::Error;
@@ -391,8 +391,8 @@ fn authenticate<'a>(
         return Ok(None);
     }
     let signature = req.get(SIGNATURE).unwrap_or("");
-    if !verify_request(
-        account.secret_key.as_bytes(),
+    if !verify_request_with(
+        &account.key.0,
         &req.ext_fields,
         &req.body,
         &[SIGNATURE, UNIQUE_MSG_QUERY_FLAG],

@@ -26,7 +26,7 @@ use async_net::TcpStream;
 use futures_lite::io::AsyncReadExt;
 use thiserror::Error;
 
-use mq_protocol::acl::Credentials;
+use mq_protocol::acl::{Credentials, Signer};
 use mq_protocol::frame::{LanguageCode, RemotingCommand, SerializeType, DEFAULT_MAX_FRAME};
 use mq_protocol::frame_buffer::{Frame, FrameBuffer};
 
@@ -240,8 +240,9 @@ pub struct RemotingClient {
     /// stopped when the connection is dropped. `None` on an instance's
     /// executor.
     own_runtime: Option<Runtime>,
-    /// Signs every request sent, for brokers with ACL on.
-    credentials: Option<Credentials>,
+    /// Signs every request sent, for brokers with ACL on (the key made
+    /// ready once per connection).
+    signer: Option<Signer>,
 }
 
 impl RemotingClient {
@@ -316,7 +317,7 @@ impl RemotingClient {
             next_opaque: AtomicI32::new(1),
             closed: closed.clone(),
             own_runtime: None,
-            credentials,
+            signer: credentials.as_ref().map(Credentials::signer),
         };
         // Ends when the reader closes the requests.
         runtime.spawn_detached(sweeper(requests.clone()));
@@ -381,8 +382,8 @@ impl RemotingClient {
     ) -> Result<RemotingCommand, RemotingError> {
         let opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
         cmd.opaque = opaque;
-        if let Some(credentials) = &self.credentials {
-            credentials.sign(&mut cmd);
+        if let Some(signer) = &self.signer {
+            signer.sign(&mut cmd);
         }
         let (tx, rx) = oneshot::channel();
         let deadline = Instant::now().checked_add(timeout);
@@ -410,8 +411,8 @@ impl RemotingClient {
     pub async fn invoke_oneway(&self, mut cmd: RemotingCommand) -> Result<(), RemotingError> {
         cmd.opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
         cmd.set_oneway();
-        if let Some(credentials) = &self.credentials {
-            credentials.sign(&mut cmd);
+        if let Some(signer) = &self.signer {
+            signer.sign(&mut cmd);
         }
         self.out.send(&cmd).await.map_err(|e| self.outbox_error(e))
     }

@@ -322,9 +322,10 @@ impl SendMessageFields<'_> {
             + self.default_topic.len()
             + self.properties.map_or(0, str::len)
             + self.broker_name.map_or(0, str::len)
-            // Keys, numbers and flags.
-            + 96;
-        ext.reserve(SEND_KEYS.len(), text);
+            // Keys, numbers and flags, and a signature's fields (AccessKey,
+            // Signature, SecurityToken) added after.
+            + 192;
+        ext.reserve(SEND_KEYS.len() + 3, text);
         let flag = |b: bool| if b { "true" } else { "false" };
         ext.insert(key(0), self.producer_group);
         ext.insert(key(1), self.topic);
