@@ -380,10 +380,22 @@ impl RemotingClient {
         mut cmd: RemotingCommand,
         timeout: Duration,
     ) -> Result<RemotingCommand, RemotingError> {
+        let body = std::mem::take(&mut cmd.body);
+        self.invoke_with_body(cmd, &body, timeout).await
+    }
+
+    /// [`invoke`](Self::invoke) with `body` in place of the command's own:
+    /// written once, into the outbox, not copied into the command first.
+    pub async fn invoke_with_body(
+        &self,
+        mut cmd: RemotingCommand,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<RemotingCommand, RemotingError> {
         let opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
         cmd.opaque = opaque;
         if let Some(signer) = &self.signer {
-            signer.sign(&mut cmd);
+            signer.sign_with_body(&mut cmd, body);
         }
         let (tx, rx) = oneshot::channel();
         let deadline = Instant::now().checked_add(timeout);
@@ -393,7 +405,7 @@ impl RemotingClient {
         // Answered, timed out, failed or dropped by its caller: forgotten.
         let _forget = Forget(&self.requests, opaque);
         self.out
-            .send(&cmd)
+            .send_with_body(&cmd, body)
             .await
             .map_err(|e| self.outbox_error(e))?;
         match rx.await {
@@ -409,12 +421,26 @@ impl RemotingClient {
 
     /// Sends `cmd` one-way.
     pub async fn invoke_oneway(&self, mut cmd: RemotingCommand) -> Result<(), RemotingError> {
+        let body = std::mem::take(&mut cmd.body);
+        self.invoke_oneway_with_body(cmd, &body).await
+    }
+
+    /// [`invoke_oneway`](Self::invoke_oneway) with `body` in place of the
+    /// command's own.
+    pub async fn invoke_oneway_with_body(
+        &self,
+        mut cmd: RemotingCommand,
+        body: &[u8],
+    ) -> Result<(), RemotingError> {
         cmd.opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
         cmd.set_oneway();
         if let Some(signer) = &self.signer {
-            signer.sign(&mut cmd);
+            signer.sign_with_body(&mut cmd, body);
         }
-        self.out.send(&cmd).await.map_err(|e| self.outbox_error(e))
+        self.out
+            .send_with_body(&cmd, body)
+            .await
+            .map_err(|e| self.outbox_error(e))
     }
 
     fn outbox_error(&self, e: OutboxError) -> RemotingError {

@@ -369,10 +369,35 @@ impl ClientInstance {
         Ok(conn.invoke(cmd, timeout).await?)
     }
 
+    /// [`invoke`](Self::invoke) with `body` in place of the command's own
+    /// (a message's body, written once into the connection's outbox).
+    pub(crate) async fn invoke_with_body(
+        self: &Arc<Self>,
+        addr: &str,
+        cmd: RemotingCommand,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<RemotingCommand> {
+        let conn = self.connection(addr).await?;
+        Ok(conn.invoke_with_body(cmd, body, timeout).await?)
+    }
+
     /// Sends a one-way request to a broker.
     pub async fn invoke_oneway(self: &Arc<Self>, addr: &str, cmd: RemotingCommand) -> Result<()> {
         let conn = self.connection(addr).await?;
         Ok(conn.invoke_oneway(cmd).await?)
+    }
+
+    /// [`invoke_oneway`](Self::invoke_oneway) with `body` in place of the
+    /// command's own.
+    pub(crate) async fn invoke_oneway_with_body(
+        self: &Arc<Self>,
+        addr: &str,
+        cmd: RemotingCommand,
+        body: &[u8],
+    ) -> Result<()> {
+        let conn = self.connection(addr).await?;
+        Ok(conn.invoke_oneway_with_body(cmd, body).await?)
     }
 
     /// Sends a request to a NameServer, trying the next one when one fails.

@@ -95,8 +95,17 @@ impl Outbox {
     /// Queues `cmd`'s frame and, if nobody is writing, writes what is queued
     /// without blocking. Waits only when [`MAX_PENDING`] bytes are queued.
     pub(crate) async fn send(&self, cmd: &RemotingCommand) -> Result<(), OutboxError> {
+        self.send_with_body(cmd, &cmd.body).await
+    }
+
+    /// [`send`](Self::send) with `body` in place of the command's own.
+    pub(crate) async fn send_with_body(
+        &self,
+        cmd: &RemotingCommand,
+        body: &[u8],
+    ) -> Result<(), OutboxError> {
         self.wait_for_room().await;
-        if !self.append(cmd)? {
+        if !self.append(cmd, body)? {
             return Ok(());
         }
         // This caller writes now. If it is dropped before it has (a caller
@@ -143,12 +152,12 @@ impl Outbox {
     }
 
     /// Appends `cmd`'s frame; true if nobody was writing (the caller now is).
-    fn append(&self, cmd: &RemotingCommand) -> Result<bool, OutboxError> {
+    fn append(&self, cmd: &RemotingCommand, body: &[u8]) -> Result<bool, OutboxError> {
         let mut state = self.state();
         if state.closed {
             return Err(OutboxError::Closed);
         }
-        cmd.encode_into(&mut state.pending)
+        cmd.encode_with_body_into(body, &mut state.pending)
             .map_err(OutboxError::Encode)?;
         if state.writing {
             return Ok(false);

@@ -3,7 +3,7 @@
 //! latency fault tolerance; bodies over 4 KiB are zlib-compressed as the Java
 //! client does.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -312,13 +312,16 @@ impl Producer {
     }
 
     /// Builds the SEND_MESSAGE_V2 request for one message.
-    fn build(
+    /// The request for `msg` to `mq`, the body to send with it (the
+    /// message's own, unless compressed: it is written once, into the
+    /// connection's outbox) and the message's id.
+    fn build<'m>(
         &self,
-        msg: &Message,
+        msg: &'m Message,
         mq: &MessageQueue,
         oneway: bool,
         extra_sys_flag: i32,
-    ) -> (RemotingCommand, String) {
+    ) -> (RemotingCommand, Cow<'m, [u8]>, String) {
         // The message's own properties, then the id and WAIT unless it has
         // them (the order of properties carries no meaning).
         let uniq = match msg.properties.get(keys::UNIQ_KEY) {
@@ -344,9 +347,9 @@ impl Producer {
         let mut flag = extra_sys_flag;
         let body = if msg.body.len() >= self.inner.config.compress_msg_body_over {
             flag |= sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB;
-            compress(&msg.body)
+            Cow::Owned(compress(&msg.body))
         } else {
-            msg.body.clone()
+            Cow::Borrowed(msg.body.as_slice())
         };
         let header = SendMessageFields {
             producer_group: &self.inner.config.group,
@@ -366,11 +369,10 @@ impl Producer {
         };
         let mut cmd = client_request(request::SEND_MESSAGE_V2);
         header.encode_v2(&mut cmd.ext_fields);
-        cmd.body = body;
         if oneway {
             cmd.set_oneway();
         }
-        (cmd, uniq)
+        (cmd, body, uniq)
     }
 
     /// Sends one message and waits for the broker, retrying on another broker,
@@ -462,9 +464,9 @@ impl Producer {
                     .ok_or_else(|| ClientError::NoBrokerAddress(mq.broker_name.clone()))?
             }
         };
-        let (cmd, uniq) = self.build(msg, mq, false, extra_sys_flag);
+        let (cmd, body, uniq) = self.build(msg, mq, false, extra_sys_flag);
         let started = Instant::now();
-        let outcome = i.invoke(&addr, cmd, timeout).await;
+        let outcome = i.invoke_with_body(&addr, cmd, &body, timeout).await;
         self.inner
             .faults
             .record(&mq.broker_name, started.elapsed(), outcome.is_err());
@@ -511,9 +513,13 @@ impl Producer {
             .instance
             .master_addr(&mq.broker_name)
             .ok_or_else(|| ClientError::NoBrokerAddress(mq.broker_name.clone()))?;
-        let (cmd, _) = self.build(msg, mq, true, 0);
+        let (cmd, body, _) = self.build(msg, mq, true, 0);
         let left = deadline.saturating_duration_since(Instant::now());
-        within(left, self.inner.instance.invoke_oneway(&addr, cmd))
+        let oneway = self
+            .inner
+            .instance
+            .invoke_oneway_with_body(&addr, cmd, &body);
+        within(left, oneway)
             .await
             .unwrap_or_else(|| Err(send_timed_out(&msg.topic, budget)))
     }

@@ -119,13 +119,21 @@ impl Signer {
     /// Adds `AccessKey` (and `SecurityToken`) to `cmd` and signs it, as
     /// `AclClientRPCHook` does just before a request is written.
     pub fn sign(&self, cmd: &mut RemotingCommand) {
+        let body = std::mem::take(&mut cmd.body);
+        self.sign_with_body(cmd, &body);
+        cmd.body = body;
+    }
+
+    /// [`sign`](Self::sign) for a command sent with `body` in place of its
+    /// own ([`RemotingCommand::encode_with_body_into`]).
+    pub fn sign_with_body(&self, cmd: &mut RemotingCommand, body: &[u8]) {
         cmd.ext_fields.insert(ACCESS_KEY, &self.access_key);
         if let Some(token) = &self.security_token {
             cmd.ext_fields.insert(SECURITY_TOKEN, token);
         }
         cmd.ext_fields.remove(SIGNATURE);
         let mut mac = self.key.0.clone();
-        feed(&mut mac, &cmd.ext_fields, &cmd.body, &[]);
+        feed(&mut mac, &cmd.ext_fields, body, &[]);
         let mut text = [0u8; SIGNATURE_TEXT_LEN];
         let signature = encode_signature(&mac.finalize().into_bytes(), &mut text);
         cmd.ext_fields.insert(SIGNATURE, signature);

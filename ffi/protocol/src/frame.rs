@@ -246,6 +246,14 @@ impl RemotingCommand {
     /// Appends the whole frame, length field included, to `out` (a buffer
     /// that a connection reuses for its writes). On error `out` is as it was.
     pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.encode_with_body_into(&self.body, out)
+    }
+
+    /// [`encode_into`](Self::encode_into) with `body` in place of the
+    /// command's own (which is left out): a sender whose body lives
+    /// elsewhere writes it once, into `out`, without copying it into the
+    /// command first.
+    pub fn encode_with_body_into(&self, body: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let at = out.len();
         // The two length words are written once the header's size is known.
         out.extend_from_slice(&[0; 8]);
@@ -263,7 +271,7 @@ impl RemotingCommand {
                     "header of {header_len} bytes"
                 )));
             }
-            let length = 4 + header_len + self.body.len();
+            let length = 4 + header_len + body.len();
             i32::try_from(length)
                 .map_err(|_| EncodeError::TooLarge(format!("frame of {length} bytes")))
         });
@@ -277,7 +285,7 @@ impl RemotingCommand {
         out[at..at + 4].copy_from_slice(&length.to_be_bytes());
         let word = (u32::from(self.serialize_type.code()) << 24) | header_len as u32;
         out[at + 4..at + 8].copy_from_slice(&word.to_be_bytes());
-        out.extend_from_slice(&self.body);
+        out.extend_from_slice(body);
         Ok(())
     }
 
