@@ -174,3 +174,54 @@ fn a_half_message_is_checked_again_after_its_producers_were_offline() {
     async_io::block_on(producer.shutdown());
     instance.shutdown();
 }
+
+/// Commits when checked, and says so before it returns.
+struct CommitsWhenChecked(std::sync::mpsc::SyncSender<()>);
+
+impl TransactionListener for CommitsWhenChecked {
+    fn execute_local(&self, _msg: &Message, _result: &SendResult) -> TransactionState {
+        TransactionState::Unknown
+    }
+
+    fn check_local(&self, _msg: &MessageExt) -> TransactionState {
+        let _ = self.0.try_send(());
+        TransactionState::Commit
+    }
+}
+
+#[test]
+fn a_check_answered_just_before_shutdown_still_commits() {
+    let daemon = Standalone::start_with(&[
+        "--transactionCheckInterval",
+        "300",
+        "--transactionTimeOut",
+        "500",
+    ]);
+    let producing = ClientInstance::start(ClientConfig::new(&daemon.namesrv)).unwrap();
+    let (checked, on_check) = std::sync::mpsc::sync_channel(16);
+    let producer = TransactionProducer::start(
+        producing.clone(),
+        ProducerConfig::new("tx_answer_then_go"),
+        Arc::new(CommitsWhenChecked(checked)),
+    )
+    .unwrap();
+    async_io::block_on(producing.send_heartbeat_to_all_brokers());
+    let topic = "TxAnswerThenGo";
+    let (_, state) =
+        async_io::block_on(producer.send_in_transaction(&Message::new(topic, "late"))).unwrap();
+    assert_eq!(state, TransactionState::Unknown);
+    async_io::block_on(producing.send_heartbeat_to_all_brokers());
+    on_check
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a check-back");
+    // The answer is decided: shutting down at once must not lose it (as a
+    // C program does, closing right after mq_txn_check_answer).
+    async_io::block_on(producer.shutdown());
+    producing.shutdown();
+
+    let reading = ClientInstance::start(ClientConfig::new(&daemon.namesrv)).unwrap();
+    let got = pull_all(&reading, topic, 1);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, b"late");
+    reading.shutdown();
+}

@@ -3,7 +3,7 @@
 //! commits or rolls it back; when the outcome never arrives, the broker asks
 //! (CHECK_TRANSACTION_STATE) and the listener's check answers.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use mq_protocol::codes::request;
@@ -122,7 +122,7 @@ pub struct TransactionProducer {
     producer: Producer,
     listener: Arc<dyn TransactionListener>,
     /// Keeps the check-back member registered with the instance.
-    _checker: Arc<Checker>,
+    checker: Arc<Checker>,
 }
 
 /// Answers CHECK_TRANSACTION_STATE for one producer group.
@@ -130,7 +130,16 @@ struct Checker {
     group: String,
     instance: Weak<ClientInstance>,
     listener: Arc<dyn TransactionListener>,
+    /// Each check being answered holds a clone until its END_TRANSACTION
+    /// is written; shutdown drops this one and waits for the channel to
+    /// close, so that an answer given just before shutdown still goes out.
+    answering: Mutex<Option<async_channel::Sender<()>>>,
+    /// Closed once no check is being answered (after shutdown let go).
+    answered: async_channel::Receiver<()>,
 }
+
+/// How long shutdown waits for the checks being answered.
+const ANSWERS_WAIT: Duration = Duration::from_secs(3);
 
 impl Member for Checker {
     fn on_server_request(
@@ -148,6 +157,11 @@ impl Member for Checker {
         }
         let instance = self.instance.clone();
         let listener = self.listener.clone();
+        let answering = self
+            .answering
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let group = self.group.clone();
         let broker = broker.to_owned();
         let header = request.clone();
@@ -180,6 +194,7 @@ impl Member for Checker {
             if let Err(e) = instance.invoke_oneway(&broker, cmd).await {
                 log::warn!("answering a transaction check from {broker}: {e}");
             }
+            drop(answering);
         });
         // CHECK_TRANSACTION_STATE is one-way: nothing to answer here.
         None
@@ -193,10 +208,13 @@ impl TransactionProducer {
         config: ProducerConfig,
         listener: Arc<dyn TransactionListener>,
     ) -> Result<Self> {
+        let (answering, answered) = async_channel::bounded(1);
         let checker = Arc::new(Checker {
             group: config.group.clone(),
             instance: Arc::downgrade(&instance),
             listener: listener.clone(),
+            answering: Mutex::new(Some(answering)),
+            answered,
         });
         let member: Arc<dyn Member> = checker.clone();
         instance.register(Arc::downgrade(&member));
@@ -204,7 +222,7 @@ impl TransactionProducer {
         Ok(TransactionProducer {
             producer,
             listener,
-            _checker: checker,
+            checker,
         })
     }
 
@@ -272,8 +290,19 @@ impl TransactionProducer {
         &self.producer
     }
 
-    /// Stops the producer.
+    /// Stops the producer, once the check-backs already answered have had
+    /// their END_TRANSACTION written (up to 3 s: a check whose listener
+    /// has not answered yet is not waited for beyond that).
     pub async fn shutdown(&self) {
+        let answering = self
+            .checker
+            .answering
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(answering);
+        // Closed (an error) once every answer in flight has let go.
+        within(ANSWERS_WAIT, self.checker.answered.recv()).await;
         self.producer.shutdown().await;
     }
 }
