@@ -25,6 +25,7 @@ use super::error::{ClientError, Result};
 use super::instance::{ClientInstance, Member};
 use super::message::{compress, unique_id, Message};
 use super::route::publish_queues;
+use super::runtime::Runtime;
 use super::timeout::within;
 
 /// Producer settings (RocketMQ's DefaultMQProducer fields).
@@ -555,6 +556,12 @@ impl Producer {
                     Err(e) => Err(e),
                 },
             };
+            if Runtime::polled_inline() {
+                // Ended in the first poll, on the caller's thread (a send that
+                // failed at once): the callback runs on a client thread, as
+                // documented, not inside send_async.
+                futures_lite::future::yield_now().await;
+            }
             // Not held while the application's code runs: if this was the
             // last handle, the instance stops here rather than in the callback.
             drop(producer);

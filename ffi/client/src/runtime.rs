@@ -28,6 +28,11 @@ use std::thread::{self, JoinHandle, Thread};
 use async_channel::{Receiver, Sender};
 use async_executor::{Executor, Task};
 
+thread_local! {
+    /// Set while [`Runtime::start_detached`] runs a first poll here.
+    static POLLED_INLINE: Cell<bool> = const { Cell::new(false) };
+}
+
 /// An executor and the named threads that run it.
 pub(crate) struct Runtime {
     /// Taken at stop: spawning then fails, and once the threads are gone the
@@ -119,7 +124,17 @@ impl Runtime {
         };
         let (runnable, task) = async_task::spawn(future, schedule);
         task.detach();
+        let outer = POLLED_INLINE.replace(true);
         runnable.run();
+        POLLED_INLINE.set(outer);
+    }
+
+    /// Whether the calling thread is running a future's first poll for
+    /// [`start_detached`](Self::start_detached): the caller's thread, where
+    /// application callbacks must not run (the caller may be about to do
+    /// what its callback waits for).
+    pub(crate) fn polled_inline() -> bool {
+        POLLED_INLINE.get()
     }
 
     /// Whether the calling thread is one of this runtime's.

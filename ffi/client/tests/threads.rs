@@ -257,3 +257,22 @@ fn a_lone_connection_s_thread_ends_with_the_connection() {
     drop(conn);
     assert_eq!(threads("mq-conn-"), Vec::<String>::new());
 }
+
+#[test]
+fn a_send_that_fails_at_once_calls_back_on_a_client_thread() {
+    let _serial = one_at_a_time();
+    let instance =
+        ClientInstance::start(config("127.0.0.1:1", "threads-at-once")).expect("an instance");
+    let producer = Producer::start(instance.clone(), ProducerConfig::new("threads_at_once"))
+        .expect("a producer");
+    let (done, finished) = mpsc::channel();
+    // An empty body is refused before anything is sent: the send ends in
+    // its first poll, which runs on this thread.
+    producer.send_async(Message::new("T", ""), move |outcome| {
+        assert!(outcome.is_err(), "an empty body is refused");
+        let _ = done.send(this_thread());
+    });
+    ran_on_a_client_thread(&finished);
+    drop(producer);
+    instance.shutdown();
+}
