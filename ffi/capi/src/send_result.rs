@@ -73,8 +73,8 @@ fn owned_c_string(s: String) -> CString {
 }
 
 impl mq_send_result_t {
-    /// A result the library owns from now on: its strings are moved, not
-    /// copied (one per field and send adds up on the async path).
+    /// The C form of `r`: its strings are moved into the C strings, not
+    /// copied (a copy per field and send adds up on the async path).
     pub(crate) fn from_owned(r: SendResult) -> mq_send_result_t {
         mq_send_result_t {
             status: status_of(r.status),
@@ -85,20 +85,6 @@ impl mq_send_result_t {
             queue_id: r.queue.queue_id,
             queue_offset: r.queue_offset,
             transaction_id: r.transaction_id.map(owned_c_string),
-        }
-    }
-
-    pub(crate) fn new(r: &SendResult) -> mq_send_result_t {
-        let c = |s: &str| CString::new(s.replace('\0', "")).unwrap_or_default();
-        mq_send_result_t {
-            status: status_of(r.status),
-            msg_id: c(&r.msg_id),
-            offset_msg_id: c(&r.offset_msg_id),
-            topic: c(&r.queue.topic),
-            broker_name: c(&r.queue.broker_name),
-            queue_id: r.queue.queue_id,
-            queue_offset: r.queue_offset,
-            transaction_id: r.transaction_id.as_deref().map(c),
         }
     }
 }

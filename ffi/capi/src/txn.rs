@@ -197,7 +197,7 @@ pub unsafe extern "C" fn mq_txn_producer_send_half(
         let txn = tp
             .gate
             .run("transactional producer", tp.producer.send_half_within(m.message(), budget))??;
-        let result = mq_send_result_t::new(txn.result());
+        let result = mq_send_result_t::from_owned(txn.result().clone());
         out.set(mq_txn_t { txn, result });
         ok()
     }

@@ -329,22 +329,15 @@ impl Producer {
             Some(id) => id.clone(),
             None => unique_id(&self.inner.instance.config().client_ip),
         };
-        let mut props =
-            properties::encode(msg.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let mut add = |name: &str, value: &str| {
-            if !props.is_empty() {
-                props.push(properties::PROPERTY_SEPARATOR);
-            }
-            props.push_str(name);
-            props.push(properties::NAME_VALUE_SEPARATOR);
-            props.push_str(value);
-        };
-        if !msg.properties.contains_key(keys::UNIQ_KEY) {
-            add(keys::UNIQ_KEY, &uniq);
-        }
-        if !msg.properties.contains_key(keys::WAIT) {
-            add(keys::WAIT, "true");
-        }
+        let missing = [(keys::UNIQ_KEY, uniq.as_str()), (keys::WAIT, "true")]
+            .into_iter()
+            .filter(|(name, _)| !msg.properties.contains_key(*name));
+        let props = properties::encode(
+            msg.properties
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .chain(missing),
+        );
         let mut flag = extra_sys_flag;
         let body = if msg.body.len() >= self.inner.config.compress_msg_body_over {
             flag |= sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB;

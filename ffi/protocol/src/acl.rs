@@ -267,15 +267,12 @@ fn decode_canonical(signature: &str) -> Option<[u8; MAC_LEN]> {
     if signature.len() != SIGNATURE_TEXT_LEN {
         return None;
     }
-    let engine = &base64::engine::general_purpose::STANDARD;
-    let mut bytes = [0u8; MAC_LEN];
     // Into a buffer the decoder may need a little room past the end of.
     let mut room = [0u8; MAC_LEN + 3];
-    let n = engine.decode_slice(signature, &mut room).ok()?;
-    if n != MAC_LEN {
-        return None;
-    }
-    bytes.copy_from_slice(&room[..MAC_LEN]);
+    let n = base64::engine::general_purpose::STANDARD
+        .decode_slice(signature, &mut room)
+        .ok()?;
+    let bytes: [u8; MAC_LEN] = room[..n].try_into().ok()?;
     let mut text = [0u8; SIGNATURE_TEXT_LEN];
     (encode_signature(&bytes, &mut text) == signature).then_some(bytes)
 }

@@ -86,17 +86,9 @@ impl ExtFields {
     /// fields' text (no string of its own: numbers on a hot path).
     pub fn insert_display(&mut self, key: &str, value: impl std::fmt::Display) {
         use std::fmt::Write;
-        self.forget(key);
-        let key_start = self.text.len();
-        self.text.push_str(key);
-        let key_end = self.text.len();
         // Writing to a String cannot fail.
-        let _ = write!(self.text, "{value}");
-        self.fields.push(Field {
-            key_start,
-            key_end,
-            value_end: self.text.len(),
-        });
+        let _ = write!(self.begin_value(key), "{value}");
+        self.end_value();
     }
 
     /// Makes room for `fields` more fields of `text` more bytes in all.

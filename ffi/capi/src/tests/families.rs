@@ -507,7 +507,7 @@ fn accessors_and_no_op_frees_keep_the_last_error() {
 
 #[test]
 fn a_send_result_reads_whole_in_one_view() {
-    let r = mq_send_result_t::new(&mq_client::SendResult {
+    let r = mq_send_result_t::from_owned(mq_client::SendResult {
         status: mq_client::SendStatus::FlushDiskTimeout,
         msg_id: "ID1".into(),
         offset_msg_id: "OFF1".into(),
