@@ -47,7 +47,10 @@
  * The failing thread's detail is in mq_last_error() (and the broker's
  * response code in mq_last_error_broker_code() after MQ_ERR_BROKER). NULL
  * pointers, invalid UTF-8 and out-of-range enum values are errors, never
- * crashes; a Rust panic is caught and returned as MQ_ERR_PANIC. Only
+ * crashes; a Rust panic is caught and returned as MQ_ERR_PANIC, and the
+ * producer or consumer it ran on is poisoned: every later call on that
+ * handle but close and destroy returns MQ_ERR_PANIC, naming the first
+ * panic (other handles go on). Only
  * functions that return an mq_status_t record a failure in
  * mq_last_error(): accessors (which return NULL, 0 or -1 for a NULL
  * argument or an index out of range) and no-op frees leave the previous
@@ -329,7 +332,9 @@ typedef int32_t (*mq_batch_handler_t)(const mq_batch_t *batch, void *opaque);
 #define MQ_ERR_UNKNOWN 15
 
 // A bug in libmq: a Rust panic was caught at the boundary (it never
-// unwinds into the caller); the detail holds its message.
+// unwinds into the caller); the detail holds its message. The producer or
+// consumer the call ran on is then unusable: every later call on it but
+// close and destroy returns MQ_ERR_PANIC too.
 #define MQ_ERR_PANIC 99
 
 #ifdef __cplusplus

@@ -3,7 +3,8 @@
 //!
 //! [`ffi!`] wraps an export's body: it refuses calls from a forked child
 //! (`MQ_ERR_FORKED`), runs the body under `catch_unwind` (a panic becomes
-//! `MQ_ERR_PANIC` and never unwinds into C), and turns the body's
+//! `MQ_ERR_PANIC`, never unwinds into C, and poisons the producer or
+//! consumer the body entered with [`handle`]), and turns the body's
 //! `Result<R, Error>` into the C return value. A failure is recorded as
 //! this thread's last error only by exports that return a status: an
 //! accessor that answers NULL, 0 or -1 (for a NULL argument, an index out
@@ -24,10 +25,11 @@
 //! atfork handlers (`_Fork`, a raw `clone`) is not marked; it is still
 //! refused when it starts a client, which compares the pid with the one
 //! recorded at the first start.
+use std::cell::Cell;
 use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 
 use crate::status::{mq_status_t, record, Error, MQ_ERR_FORKED, MQ_ERR_PANIC, MQ_OK};
 
@@ -171,6 +173,50 @@ fn forked_error() -> Error {
     )
 }
 
+/// A handle's mark that a call on it panicked. The panic may have left the
+/// handle's state half-changed, so later calls on it fail with
+/// `MQ_ERR_PANIC`, naming the first panic, instead of running on that
+/// state; close and destroy still work, so the application can let it go
+/// and make a new one.
+#[derive(Default)]
+pub(crate) struct Poison(OnceLock<String>);
+
+/// A handle a panic poisons: producers and consumers.
+pub(crate) trait Poisonable {
+    /// The handle's mark.
+    fn poison(&self) -> &Poison;
+}
+
+thread_local! {
+    /// The mark of the handle the running export entered ([`handle`]),
+    /// which [`boundary`] sets if the export panics.
+    static ENTERED: Cell<*const Poison> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The handle `*p` for a call on it (not for its close or destroy):
+/// `MQ_ERR_NULL` naming `what` for NULL, `MQ_ERR_PANIC` once poisoned.
+/// A panic in the rest of the export poisons it.
+///
+/// # Safety
+///
+/// As [`arg`]; and the handle outlives the export's call (the header's
+/// rule: destroy is the last call on a handle and overlaps none).
+pub(crate) unsafe fn handle<'a, T: Poisonable>(p: *const T, what: &str) -> Result<&'a T, Error> {
+    // SAFETY: the caller's promise.
+    let h = unsafe { arg(p, what) }?;
+    if let Some(why) = h.poison().0.get() {
+        return Err(Error::new(
+            MQ_ERR_PANIC,
+            format!(
+                "this {what} is unusable since a call on it panicked ({why}); \
+                 close and destroy it, and make a new one"
+            ),
+        ));
+    }
+    ENTERED.set(h.poison());
+    Ok(h)
+}
+
 /// The body of every export (through [`ffi!`]): see the module doc.
 pub(crate) fn boundary<R: Fallback>(
     check_fork: bool,
@@ -189,7 +235,11 @@ pub(crate) fn boundary<R: Fallback>(
     if check_fork && forked() {
         return failed(forked_error(), fallback, records);
     }
-    match catch_unwind(AssertUnwindSafe(body)) {
+    // An export that calls another keeps its own entered handle.
+    let outer = ENTERED.replace(std::ptr::null());
+    let outcome = catch_unwind(AssertUnwindSafe(body));
+    let entered = ENTERED.replace(outer);
+    match outcome {
         Ok(Ok(value)) => value,
         Ok(Err(e)) => failed(e, fallback, records),
         Err(payload) => {
@@ -198,6 +248,11 @@ pub(crate) fn boundary<R: Fallback>(
                 .map(|s| (*s).to_owned())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic without a message".into());
+            // SAFETY: set by `handle` in this export's body, whose handle
+            // outlives the call (its caller's promise).
+            if let Some(poison) = unsafe { entered.as_ref() } {
+                let _ = poison.0.set(what.clone());
+            }
             failed(
                 Error::new(MQ_ERR_PANIC, format!("libmq panicked: {what}")),
                 fallback,

@@ -17,7 +17,7 @@ use mq_client::{Message, Producer};
 
 use crate::client::{block_on, instance, next, timeout, Gate};
 use crate::config::{mq_config_t, Extra};
-use crate::ffi::{arg, ok, put, take, text, Out};
+use crate::ffi::{arg, handle, ok, put, take, text, Out, Poison, Poisonable};
 use crate::message::mq_message_t;
 use crate::send_result::{mq_send_report_t, mq_send_result_t};
 use crate::status::{mq_status_t, Error, MQ_ERR_QUEUE_FULL, MQ_ERR_TIMEOUT};
@@ -32,6 +32,14 @@ pub struct mq_producer_t {
     /// Closed by close: sends fail with `MQ_ERR_CLOSED`, also those in
     /// flight.
     gate: Gate,
+    /// Set when a call on it panicked.
+    poison: Poison,
+}
+
+impl Poisonable for mq_producer_t {
+    fn poison(&self) -> &Poison {
+        &self.poison
+    }
 }
 
 /// What async sends share with their completions (which run on a library
@@ -218,6 +226,7 @@ pub unsafe extern "C" fn mq_producer_new(
                 signalled: AtomicBool::new(false),
             }),
             gate: Gate::default(),
+            poison: Poison::default(),
         });
         ok()
     }
@@ -250,7 +259,7 @@ pub unsafe extern "C" fn mq_producer_send(
 ) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promises.
-        let (out, p, m) = unsafe { (Out::optional(out), arg(p, "producer")?, arg(m, "message")?) };
+        let (out, p, m) = unsafe { (Out::optional(out), handle(p, "producer")?, arg(m, "message")?) };
         let r = p.run(p.open()?.send_within(m.message(), p.budget(timeout_ms)))?;
         give(out, r);
         ok()
@@ -278,7 +287,7 @@ pub unsafe extern "C" fn mq_producer_send_ordered(
         let (out, p, m, key) = unsafe {
             (
                 Out::optional(out),
-                arg(p, "producer")?,
+                handle(p, "producer")?,
                 arg(m, "message")?,
                 text(sharding_key, "sharding_key")?,
             )
@@ -308,7 +317,7 @@ pub unsafe extern "C" fn mq_producer_send_oneway(
 ) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promises.
-        let (p, m) = unsafe { (arg(p, "producer")?, arg(m, "message")?) };
+        let (p, m) = unsafe { (handle(p, "producer")?, arg(m, "message")?) };
         p.run(p.open()?.send_oneway(m.message()))?;
         ok()
     }
@@ -338,7 +347,7 @@ pub unsafe extern "C" fn mq_producer_send_batch(
 ) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promises.
-        let (out, p) = unsafe { (Out::optional(out), arg(p, "producer")?) };
+        let (out, p) = unsafe { (Out::optional(out), handle(p, "producer")?) };
         if msgs.is_null() {
             return Err(Error::null("msgs"));
         }
@@ -378,7 +387,7 @@ pub unsafe extern "C" fn mq_producer_send_async(
 ) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promises.
-        let (p, m) = unsafe { (arg(p, "producer")?, arg(m, "message")?) };
+        let (p, m) = unsafe { (handle(p, "producer")?, arg(m, "message")?) };
         let producer = p.open()?;
         let sends = &p.async_sends;
         if sends.outstanding.fetch_add(1, Ordering::AcqRel) >= p.extra.max_inflight_async {
@@ -435,7 +444,7 @@ pub unsafe extern "C" fn mq_producer_poll(
 ) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promises.
-        let (out, p) = unsafe { (Out::new(out, "out")?, arg(p, "producer")?) };
+        let (out, p) = unsafe { (Out::new(out, "out")?, handle(p, "producer")?) };
         match p.async_sends.next(timeout(timeout_ms)) {
             Ok(Some(report)) => {
                 p.async_sends.outstanding.fetch_sub(1, Ordering::AcqRel);
@@ -474,7 +483,7 @@ pub unsafe extern "C" fn mq_producer_set_report_fd(
 ) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promise.
-        let p = unsafe { arg(p, "producer") }?;
+        let p = unsafe { handle(p, "producer") }?;
         if fd < -1 {
             return Err(Error::invalid(format!("report descriptor {fd}: not a descriptor or -1")));
         }
@@ -521,7 +530,7 @@ pub unsafe extern "C" fn mq_producer_serve(
     ffi! {
         // SAFETY: the caller's promises.
         unsafe { put(served, 0) };
-        let p = unsafe { arg(p, "producer") }?;
+        let p = unsafe { handle(p, "producer") }?;
         let handler = handler.ok_or_else(|| Error::null("handler"))?;
         let mut limit = timeout(timeout_ms);
         let mut n = 0;
@@ -559,7 +568,7 @@ pub unsafe extern "C" fn mq_producer_flush(
 ) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promise.
-        let p = unsafe { arg(p, "producer") }?;
+        let p = unsafe { handle(p, "producer") }?;
         if p.async_sends.flush(timeout(timeout_ms)) {
             ok()
         } else {

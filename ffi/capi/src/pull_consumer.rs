@@ -11,7 +11,7 @@ use mq_client::PullConsumer;
 use crate::batch::mq_batch_t;
 use crate::client::{block_on, instance, timeout, Gate};
 use crate::config::mq_config_t;
-use crate::ffi::{arg, ok, put, take, text, text_opt, Out};
+use crate::ffi::{arg, handle, ok, put, take, text, text_opt, Out, Poison, Poisonable};
 use crate::queue_list::{mq_queue_list_t, queue};
 use crate::status::{mq_status_t, Error};
 
@@ -23,6 +23,14 @@ pub struct mq_pull_consumer_t {
     /// Closed by close: calls fail with `MQ_ERR_CLOSED`, also those in
     /// flight.
     gate: Gate,
+    /// Set when a call on it panicked.
+    poison: Poison,
+}
+
+impl Poisonable for mq_pull_consumer_t {
+    fn poison(&self) -> &Poison {
+        &self.poison
+    }
 }
 
 impl mq_pull_consumer_t {
@@ -72,6 +80,7 @@ pub unsafe extern "C" fn mq_pull_consumer_new(
         out.set(mq_pull_consumer_t {
             consumer,
             gate: Gate::default(),
+            poison: Poison::default(),
         });
         ok()
     }
@@ -97,7 +106,7 @@ pub unsafe extern "C" fn mq_pull_consumer_subscribe(
     ffi! {
         // SAFETY: the caller's promises.
         let (c, topic, expr) = unsafe {
-            (arg(c, "consumer")?, text(topic, "topic")?, text_opt(expr, "expr")?)
+            (handle(c, "consumer")?, text(topic, "topic")?, text_opt(expr, "expr")?)
         };
         c.run(c.open()?.subscribe(topic, expr.unwrap_or("*")))?;
         ok()
@@ -126,7 +135,7 @@ pub unsafe extern "C" fn mq_pull_consumer_fetch_queues(
 ) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promises.
-        let (out, c, topic) = unsafe { (Out::new(out, "out")?, arg(c, "consumer")?, text(topic, "topic")?) };
+        let (out, c, topic) = unsafe { (Out::new(out, "out")?, handle(c, "consumer")?, text(topic, "topic")?) };
         let queues = c.run(c.open()?.fetch_queues(topic))?;
         out.set(mq_queue_list_t::new(queues));
         ok()
@@ -149,7 +158,7 @@ pub unsafe extern "C" fn mq_pull_consumer_assign(
 ) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promises.
-        let (c, queues) = unsafe { (arg(c, "consumer")?, arg(queues, "queues")?) };
+        let (c, queues) = unsafe { (handle(c, "consumer")?, arg(queues, "queues")?) };
         c.run(c.open()?.assign(queues.queues()))?;
         ok()
     }
@@ -171,7 +180,7 @@ pub unsafe extern "C" fn mq_pull_consumer_assignment(
 ) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promises.
-        let (out, c) = unsafe { (Out::new(out, "out")?, arg(c, "consumer")?) };
+        let (out, c) = unsafe { (Out::new(out, "out")?, handle(c, "consumer")?) };
         let queues = block_on(c.open()?.assignment());
         out.set(mq_queue_list_t::new(queues));
         ok()
@@ -198,7 +207,7 @@ pub unsafe extern "C" fn mq_pull_consumer_poll(
 ) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promises.
-        let (out, c) = unsafe { (Out::new(out, "out")?, arg(c, "consumer")?) };
+        let (out, c) = unsafe { (Out::new(out, "out")?, handle(c, "consumer")?) };
         let msgs = block_on(c.open()?.poll(timeout(timeout_ms)))?;
         if !msgs.is_empty() {
             out.set(mq_batch_t::new(msgs, None));
@@ -227,7 +236,7 @@ pub unsafe extern "C" fn mq_pull_consumer_seek(
 ) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promises.
-        let (c, mq) = unsafe { (arg(c, "consumer")?, queue(topic, broker, queue_id)?) };
+        let (c, mq) = unsafe { (handle(c, "consumer")?, queue(topic, broker, queue_id)?) };
         c.run(c.open()?.seek(&mq, offset))?;
         ok()
     }
@@ -251,7 +260,7 @@ pub unsafe extern "C" fn mq_pull_consumer_seek_to_timestamp(
 ) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promises.
-        let (c, mq) = unsafe { (arg(c, "consumer")?, queue(topic, broker, queue_id)?) };
+        let (c, mq) = unsafe { (handle(c, "consumer")?, queue(topic, broker, queue_id)?) };
         c.run(c.open()?.seek_to_timestamp(&mq, timestamp_ms))?;
         ok()
     }
@@ -269,7 +278,7 @@ pub unsafe extern "C" fn mq_pull_consumer_seek_to_timestamp(
 pub unsafe extern "C" fn mq_pull_consumer_commit(c: *const mq_pull_consumer_t) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promise.
-        let c = unsafe { arg(c, "consumer") }?;
+        let c = unsafe { handle(c, "consumer") }?;
         c.run(c.open()?.commit())?;
         ok()
     }
@@ -294,7 +303,7 @@ pub unsafe extern "C" fn mq_pull_consumer_committed(
 ) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promises.
-        let (c, mq) = unsafe { (arg(c, "consumer")?, queue(topic, broker, queue_id)?) };
+        let (c, mq) = unsafe { (handle(c, "consumer")?, queue(topic, broker, queue_id)?) };
         if offset.is_null() {
             return Err(Error::null("offset"));
         }

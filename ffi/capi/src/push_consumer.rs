@@ -24,7 +24,7 @@ use mq_client::{
 use crate::batch::mq_batch_t;
 use crate::client::{block_on, instance, timeout, within};
 use crate::config::{mq_config_t, Extra};
-use crate::ffi::{arg, ok, put, take, text, Out};
+use crate::ffi::{arg, handle, ok, put, take, text, Out, Poison, Poisonable};
 use crate::reply::{reply, Closing, Replier};
 use crate::status::{mq_status_t, Error};
 
@@ -136,6 +136,14 @@ pub struct mq_push_consumer_t {
     extra: Extra,
     bridge: Arc<Bridge>,
     life: Mutex<Life>,
+    /// Set when a call on it panicked.
+    poison: Poison,
+}
+
+impl Poisonable for mq_push_consumer_t {
+    fn poison(&self) -> &Poison {
+        &self.poison
+    }
 }
 
 impl mq_push_consumer_t {
@@ -189,6 +197,7 @@ pub unsafe extern "C" fn mq_push_consumer_new(
             extra,
             bridge,
             life: Mutex::new(Life::Created(Vec::new())),
+            poison: Poison::default(),
         });
         ok()
     }
@@ -213,7 +222,7 @@ pub unsafe extern "C" fn mq_push_consumer_subscribe(
     ffi! {
         // SAFETY: the caller's promises.
         let (c, topic, expr) = unsafe {
-            (arg(c, "consumer")?, text(topic, "topic")?, crate::ffi::text_opt(expr, "expr")?)
+            (handle(c, "consumer")?, text(topic, "topic")?, crate::ffi::text_opt(expr, "expr")?)
         };
         if topic.is_empty() {
             return Err(Error::invalid("topic is empty"));
@@ -242,7 +251,7 @@ pub unsafe extern "C" fn mq_push_consumer_subscribe(
 pub unsafe extern "C" fn mq_push_consumer_start(c: *const mq_push_consumer_t) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promise.
-        let c = unsafe { arg(c, "consumer") }?;
+        let c = unsafe { handle(c, "consumer") }?;
         let mut life = c.life.lock().unwrap_or_else(PoisonError::into_inner);
         let subs = match &*life {
             Life::Created(subs) => subs.clone(),
@@ -281,7 +290,7 @@ pub unsafe extern "C" fn mq_push_consumer_poll(
 ) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promises.
-        let (out, c) = unsafe { (Out::new(out, "out")?, arg(c, "consumer")?) };
+        let (out, c) = unsafe { (Out::new(out, "out")?, handle(c, "consumer")?) };
         if let Life::Created(_) = &*c.life.lock().unwrap_or_else(PoisonError::into_inner) {
             return Err(Error::state("poll after mq_push_consumer_start"));
         }
@@ -327,7 +336,7 @@ pub unsafe extern "C" fn mq_push_consumer_serve(
     ffi! {
         // SAFETY: the caller's promises.
         unsafe { put(served, 0) };
-        let c = unsafe { arg(c, "consumer") }?;
+        let c = unsafe { handle(c, "consumer") }?;
         let handler = handler.ok_or_else(|| Error::null("handler"))?;
         if let Life::Created(_) = &*c.life.lock().unwrap_or_else(PoisonError::into_inner) {
             return Err(Error::state("serve after mq_push_consumer_start"));

@@ -56,7 +56,9 @@ pub const MQ_ERR_IO: mq_status_t = 14;
 /// A failure this version of libmq has no status for; the detail says what.
 pub const MQ_ERR_UNKNOWN: mq_status_t = 15;
 /// A bug in libmq: a Rust panic was caught at the boundary (it never
-/// unwinds into the caller); the detail holds its message.
+/// unwinds into the caller); the detail holds its message. The producer or
+/// consumer the call ran on is then unusable: every later call on it but
+/// close and destroy returns MQ_ERR_PANIC too.
 pub const MQ_ERR_PANIC: mq_status_t = 99;
 
 /// Every status: number, name, text.

@@ -22,7 +22,7 @@ use mq_client::{
 
 use crate::client::{block_on, instance, next, timeout, Gate};
 use crate::config::{mq_config_t, Extra};
-use crate::ffi::{arg, choice, ok, take, Out};
+use crate::ffi::{arg, choice, handle, ok, take, Out, Poison, Poisonable};
 use crate::message::mq_message_t;
 use crate::reply::{reply, Closing, Replier};
 use crate::send_result::mq_send_result_t;
@@ -92,6 +92,14 @@ pub struct mq_txn_producer_t {
     /// Closed by close: half sends fail with `MQ_ERR_CLOSED`, also those in
     /// flight.
     gate: Gate,
+    /// Set when a call on it panicked.
+    poison: Poison,
+}
+
+impl Poisonable for mq_txn_producer_t {
+    fn poison(&self) -> &Poison {
+        &self.poison
+    }
 }
 
 /// A half message waiting for its outcome. End it with `mq_txn_end` (or
@@ -156,6 +164,7 @@ pub unsafe extern "C" fn mq_txn_producer_new(
             bridge,
             extra,
             gate: Gate::default(),
+            poison: Poison::default(),
         });
         ok()
     }
@@ -188,7 +197,7 @@ pub unsafe extern "C" fn mq_txn_producer_send_half(
 ) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promises.
-        let (out, tp, m) = unsafe { (Out::new(out, "out")?, arg(tp, "producer")?, arg(m, "message")?) };
+        let (out, tp, m) = unsafe { (Out::new(out, "out")?, handle(tp, "producer")?, arg(m, "message")?) };
         let budget = if timeout_ms < 0 {
             tp.producer.producer().config().send_timeout
         } else {
@@ -285,7 +294,7 @@ pub unsafe extern "C" fn mq_txn_producer_poll_check(
 ) -> mq_status_t {
     ffi! {
         // SAFETY: the caller's promises.
-        let (out, tp) = unsafe { (Out::new(out, "out")?, arg(tp, "producer")?) };
+        let (out, tp) = unsafe { (Out::new(out, "out")?, handle(tp, "producer")?) };
         match next(&tp.bridge.queue.1, timeout(timeout_ms)) {
             Ok(Some(check)) => {
                 out.set(check);

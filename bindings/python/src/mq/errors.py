@@ -130,7 +130,8 @@ class MqUnknownError(MqError):
 
 
 class MqPanicError(MqError):
-    """A bug in libmq (a Rust panic caught at the boundary)."""
+    """A bug in libmq (a Rust panic caught at the boundary). The producer or
+    consumer it ran on is unusable afterwards: close it and make a new one."""
 
 
 def class_name(status_name: str) -> str:

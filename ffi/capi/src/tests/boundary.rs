@@ -42,6 +42,56 @@ fn a_panic_becomes_mq_err_panic_with_its_message() {
     assert!(last_error().contains("boom"));
 }
 
+/// A test-only export on a producer that panics after entering it, as a
+/// bug in a send would.
+unsafe extern "C" fn panics_on(p: *const mq_producer_t) -> mq_status_t {
+    ffi! {
+        // SAFETY: the test passes a live producer.
+        let _ = unsafe { crate::ffi::handle(p, "producer") }?;
+        panic!("a bug in a producer call")
+    }
+}
+
+#[test]
+fn a_panic_poisons_the_handle_it_ran_on_and_no_other() {
+    let cfg = config(&[]);
+    let (mut p, mut q): (*mut mq_producer_t, *mut mq_producer_t) = (null_mut(), null_mut());
+    // SAFETY: a live config and valid out-pointers.
+    unsafe {
+        expect(mq_producer_new(cfg, &mut p), MQ_OK);
+        expect(mq_producer_new(cfg, &mut q), MQ_OK);
+    }
+    // SAFETY: a live producer.
+    expect(unsafe { panics_on(p) }, MQ_ERR_PANIC);
+    assert!(
+        last_error().contains("a bug in a producer call"),
+        "{}",
+        last_error()
+    );
+    // SAFETY: live producers; a NULL message is an argument error on the
+    // healthy one, and the poisoned one refuses before looking at it.
+    unsafe {
+        expect(
+            mq_producer_send(p, std::ptr::null(), -1, null_mut()),
+            MQ_ERR_PANIC,
+        );
+        let detail = last_error();
+        assert!(
+            detail.contains("unusable") && detail.contains("a bug in a producer call"),
+            "{detail}"
+        );
+        expect(
+            mq_producer_send(q, std::ptr::null(), -1, null_mut()),
+            MQ_ERR_NULL,
+        );
+        // Close and destroy still work on the poisoned one.
+        expect(crate::producer::mq_producer_close(p), MQ_OK);
+        mq_producer_destroy(p);
+        mq_producer_destroy(q);
+    }
+    free_config(cfg);
+}
+
 #[test]
 fn the_status_table_is_fixed() {
     let expected = [
